@@ -1,0 +1,73 @@
+# a3 build. `make` builds ./a3; `make check` runs the tests; `make demo`
+# runs the whole pipeline on the embedded sample; `make sanitize` runs the
+# tests under ASan+UBSan; `make bench` prints speed figures.
+#
+# Sources are found by wildcard: src/<module>/*.c form the library
+# (build/liba3.a), src/cli/*.c and ui/*.c the binary, tests/test_*.c one
+# test program each (tests/helpers/*.c linked into all of them).
+
+CC      ?= cc
+BUILD   ?= build
+PKGS    := openblas lapacke libcjson ncursesw libpcre2-8
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+OPT     ?= -O2 -march=x86-64-v2
+CFLAGS  ?= $(OPT) -g
+WARN    := -std=c11 -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wno-unused-parameter
+CPPFLAGS := -Iinclude -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 $(PKG_CFLAGS) -DA3_VERSION='"$(VERSION)"'
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+VERSION := 0.1.0
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+BIN_SRC  := $(wildcard src/cli/*.c) $(wildcard ui/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+HELP_SRC := $(wildcard tests/helpers/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+BIN_OBJ  := $(BIN_SRC:%.c=$(BUILD)/%.o)
+HELP_OBJ := $(HELP_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check test sanitize demo bench setup clean format
+all: a3
+
+a3: $(BUILD)/a3
+	@ln -sf $(BUILD)/a3 a3
+
+$(BUILD)/liba3.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/a3: $(BIN_OBJ) $(BUILD)/liba3.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard include/a3/*.h) $(wildcard src/*/*.h) $(wildcard ui/*.h) $(wildcard tests/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(HELP_OBJ) $(BUILD)/liba3.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The test command the README and CI use.
+check: a3 $(TESTS)
+	@A3_BIN=$(abspath $(BUILD)/a3) tests/run.sh $(TESTS)
+test: check
+
+sanitize:
+	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" check
+
+setup:
+	@scripts/setup.sh
+
+demo: a3
+	@scripts/demo.sh
+
+bench: a3
+	@scripts/bench.sh
+
+format:
+	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)
+
+clean:
+	rm -rf build build-san a3

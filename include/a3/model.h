@@ -1,0 +1,63 @@
+/* model: a LLaMA-family decoder on the CPU.
+ *
+ * Weights stay memory-mapped in their file dtype; a layer is converted to
+ * float32 only while it runs (F32 files are used in place), so peak memory
+ * is one layer in float32 plus activations, never the whole model.
+ *
+ * The forward pass is a batched prefill: n_seq independent sequences of
+ * seqlen tokens, every GEMM through OpenBLAS sgemm, attention threaded over
+ * (sequence, head). It supports compressed shapes (per-group QK/OV ranks,
+ * kept RoPE frequencies, per-layer MLP widths) through a3_config.
+ * HF layout: RoPE rotates halves (dim p pairs with p + rank/2). */
+#ifndef A3_MODEL_H
+#define A3_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "a3/config.h"
+#include "a3/safetensors.h"
+#include "a3/util.h"
+
+typedef struct a3_model a3_model;
+
+/* Open a HF model directory (config.json + safetensors). Checks that every
+ * tensor the config implies is present with the right shape and dtype. */
+int a3_model_open(const char *dir, a3_model **out, a3_err *err);
+void a3_model_free(a3_model *m);
+const a3_config *a3_model_config(const a3_model *m);
+const char *a3_model_dir(const a3_model *m);
+/* Borrowed: the model's tensor set (valid while the model lives). */
+const a3_st_set *a3_model_tensors(const a3_model *m);
+
+/* Threads used for attention (GEMMs use OpenBLAS's own threads). 0 = auto. */
+void a3_model_set_threads(a3_model *m, int n);
+
+/* Run n_seq sequences of seqlen tokens each through every layer and the
+ * final norm. hidden_out: (n_seq * seqlen, d) floats. Token ids are
+ * validated against the vocabulary. */
+int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen,
+                     float *hidden_out, a3_err *err);
+
+/* logits (n_rows, vocab) = hidden (n_rows, d) @ lm_head^T. */
+int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows,
+                    float *logits, a3_err *err);
+
+/* Incremental decoding with a KV cache for one sequence. */
+typedef struct a3_decoder a3_decoder;
+int a3_decoder_new(a3_model *m, int max_len, a3_decoder **out, a3_err *err);
+void a3_decoder_free(a3_decoder *dec);
+/* Append n tokens (prefill when n > 1) and return the logits of the last
+ * one in logits (vocab floats). */
+int a3_decoder_step(a3_decoder *dec, const int32_t *tokens, int n,
+                    float *logits, a3_err *err);
+
+/* Parameter counts by component (elements). */
+typedef struct {
+    int64_t embed, lm_head, norms, attn_qk, attn_ov, mlp, bias, total;
+} a3_param_counts;
+void a3_model_count_params(const a3_config *c, a3_param_counts *out);
+/* KV-cache bytes per token for elements of elem_bytes bytes. */
+int64_t a3_model_kv_bytes_per_token(const a3_config *c, int elem_bytes);
+
+#endif

@@ -1,0 +1,94 @@
+/* safetensors: read (memory-mapped, hostile-input safe) and write.
+ *
+ * File layout (https://huggingface.co/docs/safetensors):
+ *   u64 little-endian N            length of the JSON header
+ *   N bytes UTF-8 JSON             {"name": {"dtype": "F16", "shape": [..],
+ *                                   "data_offsets": [begin, end]}, ...,
+ *                                   "__metadata__": {"k": "v"}}  (optional)
+ *   data section                   offsets are relative to its start
+ * Every length, offset and shape from the file is checked before use:
+ * header length vs file size and a 100 MB cap, offsets inside the data
+ * section, end - begin == numel * dtype size (overflow-checked), no two
+ * tensors overlapping, no duplicate names, known dtype, rank <= 8.
+ *
+ * A set (a3_st_set) is one model's tensors across one file or the shards
+ * named by model.safetensors.index.json; names are unique across the set. */
+#ifndef A3_SAFETENSORS_H
+#define A3_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "a3/util.h"
+
+typedef enum {
+    A3_DT_F32,
+    A3_DT_F16,
+    A3_DT_BF16,
+    A3_DT_F64,
+    A3_DT_I32,
+    A3_DT_I64,
+    A3_DT_U8,
+    A3_DT_COUNT
+} a3_dtype;
+
+#define A3_ST_MAX_DIMS 8
+
+typedef struct {
+    const char *name;             /* owned by the set */
+    a3_dtype dtype;
+    int ndim;
+    int64_t shape[A3_ST_MAX_DIMS];
+    size_t numel;
+    const void *data;             /* borrowed from the mmap, nbytes long */
+    size_t nbytes;
+    const char *file;             /* path of the shard holding it */
+} a3_st_tensor;
+
+typedef struct a3_st_set a3_st_set;
+
+/* Bytes per element; 0 for an invalid dtype. */
+size_t a3_dtype_size(a3_dtype dt);
+/* "F32", "F16", "BF16", ...; parse returns -1 for an unknown name. */
+const char *a3_dtype_name(a3_dtype dt);
+int a3_dtype_parse(const char *s, a3_dtype *out);
+
+/* Open one .safetensors file. */
+int a3_st_open_file(const char *path, a3_st_set **out, a3_err *err);
+/* Open a model directory: model.safetensors, or the shards listed in
+ * model.safetensors.index.json (every shard mapped, weight_map checked). */
+int a3_st_open_dir(const char *dir, a3_st_set **out, a3_err *err);
+void a3_st_free(a3_st_set *st); /* accepts NULL */
+
+size_t a3_st_count(const a3_st_set *st);
+const a3_st_tensor *a3_st_get(const a3_st_set *st, size_t i);
+/* NULL when absent. */
+const a3_st_tensor *a3_st_find(const a3_st_set *st, const char *name);
+
+/* Find `name`, check it has exactly the given shape (ndim dims), and convert
+ * it to float32 into dst (numel floats). Errors name the file and tensor:
+ * missing, wrong shape, or a dtype that is not F32/F16/BF16. */
+int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim,
+                   const int64_t *shape, float *dst, a3_err *err);
+
+/* Element conversions (round to nearest even for the narrowing ones). */
+float a3_f16_to_f32(uint16_t h);
+uint16_t a3_f32_to_f16(float f);
+float a3_bf16_to_f32(uint16_t h);
+uint16_t a3_f32_to_bf16(float f);
+/* Convert n elements of src (dtype dt) to float32. */
+int a3_convert_to_f32(a3_dtype dt, const void *src, size_t n, float *dst);
+
+/* Writer. Tensors are added from float32 data and stored in `dtype`
+ * (F32, F16 or BF16); the writer copies the data, so callers may free their
+ * buffers after add. save writes atomically (temp file + rename), with the
+ * tensors in the order added and a "__metadata__" {"format": "pt"} entry. */
+typedef struct a3_st_writer a3_st_writer;
+a3_st_writer *a3_st_writer_new(void);
+int a3_st_writer_add(a3_st_writer *w, const char *name, a3_dtype dtype,
+                     int ndim, const int64_t *shape, const float *data,
+                     a3_err *err);
+int a3_st_writer_save(a3_st_writer *w, const char *path, a3_err *err);
+void a3_st_writer_free(a3_st_writer *w);
+
+#endif

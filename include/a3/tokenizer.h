@@ -1,0 +1,59 @@
+/* tokenizer: text <-> token ids.
+ *
+ * Kinds:
+ *  - HF tokenizer.json, model type BPE, in the two forms in real use:
+ *    SentencePiece-style (Llama 2, Mistral, TinyLlama: normalizer/pre-tokenizer
+ *    replaces ' ' with U+2581 "▁" and prepends one, byte_fallback tokens
+ *    <0xNN>) and byte-level (GPT-2, Llama 3, Qwen2, SmolLM: bytes mapped to
+ *    printable unicode, split by the pre-tokenizer regex with PCRE2).
+ *    Merges by rank; added/special tokens matched before BPE.
+ *  - llama2.c tokenizer.bin (int32 max_token_length, then per token float32
+ *    score, int32 len, bytes): greedy merging of the adjacent pair whose
+ *    concatenation has the highest score, after a leading space is added;
+ *    byte fallback tokens at ids 3..258.
+ *  - pre-tokenized ids: a file of little-endian uint32 (no tokenizer needed).
+ */
+#ifndef A3_TOKENIZER_H
+#define A3_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "a3/util.h"
+
+typedef struct a3_tokenizer a3_tokenizer;
+
+/* Load tokenizer.json from a HF model directory (or a direct path to a
+ * .json file), or a llama2.c tokenizer.bin (by path). */
+int a3_tok_load_hf(const char *path, a3_tokenizer **out, a3_err *err);
+int a3_tok_load_llama2c(const char *path, int vocab_size, a3_tokenizer **out,
+                        a3_err *err);
+/* Directory: tokenizer.json if present, else tokenizer.bin. */
+int a3_tok_load_dir(const char *dir, a3_tokenizer **out, a3_err *err);
+void a3_tok_free(a3_tokenizer *t);
+
+int a3_tok_vocab_size(const a3_tokenizer *t);
+int a3_tok_bos(const a3_tokenizer *t); /* -1 if none */
+int a3_tok_eos(const a3_tokenizer *t); /* -1 if none */
+
+/* Encode UTF-8 text of length len (no BOS/EOS added; add_bos adds one when
+ * the tokenizer has it). *ids is malloc'd, caller frees. */
+int a3_tok_encode(const a3_tokenizer *t, const char *text, size_t len,
+                  int add_bos, int32_t **ids, size_t *n_ids, a3_err *err);
+
+/* Decode one token given the previous one (SentencePiece drops the leading
+ * space after BOS), appending its bytes to buf. Returns bytes written, or a
+ * negative code if buf is too small. Byte-fallback and byte-level tokens
+ * may produce partial UTF-8 sequences; concatenating gives the text. */
+int a3_tok_decode(const a3_tokenizer *t, int prev, int id, char *buf,
+                  size_t cap);
+
+/* Write the tokenizer as a HF tokenizer.json (atomically) that encodes
+ * and decodes identically (used by `a3 convert` for llama2.c models). */
+int a3_tok_save_hf(const a3_tokenizer *t, const char *path, a3_err *err);
+
+/* Read a pre-tokenized file of little-endian uint32 ids. */
+int a3_tok_read_ids(const char *path, int32_t **ids, size_t *n_ids,
+                    a3_err *err);
+
+#endif

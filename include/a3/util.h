@@ -1,0 +1,83 @@
+/* util: errors, checked size arithmetic, atomic file output, progress, time.
+ *
+ * Error convention (every library module): functions return 0 (A3_OK) or a
+ * negative A3_E* code, and on failure fill the caller's a3_err with one line
+ * "<file>: <what>: <detail>". Library code never prints and never exits; the
+ * CLI and the TUI decide how to show errors. Passing err == NULL is allowed
+ * (the message is dropped). */
+#ifndef A3_UTIL_H
+#define A3_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum {
+    A3_OK = 0,
+    A3_EIO = -1,          /* open/read/write/mmap failed */
+    A3_EFORMAT = -2,      /* a file's content is malformed or hostile */
+    A3_ENOMEM = -3,       /* allocation failed */
+    A3_EUNSUPPORTED = -4, /* well-formed, but a model/feature a3 does not do */
+    A3_EINVAL = -5,       /* bad argument or option value from the user */
+    A3_ECANCELED = -6,    /* a progress callback asked to stop */
+    A3_EMISMATCH = -7     /* two inputs that must agree do not (fingerprints) */
+};
+
+typedef struct {
+    int code;      /* last error code, 0 if none */
+    char msg[512]; /* "<file>: <what>: <detail>", no trailing newline */
+} a3_err;
+
+/* Format msg into err (if non-NULL) and return code, so callers can write
+ * `return a3_err_set(err, A3_EFORMAT, "%s: bad header", path);`. */
+int a3_err_set(a3_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Exit status a CLI should use for an error code (see README: exit codes). */
+int a3_err_exit_status(int code);
+
+/* Checked arithmetic: return 0 and store the result, or -1 on overflow. */
+int a3_mul_size(size_t a, size_t b, size_t *out);
+int a3_add_size(size_t a, size_t b, size_t *out);
+
+/* Allocation helpers: NULL on failure or overflow (count * size). */
+void *a3_calloc(size_t count, size_t size);
+void *a3_malloc_array(size_t count, size_t size);
+
+/* Read a whole (small) file into a NUL-terminated buffer. *len excludes the
+ * NUL. Caller frees. Refuses files larger than max_bytes. */
+int a3_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                 a3_err *err);
+
+/* Atomic output: bytes go to "<path>.tmp.<pid>" and are renamed over path on
+ * commit, so readers never see a half-written file. abort removes the temp
+ * file; both accept a partially failed writer. */
+typedef struct {
+    FILE *fp;
+    char *path;
+    char *tmp_path;
+    int failed; /* set when any write failed; commit then refuses */
+} a3_atomic;
+
+int a3_atomic_open(a3_atomic *a, const char *path, a3_err *err);
+int a3_atomic_write(a3_atomic *a, const void *buf, size_t n, a3_err *err);
+int a3_atomic_commit(a3_atomic *a, a3_err *err); /* fsync, close, rename */
+void a3_atomic_abort(a3_atomic *a);
+
+/* Convenience: write a whole buffer atomically. */
+int a3_write_file_atomic(const char *path, const void *buf, size_t n,
+                         a3_err *err);
+
+/* Progress reporting for long work. `done` of `total` units (tokens,
+ * layers...) finished; return non-zero to ask the worker to cancel (it then
+ * returns A3_ECANCELED). */
+typedef int (*a3_progress_fn)(void *ctx, const char *stage, int64_t done,
+                              int64_t total);
+
+/* Monotonic wall-clock seconds. */
+double a3_now(void);
+
+/* Path join into a newly allocated string; NULL on allocation failure. */
+char *a3_path_join(const char *dir, const char *name);
+
+#endif

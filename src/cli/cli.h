@@ -1,0 +1,44 @@
+/* cli: the `a3 COMMAND` shells. One file per command, each a thin layer of
+ * argument parsing and printing over the library. Commands return the
+ * process exit status (see README "Exit codes"). */
+#ifndef A3_CLI_H
+#define A3_CLI_H
+
+#include <stdint.h>
+
+#include "a3/util.h"
+
+int a3_cmd_convert(int argc, char **argv);
+int a3_cmd_info(int argc, char **argv);
+int a3_cmd_eval(int argc, char **argv);
+int a3_cmd_generate(int argc, char **argv);
+int a3_cmd_doctor(int argc, char **argv);
+
+/* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
+int cli_fail(const char *cmd, const a3_err *err);
+/* Usage error: message, hint to --help, exit status 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True if argv[i] is -h or --help. */
+int cli_is_help(const char *arg);
+/* Parse helpers: return 0 or print a usage error and return 2. */
+int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+int cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);
+/* Fetch the value of option argv[*i] (advancing *i), or NULL after printing
+ * a usage error. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+/* Progress line on stderr: "stage  done/total  rate unit/s  elapsed  ETA".
+ * Redrawn in place at most 10 times a second when stderr is a terminal,
+ * printed every few seconds otherwise. Use as an a3_progress_fn with a
+ * cli_progress as ctx. */
+typedef struct {
+    const char *unit;  /* "tok", "layers", ... */
+    double t0, last;
+    int tty;
+    int active;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *unit);
+int cli_progress_cb(void *ctx, const char *stage, int64_t done, int64_t total);
+void cli_progress_end(cli_progress *p);
+
+#endif

@@ -1,0 +1,109 @@
+/* cli common helpers: errors, option values, progress lines. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_fail(const char *cmd, const a3_err *err)
+{
+    fprintf(stderr, "a3 %s: %s\n", cmd, err->msg[0] ? err->msg : "failed");
+    return a3_err_exit_status(err->code ? err->code : -1);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "a3 %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'a3 %s --help')\n", cmd);
+    return 2;
+}
+
+int cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi)
+        return cli_usage(cmd, "%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, val);
+    *out = v;
+    return 0;
+}
+
+int cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !(v >= lo && v <= hi))
+        return cli_usage(cmd, "%s: expected a number in [%g, %g], got '%s'", opt, lo, hi, val);
+    *out = v;
+    return 0;
+}
+
+const char *cli_value(const char *cmd, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        cli_usage(cmd, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    (*i)++;
+    return argv[*i];
+}
+
+void cli_progress_init(cli_progress *p, const char *unit)
+{
+    memset(p, 0, sizeof *p);
+    p->unit = unit;
+    p->t0 = a3_now();
+    p->tty = isatty(2);
+}
+
+static void fmt_secs(double s, char *buf, size_t n)
+{
+    if (s < 0 || s > 1e7) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%d:%02d", t / 60, t % 60);
+}
+
+int cli_progress_cb(void *ctx, const char *stage, int64_t done, int64_t total)
+{
+    cli_progress *p = ctx;
+    double now = a3_now();
+    double min_gap = p->tty ? 0.1 : 5.0;
+    if (done < total && p->active && now - p->last < min_gap) return 0;
+    p->last = now;
+    p->active = 1;
+    double el = now - p->t0;
+    double rate = el > 0 ? (double)done / el : 0;
+    double eta = (rate > 0 && total > done) ? (double)(total - done) / rate : 0;
+    char e1[16], e2[16];
+    fmt_secs(el, e1, sizeof e1);
+    fmt_secs(eta, e2, sizeof e2);
+    fprintf(stderr, "%s%-12.12s %lld/%lld  %.1f %s/s  elapsed %s  ETA %s%s",
+            p->tty ? "\r" : "", stage, (long long)done, (long long)total, rate,
+            p->unit, e1, e2, p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+    return 0;
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->tty && p->active) fputc('\n', stderr);
+    p->active = 0;
+}

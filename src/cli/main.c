@@ -1,0 +1,55 @@
+/* a3: command dispatcher. */
+#include <stdio.h>
+#include <string.h>
+
+#include "a3/blas.h"
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"info", a3_cmd_info, "architecture, parameter counts, KV-cache size of a model"},
+    {"eval", a3_cmd_eval, "perplexity of a model on a text file"},
+    {"generate", a3_cmd_generate, "generate text from a prompt"},
+    {"convert", a3_cmd_convert, "llama2.c checkpoint -> Hugging Face directory"},
+    {"doctor", a3_cmd_doctor, "CPU features, BLAS kernel and sgemm speed"},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: a3 COMMAND [OPTIONS]   (a3 COMMAND --help for each)\n\n"
+            "Compress LLaMA-family models with A3 (analytical low-rank\n"
+            "approximation of attention and MLP).\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(fp, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(fp,
+            "\nexit codes: 0 ok, 1 failure or bad input file, 2 usage error,\n"
+            "            3 unsupported model, 4 mismatched inputs, 130 cancelled\n");
+}
+
+int main(int argc, char **argv)
+{
+    a3_blas_startup(argc, argv);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("a3 %s\n", A3_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "a3: unknown command '%s' (see 'a3 --help')\n", argv[1]);
+    return 2;
+}

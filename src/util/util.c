@@ -1,0 +1,187 @@
+/* util: see include/a3/util.h. */
+#define _GNU_SOURCE
+#include "a3/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int a3_err_set(a3_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+int a3_err_exit_status(int code)
+{
+    /* Documented in README "Exit codes": 0 ok, 1 failure/bad input,
+     * 2 usage error, 3 unsupported model, 4 mismatch, 130 cancelled. */
+    switch (code) {
+    case A3_OK: return 0;
+    case A3_EINVAL: return 2;
+    case A3_EUNSUPPORTED: return 3;
+    case A3_EMISMATCH: return 4;
+    case A3_ECANCELED: return 130;
+    default: return 1;
+    }
+}
+
+int a3_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+int a3_add_size(size_t a, size_t b, size_t *out)
+{
+    if (b > SIZE_MAX - a) return -1;
+    *out = a + b;
+    return 0;
+}
+
+void *a3_calloc(size_t count, size_t size)
+{
+    if (count == 0 || size == 0) return calloc(1, 1);
+    return calloc(count, size);
+}
+
+void *a3_malloc_array(size_t count, size_t size)
+{
+    size_t n;
+    if (a3_mul_size(count, size, &n)) return NULL;
+    return malloc(n ? n : 1);
+}
+
+int a3_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                 a3_err *err)
+{
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return a3_err_set(err, A3_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || st.st_size < 0) {
+        fclose(fp);
+        return a3_err_set(err, A3_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(fp);
+        return a3_err_set(err, A3_EFORMAT, "%s: file too large (%lld bytes, limit %zu)",
+                          path, (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(fp);
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory reading file", path);
+    }
+    if (n && fread(buf, 1, n, fp) != n) {
+        free(buf);
+        fclose(fp);
+        return a3_err_set(err, A3_EIO, "%s: short read", path);
+    }
+    fclose(fp);
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return A3_OK;
+}
+
+int a3_atomic_open(a3_atomic *a, const char *path, a3_err *err)
+{
+    memset(a, 0, sizeof *a);
+    size_t n = strlen(path) + 32;
+    a->path = strdup(path);
+    a->tmp_path = malloc(n);
+    if (!a->path || !a->tmp_path) {
+        a3_atomic_abort(a);
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(a->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    a->fp = fopen(a->tmp_path, "wb");
+    if (!a->fp) {
+        int e = errno;
+        a3_atomic_abort(a);
+        return a3_err_set(err, A3_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    return A3_OK;
+}
+
+int a3_atomic_write(a3_atomic *a, const void *buf, size_t n, a3_err *err)
+{
+    if (a->failed || !a->fp) return a3_err_set(err, A3_EIO, "%s: writer already failed", a->path);
+    if (n && fwrite(buf, 1, n, a->fp) != n) {
+        a->failed = 1;
+        return a3_err_set(err, A3_EIO, "%s: write failed: %s", a->path, strerror(errno));
+    }
+    return A3_OK;
+}
+
+int a3_atomic_commit(a3_atomic *a, a3_err *err)
+{
+    int rc = A3_OK;
+    if (a->failed || !a->fp) {
+        rc = a3_err_set(err, A3_EIO, "%s: not committed: an earlier write failed", a->path);
+    } else if (fflush(a->fp) != 0 || fsync(fileno(a->fp)) != 0) {
+        rc = a3_err_set(err, A3_EIO, "%s: flush failed: %s", a->path, strerror(errno));
+    }
+    if (a->fp && fclose(a->fp) != 0 && rc == A3_OK)
+        rc = a3_err_set(err, A3_EIO, "%s: close failed: %s", a->path, strerror(errno));
+    a->fp = NULL;
+    if (rc == A3_OK && rename(a->tmp_path, a->path) != 0)
+        rc = a3_err_set(err, A3_EIO, "%s: rename failed: %s", a->path, strerror(errno));
+    if (rc != A3_OK) unlink(a->tmp_path);
+    free(a->path);
+    free(a->tmp_path);
+    a->path = a->tmp_path = NULL;
+    return rc;
+}
+
+void a3_atomic_abort(a3_atomic *a)
+{
+    if (a->fp) fclose(a->fp);
+    if (a->tmp_path) unlink(a->tmp_path);
+    free(a->path);
+    free(a->tmp_path);
+    memset(a, 0, sizeof *a);
+}
+
+int a3_write_file_atomic(const char *path, const void *buf, size_t n, a3_err *err)
+{
+    a3_atomic a;
+    int rc = a3_atomic_open(&a, path, err);
+    if (rc) return rc;
+    rc = a3_atomic_write(&a, buf, n, err);
+    if (rc) {
+        a3_atomic_abort(&a);
+        return rc;
+    }
+    return a3_atomic_commit(&a, err);
+}
+
+double a3_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *a3_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    size_t dl = strlen(dir);
+    snprintf(p, n, "%s%s%s", dir, (dl && dir[dl - 1] == '/') ? "" : "/", name);
+    return p;
+}
