@@ -8,6 +8,7 @@
 
 CC      ?= cc
 BUILD   ?= build
+VERSION := 0.1.0
 PKGS    := openblas lapacke libcjson ncursesw libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -16,7 +17,6 @@ CFLAGS  ?= $(OPT) -g
 WARN    := -std=c11 -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wno-unused-parameter
 CPPFLAGS := -Iinclude -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 $(PKG_CFLAGS) -DA3_VERSION='"$(VERSION)"'
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
-VERSION := 0.1.0
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 BIN_SRC  := $(wildcard src/cli/*.c) $(wildcard ui/*.c)
@@ -28,6 +28,7 @@ BIN_OBJ  := $(BIN_SRC:%.c=$(BUILD)/%.o)
 HELP_OBJ := $(HELP_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
+.SECONDARY:
 .PHONY: all check test sanitize demo bench setup clean format
 all: a3
 

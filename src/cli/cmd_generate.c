@@ -1,0 +1,138 @@
+/* a3 generate MODEL --prompt TEXT: sample text with a KV cache. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a3/model.h"
+#include "a3/tokenizer.h"
+#include "cli.h"
+
+static const char *HELP =
+    "usage: a3 generate MODEL_DIR [--prompt TEXT] [-n N] [--temp T] [--seed S]\n\n"
+    "Generate text. The prompt (default: empty) is encoded with BOS; tokens\n"
+    "are sampled at temperature T (0 = greedy, the default) until N new\n"
+    "tokens (default 256), EOS/BOS, or the model's context is reached.\n\n"
+    "options:\n"
+    "  --prompt TEXT   text to continue\n"
+    "  -n N            new tokens (default 256)\n"
+    "  --temp T        temperature, 0 for greedy argmax (default 0)\n"
+    "  --seed S        random seed for sampling (default 42)\n"
+    "  --threads N     threads (default: all cores)\n\n"
+    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model\n";
+
+/* xorshift64*: a tiny, reproducible generator (seeded per run). */
+static double rng_uniform(uint64_t *s)
+{
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    return (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+static int sample(const float *logits, int vocab, double temp, uint64_t *rng)
+{
+    int best = 0;
+    for (int v = 1; v < vocab; v++)
+        if (logits[v] > logits[best]) best = v;
+    if (temp <= 0) return best;
+    double sum = 0, r;
+    for (int v = 0; v < vocab; v++) sum += exp((logits[v] - logits[best]) / temp);
+    r = rng_uniform(rng) * sum;
+    for (int v = 0; v < vocab; v++) {
+        r -= exp((logits[v] - logits[best]) / temp);
+        if (r <= 0) return v;
+    }
+    return best;
+}
+
+typedef struct {
+    const char *model, *prompt;
+    long n, seed, threads;
+    double temp;
+} gen_opts;
+
+static int parse(int argc, char **argv, gen_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (cli_is_help(a)) {
+            fputs(HELP, stdout);
+            return -1;
+        }
+        if (a[0] != '-') {
+            if (o->model) return cli_usage("generate", "one model directory expected");
+            o->model = a;
+            continue;
+        }
+        if (!(v = cli_value("generate", argc, argv, &i))) return 2;
+        if (!strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "-n")) {
+            if (cli_int("generate", a, v, 1, 1 << 24, &o->n)) return 2;
+        } else if (!strcmp(a, "--temp")) {
+            if (cli_double("generate", a, v, 0, 100, &o->temp)) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            if (cli_int("generate", a, v, 0, 1L << 62, &o->seed)) return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_int("generate", a, v, 1, 256, &o->threads)) return 2;
+        } else return cli_usage("generate", "unknown option '%s'", a);
+    }
+    if (!o->model) return cli_usage("generate", "missing MODEL_DIR");
+    return 0;
+}
+
+static int run(const gen_opts *o, a3_model *m, a3_tokenizer *tok, a3_err *err)
+{
+    const a3_config *c = a3_model_config(m);
+    int32_t *ids;
+    size_t n;
+    const char *p = o->prompt ? o->prompt : "";
+    int rc = a3_tok_encode(tok, p, strlen(p), 1, &ids, &n, err);
+    if (rc) return rc;
+    if (n == 0) return a3_err_set(err, A3_EINVAL, "empty prompt and the tokenizer has no BOS");
+    int max_len = (int)(n + (size_t)o->n) < c->max_seq ? (int)n + (int)o->n : c->max_seq;
+    if ((int)n >= max_len) {
+        free(ids);
+        return a3_err_set(err, A3_EINVAL, "prompt of %zu tokens fills the context (%d)", n, c->max_seq);
+    }
+    a3_decoder *dec = NULL;
+    float *logits = malloc((size_t)c->vocab * sizeof(float));
+    uint64_t rng = (uint64_t)o->seed * 2654435761ULL + 88172645463325252ULL;
+    rc = logits ? a3_decoder_new(m, max_len, &dec, err) : a3_err_set(err, A3_ENOMEM, "out of memory");
+    if (rc == A3_OK) rc = a3_decoder_step(dec, ids, (int)n, logits, err);
+    int prev = ids[n - 1];
+    fputs(p, stdout);
+    for (int pos = (int)n; rc == A3_OK && pos < max_len; pos++) {
+        int32_t next = sample(logits, c->vocab, o->temp, &rng);
+        if (next == a3_tok_eos(tok) || next == a3_tok_bos(tok)) break;
+        char buf[256];
+        int w = a3_tok_decode(tok, prev, next, buf, sizeof buf);
+        if (w > 0) fwrite(buf, 1, (size_t)w, stdout);
+        fflush(stdout);
+        prev = next;
+        if (pos + 1 < max_len) rc = a3_decoder_step(dec, &next, 1, logits, err);
+    }
+    fputc('\n', stdout);
+    a3_decoder_free(dec);
+    free(logits);
+    free(ids);
+    return rc;
+}
+
+int a3_cmd_generate(int argc, char **argv)
+{
+    gen_opts o = {.n = 256, .seed = 42};
+    int prc = parse(argc, argv, &o);
+    if (prc) return prc < 0 ? 0 : prc;
+    a3_err err = {0};
+    a3_model *m;
+    a3_tokenizer *tok;
+    if (a3_model_open(o.model, &m, &err)) return cli_fail("generate", &err);
+    a3_model_set_threads(m, (int)o.threads);
+    if (a3_tok_load_dir(o.model, &tok, &err)) {
+        a3_model_free(m);
+        return cli_fail("generate", &err);
+    }
+    int rc = run(&o, m, tok, &err);
+    a3_tok_free(tok);
+    a3_model_free(m);
+    return rc ? cli_fail("generate", &err) : 0;
+}

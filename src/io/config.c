@@ -1,0 +1,229 @@
+/* config: parse a HF config.json into a3_config (see include/a3/config.h). */
+#include "a3/config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *ARCH_NAMES[A3_ARCH_COUNT] = {
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"};
+
+const char *a3_arch_name(a3_arch a)
+{
+    return (a >= 0 && a < A3_ARCH_COUNT) ? ARCH_NAMES[a] : "?";
+}
+
+/* Integer field: required (def < 0 means required) or defaulted; must be
+ * an integral number in [lo, hi]. */
+static int get_int(const cJSON *o, const char *path, const char *key, long def,
+                   long lo, long hi, int *out, a3_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (def < 0) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing", path, key);
+        *out = (int)def;
+        return A3_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: not an integer", path, key);
+    if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: %.0f out of range [%ld, %ld]", path,
+                          key, v->valuedouble, lo, hi);
+    *out = (int)v->valuedouble;
+    return A3_OK;
+}
+
+static int get_num(const cJSON *o, const char *path, const char *key, double def,
+                   double lo, double hi, double *out, a3_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return A3_OK;
+    }
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: not a number in [%g, %g]", path, key, lo, hi);
+    *out = v->valuedouble;
+    return A3_OK;
+}
+
+static int get_bool(const cJSON *o, const char *key, int def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    return def;
+}
+
+/* bos/eos may be an int, a list (first one is used) or null. */
+static int get_token_id(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e9) return (int)v->valuedouble;
+    return -1;
+}
+
+static int parse_arch(const cJSON *root, const char *path, a3_config *c, a3_err *err)
+{
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (!cJSON_IsString(a0))
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: architectures: missing (expected one of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", path);
+    for (int i = 0; i < A3_ARCH_COUNT; i++)
+        if (strcmp(a0->valuestring, ARCH_NAMES[i]) == 0) {
+            c->arch = (a3_arch)i;
+            return A3_OK;
+        }
+    return a3_err_set(err, A3_EUNSUPPORTED,
+                      "%s: architectures: '%.64s' is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
+                      path, a0->valuestring);
+}
+
+static int parse_rope_scaling(const cJSON *root, const char *path, a3_config *c, a3_err *err)
+{
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs)) return A3_OK;
+    if (!cJSON_IsObject(rs)) return a3_err_set(err, A3_EFORMAT, "%s: rope_scaling: not an object", path);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!t) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!cJSON_IsString(t)) return a3_err_set(err, A3_EFORMAT, "%s: rope_scaling.rope_type: missing", path);
+    if (strcmp(t->valuestring, "default") == 0) return A3_OK;
+    if (strcmp(t->valuestring, "llama3") != 0)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: rope_scaling.rope_type: '%.32s' is not supported (only llama3)",
+                          path, t->valuestring);
+    int rc;
+    if ((rc = get_num(rs, path, "factor", -1, 1e-6, 1e6, &c->rs_factor, err)) ||
+        (rc = get_num(rs, path, "low_freq_factor", -1, 1e-6, 1e6, &c->rs_low, err)) ||
+        (rc = get_num(rs, path, "high_freq_factor", -1, 1e-6, 1e6, &c->rs_high, err)) ||
+        (rc = get_num(rs, path, "original_max_position_embeddings", -1, 1, 1e9, &c->rs_orig_max, err)))
+        return rc;
+    if (c->rs_factor < 0 || c->rs_low < 0 || c->rs_high < 0 || c->rs_orig_max < 0)
+        return a3_err_set(err, A3_EFORMAT, "%s: rope_scaling: llama3 needs factor, low_freq_factor, high_freq_factor, original_max_position_embeddings", path);
+    if (!(c->rs_high > c->rs_low))
+        return a3_err_set(err, A3_EFORMAT, "%s: rope_scaling: high_freq_factor must exceed low_freq_factor", path);
+    c->rope_llama3 = 1;
+    return A3_OK;
+}
+
+/* Fields that change the computation in ways a3 does not implement. */
+static int refuse_unsupported(const cJSON *root, const char *path, a3_config *c, a3_err *err)
+{
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: hidden_act: only silu is supported", path);
+    if (get_bool(root, "mlp_bias", 0))
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: mlp_bias: MLP biases are not supported", path);
+    if (c->arch != A3_ARCH_QWEN2 && get_bool(root, "attention_bias", 0))
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: attention_bias: attention biases are supported for Qwen2 only", path);
+    if (get_bool(root, "use_qk_norm", 0) || cJSON_GetObjectItemCaseSensitive(root, "qk_layernorm"))
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: use_qk_norm: QK-norm is not supported", path);
+    if (c->arch == A3_ARCH_QWEN2 && get_bool(root, "use_sliding_window", 0))
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: use_sliding_window: sliding-window attention is not supported", path);
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (c->arch == A3_ARCH_MISTRAL && cJSON_IsNumber(sw) && sw->valuedouble < c->max_seq)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: sliding_window: %.0f is below the context length %d (sliding-window attention is not supported)",
+                          path, sw->valuedouble, c->max_seq);
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pretraining_tp");
+    if (cJSON_IsNumber(pt) && pt->valuedouble > 1)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: pretraining_tp: values above 1 are not supported", path);
+    return A3_OK;
+}
+
+static int parse_dims(const cJSON *root, const char *path, a3_config *c, a3_err *err)
+{
+    int rc;
+    if ((rc = get_int(root, path, "hidden_size", -1, 1, 1 << 16, &c->d, err)) ||
+        (rc = get_int(root, path, "num_hidden_layers", -1, 1, 1024, &c->n_layers, err)) ||
+        (rc = get_int(root, path, "num_attention_heads", -1, 1, 1024, &c->n_heads, err)) ||
+        (rc = get_int(root, path, "num_key_value_heads", c->n_heads, 1, 1024, &c->n_kv_heads, err)) ||
+        (rc = get_int(root, path, "intermediate_size", -1, 1, 1 << 20, &c->d_ff, err)) ||
+        (rc = get_int(root, path, "vocab_size", -1, 1, 1 << 22, &c->vocab, err)) ||
+        (rc = get_int(root, path, "max_position_embeddings", 2048, 1, 1 << 24, &c->max_seq, err)))
+        return rc;
+    int hd_def = c->d / c->n_heads;
+    if ((rc = get_int(root, path, "head_dim", hd_def > 0 ? hd_def : 1, 1, 1024, &c->head_dim, err))) return rc;
+    if (c->n_heads % c->n_kv_heads)
+        return a3_err_set(err, A3_EFORMAT, "%s: num_key_value_heads: %d does not divide num_attention_heads %d",
+                          path, c->n_kv_heads, c->n_heads);
+    if (c->head_dim % 2)
+        return a3_err_set(err, A3_EFORMAT, "%s: head_dim: %d is odd (RoPE needs pairs)", path, c->head_dim);
+    double eps, theta;
+    if ((rc = get_num(root, path, "rms_norm_eps", 1e-6, 1e-12, 1.0, &eps, err)) ||
+        (rc = get_num(root, path, "rope_theta", 10000.0, 1.0, 1e12, &theta, err)))
+        return rc;
+    c->rms_eps = (float)eps;
+    c->rope_theta = theta;
+    return A3_OK;
+}
+
+static int parse_root(const cJSON *root, const char *path, a3_config *c, a3_err *err)
+{
+    int rc;
+    if (!cJSON_IsObject(root)) return a3_err_set(err, A3_EFORMAT, "%s: not a JSON object", path);
+    if ((rc = parse_arch(root, path, c, err)) || (rc = parse_dims(root, path, c, err)) ||
+        (rc = refuse_unsupported(root, path, c, err)) || (rc = parse_rope_scaling(root, path, c, err)))
+        return rc;
+    c->tie_embeddings = get_bool(root, "tie_word_embeddings", 0);
+    c->qkv_bias = c->arch == A3_ARCH_QWEN2;
+    c->bos = get_token_id(root, "bos_token_id");
+    c->eos = get_token_id(root, "eos_token_id");
+    c->dtype = A3_DT_F32;
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (cJSON_IsString(dt)) {
+        if (strcmp(dt->valuestring, "float16") == 0) c->dtype = A3_DT_F16;
+        else if (strcmp(dt->valuestring, "bfloat16") == 0) c->dtype = A3_DT_BF16;
+    }
+    return A3_OK;
+}
+
+int a3_config_init_full(a3_config *c, a3_err *err)
+{
+    size_t nl = (size_t)c->n_layers, nkv = (size_t)c->n_kv_heads, half = (size_t)c->head_dim / 2;
+    c->qk_rank = a3_malloc_array(nl * nkv, sizeof(int));
+    c->ov_rank = a3_malloc_array(nl * nkv, sizeof(int));
+    c->rope_idx = a3_malloc_array(nl * nkv * half, sizeof(int));
+    c->mlp_width = a3_malloc_array(nl, sizeof(int));
+    if (!c->qk_rank || !c->ov_rank || !c->rope_idx || !c->mlp_width) {
+        a3_config_free(c);
+        return a3_err_set(err, A3_ENOMEM, "config: out of memory");
+    }
+    for (size_t i = 0; i < nl * nkv; i++) {
+        c->qk_rank[i] = c->head_dim;
+        c->ov_rank[i] = c->head_dim;
+        for (size_t p = 0; p < half; p++) c->rope_idx[i * half + p] = (int)p;
+    }
+    for (size_t l = 0; l < nl; l++) c->mlp_width[l] = c->d_ff;
+    return A3_OK;
+}
+
+int a3_config_load(const char *dir, a3_config *cfg, a3_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    char *path = a3_path_join(dir, "config.json");
+    if (!path) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", dir);
+    char *text = NULL;
+    int rc = a3_read_file(path, 16u << 20, &text, NULL, err);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) rc = a3_err_set(err, A3_EFORMAT, "%s: not valid JSON", path);
+    else rc = parse_root(root, path, cfg, err);
+    cJSON_Delete(root);
+    free(path);
+    if (rc == A3_OK) rc = a3_config_init_full(cfg, err);
+    return rc;
+}
+
+void a3_config_free(a3_config *c)
+{
+    if (!c) return;
+    free(c->qk_rank);
+    free(c->ov_rank);
+    free(c->rope_idx);
+    free(c->mlp_width);
+    c->qk_rank = c->ov_rank = c->rope_idx = c->mlp_width = NULL;
+}

@@ -1,0 +1,200 @@
+/* synth: random-weight models (see include/a3/synth.h). */
+#include "a3/synth.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *name;
+    int d, layers, heads, kv, ff, vocab, ctx;
+} preset;
+
+static const preset PRESETS[] = {
+    {"tiny", 32, 2, 4, 4, 64, 96, 64},
+    {"tiny-gqa", 32, 2, 4, 2, 64, 96, 64},
+    {"llama-1b", 2048, 16, 32, 8, 8192, 32000, 2048},
+    {"llama-7b", 4096, 32, 32, 32, 11008, 32000, 4096},
+    {"llama-13b", 5120, 40, 40, 40, 13824, 32000, 4096},
+    {"llama-70b", 8192, 80, 64, 8, 28672, 32000, 4096},
+};
+
+int a3_synth_preset(const char *name, a3_synth_spec *s, a3_err *err)
+{
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
+        const preset *p = &PRESETS[i];
+        if (strcmp(p->name, name)) continue;
+        memset(s, 0, sizeof *s);
+        s->arch = A3_ARCH_LLAMA;
+        s->d = p->d, s->n_layers = p->layers, s->n_heads = p->heads, s->n_kv_heads = p->kv;
+        s->head_dim = p->d / p->heads, s->d_ff = p->ff, s->vocab = p->vocab, s->max_seq = p->ctx;
+        s->rope_theta = 10000.0;
+        s->dtype = p->d >= 1024 ? A3_DT_F16 : A3_DT_F32;
+        s->seed = 1;
+        return A3_OK;
+    }
+    return a3_err_set(err, A3_EINVAL, "synth: unknown preset '%s' (tiny, tiny-gqa, llama-1b, llama-7b, llama-13b, llama-70b)", name);
+}
+
+/* splitmix64 + Box-Muller: deterministic for a seed, any platform. */
+static uint64_t next_u64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static double gauss(uint64_t *s)
+{
+    double u1 = ((double)(next_u64(s) >> 11) + 1.0) / 9007199254740993.0;
+    double u2 = (double)(next_u64(s) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static int add_random(a3_st_writer *w, const a3_synth_spec *sp, uint64_t *rng, const char *name,
+                      int64_t rows, int64_t cols, double mean, double sd, a3_err *err)
+{
+    size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
+    float *buf = a3_malloc_array(n, sizeof(float));
+    if (!buf) return a3_err_set(err, A3_ENOMEM, "synth: %s: out of memory", name);
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(mean + sd * gauss(rng));
+    int64_t shape[2] = {rows, cols};
+    int rc = a3_st_writer_add(w, name, sp->dtype, cols ? 2 : 1, shape, buf, err);
+    free(buf);
+    return rc;
+}
+
+static int add_layer(a3_st_writer *w, const a3_synth_spec *s, uint64_t *rng, int l, a3_err *err)
+{
+    char nm[160];
+    int64_t d = s->d, q = (int64_t)s->n_heads * s->head_dim, kv = (int64_t)s->n_kv_heads * s->head_dim;
+    double sd_in = 1.0 / sqrt((double)d), sd_o = 1.0 / sqrt((double)q), sd_f = 1.0 / sqrt((double)s->d_ff);
+    struct {
+        const char *suffix;
+        int64_t rows, cols;
+        double mean, sd;
+    } t[] = {
+        {"input_layernorm.weight", d, 0, 1.0, 0.1},
+        {"self_attn.q_proj.weight", q, d, 0, sd_in},
+        {"self_attn.k_proj.weight", kv, d, 0, sd_in},
+        {"self_attn.v_proj.weight", kv, d, 0, sd_in},
+        {"self_attn.o_proj.weight", d, q, 0, sd_o},
+        {"post_attention_layernorm.weight", d, 0, 1.0, 0.1},
+        {"mlp.gate_proj.weight", s->d_ff, d, 0, sd_in},
+        {"mlp.up_proj.weight", s->d_ff, d, 0, sd_in},
+        {"mlp.down_proj.weight", d, s->d_ff, 0, sd_f},
+        {"self_attn.q_proj.bias", q, 0, 0, 0.1},
+        {"self_attn.k_proj.bias", kv, 0, 0, 0.1},
+        {"self_attn.v_proj.bias", kv, 0, 0, 0.1},
+    };
+    int n = s->qkv_bias ? 12 : 9;
+    for (int i = 0; i < n; i++) {
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", l, t[i].suffix);
+        int rc = add_random(w, s, rng, nm, t[i].rows, t[i].cols, t[i].mean, t[i].sd, err);
+        if (rc) return rc;
+    }
+    return A3_OK;
+}
+
+static int write_config(const char *dir, const a3_synth_spec *s, a3_err *err)
+{
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    if (!o || !arr) {
+        cJSON_Delete(o);
+        cJSON_Delete(arr);
+        return a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    }
+    cJSON_AddItemToArray(arr, cJSON_CreateString(a3_arch_name(s->arch)));
+    cJSON_AddItemToObject(o, "architectures", arr);
+    cJSON_AddStringToObject(o, "model_type", s->arch == A3_ARCH_QWEN2 ? "qwen2" : s->arch == A3_ARCH_MISTRAL ? "mistral" : "llama");
+    cJSON_AddNumberToObject(o, "hidden_size", s->d);
+    cJSON_AddNumberToObject(o, "intermediate_size", s->d_ff);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", s->n_layers);
+    cJSON_AddNumberToObject(o, "num_attention_heads", s->n_heads);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", s->n_kv_heads);
+    cJSON_AddNumberToObject(o, "head_dim", s->head_dim);
+    cJSON_AddNumberToObject(o, "vocab_size", s->vocab);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", s->max_seq);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", 1e-5);
+    cJSON_AddNumberToObject(o, "rope_theta", s->rope_theta);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", s->tie_embeddings);
+    cJSON_AddNumberToObject(o, "bos_token_id", 1);
+    cJSON_AddNumberToObject(o, "eos_token_id", 2);
+    cJSON_AddStringToObject(o, "torch_dtype", s->dtype == A3_DT_F16 ? "float16" : s->dtype == A3_DT_BF16 ? "bfloat16" : "float32");
+    if (s->rope_llama3) {
+        cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+        cJSON_AddNumberToObject(rs, "factor", 8.0);
+        cJSON_AddNumberToObject(rs, "low_freq_factor", 1.0);
+        cJSON_AddNumberToObject(rs, "high_freq_factor", 4.0);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", s->max_seq / 4 > 0 ? s->max_seq / 4 : 1);
+    }
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    char *path = a3_path_join(dir, "config.json");
+    int rc = path ? a3_write_file_atomic(path, text, strlen(text), err) : a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    free(path);
+    free(text);
+    return rc;
+}
+
+static int write_weights(const char *dir, const a3_synth_spec *s, a3_err *err)
+{
+    uint64_t rng = s->seed;
+    a3_st_writer *w = a3_st_writer_new();
+    if (!w) return a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    int rc = add_random(w, s, &rng, "model.embed_tokens.weight", s->vocab, s->d, 0, 1.0, err);
+    for (int l = 0; rc == A3_OK && l < s->n_layers; l++) rc = add_layer(w, s, &rng, l, err);
+    if (rc == A3_OK) rc = add_random(w, s, &rng, "model.norm.weight", s->d, 0, 1.0, 0.1, err);
+    if (rc == A3_OK && !s->tie_embeddings)
+        rc = add_random(w, s, &rng, "lm_head.weight", s->vocab, s->d, 0, 1.0 / sqrt((double)s->d), err);
+    char *path = a3_path_join(dir, "model.safetensors");
+    if (rc == A3_OK) rc = path ? a3_st_writer_save(w, path, err) : a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    free(path);
+    a3_st_writer_free(w);
+    return rc;
+}
+
+static void remove_tree(const char *dir)
+{
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (size_t i = 0; i < 2; i++) {
+        char *p = a3_path_join(dir, files[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
+
+int a3_synth_write(const char *dir, const a3_synth_spec *s, a3_err *err)
+{
+    if (s->d <= 0 || s->n_layers <= 0 || s->n_heads <= 0 || s->n_kv_heads <= 0 || s->head_dim <= 0 ||
+        s->head_dim % 2 || s->n_heads % s->n_kv_heads || s->d_ff <= 0 || s->vocab <= 0 || s->max_seq <= 0)
+        return a3_err_set(err, A3_EINVAL, "synth: %s: inconsistent model shape", dir);
+    if (s->qkv_bias && s->arch != A3_ARCH_QWEN2)
+        return a3_err_set(err, A3_EINVAL, "synth: %s: q/k/v biases need the Qwen2 architecture", dir);
+    size_t n = strlen(dir) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) return a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    snprintf(tmp, n, "%s.tmp.%ld", dir, (long)getpid());
+    int rc = A3_OK;
+    if (access(dir, F_OK) == 0) rc = a3_err_set(err, A3_EINVAL, "%s: already exists", dir);
+    else if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    else {
+        rc = write_config(tmp, s, err);
+        if (rc == A3_OK) rc = write_weights(tmp, s, err);
+        if (rc == A3_OK && rename(tmp, dir) != 0)
+            rc = a3_err_set(err, A3_EIO, "%s: rename failed: %s", dir, strerror(errno));
+        if (rc) remove_tree(tmp);
+    }
+    free(tmp);
+    return rc;
+}

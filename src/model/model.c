@@ -1,0 +1,259 @@
+/* model: open a HF directory, run the forward pass layer by layer, logits,
+ * incremental decoding, parameter counts. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* RoPE inverse frequencies, with HF's llama3 scaling when configured
+ * (transformers' _compute_llama3_parameters). */
+static int init_inv_freq(a3_model *m, a3_err *err)
+{
+    const a3_config *c = &m->cfg;
+    int half = c->head_dim / 2;
+    m->inv_freq = calloc((size_t)half, sizeof(float));
+    if (!m->inv_freq) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    for (int i = 0; i < half; i++) {
+        /* HF computes base ** (2i / dim) in float32; so do we. */
+        float expo = (float)(2 * i) / (float)c->head_dim;
+        float f = 1.0f / powf((float)c->rope_theta, expo);
+        if (c->rope_llama3) {
+            double low_wl = c->rs_orig_max / c->rs_low, high_wl = c->rs_orig_max / c->rs_high;
+            double wl = 2.0 * M_PI / f;
+            if (wl > low_wl) f = (float)(f / c->rs_factor);
+            else if (wl >= high_wl) {
+                double sm = (c->rs_orig_max / wl - c->rs_low) / (c->rs_high - c->rs_low);
+                f = (float)((1 - sm) * f / c->rs_factor + sm * f);
+            }
+        }
+        m->inv_freq[i] = f;
+    }
+    return A3_OK;
+}
+
+int a3_model_open(const char *dir, a3_model **out, a3_err *err)
+{
+    *out = NULL;
+    a3_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->dir = strdup(dir))) {
+        free(m);
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", dir);
+    }
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    m->threads = nc > 0 ? (int)nc : 1;
+    int rc = a3_config_load(dir, &m->cfg, err);
+    if (rc == A3_OK) rc = a3_st_open_dir(dir, &m->st, err);
+    if (rc == A3_OK) rc = a3__layer_shapes_init(m, err);
+    if (rc == A3_OK) rc = a3__check_tensors(m, err);
+    if (rc == A3_OK) rc = init_inv_freq(m, err);
+    if (rc != A3_OK) {
+        a3_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return A3_OK;
+}
+
+void a3_model_free(a3_model *m)
+{
+    if (!m) return;
+    a3__layer_shapes_free(m);
+    a3_config_free(&m->cfg);
+    a3_st_free(m->st);
+    free(m->inv_freq);
+    free(m->dir);
+    free(m);
+}
+
+const a3_config *a3_model_config(const a3_model *m) { return &m->cfg; }
+const char *a3_model_dir(const a3_model *m) { return m->dir; }
+const a3_st_set *a3_model_tensors(const a3_model *m) { return m->st; }
+
+void a3_model_set_threads(a3_model *m, int n)
+{
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    m->threads = n > 0 ? n : (nc > 0 ? (int)nc : 1);
+    openblas_set_num_threads(m->threads);
+}
+
+static int check_tokens(const a3_model *m, const int32_t *tokens, size_t n, a3_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
+            return a3_err_set(err, A3_EINVAL, "%s: token id %d at position %zu is outside the vocabulary (%d)",
+                              m->dir, tokens[i], i, m->cfg.vocab);
+    return A3_OK;
+}
+
+static int embed(const a3_model *m, const int32_t *tokens, size_t n, float *x, a3_err *err)
+{
+    const a3_st_tensor *t = a3_st_find(m->st, "model.embed_tokens.weight");
+    size_t d = (size_t)m->cfg.d, es = a3_dtype_size(t->dtype);
+    for (size_t i = 0; i < n; i++) {
+        const char *row = (const char *)t->data + (size_t)tokens[i] * d * es;
+        if (a3_convert_to_f32(t->dtype, row, d, x + i * d) != 0)
+            return a3_err_set(err, A3_EUNSUPPORTED, "%s: embed_tokens: cannot convert dtype", t->file);
+    }
+    return A3_OK;
+}
+
+/* Run all layers over x (rows, d), then the final norm into out. */
+static int run_layers(a3_model *m, float *x, int n_seq, int seqlen, int pos0, kv_cache *kv,
+                      float *out, a3_err *err)
+{
+    const a3_config *c = &m->cfg;
+    size_t rows = (size_t)n_seq * seqlen;
+    fwd_scratch s;
+    int rc = a3__scratch_init(m, &s, rows, pos0 + seqlen, err);
+    if (rc) return rc;
+    for (int l = 0; l < c->n_layers && rc == A3_OK; l++) {
+        layer_weights w;
+        rc = a3__layer_load(m, l, &w, err);
+        if (rc == A3_OK) rc = a3__layer_forward(m, l, &w, x, n_seq, seqlen, pos0, kv, &s, err);
+        a3__layer_release(&w);
+    }
+    a3__scratch_free(&s);
+    if (rc) return rc;
+    const float *nw;
+    float *owned;
+    rc = a3__tensor_f32(m, "model.norm.weight", (size_t)c->d, &nw, &owned, err);
+    if (rc) return rc;
+    a3__rmsnorm(out, x, nw, rows, c->d, c->rms_eps);
+    free(owned);
+    return A3_OK;
+}
+
+int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen, float *hidden_out,
+                     a3_err *err)
+{
+    if (n_seq <= 0 || seqlen <= 0) return a3_err_set(err, A3_EINVAL, "%s: empty batch", m->dir);
+    size_t rows = (size_t)n_seq * seqlen;
+    int rc = check_tokens(m, tokens, rows, err);
+    if (rc) return rc;
+    float *x = a3_malloc_array(rows, (size_t)m->cfg.d * sizeof(float));
+    if (!x) return a3_err_set(err, A3_ENOMEM, "%s: out of memory for %zu tokens", m->dir, rows);
+    rc = embed(m, tokens, rows, x, err);
+    if (rc == A3_OK) rc = run_layers(m, x, n_seq, seqlen, 0, NULL, hidden_out, err);
+    free(x);
+    return rc;
+}
+
+/* Vocabulary rows are converted and multiplied in chunks so that a large
+ * F16/BF16 lm_head is never held whole in float32. */
+#define VOCAB_CHUNK 4096
+
+int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logits, a3_err *err)
+{
+    const a3_config *c = &m->cfg;
+    const char *name = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    const a3_st_tensor *t = a3_st_find(m->st, name);
+    size_t d = (size_t)c->d, es = a3_dtype_size(t->dtype);
+    int borrow = t->dtype == A3_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
+    float *buf = borrow ? NULL : a3_malloc_array((size_t)VOCAB_CHUNK, d * sizeof(float));
+    if (!borrow && !buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    for (int v0 = 0; v0 < c->vocab; v0 += VOCAB_CHUNK) {
+        int nv = c->vocab - v0 < VOCAB_CHUNK ? c->vocab - v0 : VOCAB_CHUNK;
+        const char *src = (const char *)t->data + (size_t)v0 * d * es;
+        const float *W = (const float *)(const void *)src;
+        if (!borrow) {
+            a3_convert_to_f32(t->dtype, src, (size_t)nv * d, buf);
+            W = buf;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_rows, nv, (int)d, 1.0f, hidden,
+                    (int)d, W, (int)d, 0.0f, logits + v0, c->vocab);
+    }
+    free(buf);
+    return A3_OK;
+}
+
+struct a3_decoder {
+    a3_model *m;
+    kv_cache kv;
+};
+
+int a3_decoder_new(a3_model *m, int max_len, a3_decoder **out, a3_err *err)
+{
+    const a3_config *c = &m->cfg;
+    *out = NULL;
+    if (max_len <= 0) return a3_err_set(err, A3_EINVAL, "%s: decoder length must be positive", m->dir);
+    a3_decoder *d = calloc(1, sizeof *d);
+    if (!d) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    d->m = m;
+    d->kv.max_len = max_len;
+    d->kv.k = calloc((size_t)c->n_layers, sizeof(float *));
+    d->kv.v = calloc((size_t)c->n_layers, sizeof(float *));
+    int ok = d->kv.k && d->kv.v;
+    for (int l = 0; ok && l < c->n_layers; l++) {
+        d->kv.k[l] = a3_malloc_array((size_t)max_len, (size_t)m->shapes[l].k_out * sizeof(float));
+        d->kv.v[l] = a3_malloc_array((size_t)max_len, (size_t)m->shapes[l].v_out * sizeof(float));
+        ok = d->kv.k[l] && d->kv.v[l];
+    }
+    if (!ok) {
+        a3_decoder_free(d);
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory for a KV cache of %d tokens", m->dir, max_len);
+    }
+    *out = d;
+    return A3_OK;
+}
+
+void a3_decoder_free(a3_decoder *d)
+{
+    if (!d) return;
+    for (int l = 0; l < d->m->cfg.n_layers; l++) {
+        if (d->kv.k) free(d->kv.k[l]);
+        if (d->kv.v) free(d->kv.v[l]);
+    }
+    free(d->kv.k);
+    free(d->kv.v);
+    free(d);
+}
+
+int a3_decoder_step(a3_decoder *d, const int32_t *tokens, int n, float *logits, a3_err *err)
+{
+    a3_model *m = d->m;
+    size_t dd = (size_t)m->cfg.d;
+    if (n <= 0 || d->kv.len + n > d->kv.max_len)
+        return a3_err_set(err, A3_EINVAL, "%s: sequence longer than the decoder's %d tokens", m->dir, d->kv.max_len);
+    int rc = check_tokens(m, tokens, (size_t)n, err);
+    if (rc) return rc;
+    float *x = a3_malloc_array((size_t)n, dd * sizeof(float));
+    float *h = a3_malloc_array((size_t)n, dd * sizeof(float));
+    if (!x || !h) rc = a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    if (rc == A3_OK) rc = embed(m, tokens, (size_t)n, x, err);
+    if (rc == A3_OK) rc = run_layers(m, x, 1, n, d->kv.len, &d->kv, h, err);
+    if (rc == A3_OK) rc = a3_model_logits(m, h + (size_t)(n - 1) * dd, 1, logits, err);
+    if (rc == A3_OK) d->kv.len += n;
+    free(x);
+    free(h);
+    return rc;
+}
+
+void a3_model_count_params(const a3_config *c, a3_param_counts *p)
+{
+    memset(p, 0, sizeof *p);
+    int64_t d = c->d;
+    int g = c->n_heads / c->n_kv_heads;
+    p->embed = (int64_t)c->vocab * d;
+    p->lm_head = c->tie_embeddings ? 0 : (int64_t)c->vocab * d;
+    p->norms = (int64_t)(2 * c->n_layers + 1) * d;
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int k = 0; k < c->n_kv_heads; k++) {
+            int64_t rq = c->qk_rank[l * c->n_kv_heads + k], rv = c->ov_rank[l * c->n_kv_heads + k];
+            p->attn_qk += rq * d * (g + 1); /* g query heads + one key head */
+            p->attn_ov += rv * d * (1 + g); /* one value head + g o_proj slices */
+            if (c->qkv_bias) p->bias += rq * (g + 1) + rv;
+        }
+        p->mlp += 3 * d * c->mlp_width[l];
+    }
+    p->total = p->embed + p->lm_head + p->norms + p->attn_qk + p->attn_ov + p->mlp + p->bias;
+}
+
+int64_t a3_model_kv_bytes_per_token(const a3_config *c, int elem_bytes)
+{
+    int64_t n = 0;
+    for (int i = 0; i < c->n_layers * c->n_kv_heads; i++) n += c->qk_rank[i] + c->ov_rank[i];
+    return n * elem_bytes;
+}

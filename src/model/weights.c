@@ -1,0 +1,183 @@
+/* weights: find, check and convert one layer's tensors at a time. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int a3__layer_shapes_init(a3_model *m, a3_err *err)
+{
+    const a3_config *c = &m->cfg;
+    m->shapes = calloc((size_t)c->n_layers, sizeof *m->shapes);
+    if (!m->shapes) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_shape *s = &m->shapes[l];
+        s->q_off = calloc((size_t)c->n_heads, sizeof(int));
+        s->z_off = calloc((size_t)c->n_heads, sizeof(int));
+        s->k_off = calloc((size_t)c->n_kv_heads, sizeof(int));
+        s->v_off = calloc((size_t)c->n_kv_heads, sizeof(int));
+        if (!s->q_off || !s->z_off || !s->k_off || !s->v_off)
+            return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+        const int *qk = c->qk_rank + (size_t)l * c->n_kv_heads;
+        const int *ov = c->ov_rank + (size_t)l * c->n_kv_heads;
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            s->k_off[g] = s->k_out;
+            s->v_off[g] = s->v_out;
+            s->k_out += qk[g];
+            s->v_out += ov[g];
+        }
+        for (int h = 0; h < c->n_heads; h++) {
+            int g = a3_config_group(c, h);
+            s->q_off[h] = s->q_out;
+            s->z_off[h] = s->o_in;
+            s->q_out += qk[g];
+            s->o_in += ov[g];
+        }
+        s->ff = c->mlp_width[l];
+    }
+    return A3_OK;
+}
+
+void a3__layer_shapes_free(a3_model *m)
+{
+    if (!m->shapes) return;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        free(m->shapes[l].q_off);
+        free(m->shapes[l].z_off);
+        free(m->shapes[l].k_off);
+        free(m->shapes[l].v_off);
+    }
+    free(m->shapes);
+    m->shapes = NULL;
+}
+
+typedef struct {
+    char name[128];
+    int ndim;
+    int64_t shape[2];
+} tensor_spec;
+
+/* The tensors of layer l, in a fixed order matching layer_weights. */
+enum { T_ANORM, T_WQ, T_WK, T_WV, T_WO, T_BQ, T_BK, T_BV, T_MNORM, T_WG, T_WU, T_WD, T_COUNT };
+
+static int layer_specs(const a3_model *m, int l, tensor_spec *sp)
+{
+    const a3_config *c = &m->cfg;
+    const layer_shape *s = &m->shapes[l];
+    static const char *suffix[T_COUNT] = {
+        "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
+        "self_attn.k_proj.bias", "self_attn.v_proj.bias", "post_attention_layernorm.weight",
+        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+    const int64_t d = c->d;
+    const int64_t dims[T_COUNT][2] = {
+        {d, 0}, {s->q_out, d}, {s->k_out, d}, {s->v_out, d}, {d, s->o_in}, {s->q_out, 0},
+        {s->k_out, 0}, {s->v_out, 0}, {d, 0}, {s->ff, d}, {s->ff, d}, {d, s->ff}};
+    for (int t = 0; t < T_COUNT; t++) {
+        snprintf(sp[t].name, sizeof sp[t].name, "model.layers.%d.%s", l, suffix[t]);
+        sp[t].shape[0] = dims[t][0];
+        sp[t].shape[1] = dims[t][1];
+        sp[t].ndim = dims[t][1] ? 2 : 1;
+    }
+    return c->qkv_bias;
+}
+
+static int check_one(const a3_model *m, const char *name, int ndim, const int64_t *shape, a3_err *err)
+{
+    const a3_st_tensor *t = a3_st_find(m->st, name);
+    if (!t) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing tensor", m->dir, name);
+    if (t->dtype != A3_DT_F32 && t->dtype != A3_DT_F16 && t->dtype != A3_DT_BF16)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: dtype %s is not supported (F32, F16, BF16)",
+                          t->file, name, a3_dtype_name(t->dtype));
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: shape does not match config.json (expected [%lld%s%lld])",
+                          t->file, name, (long long)shape[0], ndim > 1 ? ", " : "",
+                          ndim > 1 ? (long long)shape[1] : 0LL);
+    return A3_OK;
+}
+
+int a3__check_tensors(const a3_model *m, a3_err *err)
+{
+    const a3_config *c = &m->cfg;
+    int64_t emb[2] = {c->vocab, c->d}, dv[1] = {c->d};
+    int rc;
+    if ((rc = check_one(m, "model.embed_tokens.weight", 2, emb, err))) return rc;
+    if ((rc = check_one(m, "model.norm.weight", 1, dv, err))) return rc;
+    if (!c->tie_embeddings && (rc = check_one(m, "lm_head.weight", 2, emb, err))) return rc;
+    for (int l = 0; l < c->n_layers; l++) {
+        tensor_spec sp[T_COUNT];
+        int bias = layer_specs(m, l, sp);
+        for (int t = 0; t < T_COUNT; t++) {
+            if (!bias && (t == T_BQ || t == T_BK || t == T_BV)) continue;
+            if ((rc = check_one(m, sp[t].name, sp[t].ndim, sp[t].shape, err))) return rc;
+        }
+    }
+    return A3_OK;
+}
+
+/* F32 data that is 4-byte aligned can be used in place. */
+static const float *borrowable(const a3_st_tensor *t)
+{
+    if (t->dtype == A3_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
+    return NULL;
+}
+
+int a3__tensor_f32(const a3_model *m, const char *name, size_t numel, const float **out,
+                   float **owned, a3_err *err)
+{
+    const a3_st_tensor *t = a3_st_find(m->st, name);
+    *owned = NULL;
+    if (!t || t->numel != numel) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing or wrong size", m->dir, name);
+    if ((*out = borrowable(t))) return A3_OK;
+    float *buf = a3_malloc_array(numel, sizeof(float));
+    if (!buf) return a3_err_set(err, A3_ENOMEM, "%s: %s: out of memory", m->dir, name);
+    if (a3_convert_to_f32(t->dtype, t->data, numel, buf) != 0) {
+        free(buf);
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: cannot convert dtype", t->file, name);
+    }
+    *out = *owned = buf;
+    return A3_OK;
+}
+
+int a3__layer_load(const a3_model *m, int l, layer_weights *w, a3_err *err)
+{
+    tensor_spec sp[T_COUNT];
+    int bias = layer_specs(m, l, sp);
+    const a3_st_tensor *t[T_COUNT] = {0};
+    size_t need = 0;
+    memset(w, 0, sizeof *w);
+    for (int i = 0; i < T_COUNT; i++) {
+        if (!bias && (i == T_BQ || i == T_BK || i == T_BV)) continue;
+        t[i] = a3_st_find(m->st, sp[i].name);
+        if (!t[i]) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing tensor", m->dir, sp[i].name);
+        if (!borrowable(t[i])) need += t[i]->numel;
+    }
+    if (need && !(w->owned = a3_malloc_array(need, sizeof(float))))
+        return a3_err_set(err, A3_ENOMEM, "%s: layer %d: out of memory (%zu floats)", m->dir, l, need);
+    const float *p[T_COUNT] = {0};
+    size_t at = 0;
+    for (int i = 0; i < T_COUNT; i++) {
+        if (!t[i]) continue;
+        if ((p[i] = borrowable(t[i]))) continue;
+        float *dst = w->owned + at;
+        if (a3_convert_to_f32(t[i]->dtype, t[i]->data, t[i]->numel, dst) != 0) {
+            a3__layer_release(w);
+            return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: cannot convert dtype", t[i]->file, sp[i].name);
+        }
+        p[i] = dst;
+        at += t[i]->numel;
+    }
+    w->attn_norm = p[T_ANORM], w->wq = p[T_WQ], w->wk = p[T_WK], w->wv = p[T_WV], w->wo = p[T_WO];
+    w->bq = p[T_BQ], w->bk = p[T_BK], w->bv = p[T_BV];
+    w->mlp_norm = p[T_MNORM], w->wg = p[T_WG], w->wu = p[T_WU], w->wd = p[T_WD];
+    return A3_OK;
+}
+
+void a3__layer_release(layer_weights *w)
+{
+    free(w->owned);
+    memset(w, 0, sizeof *w);
+}

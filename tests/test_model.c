@@ -1,0 +1,327 @@
+/* model: the forward pass against an independent float64 reference
+ * (tests/helpers/ref_hf.c) on random models of every supported kind, plus
+ * batching, incremental decoding, perplexity and bad-input cases. */
+#include <math.h>
+#include <stdint.h>
+
+#include "a3/eval.h"
+#include "a3/model.h"
+#include "a3/synth.h"
+#include "helpers/ref_hf.h"
+#include "test.h"
+
+static a3_synth_spec base_spec(void)
+{
+    a3_synth_spec s = {.arch = A3_ARCH_LLAMA, .d = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4,
+                       .head_dim = 12, .d_ff = 80, .vocab = 101, .max_seq = 64, .rope_theta = 10000.0,
+                       .dtype = A3_DT_F32, .seed = 7};
+    return s;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
+}
+
+static void make_tokens(int32_t *t, int n, int vocab, uint32_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        t[i] = (int32_t)((seed >> 8) % (uint32_t)vocab);
+    }
+}
+
+/* Max |a3 - ref| over all logits, relative to max(1, max |ref|). */
+static double compare_to_ref(const char *dir, const int32_t *tok, int n)
+{
+    a3_err err = {0};
+    a3_model *m;
+    if (a3_model_open(dir, &m, &err)) {
+        fprintf(stderr, "  open: %s\n", err.msg);
+        return INFINITY;
+    }
+    const a3_config *c = a3_model_config(m);
+    size_t nl = (size_t)n * c->vocab;
+    float *hid = malloc((size_t)n * c->d * sizeof(float)), *lg = malloc(nl * sizeof(float));
+    double *ref = malloc(nl * sizeof(double)), worst = INFINITY;
+    if (!a3_model_forward(m, tok, 1, n, hid, &err) && !a3_model_logits(m, hid, (size_t)n, lg, &err) &&
+        !ref_hf_logits(dir, tok, n, ref)) {
+        double scale = 1, md = 0;
+        for (size_t i = 0; i < nl; i++) scale = fmax(scale, fabs(ref[i]));
+        for (size_t i = 0; i < nl; i++) md = fmax(md, fabs(lg[i] - ref[i]));
+        worst = md / scale;
+    } else if (err.msg[0]) fprintf(stderr, "  forward: %s\n", err.msg);
+    free(hid);
+    free(lg);
+    free(ref);
+    a3_model_free(m);
+    return worst;
+}
+
+/* Float32 with K <= 128-term dot products and a few layers: relative
+ * round-off is ~ sqrt(K) * 6e-8 per product, growing mildly through the
+ * layers; 2e-5 of the logit scale is a comfortable bound that still
+ * catches any real error (a wrong RoPE pair or scale moves logits by ~1). */
+#define LOGIT_TOL 2e-5
+
+static void check_kind(const char *what, a3_synth_spec s)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_err err = {0};
+    int rc = a3_synth_write(dir, &s, &err);
+    CHECKF(rc == 0, "%s: synth: %s", what, err.msg);
+    int32_t tok[40];
+    make_tokens(tok, 40, s.vocab, (uint32_t)s.seed);
+    double rel = compare_to_ref(dir, tok, 40);
+    CHECKF(rel <= LOGIT_TOL, "%s: max relative logit error %.3g", what, rel);
+    rm_rf(tmp);
+}
+
+static void test_llama_mha_tied(void)
+{
+    a3_synth_spec s = base_spec();
+    s.tie_embeddings = 1;
+    check_kind("llama MHA tied", s);
+}
+
+static void test_llama_gqa(void)
+{
+    a3_synth_spec s = base_spec();
+    s.n_kv_heads = 2;
+    check_kind("llama GQA", s);
+}
+
+static void test_qwen2_bias(void)
+{
+    a3_synth_spec s = base_spec();
+    s.arch = A3_ARCH_QWEN2;
+    s.n_kv_heads = 1;
+    s.qkv_bias = 1;
+    check_kind("qwen2 biases MQA", s);
+}
+
+static void test_llama3_rope_headdim(void)
+{
+    a3_synth_spec s = base_spec();
+    s.rope_llama3 = 1;
+    s.rope_theta = 500000.0;
+    s.head_dim = 16; /* != d / heads */
+    s.max_seq = 256; /* original_max 64: wavelengths 6.3 (< 16, kept), 32
+                      * (between 16 and 64, smoothed), 167+ (> 64, divided):
+                      * all three llama3 bands are exercised */
+    s.n_kv_heads = 2;
+    check_kind("llama3 scaling, head_dim 16", s);
+}
+
+static void test_f16_bf16_mistral(void)
+{
+    a3_synth_spec s = base_spec();
+    s.dtype = A3_DT_F16;
+    check_kind("F16", s);
+    s.dtype = A3_DT_BF16;
+    s.arch = A3_ARCH_MISTRAL;
+    check_kind("BF16 mistral", s);
+}
+
+/* A batch of sequences gives each sequence's own result; the decoder's
+ * incremental logits equal the prefill logits. */
+static void test_batch_and_decoder(void)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = base_spec();
+    s.n_kv_heads = 2;
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0);
+    CHECK(a3_model_open(dir, &m, &err) == 0);
+    if (!m) return;
+    enum { B = 3, T = 70 }; /* T > 64 crosses an attention block boundary */
+    int32_t tok[B * T];
+    make_tokens(tok, B * T, s.vocab, 3);
+    size_t d = (size_t)s.d, V = (size_t)s.vocab;
+    float *hb = malloc(B * T * d * sizeof(float)), *h1 = malloc(T * d * sizeof(float));
+    double md = 0;
+    CHECK(a3_model_forward(m, tok, B, T, hb, &err) == 0);
+    for (int b = 0; b < B; b++) {
+        CHECK(a3_model_forward(m, tok + b * T, 1, T, h1, &err) == 0);
+        for (size_t i = 0; i < T * d; i++) md = fmax(md, fabs(h1[i] - hb[b * T * d + i]));
+    }
+    CHECKF(md <= 1e-5, "batch vs single max diff %.3g", md);
+    float *full = malloc(T * V * sizeof(float)), *step = malloc(V * sizeof(float));
+    a3_decoder *dec = NULL;
+    CHECK(a3_model_logits(m, h1, T, full, &err) == 0);
+    CHECK(a3_decoder_new(m, T, &dec, &err) == 0);
+    int32_t *last = tok + (B - 1) * T;
+    CHECK(a3_decoder_step(dec, last, 5, step, &err) == 0);
+    md = 0;
+    for (size_t v = 0; v < V; v++) md = fmax(md, fabs(step[v] - full[4 * V + v]));
+    for (int t = 5; t < T; t++) {
+        CHECK(a3_decoder_step(dec, last + t, 1, step, &err) == 0);
+        for (size_t v = 0; v < V; v++) md = fmax(md, fabs(step[v] - full[t * V + v]));
+    }
+    CHECKF(md <= 1e-4, "decoder vs prefill max diff %.3g", md);
+    CHECK(a3_decoder_step(dec, last, 1, step, &err) != 0); /* cache full */
+    a3_decoder_free(dec);
+    free(hb);
+    free(h1);
+    free(full);
+    free(step);
+    a3_model_free(m);
+    rm_rf(tmp);
+}
+
+/* Perplexity equals the NLL computed from the reference's logits. */
+static void test_eval_matches_reference(void)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = base_spec();
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0);
+    CHECK(a3_model_open(dir, &m, &err) == 0);
+    if (!m) return;
+    enum { N = 50 };
+    int32_t ids[N];
+    make_tokens(ids, N, s.vocab, 11);
+    a3_seqs seqs;
+    a3_eval_result r;
+    CHECK(a3_seqs_from_ids(ids, N, 20, 0, 0, &seqs, &err) == 0);
+    CHECK(seqs.n == 3 && seqs.len[2] == 10);
+    CHECK(a3_eval_nll(m, &seqs, &r, NULL, NULL, &err) == 0);
+    double nll = 0;
+    int npred = 0;
+    double *ref = malloc(20 * (size_t)s.vocab * sizeof(double));
+    for (int w = 0; w < seqs.n; w++) {
+        ref_hf_logits(dir, seqs.seq[w], seqs.len[w], ref);
+        for (int t = 0; t + 1 < seqs.len[w]; t++, npred++) {
+            double mx = -INFINITY, sum = 0;
+            const double *l = ref + (size_t)t * s.vocab;
+            for (int v = 0; v < s.vocab; v++) mx = fmax(mx, l[v]);
+            for (int v = 0; v < s.vocab; v++) sum += exp(l[v] - mx);
+            nll += log(sum) + mx - l[seqs.seq[w][t + 1]];
+        }
+    }
+    CHECK(r.n_pred == npred && npred == 19 + 19 + 9);
+    CHECK_NEAR(r.mean_nll, nll / npred, 1e-5);
+    free(ref);
+    a3_seqs_free(&seqs);
+    a3_model_free(m);
+    rm_rf(tmp);
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+/* Each bad config.json must be refused with a message naming the field. */
+static void test_bad_configs(void)
+{
+    static const struct {
+        const char *json, *expect;
+    } cases[] = {
+        {"{", "not valid JSON"},
+        {"[]", "not a JSON object"},
+        {"{\"architectures\":[\"GPT2LMHeadModel\"]}", "architectures"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"]}", "hidden_size"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":-4,\"num_hidden_layers\":1,\"num_attention_heads\":1,\"intermediate_size\":4,\"vocab_size\":4}", "hidden_size"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":4,\"num_key_value_heads\":3,\"intermediate_size\":4,\"vocab_size\":4}", "num_key_value_heads"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":2}}", "rope_scaling"},
+        {"{\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"max_position_embeddings\":4096,\"sliding_window\":1024}", "sliding_window"},
+        {"{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"use_sliding_window\":true}", "use_sliding_window"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"hidden_act\":\"gelu\"}", "hidden_act"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"head_dim\":3}", "head_dim"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"mlp_bias\":true}", "mlp_bias"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4}", "model.safetensors"},
+    };
+    char tmp[64], path[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        a3_err err = {0};
+        a3_model *m = NULL;
+        CHECK(write_text(path, cases[i].json) == 0);
+        int rc = a3_model_open(tmp, &m, &err);
+        CHECKF(rc != 0 && m == NULL, "case %zu accepted", i);
+        CHECKF(strstr(err.msg, cases[i].expect) != NULL, "case %zu: '%s' lacks '%s'", i, err.msg, cases[i].expect);
+        CHECKF(strchr(err.msg, '\n') == NULL, "case %zu: message not one line", i);
+    }
+    rm_rf(tmp);
+}
+
+/* Missing tensors, wrong shapes, bad token ids and NaN weights are errors. */
+static void test_bad_weights(void)
+{
+    char tmp[64], dir[128], cfg[160], cmd[400];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = base_spec();
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0);
+    /* Claim more layers than the file has. */
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"num_hidden_layers\":\\s*2/\"num_hidden_layers\": 3/' '%s'", cfg);
+    CHECK(system(cmd) == 0);
+    CHECK(a3_model_open(dir, &m, &err) != 0);
+    CHECKF(strstr(err.msg, "model.layers.2.") && strstr(err.msg, "missing"), "got '%s'", err.msg);
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"num_hidden_layers\":\\s*3/\"num_hidden_layers\": 2/; s/\"intermediate_size\":\\s*80/\"intermediate_size\": 81/' '%s'", cfg);
+    CHECK(system(cmd) == 0);
+    CHECK(a3_model_open(dir, &m, &err) != 0);
+    CHECKF(strstr(err.msg, "mlp.gate_proj.weight") && strstr(err.msg, "shape"), "got '%s'", err.msg);
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"intermediate_size\":\\s*81/\"intermediate_size\": 80/' '%s'", cfg);
+    CHECK(system(cmd) == 0);
+    CHECK(a3_model_open(dir, &m, &err) == 0);
+    if (m) {
+        int32_t bad[3] = {1, 2, 101};
+        float h[3 * 48];
+        CHECK(a3_model_forward(m, bad, 1, 3, h, &err) == A3_EINVAL);
+        CHECKF(strstr(err.msg, "outside the vocabulary"), "got '%s'", err.msg);
+        a3_model_free(m);
+    }
+    rm_rf(tmp);
+}
+
+static void test_param_counts(void)
+{
+    a3_config c = {.d = 8, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 2, .d_ff = 16,
+                   .vocab = 10, .qkv_bias = 1};
+    a3_err err = {0};
+    CHECK(a3_config_init_full(&c, &err) == 0);
+    a3_param_counts p;
+    a3_model_count_params(&c, &p);
+    /* Per layer: q 8x8, k 4x8, v 4x8, o 8x8, biases 8+4+4, mlp 3*8*16. */
+    CHECK(p.attn_qk == 2 * (64 + 32));
+    CHECK(p.attn_ov == 2 * (32 + 64));
+    CHECK(p.bias == 2 * 16);
+    CHECK(p.mlp == 2 * 384);
+    CHECK(p.total == 80 + 80 + 5 * 8 + p.attn_qk + p.attn_ov + p.bias + p.mlp);
+    CHECK(a3_model_kv_bytes_per_token(&c, 2) == 2 * 2 * (2 + 2) * 2 * 1);
+    a3_config_free(&c);
+}
+
+int main(void)
+{
+    RUN(test_llama_mha_tied);
+    RUN(test_llama_gqa);
+    RUN(test_qwen2_bias);
+    RUN(test_llama3_rope_headdim);
+    RUN(test_f16_bf16_mistral);
+    RUN(test_batch_and_decoder);
+    RUN(test_eval_matches_reference);
+    RUN(test_bad_configs);
+    RUN(test_bad_weights);
+    RUN(test_param_counts);
+    return test_summary("model");
+}
