@@ -27,6 +27,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 BIN_OBJ  := $(BIN_SRC:%.c=$(BUILD)/%.o)
 HELP_OBJ := $(HELP_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
 .SECONDARY:
 .PHONY: all check test sanitize demo bench setup clean format
@@ -49,6 +50,10 @@ $(BUILD)/%.o: %.c $(wildcard include/a3/*.h) $(wildcard src/*/*.h) $(wildcard ui
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HELP_OBJ) $(BUILD)/liba3.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/liba3.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # The test command the README and CI use.
 check: a3 $(TESTS)
 	@A3_BIN=$(abspath $(BUILD)/a3) tests/run.sh $(TESTS)
@@ -61,11 +66,14 @@ sanitize:
 setup:
 	@scripts/setup.sh
 
-demo: a3
+# Sets up (installs packages if missing), builds, runs the pipeline.
+demo:
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory a3
 	@scripts/demo.sh
 
-bench: a3
-	@scripts/bench.sh
+bench: a3 $(BENCHES)
+	@BUILD=$(BUILD) scripts/bench.sh
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)

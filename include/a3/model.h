@@ -43,6 +43,36 @@ int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen,
 int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows,
                     float *logits, a3_err *err);
 
+/* Layer-wise execution, for the calibration pass: the caller keeps the
+ * hidden states of all its tokens and runs one layer at a time over them,
+ * so only that layer's weights are converted. Hooks see each chunk's
+ * intermediate activations (any hook may be NULL); a non-zero return from a
+ * hook stops the run with that code. */
+typedef struct {
+    void *ctx;
+    /* q (rows, q_out), k (rows, k_out), v (rows, v_out): projections with
+     * biases, before RoPE. */
+    int (*on_qkv)(void *ctx, int layer, const float *q, const float *k,
+                  const float *v, size_t rows);
+    /* z (rows, o_in): per-head attention outputs, the input of o_proj. */
+    int (*on_z)(void *ctx, int layer, const float *z, size_t rows);
+    /* u (rows, ff): the MLP intermediate act(x Wg) * (x Wu). */
+    int (*on_u)(void *ctx, int layer, const float *u, size_t rows);
+} a3_layer_hooks;
+
+/* x (n, d) = embeddings of tokens. */
+int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n,
+                   float *x, a3_err *err);
+/* Run layer `layer` in place over x (n_seq * seqlen, d), in chunks of
+ * whole sequences of at most max_rows rows (0: a default that bounds the
+ * scratch memory), calling hooks once per chunk. */
+int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq,
+                       int seqlen, size_t max_rows,
+                       const a3_layer_hooks *hooks, a3_err *err);
+/* out (rows, d) = final RMSNorm of x. */
+int a3_model_final_norm(const a3_model *m, const float *x, size_t rows,
+                        float *out, a3_err *err);
+
 /* Incremental decoding with a KV cache for one sequence. */
 typedef struct a3_decoder a3_decoder;
 int a3_decoder_new(a3_model *m, int max_len, a3_decoder **out, a3_err *err);

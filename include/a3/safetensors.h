@@ -40,7 +40,9 @@ typedef struct {
     int ndim;
     int64_t shape[A3_ST_MAX_DIMS];
     size_t numel;
-    const void *data;             /* borrowed from the mmap, nbytes long */
+    const void *data;             /* borrowed from the mmap, nbytes long;
+                                   * little-endian and possibly unaligned
+                                   * for its dtype (offsets are any byte) */
     size_t nbytes;
     const char *file;             /* path of the shard holding it */
 } a3_st_tensor;
@@ -60,9 +62,11 @@ int a3_st_open_file(const char *path, a3_st_set **out, a3_err *err);
 int a3_st_open_dir(const char *dir, a3_st_set **out, a3_err *err);
 void a3_st_free(a3_st_set *st); /* accepts NULL */
 
+/* Tensors in header order, file by file (shards in file-name order); a3_st_get
+ * returns NULL past the end. Pointers stay valid until a3_st_free. */
 size_t a3_st_count(const a3_st_set *st);
 const a3_st_tensor *a3_st_get(const a3_st_set *st, size_t i);
-/* NULL when absent. */
+/* O(log n) by binary search over names sorted at open; NULL when absent. */
 const a3_st_tensor *a3_st_find(const a3_st_set *st, const char *name);
 
 /* Find `name`, check it has exactly the given shape (ndim dims), and convert
@@ -84,7 +88,7 @@ int a3_convert_to_f32(a3_dtype dt, const void *src, size_t n, float *dst);
  * buffers after add. save writes atomically (temp file + rename), with the
  * tensors in the order added and a "__metadata__" {"format": "pt"} entry. */
 typedef struct a3_st_writer a3_st_writer;
-a3_st_writer *a3_st_writer_new(void);
+a3_st_writer *a3_st_writer_new(void); /* NULL when out of memory */
 int a3_st_writer_add(a3_st_writer *w, const char *name, a3_dtype dtype,
                      int ndim, const int64_t *shape, const float *data,
                      a3_err *err);

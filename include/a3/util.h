@@ -77,6 +77,10 @@ typedef int (*a3_progress_fn)(void *ctx, const char *stage, int64_t done,
 /* Monotonic wall-clock seconds. */
 double a3_now(void);
 
+/* "<path>.tmp.<pid>": where atomic writers stage their output. NULL on
+ * allocation failure; caller frees. */
+char *a3_tmp_path(const char *path);
+
 /* Path join into a newly allocated string; NULL on allocation failure. */
 char *a3_path_join(const char *dir, const char *name);
 

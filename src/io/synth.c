@@ -181,10 +181,8 @@ int a3_synth_write(const char *dir, const a3_synth_spec *s, a3_err *err)
         return a3_err_set(err, A3_EINVAL, "synth: %s: inconsistent model shape", dir);
     if (s->qkv_bias && s->arch != A3_ARCH_QWEN2)
         return a3_err_set(err, A3_EINVAL, "synth: %s: q/k/v biases need the Qwen2 architecture", dir);
-    size_t n = strlen(dir) + 32;
-    char *tmp = malloc(n);
+    char *tmp = a3_tmp_path(dir);
     if (!tmp) return a3_err_set(err, A3_ENOMEM, "synth: out of memory");
-    snprintf(tmp, n, "%s.tmp.%ld", dir, (long)getpid());
     int rc = A3_OK;
     if (access(dir, F_OK) == 0) rc = a3_err_set(err, A3_EINVAL, "%s: already exists", dir);
     else if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));

@@ -246,8 +246,10 @@ static int all_finite(const float *x, size_t n)
 }
 
 int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x, int n_seq,
-                      int seqlen, int pos0, kv_cache *kv, fwd_scratch *s, a3_err *err)
+                      int seqlen, int pos0, kv_cache *kv, const a3_layer_hooks *hk,
+                      fwd_scratch *s, a3_err *err)
 {
+    int hrc;
     const a3_config *c = &m->cfg;
     const layer_shape *sh = &m->shapes[l];
     size_t rows = (size_t)n_seq * seqlen;
@@ -261,6 +263,10 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     add_bias(s->q, w->bq, rows, sh->q_out);
     add_bias(s->k, w->bk, rows, sh->k_out);
     add_bias(s->v, w->bv, rows, sh->v_out);
+    if (hk && hk->on_qkv && (hrc = hk->on_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) {
+        free(cs);
+        return hrc;
+    }
     apply_rope(m, l, s->q, s->k, n_seq, seqlen, cs);
     free(cs);
 
@@ -274,12 +280,14 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     memset(s->z, 0, rows * (size_t)sh->o_in * sizeof(float));
     size_t max_keys = s->scores ? (size_t)(pos0 + seqlen) : 0;
     attention(job, s->threads, s->scores, (size_t)ATT_BLOCK * max_keys);
+    if (hk && hk->on_z && (hrc = hk->on_z(hk->ctx, l, s->z, rows))) return hrc;
     linear(x, s->z, w->wo, rows, sh->o_in, c->d, 1.0f);
 
     a3__rmsnorm(s->xn, x, w->mlp_norm, rows, c->d, c->rms_eps);
     linear(s->g, s->xn, w->wg, rows, c->d, sh->ff, 0);
     linear(s->u, s->xn, w->wu, rows, c->d, sh->ff, 0);
     swiglu(s->g, s->u, rows * (size_t)sh->ff);
+    if (hk && hk->on_u && (hrc = hk->on_u(hk->ctx, l, s->g, rows))) return hrc;
     linear(x, s->g, w->wd, rows, sh->ff, c->d, 1.0f);
     if (!all_finite(x, rows * (size_t)c->d))
         return a3_err_set(err, A3_EFORMAT, "%s: layer %d: non-finite activations (NaN/Inf in the weights?)", m->dir, l);

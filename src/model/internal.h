@@ -75,7 +75,7 @@ void a3__scratch_free(fwd_scratch *s);
  * themselves). */
 int a3__layer_forward(const a3_model *m, int layer, const layer_weights *w,
                       float *x, int n_seq, int seqlen, int pos0, kv_cache *kv,
-                      fwd_scratch *s, a3_err *err);
+                      const a3_layer_hooks *hooks, fwd_scratch *s, a3_err *err);
 void a3__rmsnorm(float *out, const float *x, const float *w, size_t rows, int d, float eps);
 
 #endif

@@ -88,8 +88,10 @@ static int check_tokens(const a3_model *m, const int32_t *tokens, size_t n, a3_e
     return A3_OK;
 }
 
-static int embed(const a3_model *m, const int32_t *tokens, size_t n, float *x, a3_err *err)
+int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n, float *x, a3_err *err)
 {
+    int rc = check_tokens(m, tokens, n, err);
+    if (rc) return rc;
     const a3_st_tensor *t = a3_st_find(m->st, "model.embed_tokens.weight");
     size_t d = (size_t)m->cfg.d, es = a3_dtype_size(t->dtype);
     for (size_t i = 0; i < n; i++) {
@@ -112,16 +114,47 @@ static int run_layers(a3_model *m, float *x, int n_seq, int seqlen, int pos0, kv
     for (int l = 0; l < c->n_layers && rc == A3_OK; l++) {
         layer_weights w;
         rc = a3__layer_load(m, l, &w, err);
-        if (rc == A3_OK) rc = a3__layer_forward(m, l, &w, x, n_seq, seqlen, pos0, kv, &s, err);
+        if (rc == A3_OK) rc = a3__layer_forward(m, l, &w, x, n_seq, seqlen, pos0, kv, NULL, &s, err);
         a3__layer_release(&w);
     }
     a3__scratch_free(&s);
+    return rc ? rc : a3_model_final_norm(m, x, rows, out, err);
+}
+
+/* Default rows per chunk in run_layer: bounds scratch to roughly
+ * rows * (d + 3 * width + 2 * d_ff) floats. */
+#define LAYER_CHUNK_ROWS 8192
+
+int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq, int seqlen, size_t max_rows,
+                       const a3_layer_hooks *hooks, a3_err *err)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || n_seq <= 0 || seqlen <= 0)
+        return a3_err_set(err, A3_EINVAL, "%s: run_layer: bad layer or batch", m->dir);
+    if (!max_rows) max_rows = LAYER_CHUNK_ROWS;
+    int per = (size_t)seqlen >= max_rows ? 1 : (int)(max_rows / (size_t)seqlen);
+    if (per > n_seq) per = n_seq;
+    fwd_scratch s;
+    layer_weights w;
+    int rc = a3__scratch_init(m, &s, (size_t)per * seqlen, seqlen, err);
     if (rc) return rc;
+    rc = a3__layer_load(m, layer, &w, err);
+    for (int b = 0; rc == A3_OK && b < n_seq; b += per) {
+        int nb = n_seq - b < per ? n_seq - b : per;
+        float *xb = x + (size_t)b * seqlen * m->cfg.d;
+        rc = a3__layer_forward(m, layer, &w, xb, nb, seqlen, 0, NULL, hooks, &s, err);
+    }
+    a3__layer_release(&w);
+    a3__scratch_free(&s);
+    return rc;
+}
+
+int a3_model_final_norm(const a3_model *m, const float *x, size_t rows, float *out, a3_err *err)
+{
     const float *nw;
     float *owned;
-    rc = a3__tensor_f32(m, "model.norm.weight", (size_t)c->d, &nw, &owned, err);
+    int rc = a3__tensor_f32(m, "model.norm.weight", (size_t)m->cfg.d, &nw, &owned, err);
     if (rc) return rc;
-    a3__rmsnorm(out, x, nw, rows, c->d, c->rms_eps);
+    a3__rmsnorm(out, x, nw, rows, m->cfg.d, m->cfg.rms_eps);
     free(owned);
     return A3_OK;
 }
@@ -131,11 +164,10 @@ int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen, 
 {
     if (n_seq <= 0 || seqlen <= 0) return a3_err_set(err, A3_EINVAL, "%s: empty batch", m->dir);
     size_t rows = (size_t)n_seq * seqlen;
-    int rc = check_tokens(m, tokens, rows, err);
-    if (rc) return rc;
+    int rc;
     float *x = a3_malloc_array(rows, (size_t)m->cfg.d * sizeof(float));
     if (!x) return a3_err_set(err, A3_ENOMEM, "%s: out of memory for %zu tokens", m->dir, rows);
-    rc = embed(m, tokens, rows, x, err);
+    rc = a3_model_embed(m, tokens, rows, x, err);
     if (rc == A3_OK) rc = run_layers(m, x, n_seq, seqlen, 0, NULL, hidden_out, err);
     free(x);
     return rc;
@@ -217,12 +249,11 @@ int a3_decoder_step(a3_decoder *d, const int32_t *tokens, int n, float *logits, 
     size_t dd = (size_t)m->cfg.d;
     if (n <= 0 || d->kv.len + n > d->kv.max_len)
         return a3_err_set(err, A3_EINVAL, "%s: sequence longer than the decoder's %d tokens", m->dir, d->kv.max_len);
-    int rc = check_tokens(m, tokens, (size_t)n, err);
-    if (rc) return rc;
+    int rc = A3_OK;
     float *x = a3_malloc_array((size_t)n, dd * sizeof(float));
     float *h = a3_malloc_array((size_t)n, dd * sizeof(float));
     if (!x || !h) rc = a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
-    if (rc == A3_OK) rc = embed(m, tokens, (size_t)n, x, err);
+    if (rc == A3_OK) rc = a3_model_embed(m, tokens, (size_t)n, x, err);
     if (rc == A3_OK) rc = run_layers(m, x, 1, n, d->kv.len, &d->kv, h, err);
     if (rc == A3_OK) rc = a3_model_logits(m, h + (size_t)(n - 1) * dd, 1, logits, err);
     if (rc == A3_OK) d->kv.len += n;

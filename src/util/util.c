@@ -97,17 +97,27 @@ int a3_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
     return A3_OK;
 }
 
+char *a3_tmp_path(const char *path)
+{
+    char suffix[32];
+    int sl = snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
+    size_t pl = strlen(path);
+    char *t = malloc(pl + (size_t)sl + 1);
+    if (!t) return NULL;
+    memcpy(t, path, pl);
+    memcpy(t + pl, suffix, (size_t)sl + 1);
+    return t;
+}
+
 int a3_atomic_open(a3_atomic *a, const char *path, a3_err *err)
 {
     memset(a, 0, sizeof *a);
-    size_t n = strlen(path) + 32;
     a->path = strdup(path);
-    a->tmp_path = malloc(n);
+    a->tmp_path = a3_tmp_path(path);
     if (!a->path || !a->tmp_path) {
         a3_atomic_abort(a);
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
     }
-    snprintf(a->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
     a->fp = fopen(a->tmp_path, "wb");
     if (!a->fp) {
         int e = errno;

@@ -1,0 +1,69 @@
+/* calib: the calibration pass (A3-METHOD.md section 2) and the loss curves
+ * read from its statistics (sections 3-5).
+ *
+ * The pass keeps the hidden states of all calibration tokens (n_windows x
+ * seqlen x d floats) and runs the model one layer at a time over them,
+ * accumulating that layer's statistics in float64 from the forward pass's
+ * own intermediate activations (hooks in include/a3/model.h):
+ *   Gq_i = sum q_i^T q_i (per query head, pre-RoPE, biases included),
+ *   Gk_j, Gv_j (per KV head), C_i = sum z_i^T z_i (attention outputs before
+ *   o_proj), D = sum u*u (MLP intermediate), Ru = sum u^T u (optional).
+ * Each Gram matrix is one dsyrk per chunk of rows. After a layer's
+ * statistics are complete its loss curves are computed (they need W_o and
+ * W_down as well), so the whole cache is ready when the last layer ends.
+ *
+ * Peak memory: hidden states + one layer's weights in float32 + chunk
+ * scratch + the statistics (see a3_calib_memory_estimate). */
+#ifndef A3_CALIB_H
+#define A3_CALIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "a3/cache.h"
+#include "a3/model.h"
+#include "a3/util.h"
+
+/* Draw n_samples windows of seqlen tokens from the stream ids[0..n):
+ * start offsets uniform in [0, n - seqlen], from a splitmix64 generator
+ * seeded with seed (reproducible everywhere). When the stream holds fewer
+ * than n_samples * seqlen tokens this is an error (A3_EINVAL, saying how
+ * much there is) unless allow_short, in which case it uses consecutive
+ * non-overlapping windows covering the stream (at least one; a stream
+ * shorter than seqlen gives one shorter window: *seqlen_out says). */
+int a3_calib_windows(const int32_t *ids, size_t n, int n_samples, int seqlen,
+                     uint64_t seed, int allow_short, int32_t **windows,
+                     int *n_windows, int *seqlen_out, a3_err *err);
+
+/* Bytes the pass needs at its peak for this model and batch. */
+size_t a3_calib_memory_estimate(const a3_config *c, int n_windows, int seqlen,
+                                int mlp_full);
+
+typedef struct {
+    int mlp_full;               /* also gather Ru (d_ff^2 doubles per layer) */
+    const char *checkpoint_dir; /* NULL: none; else state for --resume */
+    int resume;                 /* continue from checkpoint_dir if valid */
+    int stop_after_layer;       /* testing: stop with A3_ECANCELED after
+                                 * this many layers (0 = never) */
+    char created[40];           /* in/out: the run's start time; a resumed
+                                 * run gets the original run's back, so its
+                                 * cache is byte-identical */
+} a3_calib_opts;
+
+/* Run the pass and fill cache (allocated by the caller with a3_cache_new
+ * for the model's dims) with statistics and curves; sets n_tokens.
+ * progress gets stage "layer i/n" and tokens processed so far out of
+ * n_layers * n_windows * seqlen; returning non-zero cancels (A3_ECANCELED;
+ * the checkpoint, if any, keeps every finished layer). */
+int a3_calibrate(a3_model *m, const int32_t *windows, int n_windows,
+                 int seqlen, a3_calib_opts *opts, a3_cache *cache,
+                 a3_progress_fn progress, void *ctx, a3_err *err);
+
+/* Loss curves of one layer from its statistics (sums over n_tokens) and
+ * the layer's weights: o_proj.weight (d, n_heads*hd) and
+ * down_proj.weight (d, d_ff), float32 row-major as HF stores them.
+ * Fills qk_order/score/loss, ov_sv, mlp_order/score/loss. */
+int a3_calib_curves(a3_cache *cache, int layer, const float *o_proj,
+                    const float *down_proj, a3_err *err);
+
+#endif

@@ -1,0 +1,934 @@
+/* safetensors: see include/a3/safetensors.h.
+ *
+ * Reading: each file is mmapped read-only; its JSON header is copied out and
+ * parsed with cJSON, and every entry is validated before a data pointer into
+ * the mapping is handed out. Nothing from the file is trusted: lengths are
+ * checked against the bytes present, numbers must be exact non-negative
+ * integers, products are overflow-checked, and byte ranges must not overlap.
+ *
+ * Writing: tensors are converted and copied at add time; save emits the
+ * header (padded with spaces to a multiple of 8 so the data section starts
+ * 8-byte aligned) and the data back to back through a3_atomic_*. */
+#include "a3/safetensors.h"
+
+#include <assert.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- dtypes ---------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtype_info[A3_DT_COUNT] = {
+    [A3_DT_F32] = {"F32", 4}, [A3_DT_F16] = {"F16", 2}, [A3_DT_BF16] = {"BF16", 2},
+    [A3_DT_F64] = {"F64", 8}, [A3_DT_I32] = {"I32", 4}, [A3_DT_I64] = {"I64", 8},
+    [A3_DT_U8] = {"U8", 1},
+};
+
+/* Dtypes the format defines but a3 has no use for: reported as unsupported
+ * rather than malformed, since such a file is well-formed. */
+static const char *const dtype_foreign[] = {
+    "BOOL", "I8", "I16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2",
+    "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64",
+};
+
+size_t a3_dtype_size(a3_dtype dt)
+{
+    if ((unsigned)dt >= A3_DT_COUNT) return 0;
+    return dtype_info[dt].size;
+}
+
+const char *a3_dtype_name(a3_dtype dt)
+{
+    if ((unsigned)dt >= A3_DT_COUNT) return "?";
+    return dtype_info[dt].name;
+}
+
+int a3_dtype_parse(const char *s, a3_dtype *out)
+{
+    for (int i = 0; s && i < A3_DT_COUNT; i++) {
+        if (strcmp(s, dtype_info[i].name) == 0) {
+            *out = (a3_dtype)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int dtype_is_foreign(const char *s)
+{
+    for (size_t i = 0; i < sizeof dtype_foreign / sizeof dtype_foreign[0]; i++)
+        if (strcmp(s, dtype_foreign[i]) == 0) return 1;
+    return 0;
+}
+
+/* ---- element conversions ---------------------------------------------- */
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float a3_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    if (exp == 0x1f) return f32_from_bits(sign | 0x7f800000u | (mant << 13));
+    if (exp == 0) {
+        /* Zero or subnormal: mant * 2^-24 is exact in float32. */
+        float v = (float)mant * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+/* float32 below 2^-14 (f16's smallest normal) to an f16 subnormal, rounding
+ * the mantissa shifted out to nearest even. x is |f|'s bits. */
+static uint16_t f16_subnormal(uint32_t x)
+{
+    uint32_t e = x >> 23;
+    if (e < 102) return 0; /* below 2^-25: rounds to zero */
+    uint32_t mant = (x & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126 - e; /* 14..24: value / 2^-24 = mant >> shift */
+    uint32_t q = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1))) q++; /* may carry to 0x400: fine */
+    return (uint16_t)q;
+}
+
+uint16_t a3_f32_to_f16(float f)
+{
+    uint32_t x = f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) /* NaN: keep it quiet and keep the top payload bits */
+        return (uint16_t)(sign | 0x7e00 | ((x >> 13) & 0x3ff));
+    if (x >= 0x477ff000u) return sign | 0x7c00; /* >= 65520 rounds to inf */
+    if (x < 0x38800000u) return (uint16_t)(sign | f16_subnormal(x));
+    uint32_t q = (x >> 13) - (112u << 10), rem = x & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++; /* carry into exp is right */
+    return (uint16_t)(sign | q);
+}
+
+float a3_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+
+uint16_t a3_f32_to_bf16(float f)
+{
+    uint32_t x = f32_bits(f);
+    /* NaN must not round into inf (payload only in the low bits): force quiet. */
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* The file format is little-endian; these read/write it from any byte
+ * address, so unaligned tensor data is never accessed through a wide type. */
+static uint16_t load_le16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+static uint32_t load_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t load_le64(const unsigned char *p)
+{
+    return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
+}
+
+static void store_le16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void store_le32(unsigned char *p, uint32_t v)
+{
+    store_le16(p, (uint16_t)v);
+    store_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void f32_from_le(const unsigned char *p, size_t n, float *dst)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(dst, p, n * sizeof(float)); /* layout already matches */
+#else
+    for (size_t i = 0; i < n; i++) dst[i] = f32_from_bits(load_le32(p + 4 * i));
+#endif
+}
+
+int a3_convert_to_f32(a3_dtype dt, const void *src, size_t n, float *dst)
+{
+    const unsigned char *p = src;
+    switch (dt) {
+    case A3_DT_F32: f32_from_le(p, n, dst); return A3_OK;
+    case A3_DT_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = a3_f16_to_f32(load_le16(p + 2 * i));
+        return A3_OK;
+    case A3_DT_BF16:
+        for (size_t i = 0; i < n; i++) dst[i] = a3_bf16_to_f32(load_le16(p + 2 * i));
+        return A3_OK;
+    case A3_DT_F64:
+        for (size_t i = 0; i < n; i++) {
+            uint64_t u = load_le64(p + 8 * i);
+            double d;
+            memcpy(&d, &u, sizeof d);
+            dst[i] = (float)d;
+        }
+        return A3_OK;
+    default: return A3_EUNSUPPORTED;
+    }
+}
+
+/* ---- the set ------------------------------------------------------------ */
+
+typedef struct {
+    a3_st_tensor t;     /* first member: a3_st_get returns &entry->t */
+    size_t begin, end;  /* byte range within its file's data section */
+    size_t map;         /* index into set->maps */
+} st_entry;
+
+typedef struct {
+    char *path;  /* full path, what a3_st_tensor.file points at */
+    char *shard; /* file name as weight_map spells it; NULL for a lone file */
+    void *base;  /* mmap of the whole file, size bytes */
+    size_t size;
+} st_map;
+
+struct a3_st_set {
+    char *origin;       /* file or directory opened, for "not found" errors */
+    st_entry *ents;     /* header order, file by file */
+    size_t n, cap;
+    st_entry **byname;  /* n pointers sorted by name, for a3_st_find */
+    st_map *maps;
+    size_t nmaps, mapcap;
+};
+
+/* 100 MB: far above any real header (a 70B model's is ~100 KB), low enough
+ * that a hostile length cannot make us allocate gigabytes. */
+#define ST_HEADER_CAP ((size_t)100 * 1024 * 1024)
+/* Numbers in JSON are doubles; above 2^53 they are no longer exact. */
+#define ST_MAX_EXACT 9007199254740992.0
+
+void a3_st_free(a3_st_set *st)
+{
+    if (!st) return;
+    for (size_t i = 0; i < st->n; i++) free((char *)st->ents[i].t.name);
+    for (size_t i = 0; i < st->nmaps; i++) {
+        if (st->maps[i].base) munmap(st->maps[i].base, st->maps[i].size);
+        free(st->maps[i].path);
+        free(st->maps[i].shard);
+    }
+    free(st->maps);
+    free(st->ents);
+    free(st->byname);
+    free(st->origin);
+    free(st);
+}
+
+static a3_st_set *set_new(const char *origin)
+{
+    a3_st_set *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->origin = strdup(origin);
+    if (!st->origin) {
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+size_t a3_st_count(const a3_st_set *st) { return st ? st->n : 0; }
+
+const a3_st_tensor *a3_st_get(const a3_st_set *st, size_t i)
+{
+    return (st && i < st->n) ? &st->ents[i].t : NULL;
+}
+
+static int cmp_key_entry(const void *key, const void *elem)
+{
+    return strcmp(key, (*(st_entry *const *)elem)->t.name);
+}
+
+const a3_st_tensor *a3_st_find(const a3_st_set *st, const char *name)
+{
+    if (!st || !name || !st->byname) return NULL;
+    st_entry **hit = bsearch(name, st->byname, st->n, sizeof *st->byname, cmp_key_entry);
+    return hit ? &(*hit)->t : NULL;
+}
+
+/* Copy of a name from the file fit for a one-line message: control bytes
+ * become '?', and very long names are cut. */
+static const char *printable(const char *s, char *buf, size_t n)
+{
+    size_t i = 0;
+    for (; s[i] && i + 4 < n; i++) buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (s[i]) memcpy(buf + i, "...", 4);
+    else buf[i] = 0;
+    return buf;
+}
+
+#define PNAME(s) printable((s), (char[96]){0}, 96)
+
+/* ---- mapping and header ---------------------------------------------------- */
+
+static int map_file(const char *path, st_map *m, a3_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return a3_err_set(err, A3_EIO, "%s: header: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return a3_err_set(err, A3_EIO, "%s: header: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size < 8 || (uint64_t)sb.st_size > SIZE_MAX) {
+        close(fd);
+        if (!S_ISREG(sb.st_mode)) return a3_err_set(err, A3_EIO, "%s: header: not a regular file", path);
+        return a3_err_set(err, A3_EFORMAT, "%s: header: file too short (%lld bytes, need at least 8)",
+                          path, (long long)sb.st_size);
+    }
+    void *base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd); /* the mapping stays valid without the descriptor */
+    if (base == MAP_FAILED) return a3_err_set(err, A3_EIO, "%s: header: mmap failed: %s", path, strerror(e));
+    m->base = base;
+    m->size = (size_t)sb.st_size;
+    return A3_OK;
+}
+
+/* Parse the header of a mapped file into *root (a JSON object) and report
+ * where the data section starts. */
+static int parse_header(const st_map *m, cJSON **root, size_t *data_start, a3_err *err)
+{
+    const unsigned char *p = m->base;
+    uint64_t n = load_le64(p);
+    if (n > ST_HEADER_CAP)
+        return a3_err_set(err, A3_EFORMAT, "%s: header: header length %" PRIu64 " exceeds the %zu-byte cap",
+                          m->path, n, ST_HEADER_CAP);
+    if (n > m->size - 8)
+        return a3_err_set(err, A3_EFORMAT, "%s: header: header length %" PRIu64 " exceeds file size %zu",
+                          m->path, n, m->size);
+    /* A NUL-terminated private copy: cJSON and strtod never see the mapping's end. */
+    char *text = malloc((size_t)n + 1);
+    if (!text) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", m->path);
+    memcpy(text, p + 8, (size_t)n);
+    text[n] = 0;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, (size_t)n, &end, 0);
+    int trailing = 0;
+    for (const char *q = end; j && q < text + n; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') trailing = 1;
+    free(text);
+    if (!j) return a3_err_set(err, A3_EFORMAT, "%s: header: not valid JSON", m->path);
+    if (!cJSON_IsObject(j) || trailing) {
+        cJSON_Delete(j);
+        return a3_err_set(err, A3_EFORMAT, "%s: header: %s", m->path,
+                          trailing ? "trailing bytes after the JSON header" : "not a JSON object");
+    }
+    *root = j;
+    *data_start = 8 + (size_t)n;
+    return A3_OK;
+}
+
+/* An exact non-negative integer that fits size_t, or -1. */
+static int json_size(const cJSON *it, size_t *out)
+{
+    if (!cJSON_IsNumber(it)) return -1;
+    double v = it->valuedouble;
+    if (!(v >= 0.0) || v > ST_MAX_EXACT) return -1;
+    uint64_t u = (uint64_t)v;
+    if ((double)u != v || u > SIZE_MAX) return -1;
+    *out = (size_t)u;
+    return 0;
+}
+
+/* ---- one header entry ----------------------------------------------------- */
+
+static int parse_dtype(const char *path, const char *name, const cJSON *e, a3_st_tensor *t, a3_err *err)
+{
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    if (!cJSON_IsString(dt))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: dtype %s", path, PNAME(name),
+                          dt ? "is not a string" : "is missing");
+    if (a3_dtype_parse(dt->valuestring, &t->dtype) == 0) return A3_OK;
+    int code = dtype_is_foreign(dt->valuestring) ? A3_EUNSUPPORTED : A3_EFORMAT;
+    return a3_err_set(err, code, "%s: %s: %s dtype '%s'", path, PNAME(name),
+                      code == A3_EFORMAT ? "unknown" : "unsupported", PNAME(dt->valuestring));
+}
+
+static int parse_shape(const char *path, const char *name, const cJSON *e, a3_st_tensor *t, a3_err *err)
+{
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    if (!cJSON_IsArray(sh))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: shape %s", path, PNAME(name),
+                          sh ? "is not an array" : "is missing");
+    int nd = cJSON_GetArraySize(sh);
+    if (nd > A3_ST_MAX_DIMS)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: shape has rank %d, more than %d", path, PNAME(name),
+                          nd, A3_ST_MAX_DIMS);
+    size_t numel = 1;
+    int i = 0;
+    for (const cJSON *d = sh->child; d; d = d->next, i++) {
+        size_t v;
+        if (json_size(d, &v))
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: shape dim %d is not a non-negative integer",
+                              path, PNAME(name), i);
+        if (a3_mul_size(numel, v, &numel))
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: shape element count overflows", path, PNAME(name));
+        t->shape[i] = (int64_t)v; /* v <= 2^53 */
+    }
+    t->ndim = nd;
+    t->numel = numel;
+    if (a3_mul_size(numel, a3_dtype_size(t->dtype), &t->nbytes))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: shape byte size overflows", path, PNAME(name));
+    return A3_OK;
+}
+
+static int parse_offsets(const char *path, const char *name, const cJSON *e, size_t data_len,
+                         st_entry *out, a3_err *err)
+{
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    size_t b, en;
+    if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || json_size(off->child, &b) ||
+        json_size(off->child->next, &en))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: data_offsets %s", path, PNAME(name),
+                          off ? "must be two non-negative integers" : "is missing");
+    if (b > en)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: data_offsets begin %zu > end %zu", path, PNAME(name),
+                          b, en);
+    if (en > data_len)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: data_offsets end %zu beyond the data section (%zu bytes)",
+                          path, PNAME(name), en, data_len);
+    if (en - b != out->t.nbytes)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: data_offsets span %zu bytes but shape and dtype need %zu",
+                          path, PNAME(name), en - b, out->t.nbytes);
+    out->begin = b;
+    out->end = en;
+    return A3_OK;
+}
+
+static int check_metadata(const char *path, const cJSON *md, a3_err *err)
+{
+    if (!cJSON_IsObject(md))
+        return a3_err_set(err, A3_EFORMAT, "%s: header: __metadata__ is not an object", path);
+    for (const cJSON *kv = md->child; kv; kv = kv->next)
+        if (!cJSON_IsString(kv))
+            return a3_err_set(err, A3_EFORMAT, "%s: header: __metadata__ value '%s' is not a string", path,
+                              PNAME(kv->string ? kv->string : "?"));
+    return A3_OK;
+}
+
+static int grow_entries(a3_st_set *st, const char *path, a3_err *err)
+{
+    if (st->n < st->cap) return A3_OK;
+    size_t cap = st->cap ? st->cap * 2 : 64;
+    st_entry *e = cap > SIZE_MAX / sizeof *e ? NULL : realloc(st->ents, cap * sizeof *e);
+    if (!e) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", path);
+    st->ents = e;
+    st->cap = cap;
+    return A3_OK;
+}
+
+/* Validate one header item and append it to the set. */
+static int add_entry(a3_st_set *st, size_t mi, const cJSON *it, size_t data_start, a3_err *err)
+{
+    const st_map *m = &st->maps[mi];
+    const char *name = it->string;
+    if (!name || !*name) return a3_err_set(err, A3_EFORMAT, "%s: header: empty tensor name", m->path);
+    if (!cJSON_IsObject(it))
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: entry is not an object", m->path, PNAME(name));
+    st_entry e = {.map = mi};
+    int rc = parse_dtype(m->path, name, it, &e.t, err);
+    if (rc == A3_OK) rc = parse_shape(m->path, name, it, &e.t, err);
+    if (rc == A3_OK) rc = parse_offsets(m->path, name, it, m->size - data_start, &e, err);
+    if (rc == A3_OK) rc = grow_entries(st, m->path, err);
+    if (rc != A3_OK) return rc;
+    e.t.name = strdup(name);
+    if (!e.t.name) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", m->path);
+    e.t.data = (const unsigned char *)m->base + data_start + e.begin;
+    e.t.file = m->path;
+    st->ents[st->n++] = e;
+    return A3_OK;
+}
+
+/* ---- whole-file checks ----------------------------------------------------- */
+
+/* By name; equal names by position in ents, so a duplicate is reported at
+ * its later occurrence (qsort is not stable). */
+static int cmp_entry_name(const void *a, const void *b)
+{
+    const st_entry *x = *(st_entry *const *)a, *y = *(st_entry *const *)b;
+    int c = strcmp(x->t.name, y->t.name);
+    return c ? c : (x > y) - (x < y);
+}
+
+static int cmp_entry_begin(const void *a, const void *b)
+{
+    const st_entry *x = *(st_entry *const *)a, *y = *(st_entry *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+/* Pointers to ents[first, last), or NULL. */
+static st_entry **entry_ptrs(a3_st_set *st, size_t first, size_t last)
+{
+    st_entry **v = a3_malloc_array(last - first, sizeof *v);
+    for (size_t i = first; v && i < last; i++) v[i - first] = &st->ents[i];
+    return v;
+}
+
+/* Duplicate names within one file, then overlapping byte ranges. Empty
+ * tensors occupy no bytes and so overlap nothing. */
+static int check_file_entries(a3_st_set *st, size_t first, size_t last, const char *path, a3_err *err)
+{
+    size_t n = last - first;
+    st_entry **v = entry_ptrs(st, first, last);
+    if (!v) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", path);
+    int rc = A3_OK;
+    qsort(v, n, sizeof *v, cmp_entry_name);
+    for (size_t i = 1; i < n && rc == A3_OK; i++)
+        if (strcmp(v[i - 1]->t.name, v[i]->t.name) == 0)
+            rc = a3_err_set(err, A3_EFORMAT, "%s: %s: duplicate tensor name", path, PNAME(v[i]->t.name));
+    if (rc == A3_OK) qsort(v, n, sizeof *v, cmp_entry_begin);
+    const st_entry *reach = NULL; /* the non-empty range ending furthest so far */
+    for (size_t i = 0; i < n && rc == A3_OK; i++) {
+        if (v[i]->begin == v[i]->end) continue;
+        if (reach && v[i]->begin < reach->end)
+            rc = a3_err_set(err, A3_EFORMAT, "%s: %s: bytes [%zu, %zu) overlap tensor '%s'", path,
+                            PNAME(v[i]->t.name), v[i]->begin, v[i]->end, PNAME(reach->t.name));
+        if (!reach || v[i]->end > reach->end) reach = v[i];
+    }
+    free(v);
+    return rc;
+}
+
+static int add_map(a3_st_set *st, const char *path, const char *shard, a3_err *err)
+{
+    if (st->nmaps == st->mapcap) {
+        size_t cap = st->mapcap ? st->mapcap * 2 : 4;
+        st_map *m = a3_malloc_array(cap, sizeof *m);
+        if (!m) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", path);
+        if (st->nmaps) memcpy(m, st->maps, st->nmaps * sizeof *m);
+        free(st->maps);
+        st->maps = m;
+        st->mapcap = cap;
+    }
+    st_map *m = &st->maps[st->nmaps];
+    memset(m, 0, sizeof *m);
+    m->path = strdup(path);
+    m->shard = shard ? strdup(shard) : NULL;
+    st->nmaps++; /* counted now so a3_st_free releases whatever was built */
+    if (!m->path || (shard && !m->shard))
+        return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", path);
+    return map_file(path, m, err);
+}
+
+/* Map one file and append its validated tensors to the set. */
+static int load_file(a3_st_set *st, const char *path, const char *shard, a3_err *err)
+{
+    int rc = add_map(st, path, shard, err);
+    if (rc != A3_OK) return rc;
+    size_t mi = st->nmaps - 1, first = st->n, data_start = 0;
+    cJSON *root = NULL;
+    rc = parse_header(&st->maps[mi], &root, &data_start, err);
+    int seen_md = 0;
+    for (const cJSON *it = root ? root->child : NULL; it && rc == A3_OK; it = it->next) {
+        if (it->string && strcmp(it->string, "__metadata__") == 0) {
+            rc = seen_md++ ? a3_err_set(err, A3_EFORMAT, "%s: header: duplicate __metadata__", path)
+                           : check_metadata(path, it, err);
+            continue;
+        }
+        rc = add_entry(st, mi, it, data_start, err);
+    }
+    cJSON_Delete(root);
+    if (rc == A3_OK) rc = check_file_entries(st, first, st->n, path, err);
+    return rc;
+}
+
+/* Sort the name index over every file; a name in two files is an error. */
+static int build_index(a3_st_set *st, a3_err *err)
+{
+    st->byname = entry_ptrs(st, 0, st->n);
+    if (!st->byname) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", st->origin);
+    qsort(st->byname, st->n, sizeof *st->byname, cmp_entry_name);
+    for (size_t i = 1; i < st->n; i++) {
+        const st_entry *a = st->byname[i - 1], *b = st->byname[i];
+        if (strcmp(a->t.name, b->t.name) == 0)
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: also in shard %s", b->t.file, PNAME(b->t.name),
+                              a->t.file);
+    }
+    return A3_OK;
+}
+
+int a3_st_open_file(const char *path, a3_st_set **out, a3_err *err)
+{
+    *out = NULL;
+    a3_st_set *st = set_new(path);
+    if (!st) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", path);
+    int rc = load_file(st, path, NULL, err);
+    if (rc == A3_OK) rc = build_index(st, err);
+    if (rc != A3_OK) {
+        a3_st_free(st);
+        return rc;
+    }
+    *out = st;
+    return A3_OK;
+}
+
+/* ---- sharded directories ---------------------------------------------------- */
+
+typedef struct {
+    const char *name;  /* tensor, borrowed from the parsed index */
+    const char *shard; /* file name within the directory */
+} wm_pair;
+
+typedef struct {
+    const char *dir, *path; /* model dir, index file path */
+    cJSON *root;
+    wm_pair *pairs; /* sorted by tensor name */
+    size_t n;
+} st_index;
+
+static int cmp_pair_name(const void *a, const void *b)
+{
+    return strcmp(((const wm_pair *)a)->name, ((const wm_pair *)b)->name);
+}
+
+static int cmp_pair_shard(const void *a, const void *b)
+{
+    const wm_pair *x = a, *y = b;
+    int c = strcmp(x->shard, y->shard);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* A shard must be a plain file name inside the model directory. */
+static int shard_name_ok(const char *s)
+{
+    return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+/* Collect weight_map into ix->pairs, sorted by name, each entry checked. */
+static int read_weight_map(st_index *ix, a3_err *err)
+{
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(ix->root, "weight_map");
+    if (!cJSON_IsObject(wm) || !wm->child)
+        return a3_err_set(err, A3_EFORMAT, "%s: index: weight_map %s", ix->path,
+                          cJSON_IsObject(wm) ? "is empty" : wm ? "is not an object" : "is missing");
+    size_t n = 0;
+    for (const cJSON *it = wm->child; it; it = it->next) n++;
+    ix->pairs = a3_malloc_array(n, sizeof *ix->pairs);
+    if (!ix->pairs) return a3_err_set(err, A3_ENOMEM, "%s: index: out of memory", ix->path);
+    for (const cJSON *it = wm->child; it; it = it->next) {
+        const char *name = it->string ? it->string : "";
+        if (!*name)
+            return a3_err_set(err, A3_EFORMAT, "%s: index: empty tensor name in weight_map", ix->path);
+        if (!cJSON_IsString(it) || !shard_name_ok(it->valuestring))
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: weight_map value is not a shard file name",
+                              ix->path, PNAME(name));
+        ix->pairs[ix->n++] = (wm_pair){name, it->valuestring};
+    }
+    qsort(ix->pairs, n, sizeof *ix->pairs, cmp_pair_name);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(ix->pairs[i - 1].name, ix->pairs[i].name) == 0)
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: listed twice in weight_map", ix->path,
+                              PNAME(ix->pairs[i].name));
+    return A3_OK;
+}
+
+/* Map every distinct shard once, in file-name order. */
+static int load_shards(a3_st_set *st, const st_index *ix, a3_err *err)
+{
+    wm_pair *by_shard = a3_malloc_array(ix->n, sizeof *by_shard);
+    if (!by_shard) return a3_err_set(err, A3_ENOMEM, "%s: index: out of memory", ix->path);
+    memcpy(by_shard, ix->pairs, ix->n * sizeof *by_shard);
+    qsort(by_shard, ix->n, sizeof *by_shard, cmp_pair_shard);
+    int rc = A3_OK;
+    for (size_t i = 0; i < ix->n && rc == A3_OK; i++) {
+        if (i > 0 && strcmp(by_shard[i - 1].shard, by_shard[i].shard) == 0) continue;
+        char *path = a3_path_join(ix->dir, by_shard[i].shard);
+        if (!path) rc = a3_err_set(err, A3_ENOMEM, "%s: index: out of memory", ix->path);
+        else if (access(path, F_OK) != 0)
+            rc = a3_err_set(err, A3_EFORMAT, "%s: %s: weight_map names shard '%s', which does not exist",
+                            ix->path, PNAME(by_shard[i].name), PNAME(by_shard[i].shard));
+        else rc = load_file(st, path, by_shard[i].shard, err);
+        free(path);
+    }
+    free(by_shard);
+    return rc;
+}
+
+/* Every tensor in the shards is where weight_map says, and vice versa. */
+static int check_weight_map(const a3_st_set *st, const st_index *ix, a3_err *err)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        const st_entry *e = &st->ents[i];
+        const wm_pair *p = bsearch(&(wm_pair){e->t.name, NULL}, ix->pairs, ix->n, sizeof *p, cmp_pair_name);
+        if (!p)
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: not listed in weight_map of %s", e->t.file,
+                              PNAME(e->t.name), ix->path);
+        if (strcmp(p->shard, st->maps[e->map].shard) != 0)
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: weight_map says shard '%s' but it is in %s",
+                              ix->path, PNAME(e->t.name), PNAME(p->shard), e->t.file);
+    }
+    for (size_t i = 0; i < ix->n; i++)
+        if (!a3_st_find(st, ix->pairs[i].name))
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: listed in weight_map but absent from shard '%s'",
+                              ix->path, PNAME(ix->pairs[i].name), PNAME(ix->pairs[i].shard));
+    return A3_OK;
+}
+
+static int open_index(const char *dir, const char *path, a3_st_set **out, a3_err *err)
+{
+    st_index ix = {.dir = dir, .path = path};
+    char *text = NULL;
+    size_t len = 0;
+    a3_st_set *st = NULL;
+    int rc = a3_read_file(path, ST_HEADER_CAP, &text, &len, err);
+    if (rc == A3_OK) {
+        ix.root = cJSON_ParseWithLength(text, len);
+        if (!cJSON_IsObject(ix.root))
+            rc = a3_err_set(err, A3_EFORMAT, "%s: index: not a valid JSON object", path);
+    }
+    if (rc == A3_OK) rc = read_weight_map(&ix, err);
+    if (rc == A3_OK && !(st = set_new(dir)))
+        rc = a3_err_set(err, A3_ENOMEM, "%s: index: out of memory", path);
+    if (rc == A3_OK) rc = load_shards(st, &ix, err);
+    if (rc == A3_OK) rc = build_index(st, err);
+    if (rc == A3_OK) rc = check_weight_map(st, &ix, err);
+    free(ix.pairs);
+    cJSON_Delete(ix.root);
+    free(text);
+    if (rc != A3_OK) {
+        a3_st_free(st);
+        return rc;
+    }
+    *out = st;
+    return A3_OK;
+}
+
+int a3_st_open_dir(const char *dir, a3_st_set **out, a3_err *err)
+{
+    *out = NULL;
+    char *single = a3_path_join(dir, "model.safetensors");
+    char *index = a3_path_join(dir, "model.safetensors.index.json");
+    int rc;
+    if (!single || !index) rc = a3_err_set(err, A3_ENOMEM, "%s: header: out of memory", dir);
+    else if (access(single, F_OK) == 0) rc = a3_st_open_file(single, out, err);
+    else if (access(index, F_OK) == 0) rc = open_index(dir, index, out, err);
+    else
+        rc = a3_err_set(err, A3_EIO,
+                        "%s: header: neither model.safetensors nor model.safetensors.index.json exists", dir);
+    free(single);
+    free(index);
+    return rc;
+}
+
+/* ---- typed load ------------------------------------------------------------ */
+
+static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim, const int64_t *shape, float *dst,
+                   a3_err *err)
+{
+    assert(name && dst && (ndim <= 0 || shape));
+    const a3_st_tensor *t = a3_st_find(st, name);
+    if (!t)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: tensor not found", st ? st->origin : "?", PNAME(name));
+    int same = ndim == t->ndim;
+    for (int i = 0; same && i < ndim; i++) same = shape[i] == t->shape[i];
+    if (!same) {
+        char want[160], got[160];
+        shape_str(ndim < 0 ? 0 : ndim > A3_ST_MAX_DIMS ? A3_ST_MAX_DIMS : ndim, shape, want, sizeof want);
+        shape_str(t->ndim, t->shape, got, sizeof got);
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: shape %s, expected %s", t->file, PNAME(name), got, want);
+    }
+    if (t->dtype != A3_DT_F32 && t->dtype != A3_DT_F16 && t->dtype != A3_DT_BF16)
+        return a3_err_set(err, A3_EUNSUPPORTED,
+                          "%s: %s: dtype %s cannot be loaded as float32 (F32, F16, BF16)", t->file,
+                          PNAME(name), a3_dtype_name(t->dtype));
+    return a3_convert_to_f32(t->dtype, t->data, t->numel, dst);
+}
+
+/* ---- writer ------------------------------------------------------------------ */
+
+typedef struct {
+    char *name;
+    a3_dtype dtype;
+    int ndim;
+    int64_t shape[A3_ST_MAX_DIMS];
+    unsigned char *bytes; /* converted, little-endian, nbytes long */
+    size_t nbytes;
+} wt_item;
+
+struct a3_st_writer {
+    wt_item *items; /* insertion order */
+    size_t n, cap;
+};
+
+a3_st_writer *a3_st_writer_new(void) { return calloc(1, sizeof(a3_st_writer)); }
+
+void a3_st_writer_free(a3_st_writer *w)
+{
+    if (!w) return;
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->items[i].name);
+        free(w->items[i].bytes);
+    }
+    free(w->items);
+    free(w);
+}
+
+static void encode(a3_dtype dt, const float *src, size_t n, unsigned char *dst)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (dt == A3_DT_F32) store_le32(dst + 4 * i, f32_bits(src[i]));
+        else if (dt == A3_DT_F16) store_le16(dst + 2 * i, a3_f32_to_f16(src[i]));
+        else store_le16(dst + 2 * i, a3_f32_to_bf16(src[i]));
+    }
+}
+
+/* Arguments of writer_add: the name is new, dtype writable, shape sane. */
+static int writer_check(const a3_st_writer *w, const char *name, a3_dtype dtype, int ndim,
+                        const int64_t *shape, size_t *numel, a3_err *err)
+{
+    if (!name || !*name) return a3_err_set(err, A3_EINVAL, "writer: header: empty tensor name");
+    if (strcmp(name, "__metadata__") == 0)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: reserved name", name);
+    if (dtype != A3_DT_F32 && dtype != A3_DT_F16 && dtype != A3_DT_BF16)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: cannot write dtype %s (F32, F16 or BF16 only)",
+                          PNAME(name), a3_dtype_name(dtype));
+    if (ndim < 0 || ndim > A3_ST_MAX_DIMS)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: rank %d outside 0..%d", PNAME(name), ndim,
+                          A3_ST_MAX_DIMS);
+    *numel = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || a3_mul_size(*numel, (size_t)shape[i], numel))
+            return a3_err_set(err, A3_EINVAL, "writer: %s: bad shape dim %d (%" PRId64 ")", PNAME(name), i,
+                              shape[i]);
+    for (size_t i = 0; i < w->n; i++)
+        if (strcmp(w->items[i].name, name) == 0)
+            return a3_err_set(err, A3_EINVAL, "writer: %s: duplicate tensor name", PNAME(name));
+    return A3_OK;
+}
+
+int a3_st_writer_add(a3_st_writer *w, const char *name, a3_dtype dtype, int ndim, const int64_t *shape,
+                     const float *data, a3_err *err)
+{
+    assert(w && (ndim <= 0 || shape));
+    size_t numel = 0, nbytes = 0;
+    int rc = writer_check(w, name, dtype, ndim, shape, &numel, err);
+    if (rc != A3_OK) return rc;
+    if (a3_mul_size(numel, a3_dtype_size(dtype), &nbytes))
+        return a3_err_set(err, A3_EINVAL, "writer: %s: tensor too large", PNAME(name));
+    assert(data || numel == 0);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        wt_item *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(w->items, cap * sizeof *v);
+        if (!v) return a3_err_set(err, A3_ENOMEM, "writer: %s: out of memory", PNAME(name));
+        w->items = v;
+        w->cap = cap;
+    }
+    wt_item it = {.dtype = dtype, .ndim = ndim, .nbytes = nbytes};
+    it.name = strdup(name);
+    it.bytes = malloc(nbytes ? nbytes : 1);
+    if (!it.name || !it.bytes) {
+        free(it.name);
+        free(it.bytes);
+        return a3_err_set(err, A3_ENOMEM, "writer: %s: out of memory", PNAME(name));
+    }
+    if (ndim) memcpy(it.shape, shape, (size_t)ndim * sizeof *shape);
+    encode(dtype, data, numel, it.bytes);
+    w->items[w->n++] = it;
+    return A3_OK;
+}
+
+/* A JSON number item printed exactly as the integer (cJSON would print
+ * large values through %g, which a strict reader rejects). */
+static cJSON *json_int(cJSON *arr, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    cJSON *it = cJSON_CreateRaw(buf);
+    if (it && !cJSON_AddItemToArray(arr, it)) {
+        cJSON_Delete(it);
+        return NULL;
+    }
+    return it;
+}
+
+static cJSON *writer_entry(const wt_item *it, size_t begin)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+    cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+    int ok = e && shape && off && cJSON_AddStringToObject(e, "dtype", a3_dtype_name(it->dtype));
+    for (int i = 0; ok && i < it->ndim; i++) ok = json_int(shape, (uint64_t)it->shape[i]) != NULL;
+    ok = ok && json_int(off, begin) && json_int(off, (uint64_t)begin + it->nbytes);
+    if (!ok) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* The header JSON text, or NULL when out of memory or too large. */
+static char *writer_header(const a3_st_writer *w)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(root, "__metadata__");
+    int ok = md && cJSON_AddStringToObject(md, "format", "pt");
+    size_t off = 0;
+    for (size_t i = 0; ok && i < w->n; i++) {
+        cJSON *e = writer_entry(&w->items[i], off);
+        ok = e && cJSON_AddItemToObject(root, w->items[i].name, e);
+        if (e && !ok) cJSON_Delete(e);
+        ok = ok && a3_add_size(off, w->items[i].nbytes, &off) == 0;
+    }
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}
+
+int a3_st_writer_save(a3_st_writer *w, const char *path, a3_err *err)
+{
+    char *text = writer_header(w);
+    if (!text) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory building the header", path);
+    size_t len = strlen(text), padded = (len + 7) & ~(size_t)7;
+    unsigned char lenbuf[8];
+    store_le32(lenbuf, (uint32_t)padded);
+    store_le32(lenbuf + 4, (uint32_t)((uint64_t)padded >> 32));
+    static const char spaces[] = "        ";
+    a3_atomic a;
+    int rc = a3_atomic_open(&a, path, err);
+    if (rc == A3_OK) rc = a3_atomic_write(&a, lenbuf, 8, err);
+    if (rc == A3_OK) rc = a3_atomic_write(&a, text, len, err);
+    if (rc == A3_OK) rc = a3_atomic_write(&a, spaces, padded - len, err);
+    for (size_t i = 0; i < w->n && rc == A3_OK; i++)
+        rc = a3_atomic_write(&a, w->items[i].bytes, w->items[i].nbytes, err);
+    free(text);
+    if (rc == A3_OK) return a3_atomic_commit(&a, err);
+    if (a.path) a3_atomic_abort(&a);
+    return rc;
+}
