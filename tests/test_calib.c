@@ -143,9 +143,11 @@ static void check_kind(const char *kind)
         D.gk = calloc(c->n_kv_heads * hh, 8), D.gv = calloc(c->n_kv_heads * hh, 8);
         D.d = calloc(ff, 8), D.ru = calloc(ff * ff, 8);
         D.q = malloc(NW * L * c->n_heads * hd * sizeof(float)), D.k = malloc(NW * L * c->n_kv_heads * hd * sizeof(float));
-        /* max_rows 20: one window per chunk, a different chunking from the pass */
+        /* Same chunking as the pass (the default), so the activations are
+         * bit-identical: sgemm results depend on the batch shape at float32
+         * round-off, which is not what this test is about. */
         a3_layer_hooks hk = {.ctx = &D, .on_qkv = dump_qkv, .on_z = dump_z, .on_u = dump_u};
-        CHECK(a3_model_run_layer(m, l, x, NW, L, L, &hk, &err) == 0);
+        CHECK(a3_model_run_layer(m, l, x, NW, L, 0, &hk, &err) == 0);
         const a3_cache_layer *CL = &cache->layers[l];
         /* float64 sums of the same float32 products in another order: 1e-9 */
         double worst = fmax(fmax(rel_diff(CL->gq, D.gq, c->n_heads * hh), rel_diff(CL->gk, D.gk, c->n_kv_heads * hh)),

@@ -18,12 +18,24 @@
  *           u32 element type (0 = f64, 1 = i32), u32 CRC-32 of the payload,
  *           n elements of payload
  *   The file ends exactly after the last section.
+ *   Element type per kind: QK_ORDER and MLP_ORDER are i32 (4 bytes), every
+ *   other kind f64 (8 bytes, IEEE 754 binary64), both little-endian. The
+ *   payload CRC covers the payload bytes as stored. Writers emit sections
+ *   layer by layer, kinds in enum order within a layer; readers accept any
+ *   order. S counts the sections actually present (RU only with mlp_full).
  * Metadata JSON: {"format":"a3-cache","version":1,"tool":"a3 0.1.0",
  *   "created":"2026-11-23T20:00:00Z","model":{"path":..,"fingerprint":hex64,
  *   "architecture":..,"d":..,"n_layers":..,"n_heads":..,"n_kv_heads":..,
  *   "head_dim":..,"d_ff":..,"rope_layout":"half"},"calibration":{"texts":
  *   [{"path":..,"sha256":hex64}],"samples":N,"seqlen":L,"seed":S,
  *   "n_tokens":T,"mlp_full":bool}}
+ * The metadata's "version" equals the header's; the metadata is at most
+ * A3_CACHE_META_MAX bytes with no NUL byte; dims are integers within the
+ * A3_CACHE_MAX_* caps below, head_dim even, n_heads a multiple of
+ * n_kv_heads; fingerprint is 64 lower-case hex digits; n_tokens >= 1.
+ * Other fields (path, architecture, texts...) are informative and optional
+ * for the reader. Values: every f64 finite; each KV group's QK_ORDER row a
+ * permutation of 0..hd/2-1 and MLP_ORDER a permutation of 0..d_ff-1.
  * Every section's n must equal what the dims in the metadata imply; a
  * missing, duplicated, unknown or mis-sized section, a CRC mismatch, a
  * truncated or over-long file, or a foreign magic/version is an error
@@ -36,6 +48,12 @@
 #include "a3/util.h"
 
 #define A3_CACHE_VERSION 1
+
+/* Sanity caps checked before anything is allocated (the file size is
+ * checked against the dims too, so a short file cannot claim huge arrays). */
+#define A3_CACHE_META_MAX ((size_t)16 << 20) /* metadata JSON bytes */
+#define A3_CACHE_MAX_DIM (1 << 20)           /* d, d_ff */
+#define A3_CACHE_MAX_COUNT (1 << 12)         /* n_layers, n_heads, head_dim */
 
 typedef enum {
     A3_SEC_GQ,        /* (n_heads, hd, hd) f64: sum of q_i^T q_i, pre-RoPE */
@@ -74,21 +92,67 @@ typedef struct {
 } a3_cache;
 
 /* Allocate a zeroed cache for the given dims (all arrays allocated; ru only
- * when mlp_full). meta_json and fingerprint left empty. NULL on failure. */
+ * when mlp_full). meta_json and fingerprint left empty. NULL on failure,
+ * including dims the file format would reject (see the caps above). */
 a3_cache *a3_cache_new(int d, int n_layers, int n_heads, int n_kv_heads,
                        int head_dim, int d_ff, int mlp_full);
 void a3_cache_free(a3_cache *c); /* accepts NULL */
 
 /* Element count of a section for these dims (0 if absent, e.g. RU). */
 size_t a3_cache_section_len(const a3_cache *c, a3_cache_section s);
-/* Pointer to a layer's section array (double* or int32_t* as void*). */
+/* Pointer to a layer's section array (double* or int32_t* as void*); NULL
+ * for an absent section or an out-of-range layer/kind. */
 void *a3_cache_section_ptr(const a3_cache *c, int layer, a3_cache_section s);
+/* "GQ", "QK_ORDER", ... (the enum name without A3_SEC_); "?" if invalid. */
 const char *a3_cache_section_name(a3_cache_section s);
 
-/* Write atomically. meta_json must be set (the caller builds it; see the
- * layout above). */
+/* Write atomically: on failure neither path nor a temp file is left, and an
+ * existing file at path is untouched. meta_json must be set (the caller
+ * builds it; see the layout above) and agree with the struct: its dims,
+ * mlp_full, n_tokens and fingerprint must equal c's (A3_EINVAL otherwise).
+ * The values are checked as a3_cache_load would (finite, permutations), so
+ * a cache that saves also loads. */
 int a3_cache_save(const a3_cache *c, const char *path, a3_err *err);
-/* Load and validate everything (see layout). */
+/* Load and validate everything (see layout); *out owns everything, free
+ * with a3_cache_free. A3_EFORMAT for a malformed file, A3_EUNSUPPORTED for
+ * a newer format version, A3_EIO/A3_ENOMEM; *out is NULL on failure. */
 int a3_cache_load(const char *path, a3_cache **out, a3_err *err);
+
+/* The informative metadata fields, parsed from c->meta_json. Strings are
+ * owned by the struct and never NULL ("" when the field is absent); the
+ * integers are -1 when absent. Free with a3_cache_meta_clear. */
+typedef struct {
+    char *path;   /* as given to `a3 calibrate` */
+    char *sha256; /* hex, or "" */
+} a3_cache_text;
+
+typedef struct {
+    char *tool, *created;                     /* "a3 0.1.0", ISO 8601 UTC */
+    char *model_path, *architecture, *rope_layout;
+    a3_cache_text *texts;                     /* (n_texts) */
+    int n_texts;
+    int64_t samples, seqlen, seed;
+} a3_cache_meta;
+
+/* A3_EFORMAT if meta_json is missing or not a JSON object, A3_ENOMEM. */
+int a3_cache_meta_parse(const a3_cache *c, a3_cache_meta *out, a3_err *err);
+void a3_cache_meta_clear(a3_cache_meta *m); /* frees the members; idempotent */
+
+/* Model fingerprint: the hex SHA-256 that ties a cache (and later a plan) to
+ * the model it was computed from, cheap enough for a 100 GB model because it
+ * hashes the model's description, not its weights. The hashed byte stream
+ * is, all integers u64 little-endian:
+ *   the length of config.json, then its bytes as they are on disk;
+ *   the number of tensors;
+ *   then for each tensor, names sorted by byte-wise strcmp:
+ *     name length, name bytes; dtype-name length, dtype name ("F32",
+ *     "BF16", ... as a3_dtype_name); ndim, then each dim; data byte length.
+ * So it changes when config.json changes in any byte, or a tensor is added,
+ * removed, renamed, reshaped or stored in another dtype; it does not change
+ * when the same tensors are resharded or reordered, nor when weight values
+ * change with the same shapes and dtypes (use file checksums for that).
+ * Errors from opening the directory (config.json, safetensors) pass
+ * through. */
+int a3_model_fingerprint(const char *model_dir, char hex[65], a3_err *err);
 
 #endif

@@ -59,6 +59,10 @@ int a3_calibrate(a3_model *m, const int32_t *windows, int n_windows,
                  int seqlen, a3_calib_opts *opts, a3_cache *cache,
                  a3_progress_fn progress, void *ctx, a3_err *err);
 
+/* Remove a checkpoint directory left by a3_calibrate (after the cache it
+ * was for has been saved). */
+void a3_calib_checkpoint_remove(const char *dir, int n_layers);
+
 /* Loss curves of one layer from its statistics (sums over n_tokens) and
  * the layer's weights: o_proj.weight (d, n_heads*hd) and
  * down_proj.weight (d, d_ff), float32 row-major as HF stores them.

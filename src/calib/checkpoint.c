@@ -1,6 +1,8 @@
 /* checkpoint: see checkpoint.h. */
 #include "checkpoint.h"
 
+#include "a3/calib.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -163,3 +165,5 @@ void ckpt_remove(const char *dir, int n_layers)
     }
     rmdir(dir);
 }
+
+void a3_calib_checkpoint_remove(const char *dir, int n_layers) { ckpt_remove(dir, n_layers); }

@@ -1,0 +1,251 @@
+/* a3 calibrate MODEL --text FILE... -o CACHE: the calibration pass. */
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "a3/cache.h"
+#include "a3/calib.h"
+#include "a3/sha256.h"
+#include "a3/tokenizer.h"
+#include "cli.h"
+
+static const char *HELP =
+    "usage: a3 calibrate MODEL_DIR (--text FILE... | --ids FILE) -o CACHE\n"
+    "                    [--samples N] [--seqlen L] [--seed S] [options]\n\n"
+    "Run the model over calibration text one layer at a time and store the\n"
+    "per-head statistics and loss curves that A3 needs in CACHE. The text is\n"
+    "tokenized (each file as one stream starting with BOS) and N windows of\n"
+    "L tokens are drawn at random offsets, reproducibly from the seed.\n\n"
+    "options:\n"
+    "  --text FILE...    calibration text files (UTF-8)\n"
+    "  --ids FILE        pre-tokenized little-endian uint32 ids instead\n"
+    "  -o CACHE          output cache file (written atomically)\n"
+    "  --samples N       windows (default 128)\n"
+    "  --seqlen L        tokens per window (default 2048, capped by context)\n"
+    "  --seed S          window seed (default 0)\n"
+    "  --allow-short     with too little text, use what there is\n"
+    "  --mlp-full        also gather the full MLP autocorrelation (d_ff^2 per\n"
+    "                    layer; enables the exact MLP loss and refit)\n"
+    "  --max-memory SIZE refuse to start above SIZE bytes (K/M/G suffixes;\n"
+    "                    default 90% of available memory)\n"
+    "  --resume          continue an interrupted run from CACHE.ckpt\n"
+    "  --threads N       threads (default: all cores)\n\n"
+    "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
+    "layer in float32; the estimate is printed before starting.\n"
+    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
+    "            130 interrupted (rerun with --resume)\n";
+
+typedef struct {
+    const char *model, *out, *ids;
+    const char *texts[64];
+    int n_texts;
+    long samples, seqlen, seed, threads;
+    int allow_short, mlp_full, resume;
+    double max_memory;
+} calib_opts;
+
+/* Set by SIGINT/SIGTERM; polled by the progress callback, which asks the
+ * pass to stop cleanly. A signal flag is the one global this needs. */
+static volatile sig_atomic_t g_interrupted;
+static void on_signal(int sig) { (void)sig, g_interrupted = 1; }
+
+static int parse_size(const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    double mul = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm' ? 1048576.0
+               : *end == 'G' || *end == 'g' ? 1073741824.0 : *end == 'T' || *end == 't' ? 1099511627776.0 : 1;
+    if (end == v || x <= 0 || (mul > 1 && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB")) || (mul == 1 && *end))
+        return -1;
+    *out = x * mul;
+    return 0;
+}
+
+static int parse(int argc, char **argv, calib_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (cli_is_help(a)) return fputs(HELP, stdout), -1;
+        if (a[0] != '-') {
+            if (o->model) return cli_usage("calibrate", "unexpected argument '%s'", a);
+            o->model = a;
+            continue;
+        }
+        if (!strcmp(a, "--allow-short")) { o->allow_short = 1; continue; }
+        if (!strcmp(a, "--mlp-full")) { o->mlp_full = 1; continue; }
+        if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
+        if (!strcmp(a, "--text")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-' && o->n_texts < 64) o->texts[o->n_texts++] = argv[++i];
+            if (!o->n_texts) return cli_usage("calibrate", "--text needs at least one file");
+            continue;
+        }
+        if (!(v = cli_value("calibrate", argc, argv, &i))) return 2;
+        if (!strcmp(a, "-o")) o->out = v;
+        else if (!strcmp(a, "--ids")) o->ids = v;
+        else if (!strcmp(a, "--samples")) { if (cli_int("calibrate", a, v, 1, 1 << 20, &o->samples)) return 2; }
+        else if (!strcmp(a, "--seqlen")) { if (cli_int("calibrate", a, v, 2, 1 << 20, &o->seqlen)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (cli_int("calibrate", a, v, 0, 1L << 62, &o->seed)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (cli_int("calibrate", a, v, 1, 256, &o->threads)) return 2; }
+        else if (!strcmp(a, "--max-memory")) {
+            if (parse_size(v, &o->max_memory)) return cli_usage("calibrate", "--max-memory: expected a size like 8G, got '%s'", v);
+        } else return cli_usage("calibrate", "unknown option '%s'", a);
+    }
+    if (!o->model || !o->out) return cli_usage("calibrate", "MODEL_DIR and -o CACHE are required");
+    if (!o->n_texts == !o->ids) return cli_usage("calibrate", "give --text FILE... or --ids FILE");
+    return 0;
+}
+
+/* Concatenate the token streams of every text file (BOS-led each). */
+static int tokenize_texts(const calib_opts *o, const char *model, int32_t **ids, size_t *n, a3_err *err)
+{
+    if (o->ids) return a3_tok_read_ids(o->ids, ids, n, err);
+    a3_tokenizer *tok;
+    int rc = a3_tok_load_dir(model, &tok, err);
+    *ids = NULL, *n = 0;
+    for (int i = 0; rc == A3_OK && i < o->n_texts; i++) {
+        char *text;
+        size_t len, k;
+        int32_t *part;
+        if ((rc = a3_read_file(o->texts[i], (size_t)1 << 34, &text, &len, err))) break;
+        rc = a3_tok_encode(tok, text, len, 1, &part, &k, err);
+        free(text);
+        if (rc) break;
+        int32_t *grown = realloc(*ids, (*n + k + 1) * sizeof **ids);
+        if (!grown) {
+            free(part);
+            rc = a3_err_set(err, A3_ENOMEM, "out of memory tokenizing %s", o->texts[i]);
+            break;
+        }
+        memcpy(grown + *n, part, k * sizeof *part);
+        *ids = grown, *n += k;
+        free(part);
+    }
+    if (rc == A3_OK) a3_tok_free(tok);
+    return rc;
+}
+
+static double available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb * 1024.0;
+}
+
+static char *build_meta(const calib_opts *o, const a3_model *m, const a3_cache *c, int nw, int L, const char *created,
+                        a3_err *err)
+{
+    const a3_config *k = a3_model_config(m);
+    cJSON *root = cJSON_CreateObject(), *mo = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(root, "format", "a3-cache");
+    cJSON_AddNumberToObject(root, "version", A3_CACHE_VERSION);
+    cJSON_AddStringToObject(root, "tool", "a3 " A3_VERSION);
+    cJSON_AddStringToObject(root, "created", created);
+    cJSON_AddStringToObject(mo, "path", o->model);
+    cJSON_AddStringToObject(mo, "fingerprint", c->fingerprint);
+    cJSON_AddStringToObject(mo, "architecture", a3_arch_name(k->arch));
+    int dims[] = {k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff};
+    const char *dn[] = {"d", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"};
+    for (int i = 0; i < 6; i++) cJSON_AddNumberToObject(mo, dn[i], dims[i]);
+    cJSON_AddStringToObject(mo, "rope_layout", "half");
+    cJSON *cal = cJSON_AddObjectToObject(root, "calibration"), *texts = cJSON_AddArrayToObject(cal, "texts");
+    int rc = A3_OK;
+    for (int i = 0; i < (o->ids ? 1 : o->n_texts) && rc == A3_OK; i++) {
+        const char *p = o->ids ? o->ids : o->texts[i];
+        char hex[65];
+        rc = a3_sha256_file(p, hex, err);
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "path", p);
+        cJSON_AddStringToObject(t, "sha256", rc ? "" : hex);
+        cJSON_AddItemToArray(texts, t);
+    }
+    cJSON_AddNumberToObject(cal, "samples", nw);
+    cJSON_AddNumberToObject(cal, "seqlen", L);
+    cJSON_AddNumberToObject(cal, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(cal, "n_tokens", (double)c->n_tokens);
+    cJSON_AddBoolToObject(cal, "mlp_full", o->mlp_full);
+    char *s = rc ? NULL : cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!s && rc == A3_OK) a3_err_set(err, A3_ENOMEM, "out of memory");
+    return s;
+}
+
+static int calib_cb(void *ctx, const char *stage, int64_t done, int64_t total)
+{
+    cli_progress_cb(ctx, stage, done, total);
+    return g_interrupted;
+}
+
+static int run(const calib_opts *o, a3_model *m, a3_err *err)
+{
+    const a3_config *k = a3_model_config(m);
+    int32_t *ids = NULL, *win = NULL;
+    size_t n;
+    int nw, L, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
+    if (seqlen > k->max_seq) seqlen = k->max_seq;
+    int rc = tokenize_texts(o, o->model, &ids, &n, err);
+    if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
+                                           o->allow_short, &win, &nw, &L, err);
+    free(ids);
+    if (rc) return rc;
+    double est = (double)a3_calib_memory_estimate(k, nw, L, o->mlp_full), lim = o->max_memory ? o->max_memory : 0.9 * available_memory();
+    fprintf(stderr, "calibrate: %d windows x %d tokens = %lld tokens; peak memory estimate %.2f GiB\n", nw, L,
+            (long long)nw * L, est / 1073741824.0);
+    if (o->mlp_full)
+        fprintf(stderr, "calibrate: warning: --mlp-full stores %.2f GiB of MLP autocorrelation in the cache\n",
+                (double)k->n_layers * k->d_ff * k->d_ff * 8 / 1073741824.0);
+    if (lim > 0 && est > lim) {
+        free(win);
+        return a3_err_set(err, A3_EINVAL, "needs about %.2f GiB, more than the %.2f GiB limit (lower --samples/--seqlen or raise --max-memory)",
+                          est / 1073741824.0, lim / 1073741824.0);
+    }
+    a3_cache *c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, o->mlp_full);
+    size_t ol = strlen(o->out);
+    char *ckdir = malloc(ol + 6); /* "<CACHE>.ckpt" */
+    if (!c || !ckdir) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    else {
+        memcpy(ckdir, o->out, ol);
+        memcpy(ckdir + ol, ".ckpt", 6);
+        rc = a3_model_fingerprint(o->model, c->fingerprint, err);
+    }
+    a3_calib_opts co = {.mlp_full = o->mlp_full, .checkpoint_dir = ckdir, .resume = o->resume};
+    time_t now = time(NULL);
+    strftime(co.created, sizeof co.created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cli_progress pr;
+    cli_progress_init(&pr, "tok");
+    if (rc == A3_OK) rc = a3_calibrate(m, win, nw, L, &co, c, calib_cb, &pr, err);
+    cli_progress_end(&pr);
+    if (rc == A3_OK && !(c->meta_json = build_meta(o, m, c, nw, L, co.created, err))) rc = err->code ? err->code : A3_ENOMEM;
+    if (rc == A3_OK) rc = a3_cache_save(c, o->out, err);
+    if (rc == A3_OK) a3_calib_checkpoint_remove(ckdir, k->n_layers);
+    if (rc == A3_ECANCELED)
+        fprintf(stderr, "calibrate: interrupted; finished layers are kept in %s (rerun with --resume)\n", ckdir);
+    if (rc == A3_OK)
+        fprintf(stderr, "calibrate: wrote %s (%lld tokens, %.1f s)\n", o->out, (long long)c->n_tokens, a3_now() - pr.t0);
+    a3_cache_free(c);
+    free(ckdir), free(win);
+    return rc;
+}
+
+int a3_cmd_calibrate(int argc, char **argv)
+{
+    calib_opts o = {0};
+    int prc = parse(argc, argv, &o);
+    if (prc) return prc < 0 ? 0 : prc;
+    a3_err err = {0};
+    a3_model *m;
+    if (a3_model_open(o.model, &m, &err)) return cli_fail("calibrate", &err);
+    a3_model_set_threads(m, (int)o.threads);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = run(&o, m, &err);
+    a3_model_free(m);
+    return rc ? cli_fail("calibrate", &err) : 0;
+}
