@@ -59,6 +59,23 @@ int a3_calibrate(a3_model *m, const int32_t *windows, int n_windows,
                  int seqlen, a3_calib_opts *opts, a3_cache *cache,
                  a3_progress_fn progress, void *ctx, a3_err *err);
 
+/* What the cache metadata records about a run (see include/a3/cache.h). */
+typedef struct {
+    const char *model_path;
+    const a3_config *config;
+    const char *fingerprint; /* hex SHA-256 of the model */
+    const char *const *texts; /* calibration files (text or ids) */
+    int n_texts;
+    int n_windows, seqlen;
+    int64_t seed, n_tokens;
+    int mlp_full;
+    const char *created;     /* ISO 8601 UTC */
+} a3_calib_meta;
+
+/* Build the metadata JSON (hashing each text file with SHA-256). Returns a
+ * malloc'd string or NULL with err set. */
+char *a3_calib_meta_json(const a3_calib_meta *m, a3_err *err);
+
 /* Remove a checkpoint directory left by a3_calibrate (after the cache it
  * was for has been saved). */
 void a3_calib_checkpoint_remove(const char *dir, int n_layers);

@@ -74,7 +74,11 @@ static const share_fn SHARES[3] = {qk_share, ov_share, mlp_share};
 
 static void print_cell(double v)
 {
+    /* The QK curve is not monotone (cross terms between pairs can cancel),
+     * so keeping a few pairs can leave a larger score error than keeping
+     * none: the share is then negative. Shown as "<-99%" to keep columns. */
     if (isnan(v)) printf("%7s", "-");
+    else if (v < -0.99) printf("%7s", "<-99%");
     else printf("%6.1f%%", 100 * v);
 }
 
@@ -114,7 +118,9 @@ static void print_table(const a3_cache *c)
            "       n = head_dim singular values; mean over KV groups\n"
            "  MLP  1 - loss(k neurons kept)/loss(0 kept), n = d_ff\n"
            "High shares at 25%% mean the component compresses well. '-': no loss\n"
-           "mass (all zero). The mean row averages the layers.\n");
+           "mass (all zero). The mean row averages the layers. A negative QK\n"
+           "share means keeping those pairs leaves a larger pre-RoPE score error\n"
+           "than dropping all of them (their cross terms cancel in the full sum).\n");
 }
 
 static void print_text(const char *label, const char *v) { printf("%-13s%s\n", label, v && *v ? v : "-"); }

@@ -1,5 +1,4 @@
 /* a3 calibrate MODEL --text FILE... -o CACHE: the calibration pass. */
-#include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +7,6 @@
 
 #include "a3/cache.h"
 #include "a3/calib.h"
-#include "a3/sha256.h"
 #include "a3/tokenizer.h"
 #include "cli.h"
 
@@ -138,44 +136,6 @@ static double available_memory(void)
     return kb * 1024.0;
 }
 
-static char *build_meta(const calib_opts *o, const a3_model *m, const a3_cache *c, int nw, int L, const char *created,
-                        a3_err *err)
-{
-    const a3_config *k = a3_model_config(m);
-    cJSON *root = cJSON_CreateObject(), *mo = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(root, "format", "a3-cache");
-    cJSON_AddNumberToObject(root, "version", A3_CACHE_VERSION);
-    cJSON_AddStringToObject(root, "tool", "a3 " A3_VERSION);
-    cJSON_AddStringToObject(root, "created", created);
-    cJSON_AddStringToObject(mo, "path", o->model);
-    cJSON_AddStringToObject(mo, "fingerprint", c->fingerprint);
-    cJSON_AddStringToObject(mo, "architecture", a3_arch_name(k->arch));
-    int dims[] = {k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff};
-    const char *dn[] = {"d", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"};
-    for (int i = 0; i < 6; i++) cJSON_AddNumberToObject(mo, dn[i], dims[i]);
-    cJSON_AddStringToObject(mo, "rope_layout", "half");
-    cJSON *cal = cJSON_AddObjectToObject(root, "calibration"), *texts = cJSON_AddArrayToObject(cal, "texts");
-    int rc = A3_OK;
-    for (int i = 0; i < (o->ids ? 1 : o->n_texts) && rc == A3_OK; i++) {
-        const char *p = o->ids ? o->ids : o->texts[i];
-        char hex[65];
-        rc = a3_sha256_file(p, hex, err);
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "path", p);
-        cJSON_AddStringToObject(t, "sha256", rc ? "" : hex);
-        cJSON_AddItemToArray(texts, t);
-    }
-    cJSON_AddNumberToObject(cal, "samples", nw);
-    cJSON_AddNumberToObject(cal, "seqlen", L);
-    cJSON_AddNumberToObject(cal, "seed", (double)o->seed);
-    cJSON_AddNumberToObject(cal, "n_tokens", (double)c->n_tokens);
-    cJSON_AddBoolToObject(cal, "mlp_full", o->mlp_full);
-    char *s = rc ? NULL : cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!s && rc == A3_OK) a3_err_set(err, A3_ENOMEM, "out of memory");
-    return s;
-}
-
 static int calib_cb(void *ctx, const char *stage, int64_t done, int64_t total)
 {
     cli_progress_cb(ctx, stage, done, total);
@@ -221,7 +181,12 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
     cli_progress_init(&pr, "tok");
     if (rc == A3_OK) rc = a3_calibrate(m, win, nw, L, &co, c, calib_cb, &pr, err);
     cli_progress_end(&pr);
-    if (rc == A3_OK && !(c->meta_json = build_meta(o, m, c, nw, L, co.created, err))) rc = err->code ? err->code : A3_ENOMEM;
+    const char *const *texts = o->ids ? &o->ids : o->texts;
+    a3_calib_meta meta = {.model_path = o->model, .config = k, .fingerprint = c ? c->fingerprint : "",
+                          .texts = texts, .n_texts = o->ids ? 1 : o->n_texts, .n_windows = nw, .seqlen = L,
+                          .seed = o->seed, .n_tokens = c ? c->n_tokens : 0, .mlp_full = o->mlp_full,
+                          .created = co.created};
+    if (rc == A3_OK && !(c->meta_json = a3_calib_meta_json(&meta, err))) rc = err->code ? err->code : A3_ENOMEM;
     if (rc == A3_OK) rc = a3_cache_save(c, o->out, err);
     if (rc == A3_OK) a3_calib_checkpoint_remove(ckdir, k->n_layers);
     if (rc == A3_ECANCELED)

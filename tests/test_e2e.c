@@ -1,0 +1,205 @@
+/* e2e: the real stories260K model (../shared/data) through the whole
+ * pipeline that exists: convert, perplexity under the reference protocol,
+ * calibration (resumed runs give byte-identical cache files) and the CLI's
+ * behaviour on bad input. Skips with a message without ../shared/data. */
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "a3/cache.h"
+#include "a3/calib.h"
+#include "a3/eval.h"
+#include "a3/llama2c.h"
+#include "a3/model.h"
+#include "a3/tokenizer.h"
+#include "test.h"
+
+static char g_tmp[64], g_model[128];
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
+}
+
+/* Convert stories260K once for all cases; 0 if the data is absent. */
+static int stories_model(void)
+{
+    if (g_model[0]) return 1;
+    const char *data = test_shared_data();
+    if (!data || !test_tmpdir(g_tmp, sizeof g_tmp)) return 0;
+    char bin[512], tok[512];
+    snprintf(bin, sizeof bin, "%s/models/stories260K/stories260K.bin", data);
+    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", data);
+    snprintf(g_model, sizeof g_model, "%s/stories260K", g_tmp);
+    a3_err err = {0};
+    if (a3_llama2c_convert(bin, tok, g_model, NULL, &err)) {
+        fprintf(stderr, "  convert: %s\n", err.msg);
+        g_model[0] = 0;
+        return 0;
+    }
+    return 1;
+}
+
+static char *shared_path(const char *rel, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", test_shared_data(), rel);
+    return buf;
+}
+
+/* ../shared/data/README.md: first 500 paragraphs of valid-head.txt, each
+ * with BOS, cut to 512 tokens: mean NLL 1.4291 (float64 reference). */
+static void test_stories_nll(void)
+{
+    if (!stories_model()) SKIP("../shared/data not found: stories260K NLL not checked");
+    char path[512];
+    a3_err err = {0};
+    a3_model *m = NULL;
+    a3_tokenizer *tok = NULL;
+    char *text = NULL;
+    size_t len;
+    CHECK(a3_model_open(g_model, &m, &err) == 0);
+    CHECK(a3_tok_load_dir(g_model, &tok, &err) == 0);
+    CHECK(a3_read_file(shared_path("text/tinystories/valid-head.txt", path, sizeof path), 1 << 24, &text, &len, &err) == 0);
+    if (!m || !tok || !text) return;
+    a3_seqs s;
+    a3_eval_result r;
+    CHECK(a3_seqs_from_text(tok, text, len, A3_PROTO_PARAGRAPHS, 512, 500, 0, &s, &err) == 0);
+    CHECK(s.n == 500);
+    CHECK(a3_eval_nll(m, &s, &r, NULL, NULL, &err) == 0);
+    fprintf(stderr, "  note: stories260K mean NLL %.5f over %lld tokens (reference 1.4291)\n", r.mean_nll, (long long)r.n_pred);
+    CHECK_NEAR(r.mean_nll, 1.4291, 0.0005);
+    a3_seqs_free(&s);
+    free(text);
+    a3_tok_free(tok);
+    a3_model_free(m);
+}
+
+static int save_cache(a3_model *m, a3_cache *c, const int32_t *win, int nw, int L, const char *created,
+                      const char *text, const char *out)
+{
+    a3_err err = {0};
+    const char *texts[1] = {text};
+    if (a3_model_fingerprint(g_model, c->fingerprint, &err)) return -1;
+    a3_calib_meta meta = {.model_path = g_model, .config = a3_model_config(m), .fingerprint = c->fingerprint,
+                          .texts = texts, .n_texts = 1, .n_windows = nw, .seqlen = L, .seed = 7,
+                          .n_tokens = c->n_tokens, .created = created};
+    if (!(c->meta_json = a3_calib_meta_json(&meta, &err)) || a3_cache_save(c, out, &err)) {
+        fprintf(stderr, "  save: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    int same = a3_read_file(a, 1 << 28, &x, &nx, NULL) == 0 && a3_read_file(b, 1 << 28, &y, &ny, NULL) == 0 &&
+               nx == ny && memcmp(x, y, nx) == 0;
+    free(x), free(y);
+    return same;
+}
+
+/* Interrupted after layer k and resumed: a byte-identical cache file. */
+static void test_stories_resume_identical(void)
+{
+    if (!stories_model()) SKIP("../shared/data not found: resume on stories260K not checked");
+    char text[512], ref[160], res[160], ck[160];
+    shared_path("text/tinystories/train-head.txt", text, sizeof text);
+    snprintf(ref, sizeof ref, "%s/ref.cache", g_tmp);
+    snprintf(res, sizeof res, "%s/res.cache", g_tmp);
+    snprintf(ck, sizeof ck, "%s/res.ckpt", g_tmp);
+    a3_err err = {0};
+    a3_model *m = NULL;
+    a3_tokenizer *tok = NULL;
+    char *t = NULL;
+    size_t len, n;
+    int32_t *ids = NULL, *win = NULL;
+    int nw, L;
+    CHECK(a3_model_open(g_model, &m, &err) == 0 && a3_tok_load_dir(g_model, &tok, &err) == 0);
+    CHECK(a3_read_file(text, 1 << 24, &t, &len, &err) == 0);
+    if (!m || !tok || !t) return;
+    CHECK(a3_tok_encode(tok, t, len, 1, &ids, &n, &err) == 0);
+    CHECK(a3_calib_windows(ids, n, 8, 128, 7, 0, &win, &nw, &L, &err) == 0);
+    const a3_config *k = a3_model_config(m);
+    a3_cache *c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, 0);
+    a3_calib_opts o = {0};
+    CHECK(a3_calibrate(m, win, nw, L, &o, c, NULL, NULL, &err) == 0);
+    CHECK(save_cache(m, c, win, nw, L, "2026-01-01T00:00:00Z", text, ref) == 0);
+    a3_cache_free(c);
+    int ks[] = {1, 2, 4};
+    for (int i = 0; i < 3; i++) {
+        c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, 0);
+        a3_calib_opts o1 = {.checkpoint_dir = ck, .stop_after_layer = ks[i], .created = "2026-01-01T00:00:00Z"};
+        CHECK(a3_calibrate(m, win, nw, L, &o1, c, NULL, NULL, &err) == A3_ECANCELED);
+        a3_cache_free(c);
+        c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, 0);
+        a3_calib_opts o2 = {.checkpoint_dir = ck, .resume = 1, .created = "2099-01-01T00:00:00Z"};
+        CHECK(a3_calibrate(m, win, nw, L, &o2, c, NULL, NULL, &err) == 0);
+        CHECK(save_cache(m, c, win, nw, L, o2.created, text, res) == 0);
+        CHECKF(same_file(ref, res), "cache resumed after layer %d differs from the uninterrupted one", ks[i]);
+        a3_cache_free(c);
+        a3_calib_checkpoint_remove(ck, k->n_layers);
+    }
+    free(ids), free(win), free(t);
+    a3_tok_free(tok);
+    a3_model_free(m);
+}
+
+/* Run the a3 binary with a shell command line; returns the exit status. */
+static int run_a3(const char *args, const char *out_file)
+{
+    const char *bin = getenv("A3_BIN");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>&1", bin, args, out_file);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    char *s = NULL;
+    size_t n;
+    int has = a3_read_file(path, 1 << 20, &s, &n, NULL) == 0 && strstr(s, needle) != NULL;
+    free(s);
+    return has;
+}
+
+static void test_cli_calibrate(void)
+{
+    if (!getenv("A3_BIN")) SKIP("A3_BIN not set (run through make check)");
+    if (!stories_model()) SKIP("../shared/data not found: CLI calibration not checked");
+    char text[512], args[1600], out[160], cache[160];
+    shared_path("text/tinystories/train-head.txt", text, sizeof text);
+    snprintf(out, sizeof out, "%s/out.txt", g_tmp);
+    snprintf(cache, sizeof cache, "%s/cli.cache", g_tmp);
+    snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 -o %s", g_model, text, cache);
+    CHECK(run_a3(args, out) == 0);
+    CHECK(file_has(out, "peak memory estimate"));
+    snprintf(args, sizeof args, "cache info %s", cache);
+    CHECK(run_a3(args, out) == 0 && file_has(out, "fingerprint") && file_has(out, "tokens       256"));
+    /* Too little text: a clear refusal (usage), then --allow-short uses it. */
+    snprintf(args, sizeof args, "calibrate %s --text %s --samples 100000 --seqlen 512 -o %s.2", g_model, text, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "--allow-short"));
+    struct stat st;
+    CHECK(stat(cache, &st) == 0);
+    snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 --max-memory 1K -o %s.3", g_model, text, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "GiB limit"));
+    snprintf(args, sizeof args, "%s.3", cache);
+    CHECK(stat(args, &st) != 0); /* refused before writing anything */
+    snprintf(args, sizeof args, "calibrate %s --text /nonexistent.txt -o %s.4", g_model, cache);
+    CHECK(run_a3(args, out) == 1 && file_has(out, "/nonexistent.txt"));
+    snprintf(args, sizeof args, "calibrate --help");
+    CHECK(run_a3(args, out) == 0 && file_has(out, "usage: a3 calibrate"));
+}
+
+int main(void)
+{
+    RUN(test_stories_nll);
+    RUN(test_stories_resume_identical);
+    RUN(test_cli_calibrate);
+    if (g_tmp[0]) rm_rf(g_tmp);
+    return test_summary("e2e");
+}
