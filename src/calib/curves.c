@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "a3/calib.h"
+#include "a3/linalg.h"
 
 typedef struct {
     double score;
@@ -81,27 +82,6 @@ static int qk_group(a3_cache *c, int layer, int g, double *gq)
     return 0;
 }
 
-/* Cholesky of W (hd x hd, row-major, lower result), damping the diagonal by
- * eps * mean(diag) with eps = 1e-10, 1e-8, ... when W is not positive
- * definite (a head that never fires). Returns the eps used (0: none), or
- * -1 if even heavy damping fails. */
-double a3__chol_damped(double *Lw, const double *W, int n)
-{
-    double mean = 0;
-    for (int i = 0; i < n; i++) mean += W[i * n + i] / n;
-    if (!(mean > 0)) mean = 1;
-    for (double eps = 0; eps <= 1e-2; eps = eps ? eps * 100 : 1e-10) {
-        memcpy(Lw, W, (size_t)n * n * sizeof *Lw);
-        for (int i = 0; i < n; i++) Lw[i * n + i] += eps * mean;
-        if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, Lw, n) == 0) {
-            for (int i = 0; i < n; i++)
-                for (int j = i + 1; j < n; j++) Lw[i * n + j] = 0;
-            return eps;
-        }
-    }
-    return -1;
-}
-
 /* A_g = sum over the group's heads of Wo_i Wo_i^T, Wo_i[a][e] = o_proj[e][i*hd + a]. */
 static void wo_gram(const a3_cache *c, const float *o_proj, int g, double *A, double *buf)
 {
@@ -126,7 +106,7 @@ static int ov_group(a3_cache *c, int layer, int g, const float *o_proj, double *
     double *W = work, *Lw = W + hh, *A = Lw + hh, *T = A + hh, *M = T + hh, *ev = M + hh, *buf = ev + hd;
     const double *src = per == 1 ? L->c + (size_t)g * hh : L->gv + (size_t)g * hh;
     for (size_t e = 0; e < hh; e++) W[e] = src[e] / (double)c->n_tokens;
-    if (a3__chol_damped(Lw, W, hd) < 0) return -1;
+    if (a3_chol_damped(Lw, W, hd) < 0) return -1;
     wo_gram(c, o_proj, g, A, buf);
     /* M = Lw^T A Lw */
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hd, hd, hd, 1.0, Lw, hd, A, hd, 0.0, T, hd);

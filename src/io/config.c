@@ -197,6 +197,78 @@ int a3_config_init_full(a3_config *c, a3_err *err)
     return A3_OK;
 }
 
+/* One integer array of n entries in [lo, hi] at a3.layers[l].<key>. */
+static int a3_int_array(const cJSON *arr, const char *path, int l, const char *key, int n, int lo, int hi,
+                        int *out, a3_err *err)
+{
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n)
+        return a3_err_set(err, A3_EFORMAT, "%s: a3.layers[%d].%s: expected an array of %d", path, l, key, n);
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(arr, i);
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+            return a3_err_set(err, A3_EFORMAT, "%s: a3.layers[%d].%s[%d]: expected an integer in [%d, %d]", path, l,
+                              key, i, lo, hi);
+        out[i] = (int)v->valuedouble;
+    }
+    return A3_OK;
+}
+
+/* Kept RoPE frequencies of one group: qk/2 distinct indices. */
+static int a3_rope(const cJSON *rope, const char *path, int l, int g, const a3_config *c, int *idx, a3_err *err)
+{
+    int half = c->head_dim / 2, n = c->qk_rank[l * c->n_kv_heads + g] / 2, seen[1024] = {0};
+    char key[32];
+    snprintf(key, sizeof key, "rope[%d]", g);
+    int rc = a3_int_array(cJSON_GetArrayItem(rope, g), path, l, key, n, 0, half - 1, idx, err);
+    for (int p = 0; rc == A3_OK && p < n; p++)
+        if (seen[idx[p]]++)
+            return a3_err_set(err, A3_EFORMAT, "%s: a3.layers[%d].rope[%d]: frequency %d kept twice", path, l, g, idx[p]);
+    for (int p = n; p < half; p++) idx[p] = -1;
+    return rc;
+}
+
+static int a3_layer(const cJSON *L, const char *path, int l, a3_config *c, a3_err *err)
+{
+    int nkv = c->n_kv_heads, *qk = c->qk_rank + l * nkv, rc;
+    const cJSON *mlp = cJSON_GetObjectItemCaseSensitive(L, "mlp");
+    if ((rc = a3_int_array(cJSON_GetObjectItemCaseSensitive(L, "qk"), path, l, "qk", nkv, 0, c->head_dim, qk, err)) ||
+        (rc = a3_int_array(cJSON_GetObjectItemCaseSensitive(L, "ov"), path, l, "ov", nkv, 0, c->head_dim,
+                           c->ov_rank + l * nkv, err)))
+        return rc;
+    for (int g = 0; g < nkv; g++)
+        if (qk[g] % 2)
+            return a3_err_set(err, A3_EFORMAT, "%s: a3.layers[%d].qk[%d]: rank %d is odd (RoPE keeps pairs)", path, l, g, qk[g]);
+    if (!cJSON_IsNumber(mlp) || mlp->valuedouble != floor(mlp->valuedouble) || mlp->valuedouble < 0 ||
+        mlp->valuedouble > c->d_ff)
+        return a3_err_set(err, A3_EFORMAT, "%s: a3.layers[%d].mlp: expected an integer in [0, %d]", path, l, c->d_ff);
+    c->mlp_width[l] = (int)mlp->valuedouble;
+    const cJSON *rope = cJSON_GetObjectItemCaseSensitive(L, "rope");
+    if (!cJSON_IsArray(rope) || cJSON_GetArraySize(rope) != nkv)
+        return a3_err_set(err, A3_EFORMAT, "%s: a3.layers[%d].rope: expected an array of %d", path, l, nkv);
+    for (int g = 0; g < nkv && rc == A3_OK; g++)
+        rc = a3_rope(rope, path, l, g, c, c->rope_idx + ((size_t)l * nkv + g) * (c->head_dim / 2), err);
+    return rc;
+}
+
+/* The "a3" section of a compressed model (see include/a3/config.h). */
+static int parse_a3(const cJSON *root, const char *path, a3_config *c, a3_err *err)
+{
+    const cJSON *a3 = cJSON_GetObjectItemCaseSensitive(root, "a3");
+    if (!a3 || cJSON_IsNull(a3)) return A3_OK;
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(a3, "version");
+    if (!cJSON_IsNumber(ver) || ver->valuedouble != 1)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: a3.version: only version 1 is supported", path);
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(a3, "layers");
+    if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) != c->n_layers)
+        return a3_err_set(err, A3_EFORMAT, "%s: a3.layers: expected an array of %d layers", path, c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        int rc = a3_layer(cJSON_GetArrayItem(layers, l), path, l, c, err);
+        if (rc) return rc;
+    }
+    c->compressed = 1;
+    return A3_OK;
+}
+
 int a3_config_load(const char *dir, a3_config *cfg, a3_err *err)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -212,9 +284,11 @@ int a3_config_load(const char *dir, a3_config *cfg, a3_err *err)
     free(text);
     if (!root) rc = a3_err_set(err, A3_EFORMAT, "%s: not valid JSON", path);
     else rc = parse_root(root, path, cfg, err);
+    if (rc == A3_OK) rc = a3_config_init_full(cfg, err);
+    if (rc == A3_OK) rc = parse_a3(root, path, cfg, err);
     cJSON_Delete(root);
     free(path);
-    if (rc == A3_OK) rc = a3_config_init_full(cfg, err);
+    if (rc) a3_config_free(cfg);
     return rc;
 }
 

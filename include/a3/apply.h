@@ -1,0 +1,45 @@
+/* apply: turn a model, its calibration cache and a rank plan into a
+ * compressed model directory (A3-METHOD.md sections 3-5).
+ *
+ * Output: config.json (the original one plus an "a3" section: version,
+ * methods, cache fingerprint, and per layer the QK rank and kept RoPE
+ * frequencies of every KV group, the OV ranks, the MLP width; the attention
+ * scale stays that of the original head_dim), model.safetensors with the
+ * reduced shapes (see include/a3/reduce.h for the layouts), and the
+ * tokenizer files. With padded, the original shapes instead: reduced heads
+ * zero-padded, kept RoPE pairs and MLP neurons at their original positions,
+ * and no "a3" section, so that stock tooling loads a plain model with the
+ * same logits. The directory appears atomically (built as <out>.tmp.<pid>,
+ * then renamed); a failure or cancellation leaves nothing behind.
+ *
+ * Memory: one layer of the input in float32 at a time, plus the output
+ * tensors in the output dtype (held until the file is written). */
+#ifndef A3_APPLY_H
+#define A3_APPLY_H
+
+#include "a3/cache.h"
+#include "a3/model.h"
+#include "a3/plan.h"
+#include "a3/safetensors.h"
+#include "a3/util.h"
+
+typedef struct {
+    a3_dtype dtype;   /* output dtype; A3_DT_COUNT: the input's */
+    int padded;       /* original shapes, zero-padded */
+    int force;        /* replace an existing output directory */
+    a3_progress_fn progress;
+    void *ctx;
+} a3_apply_opts;
+
+/* What the solves predicted, summed over layers and groups (mean loss per
+ * token, in the units of the cache's curves), and the numerics. */
+typedef struct {
+    double qk_loss, ov_loss;
+    double max_damping; /* largest Cholesky damping eps used (0: none) */
+    int n_damped;       /* OV groups that needed damping */
+} a3_apply_report;
+
+int a3_apply(a3_model *m, const a3_cache *c, const a3_plan *p, const a3_apply_opts *o,
+             const char *out_dir, a3_apply_report *rep, a3_err *err);
+
+#endif

@@ -1,0 +1,53 @@
+/* reduce: the A3 solvers (A3-METHOD.md sections 3-5), one component of one
+ * layer at a time, from the calibration cache and that layer's weights.
+ *
+ * Weights are float32 in HF storage order (out, in); solves run in float64
+ * and only the results are rounded to float32. Every function is pure: it
+ * reads the cache and the given weights and writes the given outputs.
+ *
+ * Reduced layouts (what `a3 apply` writes and src/model runs):
+ *   QK, group g at rank r = 2m: kept RoPE frequencies idx[0..m) ascending;
+ *     each reduced head has dims (j, j + m) = original (idx[j], idx[j] + hd/2)
+ *     (HF rotate_half layout kept inside the reduced head).
+ *   OV, group g at rank r: v rows (r, d) = Sigma_r U_r^T Lc^-1 V_g,
+ *     o columns of each head j of the group (d, r) = V_r restricted to that
+ *     head's d outputs, where Lc^T Wo_cat = U Sigma V^T.
+ *   MLP at width w: the kept neurons keep[0..w) ascending; gate/up rows and
+ *     down columns gathered (or down refit by least squares). */
+#ifndef A3_REDUCE_H
+#define A3_REDUCE_H
+
+#include <stdint.h>
+
+#include "a3/cache.h"
+#include "a3/plan.h"
+#include "a3/util.h"
+
+/* One layer's original weights, float32, HF order. Biases may be NULL. */
+typedef struct {
+    int d, n_heads, n_kv_heads, head_dim, d_ff;
+    const float *wq, *wk, *wv, *wo; /* (nh*hd, d) (nkv*hd, d) (nkv*hd, d) (d, nh*hd) */
+    const float *bq, *bk, *bv;
+    const float *wg, *wu, *wd;      /* (ff, d) (ff, d) (d, ff) */
+} a3_layer_f32;
+
+/* QK: choose the rank/2 kept frequencies of group g (ascending in idx).
+ * loss: the exact mean loss of that choice (trace form on the cache). */
+int a3_qk_select(const a3_cache *c, int layer, int g, int rank, a3_qk_method m,
+                 const a3_layer_f32 *w, int32_t *idx, double *loss, a3_err *err);
+
+/* OV: solve group g at rank r. new_v (r, d), new_bv (r) if w->bv,
+ * new_o (n_heads_in_group, d, r): head j's o_proj columns. loss: sum of the
+ * dropped sigma^2 (mean per token). damping: eps used (0 if none). */
+int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m,
+                const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o,
+                double *loss, double *damping, a3_err *err);
+
+/* MLP: choose the kept neurons (ascending) at width w. */
+int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m,
+                  const a3_layer_f32 *w, int32_t *keep, a3_err *err);
+/* Refit: new_down (d, width) = W_down Ru[:,S] Ru[S,S]^-1 (needs Ru). */
+int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width,
+                 const a3_layer_f32 *w, float *new_down, a3_err *err);
+
+#endif

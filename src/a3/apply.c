@@ -1,0 +1,418 @@
+/* apply: see include/a3/apply.h. */
+#define _GNU_SOURCE
+#include "a3/apply.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "a3/reduce.h"
+
+typedef struct {
+    a3_model *m;
+    const a3_cache *c;
+    const a3_plan *p;
+    const a3_apply_opts *o;
+    a3_dtype dt;
+    a3_st_writer *w;
+    cJSON *layers; /* the "a3" section's per-layer array */
+    a3_apply_report *rep;
+} apply_ctx;
+
+/* ---- one layer -------------------------------------------------------- */
+
+typedef struct {
+    float *buf[10];
+    a3_layer_f32 w;
+    float *anorm, *mnorm;
+} layer_in;
+
+static void layer_in_free(layer_in *li)
+{
+    for (int i = 0; i < 10; i++) free(li->buf[i]);
+    memset(li, 0, sizeof *li);
+}
+
+static float *load(const a3_model *m, int l, const char *suffix, int64_t r, int64_t cdim, float **slot, a3_err *err)
+{
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
+    int64_t shape[2] = {r, cdim};
+    *slot = a3_malloc_array((size_t)r * (size_t)(cdim ? cdim : 1), sizeof(float));
+    if (!*slot) {
+        a3_err_set(err, A3_ENOMEM, "%s: out of memory", name);
+        return NULL;
+    }
+    if (a3_st_load_f32(a3_model_tensors(m), name, cdim ? 2 : 1, shape, *slot, err)) return NULL;
+    return *slot;
+}
+
+static int layer_in_load(const a3_model *m, int l, layer_in *li, a3_err *err)
+{
+    const a3_config *k = a3_model_config(m);
+    int64_t d = k->d, q = (int64_t)k->n_heads * k->head_dim, kv = (int64_t)k->n_kv_heads * k->head_dim, ff = k->d_ff;
+    a3_layer_f32 *w = &li->w;
+    memset(li, 0, sizeof *li);
+    *w = (a3_layer_f32){.d = k->d, .n_heads = k->n_heads, .n_kv_heads = k->n_kv_heads, .head_dim = k->head_dim, .d_ff = k->d_ff};
+    if (!(w->wq = load(m, l, "self_attn.q_proj.weight", q, d, &li->buf[0], err)) ||
+        !(w->wk = load(m, l, "self_attn.k_proj.weight", kv, d, &li->buf[1], err)) ||
+        !(w->wv = load(m, l, "self_attn.v_proj.weight", kv, d, &li->buf[2], err)) ||
+        !(w->wo = load(m, l, "self_attn.o_proj.weight", d, q, &li->buf[3], err)) ||
+        !(w->wg = load(m, l, "mlp.gate_proj.weight", ff, d, &li->buf[4], err)) ||
+        !(w->wu = load(m, l, "mlp.up_proj.weight", ff, d, &li->buf[5], err)) ||
+        !(w->wd = load(m, l, "mlp.down_proj.weight", d, ff, &li->buf[6], err)))
+        return err->code ? err->code : A3_ENOMEM;
+    if (k->qkv_bias && (!(w->bq = load(m, l, "self_attn.q_proj.bias", q, 0, &li->buf[7], err)) ||
+                        !(w->bk = load(m, l, "self_attn.k_proj.bias", kv, 0, &li->buf[8], err)) ||
+                        !(w->bv = load(m, l, "self_attn.v_proj.bias", kv, 0, &li->buf[9], err))))
+        return err->code ? err->code : A3_ENOMEM;
+    return A3_OK;
+}
+
+/* Output arrays of one layer; row counts depend on padded vs reduced. */
+typedef struct {
+    float *q, *k, *v, *o, *bq, *bk, *bv, *g, *u, *dn;
+    int q_rows, k_rows, v_rows, o_cols, ff;
+} layer_out;
+
+static void layer_out_free(layer_out *lo)
+{
+    free(lo->q), free(lo->k), free(lo->v), free(lo->o), free(lo->bq), free(lo->bk), free(lo->bv);
+    free(lo->g), free(lo->u), free(lo->dn);
+    memset(lo, 0, sizeof *lo);
+}
+
+static int layer_out_alloc(const apply_ctx *A, int l, layer_out *lo)
+{
+    const a3_plan *p = A->p;
+    int nkv = p->dims.n_kv_heads, per = p->dims.n_heads / nkv, hd = p->dims.head_dim;
+    size_t d = (size_t)p->dims.d;
+    memset(lo, 0, sizeof *lo);
+    for (int g = 0; g < nkv; g++) {
+        int rq = A->o->padded ? hd : a3_plan_qk(p, l)[g], rv = A->o->padded ? hd : a3_plan_ov(p, l)[g];
+        lo->q_rows += per * rq, lo->k_rows += rq, lo->v_rows += rv, lo->o_cols += per * rv;
+    }
+    lo->ff = A->o->padded ? p->dims.d_ff : p->mlp[l];
+    lo->q = calloc((size_t)lo->q_rows * d + 1, 4), lo->k = calloc((size_t)lo->k_rows * d + 1, 4);
+    lo->v = calloc((size_t)lo->v_rows * d + 1, 4), lo->o = calloc(d * lo->o_cols + 1, 4);
+    lo->bq = calloc((size_t)lo->q_rows + 1, 4), lo->bk = calloc((size_t)lo->k_rows + 1, 4), lo->bv = calloc((size_t)lo->v_rows + 1, 4);
+    lo->g = calloc((size_t)lo->ff * d + 1, 4), lo->u = calloc((size_t)lo->ff * d + 1, 4), lo->dn = calloc(d * lo->ff + 1, 4);
+    return lo->q && lo->k && lo->v && lo->o && lo->bq && lo->bk && lo->bv && lo->g && lo->u && lo->dn ? 0 : -1;
+}
+
+/* Copy original row `src` of W (and bias) to row `dst` of out. */
+static void copy_row(float *out, float *bout, int dst, const float *W, const float *b, int src, int d)
+{
+    memcpy(out + (size_t)dst * d, W + (size_t)src * d, (size_t)d * sizeof(float));
+    if (b) bout[dst] = b[src];
+}
+
+/* QK of group g: kept pair j -> reduced dims (j, j + m) or, padded, the
+ * original dims (idx[j], idx[j] + hd/2). */
+static void qk_group_rows(const apply_ctx *A, const layer_in *li, layer_out *lo, int g, const int32_t *idx, int m,
+                          int *q_at, int *k_at)
+{
+    const a3_layer_f32 *w = &li->w;
+    int hd = w->head_dim, half = hd / 2, per = w->n_heads / w->n_kv_heads, pad = A->o->padded;
+    int width = pad ? hd : 2 * m;
+    for (int s = 0; s <= per; s++) { /* s < per: the group's query heads; s == per: its key head */
+        int head = s < per ? g * per + s : g, *at = s < per ? q_at : k_at;
+        float *out = s < per ? lo->q : lo->k, *bout = s < per ? lo->bq : lo->bk;
+        const float *W = s < per ? w->wq : w->wk, *b = s < per ? w->bq : w->bk;
+        for (int j = 0; j < m; j++)
+            for (int hf = 0; hf < 2; hf++) {
+                int dst = pad ? idx[j] + hf * half : j + hf * m;
+                copy_row(out, bout, *at + dst, W, b, head * hd + idx[j] + hf * half, w->d);
+            }
+        *at += width;
+    }
+}
+
+static void record_layer(apply_ctx *A, int l, const int32_t *idx_all, int half)
+{
+    const a3_plan *p = A->p;
+    int nkv = p->dims.n_kv_heads;
+    cJSON *L = cJSON_CreateObject(), *rope = cJSON_CreateArray();
+    cJSON_AddItemToObject(L, "qk", cJSON_CreateIntArray(a3_plan_qk(p, l), nkv));
+    for (int g = 0; g < nkv; g++)
+        cJSON_AddItemToArray(rope, cJSON_CreateIntArray((const int *)idx_all + (size_t)g * half, a3_plan_qk(p, l)[g] / 2));
+    cJSON_AddItemToObject(L, "rope", rope);
+    cJSON_AddItemToObject(L, "ov", cJSON_CreateIntArray(a3_plan_ov(p, l), nkv));
+    cJSON_AddNumberToObject(L, "mlp", p->mlp[l]);
+    cJSON_AddItemToArray(A->layers, L);
+}
+
+static int attention(apply_ctx *A, int l, const layer_in *li, layer_out *lo, a3_err *err)
+{
+    const a3_layer_f32 *w = &li->w;
+    int nkv = w->n_kv_heads, per = w->n_heads / nkv, hd = w->head_dim, half = hd / 2, d = w->d;
+    int32_t *idx = calloc((size_t)nkv * half + 1, sizeof *idx);
+    float *nv = malloc((size_t)hd * d * 4), *nb = malloc((size_t)hd * 4), *no = malloc((size_t)per * d * hd * 4);
+    int rc = (!idx || !nv || !nb || !no) ? a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l) : A3_OK;
+    int q_at = 0, k_at = 0, v_at = 0, o_at = 0;
+    for (int g = 0; rc == A3_OK && g < nkv; g++) {
+        int rq = a3_plan_qk(A->p, l)[g], rv = a3_plan_ov(A->p, l)[g];
+        double lq, lv, damp;
+        rc = a3_qk_select(A->c, l, g, rq, A->p->qk_method, w, idx + (size_t)g * half, &lq, err);
+        if (rc == A3_OK) rc = a3_ov_solve(A->c, l, g, rv, A->p->ov_method, w, nv, w->bv ? nb : NULL, no, &lv, &damp, err);
+        if (rc) break;
+        A->rep->qk_loss += lq, A->rep->ov_loss += lv;
+        if (damp > 0) A->rep->n_damped++, A->rep->max_damping = damp > A->rep->max_damping ? damp : A->rep->max_damping;
+        qk_group_rows(A, li, lo, g, idx + (size_t)g * half, rq / 2, &q_at, &k_at);
+        memcpy(lo->v + (size_t)v_at * d, nv, (size_t)rv * d * 4);
+        if (w->bv) memcpy(lo->bv + v_at, nb, (size_t)rv * 4);
+        v_at += A->o->padded ? hd : rv;
+        for (int j = 0; j < per; j++) { /* head j's o_proj columns */
+            for (int e = 0; e < d; e++)
+                memcpy(lo->o + (size_t)e * lo->o_cols + o_at, no + ((size_t)j * d + e) * rv, (size_t)rv * 4);
+            o_at += A->o->padded ? hd : rv;
+        }
+    }
+    if (rc == A3_OK && !A->o->padded) record_layer(A, l, idx, half);
+    free(idx), free(nv), free(nb), free(no);
+    return rc;
+}
+
+static int mlp(apply_ctx *A, int l, const layer_in *li, layer_out *lo, a3_err *err)
+{
+    const a3_layer_f32 *w = &li->w;
+    int width = A->p->mlp[l], d = w->d, ff = w->d_ff, pad = A->o->padded;
+    int32_t *keep = malloc((size_t)width * sizeof *keep + 1);
+    float *refit = A->p->mlp_method == A3_MLP_METHOD_A3_REFIT ? malloc((size_t)d * width * 4 + 1) : NULL;
+    int rc = !keep || (A->p->mlp_method == A3_MLP_METHOD_A3_REFIT && !refit) ? a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l) : A3_OK;
+    if (rc == A3_OK) rc = a3_mlp_select(A->c, l, width, A->p->mlp_method, w, keep, err);
+    if (rc == A3_OK && refit) rc = a3_mlp_refit(A->c, l, keep, width, w, refit, err);
+    for (int j = 0; rc == A3_OK && j < width; j++) {
+        int dst = pad ? keep[j] : j, n = keep[j];
+        memcpy(lo->g + (size_t)dst * d, w->wg + (size_t)n * d, (size_t)d * 4);
+        memcpy(lo->u + (size_t)dst * d, w->wu + (size_t)n * d, (size_t)d * 4);
+        for (int e = 0; e < d; e++)
+            lo->dn[(size_t)e * lo->ff + dst] = refit ? refit[(size_t)e * width + j] : w->wd[(size_t)e * ff + n];
+    }
+    free(keep), free(refit);
+    return rc;
+}
+
+static int add(apply_ctx *A, int l, const char *suffix, const float *data, int64_t r, int64_t cdim, a3_err *err)
+{
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
+    int64_t shape[2] = {r, cdim};
+    return a3_st_writer_add(A->w, name, A->dt, cdim ? 2 : 1, shape, data, err);
+}
+
+static int emit_layer(apply_ctx *A, int l, const layer_out *lo, a3_err *err)
+{
+    int64_t d = A->p->dims.d;
+    float *an = malloc((size_t)d * 4), *mn = malloc((size_t)d * 4);
+    int64_t dv[1] = {d};
+    char n1[160], n2[160];
+    snprintf(n1, sizeof n1, "model.layers.%d.input_layernorm.weight", l);
+    snprintf(n2, sizeof n2, "model.layers.%d.post_attention_layernorm.weight", l);
+    int rc = (!an || !mn) ? a3_err_set(err, A3_ENOMEM, "out of memory") : A3_OK;
+    if (rc == A3_OK) rc = a3_st_load_f32(a3_model_tensors(A->m), n1, 1, dv, an, err);
+    if (rc == A3_OK) rc = a3_st_load_f32(a3_model_tensors(A->m), n2, 1, dv, mn, err);
+    if (rc == A3_OK) rc = a3_st_writer_add(A->w, n1, A->dt, 1, dv, an, err);
+    if (rc == A3_OK) rc = add(A, l, "self_attn.q_proj.weight", lo->q, lo->q_rows, d, err);
+    if (rc == A3_OK) rc = add(A, l, "self_attn.k_proj.weight", lo->k, lo->k_rows, d, err);
+    if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.weight", lo->v, lo->v_rows, d, err);
+    if (rc == A3_OK) rc = add(A, l, "self_attn.o_proj.weight", lo->o, d, lo->o_cols, err);
+    if (rc == A3_OK && A->p->dims.qkv_bias) {
+        rc = add(A, l, "self_attn.q_proj.bias", lo->bq, lo->q_rows, 0, err);
+        if (rc == A3_OK) rc = add(A, l, "self_attn.k_proj.bias", lo->bk, lo->k_rows, 0, err);
+        if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.bias", lo->bv, lo->v_rows, 0, err);
+    }
+    if (rc == A3_OK) rc = a3_st_writer_add(A->w, n2, A->dt, 1, dv, mn, err);
+    if (rc == A3_OK) rc = add(A, l, "mlp.gate_proj.weight", lo->g, lo->ff, d, err);
+    if (rc == A3_OK) rc = add(A, l, "mlp.up_proj.weight", lo->u, lo->ff, d, err);
+    if (rc == A3_OK) rc = add(A, l, "mlp.down_proj.weight", lo->dn, d, lo->ff, err);
+    free(an), free(mn);
+    return rc;
+}
+
+static int one_layer(apply_ctx *A, int l, a3_err *err)
+{
+    layer_in li;
+    layer_out lo;
+    int rc = layer_in_load(A->m, l, &li, err);
+    if (rc == A3_OK && layer_out_alloc(A, l, &lo)) rc = a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
+    else if (rc == A3_OK) {
+        rc = attention(A, l, &li, &lo, err);
+        if (rc == A3_OK) rc = mlp(A, l, &li, &lo, err);
+        if (rc == A3_OK) rc = emit_layer(A, l, &lo, err);
+        layer_out_free(&lo);
+    }
+    layer_in_free(&li);
+    return rc;
+}
+
+/* ---- model-level tensors, config, directory -------------------------- */
+
+static int copy_tensor(apply_ctx *A, const char *name, a3_err *err)
+{
+    const a3_st_tensor *t = a3_st_find(a3_model_tensors(A->m), name);
+    if (!t) return a3_err_set(err, A3_EFORMAT, "%s: missing", name);
+    float *buf = a3_malloc_array(t->numel, sizeof(float));
+    if (!buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", name);
+    int rc = a3_st_load_f32(a3_model_tensors(A->m), name, t->ndim, t->shape, buf, err);
+    if (rc == A3_OK) rc = a3_st_writer_add(A->w, name, A->dt, t->ndim, t->shape, buf, err);
+    free(buf);
+    return rc;
+}
+
+static const char *torch_dtype(a3_dtype dt)
+{
+    return dt == A3_DT_F16 ? "float16" : dt == A3_DT_BF16 ? "bfloat16" : "float32";
+}
+
+static int write_config(apply_ctx *A, const char *dir, a3_err *err)
+{
+    char *src = a3_path_join(a3_model_dir(A->m), "config.json"), *text = NULL;
+    int rc = src ? a3_read_file(src, 16u << 20, &text, NULL, err) : a3_err_set(err, A3_ENOMEM, "out of memory");
+    cJSON *root = rc ? NULL : cJSON_Parse(text);
+    free(text), free(src);
+    if (rc) return rc;
+    if (!root) return a3_err_set(err, A3_EFORMAT, "%s: config.json: not valid JSON", a3_model_dir(A->m));
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "a3");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+    cJSON_AddStringToObject(root, "torch_dtype", torch_dtype(A->dt));
+    if (!A->o->padded) {
+        cJSON *a3 = cJSON_AddObjectToObject(root, "a3"), *meth = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a3, "version", 1);
+        cJSON_AddStringToObject(meth, "qk", a3_plan_method_name(A3_COMP_QK, A->p->qk_method));
+        cJSON_AddStringToObject(meth, "ov", a3_plan_method_name(A3_COMP_OV, A->p->ov_method));
+        cJSON_AddStringToObject(meth, "mlp", a3_plan_method_name(A3_COMP_MLP, A->p->mlp_method));
+        cJSON_AddItemToObject(a3, "methods", meth);
+        cJSON_AddStringToObject(a3, "cache_fingerprint", A->c->fingerprint);
+        cJSON_AddNumberToObject(a3, "head_dim", A->p->dims.head_dim);
+        cJSON_AddItemToObject(a3, "layers", A->layers);
+        A->layers = NULL; /* now owned by root */
+    }
+    char *out = cJSON_Print(root), *path = a3_path_join(dir, "config.json");
+    cJSON_Delete(root);
+    rc = out && path ? a3_write_file_atomic(path, out, strlen(out), err) : a3_err_set(err, A3_ENOMEM, "out of memory");
+    free(out), free(path);
+    return rc;
+}
+
+static int copy_file_if_present(const char *from_dir, const char *to_dir, const char *name, a3_err *err)
+{
+    char *src = a3_path_join(from_dir, name), *dst = a3_path_join(to_dir, name), *data = NULL;
+    size_t n;
+    int rc = A3_OK;
+    if (!src || !dst) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    else if (access(src, R_OK) == 0 && (rc = a3_read_file(src, (size_t)1 << 30, &data, &n, err)) == A3_OK)
+        rc = a3_write_file_atomic(dst, data, n, err);
+    free(src), free(dst), free(data);
+    return rc;
+}
+
+static void remove_dir(const char *dir)
+{
+    const char *files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                           "special_tokens_map.json", "tokenizer.model", "tokenizer.bin", "generation_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *p = a3_path_join(dir, files[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
+
+static int check_inputs(const apply_ctx *A, a3_err *err)
+{
+    const a3_config *k = a3_model_config(A->m);
+    const a3_plan_dims *d = &A->p->dims;
+    if (k->compressed) return a3_err_set(err, A3_EUNSUPPORTED, "%s: apply needs the original model, not a compressed one", a3_model_dir(A->m));
+    if (d->d != k->d || d->n_layers != k->n_layers || d->n_heads != k->n_heads || d->n_kv_heads != k->n_kv_heads ||
+        d->head_dim != k->head_dim || d->d_ff != k->d_ff)
+        return a3_err_set(err, A3_EMISMATCH, "%s: the plan's dimensions do not match the model", A->p->source);
+    if (A->c->d != k->d || A->c->n_layers != k->n_layers || A->c->n_heads != k->n_heads ||
+        A->c->n_kv_heads != k->n_kv_heads || A->c->head_dim != k->head_dim || A->c->d_ff != k->d_ff)
+        return a3_err_set(err, A3_EMISMATCH, "the cache's dimensions do not match the model");
+    if (A->p->mlp_method == A3_MLP_METHOD_A3_REFIT && !A->c->mlp_full)
+        return a3_err_set(err, A3_EINVAL, "%s: method a3-refit needs a cache calibrated with --mlp-full", A->p->source);
+    return A3_OK;
+}
+
+static int build(apply_ctx *A, const char *tmp, a3_err *err)
+{
+    const a3_config *k = a3_model_config(A->m);
+    int rc = copy_tensor(A, "model.embed_tokens.weight", err);
+    for (int l = 0; rc == A3_OK && l < k->n_layers; l++) {
+        rc = one_layer(A, l, err);
+        if (rc == A3_OK && A->o->progress && A->o->progress(A->o->ctx, "apply", l + 1, k->n_layers))
+            rc = a3_err_set(err, A3_ECANCELED, "apply: cancelled");
+    }
+    if (rc == A3_OK) rc = copy_tensor(A, "model.norm.weight", err);
+    if (rc == A3_OK && !k->tie_embeddings) rc = copy_tensor(A, "lm_head.weight", err);
+    char *st = a3_path_join(tmp, "model.safetensors");
+    if (rc == A3_OK) rc = st ? a3_st_writer_save(A->w, st, err) : a3_err_set(err, A3_ENOMEM, "out of memory");
+    free(st);
+    if (rc == A3_OK) rc = write_config(A, tmp, err);
+    const char *tok[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                         "generation_config.json"};
+    for (size_t i = 0; rc == A3_OK && i < sizeof tok / sizeof tok[0]; i++)
+        rc = copy_file_if_present(a3_model_dir(A->m), tmp, tok[i], err);
+    return rc;
+}
+
+/* Move tmp into place; with force, an existing output is moved aside first
+ * and removed only after the new one is in. */
+static int publish(const char *tmp, const char *out, int force, a3_err *err)
+{
+    if (access(out, F_OK) != 0) {
+        if (rename(tmp, out) == 0) return A3_OK;
+        return a3_err_set(err, A3_EIO, "%s: rename failed: %s", out, strerror(errno));
+    }
+    if (!force) return a3_err_set(err, A3_EINVAL, "%s: already exists (use --force to replace it)", out);
+    char *old = a3_tmp_path(out);
+    if (!old) return a3_err_set(err, A3_ENOMEM, "out of memory");
+    size_t n = strlen(old);
+    char *aside = malloc(n + 5);
+    int rc = A3_OK;
+    if (!aside) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    else {
+        memcpy(aside, old, n);
+        memcpy(aside + n, ".old", 5);
+        if (rename(out, aside) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot move aside: %s", out, strerror(errno));
+        else if (rename(tmp, out) != 0) {
+            rc = a3_err_set(err, A3_EIO, "%s: rename failed: %s", out, strerror(errno));
+            rename(aside, out);
+        } else remove_dir(aside);
+    }
+    free(old), free(aside);
+    return rc;
+}
+
+int a3_apply(a3_model *m, const a3_cache *c, const a3_plan *p, const a3_apply_opts *o, const char *out_dir,
+             a3_apply_report *rep, a3_err *err)
+{
+    a3_apply_report local;
+    apply_ctx A = {.m = m, .c = c, .p = p, .o = o, .rep = rep ? rep : &local};
+    memset(A.rep, 0, sizeof *A.rep);
+    const a3_st_tensor *emb = a3_st_find(a3_model_tensors(m), "model.embed_tokens.weight");
+    A.dt = o->dtype == A3_DT_F32 || o->dtype == A3_DT_F16 || o->dtype == A3_DT_BF16 ? o->dtype : emb->dtype;
+    int rc = check_inputs(&A, err);
+    if (rc) return rc;
+    if (access(out_dir, F_OK) == 0 && !o->force)
+        return a3_err_set(err, A3_EINVAL, "%s: already exists (use --force to replace it)", out_dir);
+    char *tmp = a3_tmp_path(out_dir);
+    A.w = a3_st_writer_new();
+    A.layers = cJSON_CreateArray();
+    if (!tmp || !A.w || !A.layers) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    else if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    else {
+        rc = build(&A, tmp, err);
+        if (rc == A3_OK) rc = publish(tmp, out_dir, o->force, err);
+        if (rc) remove_dir(tmp);
+    }
+    cJSON_Delete(A.layers);
+    a3_st_writer_free(A.w);
+    free(tmp);
+    return rc;
+}

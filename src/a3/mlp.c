@@ -1,0 +1,93 @@
+/* mlp: CUR over intermediate neurons (A3-METHOD section 5).
+ *   a3           the cache's order: D_n ||W_down[n,:]||^2
+ *   weight-norm  ||W_gate[:,n]|| ||W_up[:,n]|| ||W_down[n,:]||, no activations
+ *   a3-refit     a3's choice, then W_down refit by least squares with Ru */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a3/reduce.h"
+
+static int cmp_int(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
+
+typedef struct {
+    double s;
+    int32_t i;
+} scored;
+
+static int cmp_desc(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->s != y->s) return x->s < y->s ? 1 : -1;
+    return x->i - y->i;
+}
+
+static double row_norm(const float *r, int n)
+{
+    double s = 0;
+    for (int e = 0; e < n; e++) s += (double)r[e] * r[e];
+    return sqrt(s);
+}
+
+static int weight_norm_keep(const a3_layer_f32 *w, int width, int32_t *keep)
+{
+    scored *s = malloc((size_t)w->d_ff * sizeof *s);
+    double *dn = calloc((size_t)w->d_ff, sizeof *dn);
+    if (!s || !dn) {
+        free(s), free(dn);
+        return -1;
+    }
+    for (int e = 0; e < w->d; e++)
+        for (int n = 0; n < w->d_ff; n++) dn[n] += (double)w->wd[(size_t)e * w->d_ff + n] * w->wd[(size_t)e * w->d_ff + n];
+    for (int n = 0; n < w->d_ff; n++)
+        s[n] = (scored){row_norm(w->wg + (size_t)n * w->d, w->d) * row_norm(w->wu + (size_t)n * w->d, w->d) * sqrt(dn[n]), n};
+    qsort(s, (size_t)w->d_ff, sizeof *s, cmp_desc);
+    for (int k = 0; k < width; k++) keep[k] = s[k].i;
+    free(s), free(dn);
+    return 0;
+}
+
+int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m, const a3_layer_f32 *w, int32_t *keep,
+                  a3_err *err)
+{
+    if (width < 0 || width > c->d_ff)
+        return a3_err_set(err, A3_EINVAL, "layer %d: mlp width %d not in [0, %d]", layer, width, c->d_ff);
+    if (m == A3_MLP_METHOD_WEIGHT_NORM) {
+        if (weight_norm_keep(w, width, keep)) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer);
+    } else memcpy(keep, c->layers[layer].mlp_order, (size_t)width * sizeof *keep);
+    qsort(keep, (size_t)width, sizeof *keep, cmp_int);
+    return A3_OK;
+}
+
+int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, const a3_layer_f32 *w, float *new_down,
+                 a3_err *err)
+{
+    const double *Ru = c->layers[layer].ru;
+    int ff = c->d_ff, d = w->d;
+    if (!Ru) return a3_err_set(err, A3_EINVAL, "layer %d: mlp refit needs a cache calibrated with --mlp-full", layer);
+    if (width == 0) return A3_OK;
+    /* Solve Ru[S,S] X = Ru[S,:] W_down (width, d); W_down[n][e] = down[e][n]. */
+    double *A = malloc((size_t)width * width * 8), *B = calloc((size_t)width * d, 8);
+    if (!A || !B) {
+        free(A), free(B);
+        return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the MLP refit", layer);
+    }
+    for (int i = 0; i < width; i++)
+        for (int j = 0; j < width; j++) A[(size_t)i * width + j] = Ru[(size_t)keep[i] * ff + keep[j]];
+    for (int i = 0; i < width; i++)
+        for (int n = 0; n < ff; n++) {
+            double r = Ru[(size_t)keep[i] * ff + n];
+            if (r == 0) continue;
+            for (int e = 0; e < d; e++) B[(size_t)i * d + e] += r * w->wd[(size_t)e * ff + n];
+        }
+    double mean = 0;
+    for (int i = 0; i < width; i++) mean += A[(size_t)i * width + i] / width;
+    for (int i = 0; i < width; i++) A[(size_t)i * width + i] += 1e-10 * (mean > 0 ? mean : 1); /* keep it definite */
+    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', width, d, A, width, B, d);
+    for (int e = 0; info == 0 && e < d; e++)
+        for (int i = 0; i < width; i++) new_down[(size_t)e * width + i] = (float)B[(size_t)i * d + e];
+    free(A), free(B);
+    if (info) return a3_err_set(err, A3_EFORMAT, "layer %d: MLP refit: Ru[S,S] is not positive definite", layer);
+    return A3_OK;
+}

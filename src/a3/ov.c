@@ -1,0 +1,117 @@
+/* ov: per-group value/output reduction (A3-METHOD section 4).
+ *
+ * With weighting W (hd x hd) = Lc Lc^T and Wo_cat = [Wo_i ...] (hd x g d),
+ * Wo_i[a][e] = o_proj[e][i*hd + a]: thin SVD Lc^T Wo_cat = U S V^T, then
+ *   v rows (r, d) = S_r U_r^T Lc^-1 V_g      (V_g: the group's v_proj rows)
+ *   o cols of head j (d, r) = V_r^T restricted to head j.
+ * Weightings: a3 = C_i (MHA) or Gv (GQA, as in the paper); a3-csum = sum of
+ * the group's C_i; svd = V_g V_g^T (no activations: plain SVD of W_v W_o). */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a3/linalg.h"
+#include "a3/reduce.h"
+
+static void weighting(const a3_cache *c, int layer, int g, a3_ov_method m, const a3_layer_f32 *w, double *W)
+{
+    int hd = c->head_dim, per = c->n_heads / c->n_kv_heads;
+    size_t hh = (size_t)hd * hd;
+    const a3_cache_layer *L = &c->layers[layer];
+    memset(W, 0, hh * sizeof *W);
+    if (m == A3_OV_METHOD_SVD) {
+        for (int a = 0; a < hd; a++)
+            for (int b = 0; b < hd; b++) {
+                double s = 0;
+                const float *ra = w->wv + ((size_t)g * hd + a) * w->d, *rb = w->wv + ((size_t)g * hd + b) * w->d;
+                for (int e = 0; e < w->d; e++) s += (double)ra[e] * rb[e];
+                W[a * hd + b] = s;
+            }
+        return;
+    }
+    if (m == A3_OV_METHOD_A3 && per > 1) {
+        for (size_t e = 0; e < hh; e++) W[e] = L->gv[(size_t)g * hh + e] / (double)c->n_tokens;
+        return;
+    }
+    for (int i = g * per; i < (g + 1) * per; i++)
+        for (size_t e = 0; e < hh; e++) W[e] += L->c[(size_t)i * hh + e] / (double)c->n_tokens;
+}
+
+typedef struct {
+    double *W, *Lc, *M, *U, *S, *VT, *Y;
+} ov_work;
+
+static void work_free(ov_work *k)
+{
+    free(k->W), free(k->Lc), free(k->M), free(k->U), free(k->S), free(k->VT), free(k->Y);
+}
+
+static int work_alloc(ov_work *k, int hd, int per, int d)
+{
+    size_t hh = (size_t)hd * hd, hw = (size_t)hd * per * d;
+    memset(k, 0, sizeof *k);
+    k->W = malloc(hh * 8), k->Lc = malloc(hh * 8), k->U = malloc(hh * 8), k->S = malloc((size_t)hd * 8);
+    k->M = malloc(hw * 8), k->VT = malloc(hw * 8), k->Y = malloc((size_t)hd * (d + 1) * 8);
+    return k->W && k->Lc && k->U && k->S && k->M && k->VT && k->Y ? 0 : -1;
+}
+
+/* M = Lc^T Wo_cat (hd, per*d). */
+static void whiten_wo(const a3_layer_f32 *w, int g, const double *Lc, double *M)
+{
+    int hd = w->head_dim, per = w->n_heads / w->n_kv_heads, d = w->d, cols = per * d;
+    double *Wo = M; /* build Wo_cat in place, then multiply by Lc^T (lower) */
+    for (int a = 0; a < hd; a++)
+        for (int j = 0; j < per; j++)
+            for (int e = 0; e < d; e++)
+                Wo[(size_t)a * cols + j * d + e] = w->wo[(size_t)e * w->n_heads * hd + (size_t)(g * per + j) * hd + a];
+    /* Lc^T is upper triangular: M = Lc^T Wo, computed in place by dtrmm. */
+    cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, hd, cols, 1.0, Lc, hd, M, cols);
+}
+
+static int ov_solve_work(const a3_cache *c, int layer, int g, int r, a3_ov_method m, const a3_layer_f32 *w,
+                         ov_work *k, float *new_v, float *new_bv, float *new_o, double *loss, double *damp)
+{
+    int hd = c->head_dim, per = c->n_heads / c->n_kv_heads, d = w->d, cols = per * d;
+    weighting(c, layer, g, m, w, k->W);
+    if ((*damp = a3_chol_damped(k->Lc, k->W, hd)) < 0) return -1;
+    whiten_wo(w, g, k->Lc, k->M);
+    if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', hd, cols, k->M, cols, k->S, k->U, hd, k->VT, cols) != 0) return -1;
+    *loss = 0;
+    for (int j = r; j < hd; j++) *loss += k->S[j] * k->S[j];
+    /* Y = Lc^-1 [V_g | b_g] (hd, d + 1) */
+    int yc = d + 1;
+    for (int a = 0; a < hd; a++) {
+        for (int e = 0; e < d; e++) k->Y[(size_t)a * yc + e] = w->wv[((size_t)g * hd + a) * d + e];
+        k->Y[(size_t)a * yc + d] = w->bv ? w->bv[g * hd + a] : 0;
+    }
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, hd, yc, 1.0, k->Lc, hd, k->Y, yc);
+    for (int t = 0; t < r; t++) { /* new row t = S_t * U[:,t]^T Y */
+        for (int e = 0; e <= d; e++) {
+            double s = 0;
+            for (int a = 0; a < hd; a++) s += k->U[a * hd + t] * k->Y[(size_t)a * yc + e];
+            if (e < d) new_v[(size_t)t * d + e] = (float)(k->S[t] * s);
+            else if (new_bv) new_bv[t] = (float)(k->S[t] * s);
+        }
+    }
+    for (int j = 0; j < per; j++)
+        for (int e = 0; e < d; e++)
+            for (int t = 0; t < r; t++)
+                new_o[((size_t)j * d + e) * r + t] = (float)k->VT[(size_t)t * cols + j * d + e];
+    return 0;
+}
+
+int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m, const a3_layer_f32 *w, float *new_v,
+                float *new_bv, float *new_o, double *loss, double *damping, a3_err *err)
+{
+    int hd = c->head_dim;
+    if (rank < 0 || rank > hd)
+        return a3_err_set(err, A3_EINVAL, "layer %d: ov[%d]: rank %d not in [0, %d]", layer, g, rank, hd);
+    ov_work k;
+    int rc = work_alloc(&k, hd, c->n_heads / c->n_kv_heads, w->d);
+    if (rc == 0) rc = ov_solve_work(c, layer, g, rank, m, w, &k, new_v, new_bv, new_o, loss, damping);
+    work_free(&k);
+    if (rc) return a3_err_set(err, A3_EFORMAT, "layer %d: ov[%d]: solve failed (statistics not positive definite even with damping, or out of memory)", layer, g);
+    return A3_OK;
+}

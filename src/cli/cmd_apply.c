@@ -1,0 +1,118 @@
+/* a3 apply MODEL --cache CACHE --plan PLAN -o OUTDIR: the A3 reduction. */
+#include <stdio.h>
+#include <string.h>
+
+#include "a3/apply.h"
+#include "a3/cache.h"
+#include "a3/plan.h"
+#include "cli.h"
+
+static const char *HELP =
+    "usage: a3 apply MODEL_DIR --cache CACHE --plan PLAN.json -o OUT_DIR\n"
+    "                [--dtype f32|f16|bf16] [--padded] [--force]\n\n"
+    "Compress a model with A3: for every layer, solve the QK, OV and MLP\n"
+    "reductions the plan asks for from the calibration cache, and write the\n"
+    "smaller model (safetensors + config.json with an \"a3\" section + the\n"
+    "tokenizer). a3 eval/generate/info run it.\n\n"
+    "options:\n"
+    "  --cache CACHE   calibration cache of this model (a3 calibrate)\n"
+    "  --plan PLAN     rank plan (a3 plan, or the TUI)\n"
+    "  -o OUT_DIR      output directory (appears atomically)\n"
+    "  --dtype D       output dtype (default: the model's)\n"
+    "  --padded        keep the original shapes, zero-padded, with no \"a3\"\n"
+    "                  section: stock tooling loads it as a plain model with\n"
+    "                  the same logits (no speed or size gain)\n"
+    "  --force         replace OUT_DIR; accept a plan or cache made for\n"
+    "                  another model fingerprint\n"
+    "  --threads N     threads (default: all cores)\n\n"
+    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
+    "            4 plan/cache/model mismatch, 130 interrupted\n";
+
+typedef struct {
+    const char *model, *cache, *plan, *out, *dtype;
+    int padded, force;
+    long threads;
+} apply_opts;
+
+static int parse(int argc, char **argv, apply_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (cli_is_help(a)) return fputs(HELP, stdout), -1;
+        if (a[0] != '-') {
+            if (o->model) return cli_usage("apply", "unexpected argument '%s'", a);
+            o->model = a;
+            continue;
+        }
+        if (!strcmp(a, "--padded")) { o->padded = 1; continue; }
+        if (!strcmp(a, "--force")) { o->force = 1; continue; }
+        if (!(v = cli_value("apply", argc, argv, &i))) return 2;
+        if (!strcmp(a, "--cache")) o->cache = v;
+        else if (!strcmp(a, "--plan")) o->plan = v;
+        else if (!strcmp(a, "-o")) o->out = v;
+        else if (!strcmp(a, "--dtype")) o->dtype = v;
+        else if (!strcmp(a, "--threads")) { if (cli_int("apply", a, v, 1, 256, &o->threads)) return 2; }
+        else return cli_usage("apply", "unknown option '%s'", a);
+    }
+    if (!o->model || !o->cache || !o->plan || !o->out)
+        return cli_usage("apply", "MODEL_DIR, --cache, --plan and -o are required");
+    return 0;
+}
+
+static int dtype_of(const char *s, a3_dtype *dt)
+{
+    if (!s) return *dt = A3_DT_COUNT, 0;
+    if (!strcmp(s, "f32")) return *dt = A3_DT_F32, 0;
+    if (!strcmp(s, "f16")) return *dt = A3_DT_F16, 0;
+    if (!strcmp(s, "bf16")) return *dt = A3_DT_BF16, 0;
+    return -1;
+}
+
+static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err *err)
+{
+    char fp[65];
+    int rc = a3_model_fingerprint(o->model, fp, err);
+    if (rc == A3_OK && strcmp(fp, c->fingerprint) && !o->force)
+        rc = a3_err_set(err, A3_EMISMATCH, "%s: made for another model (fingerprint %.12s..., the model's is %.12s...); --force to use it anyway",
+                        o->cache, c->fingerprint, fp);
+    if (rc == A3_OK) rc = a3_plan_validate(p, c, o->force, err);
+    a3_apply_opts ao = {.padded = o->padded, .force = o->force};
+    if (rc == A3_OK && dtype_of(o->dtype, &ao.dtype)) return a3_err_set(err, A3_EINVAL, "--dtype: expected f32, f16 or bf16");
+    cli_progress pr;
+    cli_progress_init(&pr, "layers");
+    ao.progress = cli_progress_cb, ao.ctx = &pr;
+    a3_apply_report rep;
+    if (rc == A3_OK) rc = a3_apply(m, c, p, &ao, o->out, &rep, err);
+    cli_progress_end(&pr);
+    if (rc) return rc;
+    a3_cost_counts pc, full;
+    a3_plan_costs(p, &pc);
+    a3_plan_full_costs(p, &full);
+    char line[160];
+    fprintf(stderr, "apply: wrote %s%s in %.1f s\n", o->out, o->padded ? " (padded)" : "", a3_now() - pr.t0);
+    printf("%s\n", a3_plan_fmt_change(line, sizeof line, pc.compressible, full.compressible, "compressible parameters"));
+    printf("%s\n", a3_plan_fmt_change(line, sizeof line, pc.kv_bytes, full.kv_bytes, "KV-cache bytes per token"));
+    if (rep.n_damped)
+        fprintf(stderr, "apply: %d OV groups needed Cholesky damping (largest eps %.0e)\n", rep.n_damped, rep.max_damping);
+    return A3_OK;
+}
+
+int a3_cmd_apply(int argc, char **argv)
+{
+    apply_opts o = {0};
+    int prc = parse(argc, argv, &o);
+    if (prc) return prc < 0 ? 0 : prc;
+    a3_err err = {0};
+    a3_model *m = NULL;
+    a3_cache *c = NULL;
+    a3_plan *p = NULL;
+    int rc = a3_model_open(o.model, &m, &err);
+    if (rc == A3_OK) a3_model_set_threads(m, (int)o.threads);
+    if (rc == A3_OK) rc = a3_cache_load(o.cache, &c, &err);
+    if (rc == A3_OK) rc = a3_plan_load(o.plan, &p, &err);
+    if (rc == A3_OK) rc = run(&o, m, c, p, &err);
+    a3_plan_free(p);
+    a3_cache_free(c);
+    a3_model_free(m);
+    return rc ? cli_fail("apply", &err) : 0;
+}

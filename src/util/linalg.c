@@ -1,0 +1,28 @@
+/* linalg: small dense helpers shared by the calibration curves and the
+ * solvers. */
+#include "a3/linalg.h"
+
+#include <lapacke.h>
+#include <string.h>
+
+/* Cholesky of W (hd x hd, row-major, lower result), damping the diagonal by
+ * eps * mean(diag) with eps = 1e-10, 1e-8, ... when W is not positive
+ * definite (a head that never fires). Returns the eps used (0: none), or
+ * -1 if even heavy damping fails. */
+double a3_chol_damped(double *Lw, const double *W, int n)
+{
+    double mean = 0;
+    for (int i = 0; i < n; i++) mean += W[i * n + i] / n;
+    if (!(mean > 0)) mean = 1;
+    for (double eps = 0; eps <= 1e-2; eps = eps ? eps * 100 : 1e-10) {
+        memcpy(Lw, W, (size_t)n * n * sizeof *Lw);
+        for (int i = 0; i < n; i++) Lw[i * n + i] += eps * mean;
+        if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, Lw, n) == 0) {
+            for (int i = 0; i < n; i++)
+                for (int j = i + 1; j < n; j++) Lw[i * n + j] = 0;
+            return eps;
+        }
+    }
+    return -1;
+}
+

@@ -1,0 +1,383 @@
+/* apply: the identities of A3-METHOD.md section 7 through the real apply
+ * path, on random models of every supported kind:
+ *   - full rank reproduces the original logits;
+ *   - the predicted loss of a reduced component equals the error measured
+ *     by running the calibration tokens through the original and the
+ *     compressed model (QK pre-RoPE scores, OV head outputs for MHA, MLP
+ *     output against the exact Ru form);
+ *   - a padded export gives the compressed runtime's logits;
+ *   - every method and baseline produces a loadable model. */
+#include <math.h>
+#include <stdint.h>
+
+#include "a3/apply.h"
+#include "a3/cache.h"
+#include "a3/calib.h"
+#include "a3/model.h"
+#include "a3/plan.h"
+#include "a3/synth.h"
+#include "test.h"
+
+enum { NW = 4, L = 24 };
+
+typedef struct {
+    char tmp[64], dir[128];
+    a3_model *m;
+    a3_cache *c;
+    int32_t win[NW * L];
+} fixture;
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
+}
+
+static a3_synth_spec spec_of(const char *kind)
+{
+    a3_synth_spec s = {.arch = A3_ARCH_LLAMA, .d = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4,
+                       .head_dim = 8, .d_ff = 40, .vocab = 64, .max_seq = 64, .rope_theta = 10000.0,
+                       .dtype = A3_DT_F32, .seed = 9};
+    if (!strcmp(kind, "gqa")) s.n_kv_heads = 2;
+    if (!strcmp(kind, "bias")) s.arch = A3_ARCH_QWEN2, s.qkv_bias = 1, s.n_kv_heads = 2;
+    return s;
+}
+
+static int fixture_up(fixture *f, const char *kind)
+{
+    memset(f, 0, sizeof *f);
+    if (!test_tmpdir(f->tmp, sizeof f->tmp)) return -1;
+    snprintf(f->dir, sizeof f->dir, "%s/m", f->tmp);
+    a3_synth_spec s = spec_of(kind);
+    a3_err err = {0};
+    if (a3_synth_write(f->dir, &s, &err) || a3_model_open(f->dir, &f->m, &err)) return -1;
+    const a3_config *k = a3_model_config(f->m);
+    uint32_t r = 777;
+    for (int i = 0; i < NW * L; i++) f->win[i] = (int32_t)((r = r * 1664525u + 1013904223u) >> 8) % s.vocab;
+    f->c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, 1);
+    a3_calib_opts o = {.mlp_full = 1};
+    if (!f->c || a3_calibrate(f->m, f->win, NW, L, &o, f->c, NULL, NULL, &err) ||
+        a3_model_fingerprint(f->dir, f->c->fingerprint, &err)) {
+        fprintf(stderr, "  fixture: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void fixture_down(fixture *f)
+{
+    a3_cache_free(f->c);
+    a3_model_free(f->m);
+    rm_rf(f->tmp);
+}
+
+static a3_plan *full_plan(fixture *f)
+{
+    a3_plan *p = NULL;
+    a3_err err = {0};
+    if (a3_plan_from_cache(f->c, &p, &err) || a3_plan_set_config(p, a3_model_config(f->m), &err)) {
+        fprintf(stderr, "  plan: %s\n", err.msg);
+        a3_plan_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static a3_model *apply_open(fixture *f, const a3_plan *p, const char *name, int padded, a3_apply_report *rep)
+{
+    char out[200];
+    snprintf(out, sizeof out, "%s/%s", f->tmp, name);
+    a3_apply_opts o = {.padded = padded, .dtype = A3_DT_COUNT};
+    a3_err err = {0};
+    a3_model *cm = NULL;
+    if (a3_apply(f->m, f->c, p, &o, out, rep, &err) || a3_model_open(out, &cm, &err)) {
+        fprintf(stderr, "  apply %s: %s\n", name, err.msg);
+        return NULL;
+    }
+    return cm;
+}
+
+/* Max |logits(a) - logits(b)| / max(1, max |logits(a)|) over the windows. */
+static double logit_diff(a3_model *a, a3_model *b, const int32_t *tok)
+{
+    const a3_config *c = a3_model_config(a);
+    size_t rows = NW * L, V = (size_t)c->vocab;
+    float *h = malloc(rows * c->d * 4), *la = malloc(rows * V * 4), *lb = malloc(rows * V * 4);
+    a3_err err = {0};
+    double md = INFINITY;
+    if (!a3_model_forward(a, tok, NW, L, h, &err) && !a3_model_logits(a, h, rows, la, &err) &&
+        !a3_model_forward(b, tok, NW, L, h, &err) && !a3_model_logits(b, h, rows, lb, &err)) {
+        double sc = 1;
+        md = 0;
+        for (size_t i = 0; i < rows * V; i++) sc = fmax(sc, fabs(la[i])), md = fmax(md, fabs(la[i] - lb[i]));
+        md /= sc;
+    } else fprintf(stderr, "  forward: %s\n", err.msg);
+    free(h), free(la), free(lb);
+    return md;
+}
+
+static void full_rank_kind(const char *kind)
+{
+    fixture f;
+    if (fixture_up(&f, kind)) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    a3_model *cm = p ? apply_open(&f, p, "full", 0, NULL) : NULL;
+    CHECK(cm != NULL);
+    if (cm) {
+        /* float64 solves rounded to float32 weights: 1e-5 of the logit scale */
+        double d = logit_diff(f.m, cm, f.win);
+        CHECKF(d <= 1e-5, "%s: full-rank apply changes logits by %.3g", kind, d);
+        CHECK(a3_model_config(cm)->compressed);
+    }
+    a3_model_free(cm);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
+static void test_full_rank_mha(void) { full_rank_kind("mha"); }
+static void test_full_rank_gqa(void) { full_rank_kind("gqa"); }
+static void test_full_rank_bias(void) { full_rank_kind("bias"); }
+
+/* Activations of layer 0 of a model over the fixture's windows. */
+typedef struct {
+    float *q, *k, *z, *out;
+    size_t rows;
+    int qw, kw, zw;
+} acts;
+
+static int grab_qkv(void *ctx, int l, const float *q, const float *k, const float *v, size_t rows)
+{
+    acts *a = ctx;
+    memcpy(a->q + a->rows * a->qw, q, rows * a->qw * 4);
+    memcpy(a->k + a->rows * a->kw, k, rows * a->kw * 4);
+    return 0;
+}
+static int grab_z(void *ctx, int l, const float *z, size_t rows)
+{
+    acts *a = ctx;
+    memcpy(a->z + a->rows * a->zw, z, rows * a->zw * 4);
+    a->rows += rows;
+    return 0;
+}
+
+static void layer0(a3_model *m, const int32_t *tok, acts *a)
+{
+    const a3_config *c = a3_model_config(m);
+    size_t rows = NW * L;
+    int qw = 0, kw = 0, zw = 0, per = c->n_heads / c->n_kv_heads;
+    for (int g = 0; g < c->n_kv_heads; g++) qw += per * c->qk_rank[g], kw += c->qk_rank[g], zw += per * c->ov_rank[g];
+    *a = (acts){.q = malloc(rows * qw * 4 + 4), .k = malloc(rows * kw * 4 + 4), .z = malloc(rows * zw * 4 + 4),
+                .out = malloc(rows * c->d * 4), .qw = qw, .kw = kw, .zw = zw};
+    a3_err err = {0};
+    a3_model_embed(m, tok, rows, a->out, &err);
+    a3_layer_hooks hk = {.ctx = a, .on_qkv = grab_qkv, .on_z = grab_z};
+    a3_model_run_layer(m, 0, a->out, NW, L, 0, &hk, &err);
+}
+
+static void acts_free(acts *a) { free(a->q), free(a->k), free(a->z), free(a->out); }
+
+/* QK at rank 4 of 8 in group 0 of layer 0 only. */
+static void test_qk_predicted_equals_measured(void)
+{
+    fixture f;
+    if (fixture_up(&f, "gqa")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    if (!p) return;
+    a3_plan_qk(p, 0)[0] = 4;
+    a3_apply_report rep;
+    a3_model *cm = apply_open(&f, p, "qk", 0, &rep);
+    if (!cm) return;
+    acts A, B;
+    layer0(f.m, f.win, &A), layer0(cm, f.win, &B);
+    int hd = 8, per = 2, r = 4;
+    double sum = 0;
+    size_t n = A.rows;
+    for (int h = 0; h < per; h++) /* group 0's query heads are 0, 1; its key head is 0 */
+        for (size_t t = 0; t < n; t++)
+            for (size_t s = 0; s < n; s++) {
+                double full = 0, red = 0;
+                for (int a = 0; a < hd; a++) full += (double)A.q[t * A.qw + h * hd + a] * A.k[s * A.kw + a];
+                for (int a = 0; a < r; a++) red += (double)B.q[t * B.qw + h * r + a] * B.k[s * B.kw + a];
+                sum += (full - red) * (full - red);
+            }
+    double meas = sum / ((double)n * n), pred = f.c->layers[0].qk_loss[0 * (hd / 2 + 1) + r / 2];
+    CHECKF(fabs(meas - pred) <= 1e-6 * fmax(pred, 1e-12), "QK predicted %.9g measured %.9g", pred, meas);
+    CHECKF(fabs(rep.qk_loss - pred) <= 1e-9 * fmax(pred, 1e-12), "apply reported %.9g", rep.qk_loss);
+    acts_free(&A), acts_free(&B);
+    a3_model_free(cm);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
+/* OV at rank 3 of 8 for every head of layer 0 (MHA: exact). */
+static void test_ov_predicted_equals_measured(void)
+{
+    fixture f;
+    if (fixture_up(&f, "mha")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    if (!p) return;
+    int r = 3, hd = 8, d = 32, nh = 4;
+    for (int g = 0; g < nh; g++) a3_plan_ov(p, 0)[g] = r;
+    a3_apply_report rep;
+    a3_model *cm = apply_open(&f, p, "ov", 0, &rep);
+    if (!cm) return;
+    acts A, B;
+    layer0(f.m, f.win, &A), layer0(cm, f.win, &B);
+    float *wo = malloc((size_t)d * nh * hd * 4), *wo2 = malloc((size_t)d * nh * r * 4);
+    int64_t s1[2] = {d, nh * hd}, s2[2] = {d, nh * r};
+    a3_err err = {0};
+    CHECK(a3_st_load_f32(a3_model_tensors(f.m), "model.layers.0.self_attn.o_proj.weight", 2, s1, wo, &err) == 0);
+    CHECK(a3_st_load_f32(a3_model_tensors(cm), "model.layers.0.self_attn.o_proj.weight", 2, s2, wo2, &err) == 0);
+    double sum = 0, pred = 0;
+    for (size_t t = 0; t < A.rows; t++)
+        for (int h = 0; h < nh; h++)
+            for (int e = 0; e < d; e++) {
+                double y = 0, y2 = 0;
+                for (int a = 0; a < hd; a++) y += (double)A.z[t * A.zw + h * hd + a] * wo[(size_t)e * nh * hd + h * hd + a];
+                for (int a = 0; a < r; a++) y2 += (double)B.z[t * B.zw + h * r + a] * wo2[(size_t)e * nh * r + h * r + a];
+                sum += (y - y2) * (y - y2);
+            }
+    for (int g = 0; g < nh; g++)
+        for (int j = r; j < hd; j++) pred += f.c->layers[0].ov_sv[g * hd + j] * f.c->layers[0].ov_sv[g * hd + j];
+    double meas = sum / (double)A.rows;
+    /* float32 weights and activations: 1e-4 relative */
+    CHECKF(fabs(meas - pred) <= 1e-4 * pred, "OV predicted %.9g measured %.9g", pred, meas);
+    CHECKF(fabs(rep.ov_loss - pred) <= 1e-9 * pred, "apply reported %.9g, curve %.9g", rep.ov_loss, pred);
+    free(wo), free(wo2);
+    acts_free(&A), acts_free(&B);
+    a3_model_free(cm);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
+/* MLP of layer 0 at width 15 of 40: the layer-output change equals the
+ * exact loss trace(W_down[S',:]^T Ru[S',S'] W_down[S',:]) / N; the refit
+ * does no worse. */
+static double mlp_measured(fixture *f, a3_plan *p, const char *name)
+{
+    a3_model *cm = apply_open(f, p, name, 0, NULL);
+    if (!cm) return INFINITY;
+    acts A, B;
+    layer0(f->m, f->win, &A), layer0(cm, f->win, &B);
+    double sum = 0;
+    for (size_t i = 0; i < A.rows * 32; i++) sum += ((double)A.out[i] - B.out[i]) * ((double)A.out[i] - B.out[i]);
+    acts_free(&A), acts_free(&B);
+    a3_model_free(cm);
+    return sum / (double)(NW * L);
+}
+
+static void test_mlp_predicted_equals_measured(void)
+{
+    fixture f;
+    if (fixture_up(&f, "mha")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    if (!p) return;
+    int w = 15, ff = 40, d = 32;
+    p->mlp[0] = w;
+    double meas = mlp_measured(&f, p, "mlp");
+    const a3_cache_layer *CL = &f.c->layers[0];
+    int kept[40] = {0};
+    for (int j = 0; j < w; j++) kept[CL->mlp_order[j]] = 1;
+    float *wd = malloc((size_t)d * ff * 4);
+    int64_t sh[2] = {d, ff};
+    a3_err err = {0};
+    CHECK(a3_st_load_f32(a3_model_tensors(f.m), "model.layers.0.mlp.down_proj.weight", 2, sh, wd, &err) == 0);
+    double exact = 0;
+    for (int a = 0; a < ff; a++)
+        for (int b = 0; b < ff; b++) {
+            if (kept[a] || kept[b]) continue;
+            double dot = 0;
+            for (int e = 0; e < d; e++) dot += (double)wd[e * ff + a] * wd[e * ff + b];
+            exact += CL->ru[a * ff + b] * dot;
+        }
+    exact /= (double)f.c->n_tokens;
+    CHECKF(fabs(meas - exact) <= 1e-4 * exact, "MLP exact loss %.9g measured %.9g", exact, meas);
+    p->mlp_method = A3_MLP_METHOD_A3_REFIT;
+    double refit = mlp_measured(&f, p, "mlp-refit");
+    CHECKF(refit <= meas * (1 + 1e-6), "refit error %.9g above plain %.9g", refit, meas);
+    free(wd);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
+/* Every layer and group reduced: padded export == compressed runtime. */
+static void test_padded_equals_compressed(void)
+{
+    const char *kinds[] = {"mha", "gqa", "bias"};
+    for (int kk = 0; kk < 3; kk++) {
+        fixture f;
+        if (fixture_up(&f, kinds[kk])) SKIP("fixture failed");
+        a3_plan *p = full_plan(&f);
+        if (!p) return;
+        for (int l = 0; l < 2; l++) {
+            for (int g = 0; g < p->dims.n_kv_heads; g++) a3_plan_qk(p, l)[g] = 2 + 2 * ((l + g) % 3), a3_plan_ov(p, l)[g] = 3 + (l + 2 * g) % 5;
+            p->mlp[l] = 17 + 5 * l;
+        }
+        a3_model *cm = apply_open(&f, p, "red", 0, NULL), *pm = apply_open(&f, p, "pad", 1, NULL);
+        CHECK(cm && pm);
+        if (cm && pm) {
+            CHECK(!a3_model_config(pm)->compressed);
+            double d = logit_diff(cm, pm, f.win);
+            CHECKF(d <= 1e-5, "%s: padded differs from compressed by %.3g", kinds[kk], d);
+            double o = logit_diff(f.m, cm, f.win);
+            CHECKF(o > 1e-3, "%s: a reduced model should differ from the original (%.3g)", kinds[kk], o);
+        }
+        a3_model_free(cm), a3_model_free(pm);
+        a3_plan_free(p);
+        fixture_down(&f);
+    }
+}
+
+/* Every method produces a model that loads and runs; greedy-exact QK never
+ * predicts a higher loss than the diagonal score. */
+static void test_methods(void)
+{
+    fixture f;
+    if (fixture_up(&f, "gqa")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    if (!p) return;
+    for (int l = 0; l < 2; l++) {
+        for (int g = 0; g < 2; g++) a3_plan_qk(p, l)[g] = 4, a3_plan_ov(p, l)[g] = 4;
+        p->mlp[l] = 20;
+    }
+    double qk_loss[A3_QK_METHOD_COUNT];
+    for (int m = 0; m < A3_QK_METHOD_COUNT; m++) {
+        p->qk_method = (a3_qk_method)m;
+        p->ov_method = (a3_ov_method)(m % A3_OV_METHOD_COUNT);
+        p->mlp_method = (a3_mlp_method)(m % A3_MLP_METHOD_COUNT);
+        char name[32];
+        snprintf(name, sizeof name, "meth%d", m);
+        a3_apply_report rep;
+        a3_model *cm = apply_open(&f, p, name, 0, &rep);
+        CHECKF(cm != NULL, "method set %d failed", m);
+        if (cm) CHECK(logit_diff(f.m, cm, f.win) < 10);
+        qk_loss[m] = rep.qk_loss;
+        a3_model_free(cm);
+    }
+    CHECKF(qk_loss[A3_QK_METHOD_GREEDY_EXACT] <= qk_loss[A3_QK_METHOD_A3] * (1 + 1e-12),
+           "greedy-exact %.9g > a3 %.9g", qk_loss[A3_QK_METHOD_GREEDY_EXACT], qk_loss[A3_QK_METHOD_A3]);
+    /* An existing output is refused without force; nothing half-written. */
+    char out[200];
+    snprintf(out, sizeof out, "%s/meth0", f.tmp);
+    a3_apply_opts o = {.dtype = A3_DT_COUNT};
+    a3_err err = {0};
+    CHECK(a3_apply(f.m, f.c, p, &o, out, NULL, &err) == A3_EINVAL && strstr(err.msg, "--force"));
+    o.force = 1;
+    CHECK(a3_apply(f.m, f.c, p, &o, out, NULL, &err) == 0);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
+int main(void)
+{
+    RUN(test_full_rank_mha);
+    RUN(test_full_rank_gqa);
+    RUN(test_full_rank_bias);
+    RUN(test_qk_predicted_equals_measured);
+    RUN(test_ov_predicted_equals_measured);
+    RUN(test_mlp_predicted_equals_measured);
+    RUN(test_padded_equals_compressed);
+    RUN(test_methods);
+    return test_summary("apply");
+}
