@@ -30,7 +30,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
 .SECONDARY:
-.PHONY: all check test sanitize demo bench setup clean format
+.PHONY: all check test sanitize demo bench results setup clean format
 all: a3
 
 a3: $(BUILD)/a3
@@ -74,6 +74,10 @@ demo:
 
 bench: a3 $(BENCHES)
 	@BUILD=$(BUILD) scripts/bench.sh
+
+# docs/RESULTS.md: stories260K perplexity by method and budget (minutes).
+results: a3
+	scripts/results.py
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)

@@ -24,11 +24,24 @@
 typedef struct a3_tokenizer a3_tokenizer;
 
 /* Load tokenizer.json from a HF model directory (or a direct path to a
- * .json file), or a llama2.c tokenizer.bin (by path). */
+ * .json file), or a llama2.c tokenizer.bin (by path). On success *out owns
+ * the tokenizer (free with a3_tok_free); on failure *out is NULL and err
+ * says "<file>: <field or what>: <detail>": A3_EIO (cannot read),
+ * A3_EFORMAT (malformed or hostile content), A3_EUNSUPPORTED (a model type
+ * or pipeline step a3 does not reproduce exactly: WordPiece, Unigram,
+ * Lowercase, Whitespace, dropout, ...). NFC normalizers are accepted and
+ * treated as the identity (exact for text already in NFC).
+ * llama2.c: vocab_size > 0 requires exactly that many tokens in the file;
+ * vocab_size <= 0 reads as many as the file holds. BOS 1, EOS 2, unk 0.
+ * HF: BOS/EOS from the post-processor template, else added tokens named
+ * <s>/</s>, <|begin_of_text|>/<|end_of_text|>/<|endoftext|>, else -1. */
 int a3_tok_load_hf(const char *path, a3_tokenizer **out, a3_err *err);
 int a3_tok_load_llama2c(const char *path, int vocab_size, a3_tokenizer **out,
                         a3_err *err);
-/* Directory: tokenizer.json if present, else tokenizer.bin. */
+/* Directory: tokenizer.json if present, else tokenizer.bin. With
+ * tokenizer.json, BOS/EOS are then taken from tokenizer_config.json
+ * (bos_token / eos_token; an explicit null means none), else from
+ * config.json (bos_token_id / eos_token_id, first of a list). */
 int a3_tok_load_dir(const char *dir, a3_tokenizer **out, a3_err *err);
 void a3_tok_free(a3_tokenizer *t);
 
@@ -37,22 +50,34 @@ int a3_tok_bos(const a3_tokenizer *t); /* -1 if none */
 int a3_tok_eos(const a3_tokenizer *t); /* -1 if none */
 
 /* Encode UTF-8 text of length len (no BOS/EOS added; add_bos adds one when
- * the tokenizer has it). *ids is malloc'd, caller frees. */
+ * the tokenizer has it). *ids is malloc'd (never NULL on success, even for
+ * no ids), caller frees. Invalid UTF-8 is encoded byte by byte (byte
+ * fallback) rather than refused. The tokenizer is only read: concurrent
+ * encodes with one tokenizer are safe. */
 int a3_tok_encode(const a3_tokenizer *t, const char *text, size_t len,
                   int add_bos, int32_t **ids, size_t *n_ids, a3_err *err);
 
 /* Decode one token given the previous one (SentencePiece drops the leading
  * space after BOS), appending its bytes to buf. Returns bytes written, or a
  * negative code if buf is too small. Byte-fallback and byte-level tokens
- * may produce partial UTF-8 sequences; concatenating gives the text. */
+ * may produce partial UTF-8 sequences; concatenating gives the text.
+ * prev < 0 means "start of text" and strips that space too, so decoding
+ * encode(x) (without BOS) from prev = -1 gives x back. Special tokens
+ * decode to their own text (llama2.c BOS: "\n<s>\n", HF: "<s>"). */
 int a3_tok_decode(const a3_tokenizer *t, int prev, int id, char *buf,
                   size_t cap);
 
 /* Write the tokenizer as a HF tokenizer.json (atomically) that encodes
- * and decodes identically (used by `a3 convert` for llama2.c models). */
+ * and decodes identically (used by `a3 convert` for llama2.c models).
+ * Only llama2.c tokenizers (A3_EUNSUPPORTED otherwise); refuses vocabularies
+ * HF could not hold (ids 3..258 not <0x00>..<0xFF>, non-UTF-8 pieces, two
+ * pieces with one name). Identical ids except: the text "<unk>", "<s>",
+ * "</s>" becomes the special token in HF; and where two different tokens
+ * share a score, run.c merges the leftmost pair but HF the lower id's. */
 int a3_tok_save_hf(const a3_tokenizer *t, const char *path, a3_err *err);
 
-/* Read a pre-tokenized file of little-endian uint32 ids. */
+/* Read a pre-tokenized file of little-endian uint32 ids (size a multiple
+ * of 4, every id <= INT32_MAX). *ids is malloc'd, caller frees. */
 int a3_tok_read_ids(const char *path, int32_t **ids, size_t *n_ids,
                     a3_err *err);
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""make results: writes docs/RESULTS.md, the comparison table of issue 4/5.
+
+stories260K (../shared/data, converted with `a3 convert`) is calibrated on
+tinystories/train-head.txt and evaluated on tinystories/valid-head.txt with
+the reference protocol (first 500 paragraphs, BOS, cut to 512 tokens).
+For each budget it makes a plan with `a3 plan`, compresses with `a3 apply`
+under each method set, and measures perplexity with `a3 eval`. Costs come
+from the plans' summaries. Takes a few minutes on 2 cores.
+Usage: scripts/results.py [--out docs/RESULTS.md] [--a3 ./a3]
+"""
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
+
+SHARED = "../shared/data"
+METHODS = [  # name, qk, ov, mlp, what
+    ("A3", "a3", "a3", "a3", "the paper's method"),
+    ("no-activation", "weight-norm", "svd", "weight-norm", "baseline: weight norms / plain SVD of W_v W_o"),
+    ("A3 + greedy-exact QK", "greedy-exact", "a3", "a3", "beyond the paper"),
+    ("A3 + summed-C OV", "a3", "a3-csum", "a3", "beyond the paper (GQA)"),
+    ("A3 + MLP refit", "a3", "a3", "a3-refit", "beyond the paper (needs --mlp-full)"),
+]
+RATIOS = [10, 20, 30, 40, 50]
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit("results: command failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stderr[-2000:]))
+    return r.stdout
+
+
+def evaluate(a3, model):
+    out = run([a3, "eval", model, "--text", SHARED + "/text/tinystories/valid-head.txt",
+               "--protocol", "paragraphs", "--max-seqs", "500", "--seqlen", "512"])
+    nll = float(re.search(r"mean NLL\s+([0-9.]+)", out).group(1))
+    ppl = float(re.search(r"perplexity\s+([0-9.]+)", out).group(1))
+    return nll, ppl
+
+
+def plan(a3, cache, budget, strategy, qk, ov, mlp, path):
+    run([a3, "plan", cache, "--budget", budget, "--strategy", strategy, "--method-qk", qk,
+         "--method-ov", ov, "--method-mlp", mlp, "--dtype", "f32", "-o", path])
+    with open(path) as f:
+        return json.load(f)["summary"]
+
+
+def row(name, s, nll, ppl):
+    rp = s["removed_percent"]
+    return "| %s | %.1f%% | %d | %.1f%% | %d | %.4f | %.3f |" % (
+        name, rp["params"], s["kv_bytes_per_token"]["plan"], rp["kv"],
+        s["flops_per_token"]["layers"], nll, ppl)
+
+
+HEAD = ("| method | params removed | KV bytes/token | KV removed | FLOPs/token (layers) | NLL | PPL |\n"
+        "|---|---:|---:|---:|---:|---:|---:|")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="docs/RESULTS.md")
+    ap.add_argument("--a3", default="./a3")
+    args = ap.parse_args()
+    a3 = os.path.abspath(args.a3)
+    if not os.path.exists(SHARED + "/models/stories260K/stories260K.bin"):
+        sys.exit("results: ../shared/data not found")
+    t0 = time.time()
+    tmp = tempfile.mkdtemp(prefix="a3results.")
+    try:
+        model = tmp + "/stories260K"
+        run([a3, "convert", SHARED + "/models/stories260K/stories260K.bin", "--tokenizer",
+             SHARED + "/models/stories260K/tok512.bin", "-o", model])
+        cache = tmp + "/s.cache"
+        run([a3, "calibrate", model, "--text", SHARED + "/text/tinystories/train-head.txt",
+             "--samples", "64", "--seqlen", "512", "--seed", "0", "--mlp-full", "-o", cache])
+        base_nll, base_ppl = evaluate(a3, model)
+        lines = []
+        for ratio in RATIOS:
+            lines.append("\n### Uniform plan, params=%d%%\n\n%s" % (ratio, HEAD))
+            for name, qk, ov, mlp, _ in METHODS:
+                s = plan(a3, cache, "params=%d%%" % ratio, "uniform", qk, ov, mlp, tmp + "/p.json")
+                out = tmp + "/out"
+                run([a3, "apply", model, "--cache", cache, "--plan", tmp + "/p.json", "-o", out, "--force"])
+                nll, ppl = evaluate(a3, out)
+                lines.append(row(name, s, nll, ppl))
+                print("results: params=%d%% %-22s ppl %.3f" % (ratio, name, ppl), file=sys.stderr)
+        greedy = ["\n## Greedy versus uniform allocation (A3 methods)\n\n"
+                  "| budget | strategy | params removed | KV removed | NLL | PPL |\n|---|---|---:|---:|---:|---:|"]
+        for budget in ["params=10%", "params=20%", "params=30%", "kv=10%", "kv=20%", "kv=30%"]:
+            for strat in ["uniform", "greedy"]:
+                s = plan(a3, cache, budget, strat, "a3", "a3", "a3", tmp + "/p.json")
+                run([a3, "apply", model, "--cache", cache, "--plan", tmp + "/p.json", "-o", tmp + "/out", "--force"])
+                nll, ppl = evaluate(a3, tmp + "/out")
+                rp = s["removed_percent"]
+                greedy.append("| %s | %s | %.1f%% | %.1f%% | %.4f | %.3f |" % (budget, strat, rp["params"], rp["kv"], nll, ppl))
+                print("results: %s %s ppl %.3f" % (budget, strat, ppl), file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    doc = ["# Results: stories260K\n",
+           "Produced by `make results` (scripts/results.py) in %.0f s. Model: stories260K (llama2.c, "
+           "converted); calibration: `tinystories/train-head.txt`, 64 windows x 512 tokens, seed 0, "
+           "with `--mlp-full`; evaluation: `tinystories/valid-head.txt`, first 500 paragraphs, BOS, "
+           "cut to 512 tokens (the reference protocol of ../shared/data/README.md). Percentages are "
+           "of the compressible weights (QK, OV, MLP); FLOPs per token are the layers' at context "
+           "2048. Uniform plans keep the same fraction of every component.\n" % (time.time() - t0),
+           "Original model: NLL %.4f, perplexity %.3f.\n" % (base_nll, base_ppl),
+           "Method sets: " + "; ".join("**%s** (qk=%s, ov=%s, mlp=%s: %s)" % m for m in METHODS) + ".\n",
+           "## Uniform plans by method"] + lines + greedy
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        f.write("\n".join(doc) + "\n")
+    os.replace(args.out + ".tmp", args.out)
+    print("results: wrote %s" % args.out, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
