@@ -588,7 +588,7 @@ static const corrupt_case CASES[] = {
     {"section CRC wrong (field)", 0, m_sec_crc_field, A3_EFORMAT, "MLP_LOSS layer 1: CRC mismatch"},
     {"duplicated section (kind)", 0, m_dup_kind, A3_EFORMAT, "section GQ layer 0: duplicated"},
     {"duplicated section (layer)", 0, m_dup_layer, A3_EFORMAT, "section GK layer 0: duplicated"},
-    {"missing section (count short)", 0, m_count_short, A3_EFORMAT, "section MLP_LOSS layer 1: missing"},
+    {"missing section (count short)", 0, m_count_short, A3_EFORMAT, "section DOWN_NORM layer 1: missing"},
     {"missing section (cut off)", 0, m_cut_last, A3_EFORMAT, "truncated"},
     {"section count too large", 0, m_count_long, A3_EFORMAT, "truncated"},
     {"unknown kind", 0, m_kind, A3_EFORMAT, "unknown kind 99"},

@@ -258,8 +258,69 @@ static void test_resume(void)
     rm_rf(tmp);
 }
 
+static double max_rel(const double *a, const double *b, size_t n)
+{
+    double md = 0, mx = 1e-300;
+    for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b[i])), mx = fmax(mx, fabs(b[i]));
+    return md / mx;
+}
+
+/* Three shards of the windows, merged, equal one run over all of them.
+ * Not bit-exact: each shard's forward pass runs its own batch shape, and
+ * sgemm's float32 results depend on it (~1e-7 relative); 1e-5 allows for
+ * that and nothing else (a missing or doubled shard is off by ~30%). */
+static void test_merge_shards(void)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = spec_of("gqa");
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    if (!m) return;
+    const a3_config *c = a3_model_config(m);
+    enum { NW = 6, L = 16 };
+    int32_t win[NW * L];
+    make_windows(win, NW * L, s.vocab);
+    a3_cache *all = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 1), *sh[3];
+    a3_calib_opts o = {.mlp_full = 1};
+    CHECK(a3_calibrate(m, win, NW, L, &o, all, NULL, NULL, &err) == 0);
+    const char *names[3] = {"s1", "s2", "s3"};
+    for (int i = 0; i < 3; i++) {
+        sh[i] = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 1);
+        CHECK(a3_calibrate(m, win + i * 2 * L, 2, L, &o, sh[i], NULL, NULL, &err) == 0);
+        sh[i]->meta_json = strdup("{\"calibration\": {\"samples\": 2, \"n_tokens\": 32, \"shard\": {}}}");
+    }
+    a3_cache *mg = NULL;
+    CHECKF(a3_cache_merge(sh, names, 3, &mg, &err) == 0, "%s", err.msg);
+    if (mg) {
+        CHECK(mg->n_tokens == all->n_tokens);
+        double worst = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            for (int sec = 0; sec < A3_SEC_COUNT; sec++) {
+                if (sec == A3_SEC_QK_ORDER || sec == A3_SEC_MLP_ORDER || sec == A3_SEC_QK_SCORE || sec == A3_SEC_MLP_SCORE) continue;
+                size_t n = a3_cache_section_len(all, (a3_cache_section)sec);
+                worst = fmax(worst, max_rel(a3_cache_section_ptr(mg, l, (a3_cache_section)sec),
+                                            a3_cache_section_ptr(all, l, (a3_cache_section)sec), n));
+            }
+        CHECKF(worst <= 1e-5, "merged cache differs from the single run by %.3g", worst);
+        CHECK(strstr(mg->meta_json, "\"samples\":\t6") || strstr(mg->meta_json, "\"samples\": 6"));
+        CHECK(!strstr(mg->meta_json, "shard\""));
+    }
+    sh[1]->fingerprint[0] = 'x'; /* a shard of another model is refused */
+    a3_cache *bad = NULL;
+    CHECK(a3_cache_merge(sh, names, 3, &bad, &err) == A3_EMISMATCH && strstr(err.msg, "s2"));
+    for (int i = 0; i < 3; i++) a3_cache_free(sh[i]);
+    a3_cache_free(mg);
+    a3_cache_free(all);
+    a3_model_free(m);
+    rm_rf(tmp);
+}
+
 int main(void)
 {
+    RUN(test_merge_shards);
     RUN(test_stats_mha);
     RUN(test_stats_gqa);
     RUN(test_stats_bias);

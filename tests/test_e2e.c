@@ -191,6 +191,18 @@ static void test_cli_calibrate(void)
     CHECK(stat(args, &st) != 0); /* refused before writing anything */
     snprintf(args, sizeof args, "calibrate %s --text /nonexistent.txt -o %s.4", g_model, cache);
     CHECK(run_a3(args, out) == 1 && file_has(out, "/nonexistent.txt"));
+    /* Sharded: two halves merged give the same token count as one run. */
+    for (int k = 1; k <= 2; k++) {
+        snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 --shard %d/2 -o %s.s%d", g_model,
+                 text, k, cache, k);
+        CHECK(run_a3(args, out) == 0);
+    }
+    snprintf(args, sizeof args, "cache merge %s.s1 %s.s2 -o %s.m", cache, cache, cache);
+    CHECK(run_a3(args, out) == 0);
+    snprintf(args, sizeof args, "cache info %s.m", cache);
+    CHECK(run_a3(args, out) == 0 && file_has(out, "tokens       256") && file_has(out, "samples      4"));
+    snprintf(args, sizeof args, "calibrate %s --text %s --shard 3/2 -o %s.x", g_model, text, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "--shard"));
     snprintf(args, sizeof args, "calibrate --help");
     CHECK(run_a3(args, out) == 0 && file_has(out, "usage: a3 calibrate"));
 }

@@ -69,6 +69,10 @@ typedef enum {
     A3_SEC_MLP_ORDER, /* (d_ff) i32: neurons by descending score */
     A3_SEC_MLP_SCORE, /* (d_ff) f64: score of each neuron in that order */
     A3_SEC_MLP_LOSS,  /* (d_ff + 1) f64: mean loss keeping the first w neurons */
+    A3_SEC_WO_GRAM,   /* (n_kv, hd, hd) f64: sum over the group's heads of
+                       * Wo_i Wo_i^T (weights only: lets `cache merge`
+                       * recompute the OV curves without the model) */
+    A3_SEC_DOWN_NORM, /* (d_ff) f64: ||W_down[n,:]||^2 (weights only) */
     A3_SEC_COUNT
 } a3_cache_section;
 
@@ -79,6 +83,7 @@ typedef struct {
     double *ov_sv;
     int32_t *mlp_order;
     double *mlp_score, *mlp_loss;
+    double *wo_gram, *down_norm;
 } a3_cache_layer;
 
 typedef struct {

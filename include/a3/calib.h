@@ -70,11 +70,20 @@ typedef struct {
     int64_t seed, n_tokens;
     int mlp_full;
     const char *created;     /* ISO 8601 UTC */
+    int shard_index, shard_count; /* 1-based K of N, or 0 when not sharded */
 } a3_calib_meta;
 
 /* Build the metadata JSON (hashing each text file with SHA-256). Returns a
  * malloc'd string or NULL with err set. */
 char *a3_calib_meta_json(const a3_calib_meta *m, a3_err *err);
+
+/* Combine caches calibrated on disjoint shards of one run (`calibrate
+ * --shard K/N`): statistics and token counts add up, curves are recomputed.
+ * names[] are used in messages. A3_EMISMATCH if the shards differ in
+ * model or dims. *out is a new cache (metadata: the first shard's with the
+ * totals and "merged_shards"). */
+int a3_cache_merge(a3_cache *const *shards, const char *const *names, int n,
+                   a3_cache **out, a3_err *err);
 
 /* Remove a checkpoint directory left by a3_calibrate (after the cache it
  * was for has been saved). */
@@ -86,5 +95,11 @@ void a3_calib_checkpoint_remove(const char *dir, int n_layers);
  * Fills qk_order/score/loss, ov_sv, mlp_order/score/loss. */
 int a3_calib_curves(a3_cache *cache, int layer, const float *o_proj,
                     const float *down_proj, a3_err *err);
+/* The two halves of a3_calib_curves: the weights' own statistics
+ * (WO_GRAM, DOWN_NORM sections), then the curves from the cache alone
+ * (what `cache merge` reruns after adding shards together). */
+int a3_calib_weight_stats(a3_cache *cache, int layer, const float *o_proj,
+                          const float *down_proj, a3_err *err);
+int a3_calib_curves_from_stats(a3_cache *cache, int layer, a3_err *err);
 
 #endif

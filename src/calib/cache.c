@@ -31,6 +31,7 @@ enum { ET_F64 = 0, ET_I32 = 1 };
 
 static const char *const SEC_NAMES[A3_SEC_COUNT] = {
     "GQ", "GK", "GV", "C", "D", "RU", "QK_ORDER", "QK_SCORE", "QK_LOSS", "OV_SV", "MLP_ORDER", "MLP_SCORE", "MLP_LOSS",
+    "WO_GRAM", "DOWN_NORM",
 };
 
 /* The dims every length derives from; shared by new, save and load. */
@@ -110,7 +111,9 @@ static int dims_len(const dims *m, a3_cache_section s, size_t *out)
     case A3_SEC_C: return mul3(h, hd, hd, out);
     case A3_SEC_GK:
     case A3_SEC_GV: return mul3(kv, hd, hd, out);
+    case A3_SEC_WO_GRAM: return mul3(kv, hd, hd, out);
     case A3_SEC_D:
+    case A3_SEC_DOWN_NORM:
     case A3_SEC_MLP_ORDER:
     case A3_SEC_MLP_SCORE: *out = ff; return 0;
     case A3_SEC_RU: return mul3(ff, ff, m->mlp_full ? 1 : 0, out);
@@ -194,6 +197,8 @@ static void *layer_get(const a3_cache_layer *L, a3_cache_section s)
     case A3_SEC_MLP_ORDER: return L->mlp_order;
     case A3_SEC_MLP_SCORE: return L->mlp_score;
     case A3_SEC_MLP_LOSS: return L->mlp_loss;
+    case A3_SEC_WO_GRAM: return L->wo_gram;
+    case A3_SEC_DOWN_NORM: return L->down_norm;
     default: return NULL;
     }
 }
@@ -214,6 +219,8 @@ static void layer_set(a3_cache_layer *L, a3_cache_section s, void *p)
     case A3_SEC_MLP_ORDER: L->mlp_order = p; break;
     case A3_SEC_MLP_SCORE: L->mlp_score = p; break;
     case A3_SEC_MLP_LOSS: L->mlp_loss = p; break;
+    case A3_SEC_WO_GRAM: L->wo_gram = p; break;
+    case A3_SEC_DOWN_NORM: L->down_norm = p; break;
     default: break;
     }
 }

@@ -98,16 +98,16 @@ static void wo_gram(const a3_cache *c, const float *o_proj, int g, double *A, do
         for (int b = 0; b < a; b++) A[a * hd + b] = A[b * hd + a];
 }
 
-static int ov_group(a3_cache *c, int layer, int g, const float *o_proj, double *work)
+static int ov_group(a3_cache *c, int layer, int g, double *work)
 {
     a3_cache_layer *L = &c->layers[layer];
     int hd = c->head_dim, per = c->n_heads / c->n_kv_heads;
     size_t hh = (size_t)hd * hd;
-    double *W = work, *Lw = W + hh, *A = Lw + hh, *T = A + hh, *M = T + hh, *ev = M + hh, *buf = ev + hd;
+    double *W = work, *Lw = W + hh, *T = Lw + hh, *M = T + hh, *ev = M + hh;
+    const double *A = L->wo_gram + (size_t)g * hh;
     const double *src = per == 1 ? L->c + (size_t)g * hh : L->gv + (size_t)g * hh;
     for (size_t e = 0; e < hh; e++) W[e] = src[e] / (double)c->n_tokens;
     if (a3_chol_damped(Lw, W, hd) < 0) return -1;
-    wo_gram(c, o_proj, g, A, buf);
     /* M = Lw^T A Lw */
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hd, hd, hd, 1.0, Lw, hd, A, hd, 0.0, T, hd);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hd, hd, hd, 1.0, T, hd, Lw, hd, 0.0, M, hd);
@@ -117,18 +117,13 @@ static int ov_group(a3_cache *c, int layer, int g, const float *o_proj, double *
     return 0;
 }
 
-static int mlp_curve(a3_cache *c, int layer, const float *down)
+static int mlp_curve(a3_cache *c, int layer)
 {
     a3_cache_layer *L = &c->layers[layer];
     int ff = c->d_ff;
     double *score = calloc((size_t)ff, sizeof *score);
     if (!score) return -1;
-    for (int e = 0; e < c->d; e++)
-        for (int n = 0; n < ff; n++) {
-            double w = down[(size_t)e * ff + n];
-            score[n] += w * w;
-        }
-    for (int n = 0; n < ff; n++) score[n] *= L->d[n] / (double)c->n_tokens;
+    for (int n = 0; n < ff; n++) score[n] = L->down_norm[n] * L->d[n] / (double)c->n_tokens;
     int rc = order_scores(score, ff, L->mlp_order, L->mlp_score);
     free(score);
     if (rc) return -1;
@@ -137,19 +132,41 @@ static int mlp_curve(a3_cache *c, int layer, const float *down)
     return 0;
 }
 
-int a3_calib_curves(a3_cache *c, int layer, const float *o_proj, const float *down_proj, a3_err *err)
+int a3_calib_weight_stats(a3_cache *c, int layer, const float *o_proj, const float *down_proj, a3_err *err)
 {
-    int hd = c->head_dim, per = c->n_heads / c->n_kv_heads;
+    a3_cache_layer *L = &c->layers[layer];
+    int hd = c->head_dim, per = c->n_heads / c->n_kv_heads, ff = c->d_ff;
+    double *buf = a3_malloc_array((size_t)256 * per * hd, sizeof(double));
+    if (!buf) return a3_err_set(err, A3_ENOMEM, "calibration: layer %d: out of memory", layer);
+    for (int g = 0; g < c->n_kv_heads; g++) wo_gram(c, o_proj, g, L->wo_gram + (size_t)g * hd * hd, buf);
+    free(buf);
+    memset(L->down_norm, 0, (size_t)ff * sizeof *L->down_norm);
+    for (int e = 0; e < c->d; e++)
+        for (int n = 0; n < ff; n++) {
+            double w = down_proj[(size_t)e * ff + n];
+            L->down_norm[n] += w * w;
+        }
+    return A3_OK;
+}
+
+int a3_calib_curves_from_stats(a3_cache *c, int layer, a3_err *err)
+{
+    int hd = c->head_dim;
     if (hd > 1024 || c->n_tokens <= 0)
         return a3_err_set(err, A3_EINVAL, "calibration: layer %d: head dim %d or token count unsupported", layer, hd);
-    size_t hh = (size_t)hd * hd, need = 5 * hh + hd + 256 * (size_t)per * hd;
-    double *work = a3_malloc_array(need, sizeof(double));
+    double *work = a3_malloc_array(5 * (size_t)hd * hd + hd, sizeof(double));
     if (!work) return a3_err_set(err, A3_ENOMEM, "calibration: layer %d: out of memory for curves", layer);
     int rc = 0;
     for (int g = 0; rc == 0 && g < c->n_kv_heads; g++) rc = qk_group(c, layer, g, work);
-    for (int g = 0; rc == 0 && g < c->n_kv_heads; g++) rc = ov_group(c, layer, g, o_proj, work);
-    if (rc == 0) rc = mlp_curve(c, layer, down_proj);
+    for (int g = 0; rc == 0 && g < c->n_kv_heads; g++) rc = ov_group(c, layer, g, work);
+    if (rc == 0) rc = mlp_curve(c, layer);
     free(work);
     if (rc) return a3_err_set(err, A3_EFORMAT, "calibration: layer %d: loss curves failed (statistics not positive definite or out of memory)", layer);
     return A3_OK;
+}
+
+int a3_calib_curves(a3_cache *c, int layer, const float *o_proj, const float *down_proj, a3_err *err)
+{
+    int rc = a3_calib_weight_stats(c, layer, o_proj, down_proj, err);
+    return rc ? rc : a3_calib_curves_from_stats(c, layer, err);
 }

@@ -13,6 +13,12 @@ int a3_cmd_info(int argc, char **argv);
 int a3_cmd_eval(int argc, char **argv);
 int a3_cmd_generate(int argc, char **argv);
 int a3_cmd_doctor(int argc, char **argv);
+int a3_cmd_synth(int argc, char **argv);
+int a3_cmd_calibrate(int argc, char **argv);
+int a3_cmd_apply(int argc, char **argv);
+int a3_cmd_cache_merge(int argc, char **argv);
+int a3_cmd_cache(int argc, char **argv);
+int a3_cmd_plan(int argc, char **argv);
 
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
 int cli_fail(const char *cmd, const a3_err *err);

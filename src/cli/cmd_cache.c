@@ -13,7 +13,9 @@ static const char *HELP =
     "usage: a3 cache SUBCOMMAND [ARGS]   (a3 cache SUBCOMMAND --help for each)\n\n"
     "Inspect calibration caches written by 'a3 calibrate'.\n\n"
     "subcommands:\n"
-    "  info CACHE   metadata and a per-layer summary of the loss curves\n";
+    "  info CACHE   metadata and a per-layer summary of the loss curves\n"
+    "  merge SHARD... -o CACHE\n"
+    "               combine shards of one calibration (calibrate --shard)\n";
 
 static const char *INFO_HELP =
     "usage: a3 cache info CACHE\n\n"
@@ -193,5 +195,6 @@ int a3_cmd_cache(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "merge") == 0) return a3_cmd_cache_merge(argc - 1, argv + 1);
     return cli_usage("cache", "unknown subcommand '%s'", argv[1]);
 }

@@ -30,6 +30,8 @@ static const char *HELP =
     "  --max-memory SIZE refuse to start above SIZE bytes (K/M/G suffixes;\n"
     "                    default 90% of available memory)\n"
     "  --resume          continue an interrupted run from CACHE.ckpt\n"
+    "  --shard K/N       process only the K-th of N equal parts of the windows\n"
+    "                    (merge the N caches with 'a3 cache merge')\n"
     "  --threads N       threads (default: all cores)\n\n"
     "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
     "layer in float32; the estimate is printed before starting.\n"
@@ -42,6 +44,7 @@ typedef struct {
     int n_texts;
     long samples, seqlen, seed, threads;
     int allow_short, mlp_full, resume;
+    long shard_k, shard_n;
     double max_memory;
 } calib_opts;
 
@@ -86,6 +89,13 @@ static int parse(int argc, char **argv, calib_opts *o)
         else if (!strcmp(a, "--samples")) { if (cli_int("calibrate", a, v, 1, 1 << 20, &o->samples)) return 2; }
         else if (!strcmp(a, "--seqlen")) { if (cli_int("calibrate", a, v, 2, 1 << 20, &o->seqlen)) return 2; }
         else if (!strcmp(a, "--seed")) { if (cli_int("calibrate", a, v, 0, 1L << 62, &o->seed)) return 2; }
+        else if (!strcmp(a, "--shard")) {
+            char *slash;
+            o->shard_k = strtol(v, &slash, 10);
+            o->shard_n = *slash == '/' ? strtol(slash + 1, NULL, 10) : 0;
+            if (o->shard_n < 1 || o->shard_k < 1 || o->shard_k > o->shard_n || o->shard_n > 1 << 20)
+                return cli_usage("calibrate", "--shard: expected K/N with 1 <= K <= N, got '%s'", v);
+        }
         else if (!strcmp(a, "--threads")) { if (cli_int("calibrate", a, v, 1, 256, &o->threads)) return 2; }
         else if (!strcmp(a, "--max-memory")) {
             if (parse_size(v, &o->max_memory)) return cli_usage("calibrate", "--max-memory: expected a size like 8G, got '%s'", v);
@@ -154,6 +164,15 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
                                            o->allow_short, &win, &nw, &L, err);
     free(ids);
     if (rc) return rc;
+    if (o->shard_n > 0) { /* windows [K-1, K) * nw / N of the full draw */
+        int lo = (int)((o->shard_k - 1) * nw / o->shard_n), hi = (int)(o->shard_k * nw / o->shard_n);
+        if (hi <= lo) {
+            free(win);
+            return a3_err_set(err, A3_EINVAL, "--shard %ld/%ld: no windows in this shard (only %d in all)", o->shard_k, o->shard_n, nw);
+        }
+        memmove(win, win + (size_t)lo * L, (size_t)(hi - lo) * L * sizeof *win);
+        nw = hi - lo;
+    }
     double est = (double)a3_calib_memory_estimate(k, nw, L, o->mlp_full), lim = o->max_memory ? o->max_memory : 0.9 * available_memory();
     fprintf(stderr, "calibrate: %d windows x %d tokens = %lld tokens; peak memory estimate %.2f GiB\n", nw, L,
             (long long)nw * L, est / 1073741824.0);
@@ -185,7 +204,7 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
     a3_calib_meta meta = {.model_path = o->model, .config = k, .fingerprint = c ? c->fingerprint : "",
                           .texts = texts, .n_texts = o->ids ? 1 : o->n_texts, .n_windows = nw, .seqlen = L,
                           .seed = o->seed, .n_tokens = c ? c->n_tokens : 0, .mlp_full = o->mlp_full,
-                          .created = co.created};
+                          .created = co.created, .shard_index = (int)o->shard_k, .shard_count = (int)o->shard_n};
     if (rc == A3_OK && !(c->meta_json = a3_calib_meta_json(&meta, err))) rc = err->code ? err->code : A3_ENOMEM;
     if (rc == A3_OK) rc = a3_cache_save(c, o->out, err);
     if (rc == A3_OK) a3_calib_checkpoint_remove(ckdir, k->n_layers);
