@@ -15,6 +15,9 @@ static void add_model(cJSON *root, const a3_calib_meta *m)
     int dims[] = {k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff};
     const char *dn[] = {"d", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"};
     for (int i = 0; i < 6; i++) cJSON_AddNumberToObject(mo, dn[i], dims[i]);
+    cJSON_AddNumberToObject(mo, "vocab", k->vocab);
+    cJSON_AddBoolToObject(mo, "tie_embeddings", k->tie_embeddings);
+    cJSON_AddBoolToObject(mo, "qkv_bias", k->qkv_bias);
     cJSON_AddStringToObject(mo, "rope_layout", "half");
 }
 
