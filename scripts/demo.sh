@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# make demo: the whole pipeline that exists so far, on the embedded sample
-# model (samples/sample-model). Grows with the product.
-set -eu
+# make demo: the whole pipeline on the embedded sample model
+# (samples/sample-model): calibrate, plan under a budget, apply, evaluate
+# the original against the compressed model, and how to open the TUI.
+# Everything it makes goes to demo-out/ (ignored by git).
+set -euo pipefail
 cd "$(dirname "$0")/.."
 A3=./a3
 M=samples/sample-model
-out=demo-out
-mkdir -p "$out"
+OUT=demo-out
+BUDGET=${A3_DEMO_BUDGET:-params=25%}
+mkdir -p "$OUT"
+step() { printf '\n== %s\n' "$*"; }
 
-echo "== 1. the model"
+step "1/6  the sample model"
 $A3 info "$M"
-echo
-echo "== 2. perplexity of the original on held-out text"
-$A3 eval "$M" --text samples/eval.txt --seqlen 256
-echo
-echo "== 3. greedy generation"
-$A3 generate "$M" --prompt "Once upon a time" -n 60
-echo
-echo "Calibration, planning, the A3 reduction and the TUI are not built yet"
-echo "(issues 3-6); this demo will run them here as they land."
+
+step "2/6  calibrate: statistics and loss curves from samples/calib.txt"
+$A3 calibrate "$M" --text samples/calib.txt --samples 32 --seqlen 256 --allow-short \
+    -o "$OUT/sample.cache"
+$A3 cache info "$OUT/sample.cache" | head -n 14
+
+step "3/6  plan: remove ${BUDGET#*=} of the compressible parameters (greedy)"
+$A3 plan "$OUT/sample.cache" --budget "$BUDGET" --strategy greedy --model "$M" -o "$OUT/plan.json"
+$A3 plan --show "$OUT/plan.json" | tail -n 8
+
+step "4/6  apply: write the compressed model"
+$A3 apply "$M" --cache "$OUT/sample.cache" --plan "$OUT/plan.json" -o "$OUT/sample-a3" --force
+
+step "5/6  evaluate on held-out text: original, then compressed"
+$A3 eval "$M" --text samples/eval.txt --seqlen 256 | tee "$OUT/eval-original.txt"
+$A3 eval "$OUT/sample-a3" --text samples/eval.txt --seqlen 256 | tee "$OUT/eval-compressed.txt"
+$A3 info "$OUT/sample-a3" | sed -n '1,3p;/parameters/p;/KV cache/p'
+printf '\nOnce upon a time (original):   '
+$A3 generate "$M" --prompt "Once upon a time" -n 40 | tail -n 1
+printf 'Once upon a time (compressed): '
+$A3 generate "$OUT/sample-a3" --prompt "Once upon a time" -n 40 | tail -n 1
+
+step "6/6  plan interactively"
+echo "  ./a3 tui $OUT/sample.cache --plan $OUT/plan.json --model $M"
