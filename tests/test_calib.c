@@ -6,6 +6,7 @@
 
 #include "a3/cache.h"
 #include "a3/calib.h"
+#include "a3/llama2c.h"
 #include "a3/model.h"
 #include "a3/synth.h"
 #include "test.h"
@@ -114,21 +115,18 @@ static double measured_qk_loss(const dump *D, const a3_cache_layer *L, int g, in
     return sum / ((double)D->rows * D->rows);
 }
 
-static void check_kind(const char *kind)
+/* Statistics of the pass against brute-force sums over the activations of
+ * the same forward pass, for the model in dir. */
+static void check_model(const char *kind, const char *dir)
 {
-    char tmp[64], dir[128];
-    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
-    snprintf(dir, sizeof dir, "%s/m", tmp);
-    a3_synth_spec s = spec_of(kind);
     a3_err err = {0};
     a3_model *m = NULL;
-    CHECK(a3_synth_write(dir, &s, &err) == 0);
-    CHECK(a3_model_open(dir, &m, &err) == 0);
+    CHECKF(a3_model_open(dir, &m, &err) == 0, "%s", err.msg);
     if (!m) return;
     const a3_config *c = a3_model_config(m);
     enum { NW = 3, L = 20 };
     int32_t win[NW * L];
-    make_windows(win, NW * L, s.vocab);
+    make_windows(win, NW * L, c->vocab);
     a3_cache *cache = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 1);
     a3_calib_opts o = {.mlp_full = 1};
     CHECKF(a3_calibrate(m, win, NW, L, &o, cache, NULL, NULL, &err) == 0, "%s", err.msg);
@@ -167,6 +165,32 @@ static void check_kind(const char *kind)
     free(x);
     a3_cache_free(cache);
     a3_model_free(m);
+}
+
+static void check_kind(const char *kind)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = spec_of(kind);
+    a3_err err = {0};
+    CHECK(a3_synth_write(dir, &s, &err) == 0);
+    check_model(kind, dir);
+    rm_rf(tmp);
+}
+
+static void test_stats_stories260K(void)
+{
+    const char *data = test_shared_data();
+    char tmp[64], dir[160], bin[4200], tok[4200];
+    if (!data) SKIP("../shared/data not found: statistics on stories260K not checked");
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(bin, sizeof bin, "%s/models/stories260K/stories260K.bin", data);
+    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", data);
+    snprintf(dir, sizeof dir, "%s/stories260K", tmp);
+    a3_err err = {0};
+    CHECKF(a3_llama2c_convert(bin, tok, dir, NULL, &err) == 0, "%s", err.msg);
+    check_model("stories260K", dir);
     rm_rf(tmp);
 }
 
@@ -324,6 +348,7 @@ int main(void)
     RUN(test_stats_mha);
     RUN(test_stats_gqa);
     RUN(test_stats_bias);
+    RUN(test_stats_stories260K);
     RUN(test_windows);
     RUN(test_resume);
     return test_summary("calib");

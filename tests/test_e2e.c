@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 
 #include "a3/cache.h"
+#include "a3/apply.h"
 #include "a3/calib.h"
 #include "a3/eval.h"
 #include "a3/llama2c.h"
 #include "a3/model.h"
+#include "a3/plan.h"
 #include "a3/tokenizer.h"
 #include "test.h"
 
@@ -148,6 +150,68 @@ static void test_stories_resume_identical(void)
     a3_model_free(m);
 }
 
+/* Max relative logit difference of two models over the same tokens. */
+static double logit_diff(a3_model *a, a3_model *b, const int32_t *tok, int n)
+{
+    const a3_config *c = a3_model_config(a);
+    size_t V = (size_t)c->vocab;
+    float *h = malloc((size_t)n * c->d * 4), *la = malloc(n * V * 4), *lb = malloc(n * V * 4);
+    a3_err err = {0};
+    double md = INFINITY, sc = 1;
+    if (!a3_model_forward(a, tok, 1, n, h, &err) && !a3_model_logits(a, h, (size_t)n, la, &err) &&
+        !a3_model_forward(b, tok, 1, n, h, &err) && !a3_model_logits(b, h, (size_t)n, lb, &err)) {
+        md = 0;
+        for (size_t i = 0; i < n * V; i++) sc = fmax(sc, fabs(la[i])), md = fmax(md, fabs(la[i] - lb[i]));
+    }
+    free(h), free(la), free(lb);
+    return md / sc;
+}
+
+/* A3-METHOD section 7 on the real model: full rank reproduces the logits;
+ * a 30% greedy plan's padded export equals the compressed runtime. */
+static void test_stories_apply_identities(void)
+{
+    if (!stories_model()) SKIP("../shared/data not found: apply identities on stories260K not checked");
+    a3_err err = {0};
+    a3_model *m = NULL, *full = NULL, *red = NULL, *pad = NULL;
+    CHECK(a3_model_open(g_model, &m, &err) == 0);
+    if (!m) return;
+    const a3_config *k = a3_model_config(m);
+    enum { NW = 8, L = 64 };
+    int32_t win[NW * L];
+    for (int i = 0; i < NW * L; i++) win[i] = 3 + (int32_t)((i * 2654435761u) % 509u);
+    a3_cache *c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, 0);
+    a3_calib_opts o = {0};
+    a3_plan *p = NULL;
+    CHECK(a3_calibrate(m, win, NW, L, &o, c, NULL, NULL, &err) == 0);
+    CHECK(a3_model_fingerprint(g_model, c->fingerprint, &err) == 0);
+    CHECK(a3_plan_from_cache(c, &p, &err) == 0 && a3_plan_set_config(p, k, &err) == 0);
+    if (!p) return;
+    char d1[160], d2[160], d3[160];
+    snprintf(d1, sizeof d1, "%s/full", g_tmp), snprintf(d2, sizeof d2, "%s/red", g_tmp), snprintf(d3, sizeof d3, "%s/pad", g_tmp);
+    a3_apply_opts ao = {.dtype = A3_DT_COUNT, .force = 1};
+    CHECK(a3_apply(m, c, p, &ao, d1, NULL, &err) == 0 && a3_model_open(d1, &full, &err) == 0);
+    p->budget = A3_BUDGET_PARAMS, p->budget_pct = 30, p->alloc.strategy = A3_STRATEGY_GREEDY;
+    CHECKF(a3_plan_allocate(p, c, &err) == 0, "%s", err.msg);
+    CHECK(a3_apply(m, c, p, &ao, d2, NULL, &err) == 0 && a3_model_open(d2, &red, &err) == 0);
+    ao.padded = 1;
+    CHECK(a3_apply(m, c, p, &ao, d3, NULL, &err) == 0 && a3_model_open(d3, &pad, &err) == 0);
+    if (full && red && pad) {
+        double d = logit_diff(m, full, win, 200);
+        CHECKF(d <= 1e-5, "full-rank stories260K changes logits by %.3g of their scale", d);
+        d = logit_diff(red, pad, win, 200);
+        CHECKF(d <= 1e-5, "padded export differs from the compressed runtime by %.3g", d);
+        a3_param_counts pr, po;
+        a3_model_count_params(a3_model_config(red), &pr);
+        a3_model_count_params(k, &po);
+        double removed = 1.0 - (double)(pr.attn_qk + pr.attn_ov + pr.mlp) / (double)(po.attn_qk + po.attn_ov + po.mlp);
+        CHECKF(removed >= 0.30 && removed < 0.31, "compressed model removes %.4f of the compressible weights", removed);
+    }
+    a3_model_free(full), a3_model_free(red), a3_model_free(pad), a3_model_free(m);
+    a3_plan_free(p);
+    a3_cache_free(c);
+}
+
 /* Run the a3 binary with a shell command line; returns the exit status. */
 static int run_a3(const char *args, const char *out_file)
 {
@@ -211,6 +275,7 @@ int main(void)
 {
     RUN(test_stories_nll);
     RUN(test_stories_resume_identical);
+    RUN(test_stories_apply_identities);
     RUN(test_cli_calibrate);
     if (g_tmp[0]) rm_rf(g_tmp);
     return test_summary("e2e");
