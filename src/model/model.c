@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "a3/blas.h"
 #include "internal.h"
 
 /* RoPE inverse frequencies, with HF's llama3 scaling when configured
@@ -42,8 +43,7 @@ int a3_model_open(const char *dir, a3_model **out, a3_err *err)
         free(m);
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory", dir);
     }
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    m->threads = nc > 0 ? (int)nc : 1;
+    m->threads = a3_threads_default();
     int rc = a3_config_load(dir, &m->cfg, err);
     if (rc == A3_OK) rc = a3_st_open_dir(dir, &m->st, err);
     if (rc == A3_OK) rc = a3__layer_shapes_init(m, err);
@@ -74,9 +74,10 @@ const a3_st_set *a3_model_tensors(const a3_model *m) { return m->st; }
 
 void a3_model_set_threads(a3_model *m, int n)
 {
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    m->threads = n > 0 ? n : (nc > 0 ? (int)nc : 1);
-    openblas_set_num_threads(m->threads);
+    /* One total for both phases: GEMMs use OpenBLAS's threads, attention
+     * uses this many workers with OpenBLAS at one thread meanwhile. */
+    m->threads = n > 0 ? n : a3_threads_default();
+    a3_blas_set_threads(m->threads);
 }
 
 static int check_tokens(const a3_model *m, const int32_t *tokens, size_t n, a3_err *err)
