@@ -100,4 +100,12 @@ static inline char *test_tmpdir(char *buf, size_t n)
     return mkdtemp(buf);
 }
 
+/* Remove a test's temporary directory tree. */
+static inline void test_rm_rf(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
+}
+
 #endif

@@ -27,13 +27,6 @@ typedef struct {
     int32_t win[NW * L];
 } fixture;
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
-}
-
 static a3_synth_spec spec_of(const char *kind)
 {
     a3_synth_spec s = {.arch = A3_ARCH_LLAMA, .d = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4,
@@ -69,7 +62,7 @@ static void fixture_down(fixture *f)
 {
     a3_cache_free(f->c);
     a3_model_free(f->m);
-    rm_rf(f->tmp);
+    test_rm_rf(f->tmp);
 }
 
 static a3_plan *full_plan(fixture *f)

@@ -11,13 +11,6 @@
 #include "a3/synth.h"
 #include "test.h"
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
-}
-
 static a3_synth_spec spec_of(const char *kind)
 {
     a3_synth_spec s = {.arch = A3_ARCH_LLAMA, .d = 32, .n_layers = 3, .n_heads = 4, .n_kv_heads = 4,
@@ -176,7 +169,7 @@ static void check_kind(const char *kind)
     a3_err err = {0};
     CHECK(a3_synth_write(dir, &s, &err) == 0);
     check_model(kind, dir);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 static void test_stats_stories260K(void)
@@ -191,7 +184,7 @@ static void test_stats_stories260K(void)
     a3_err err = {0};
     CHECKF(a3_llama2c_convert(bin, tok, dir, NULL, &err) == 0, "%s", err.msg);
     check_model("stories260K", dir);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 static void test_stats_mha(void) { check_kind("mha"); }
@@ -267,7 +260,7 @@ static void test_resume(void)
         CHECKF(same_cache(ref, res), "resumed after %d layers differs", k);
         CHECK(strcmp(o2.created, "2026-01-01T00:00:00Z") == 0);
         a3_cache_free(res);
-        rm_rf(ck);
+        test_rm_rf(ck);
     }
     /* A checkpoint of another run is refused, not silently used. */
     a3_cache *part = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 0);
@@ -279,7 +272,7 @@ static void test_resume(void)
     a3_cache_free(part);
     a3_cache_free(ref);
     a3_model_free(m);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 static double max_rel(const double *a, const double *b, size_t n)
@@ -339,7 +332,7 @@ static void test_merge_shards(void)
     a3_cache_free(mg);
     a3_cache_free(all);
     a3_model_free(m);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 int main(void)

@@ -18,13 +18,6 @@
 
 static char g_tmp[64], g_model[128];
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
-}
-
 /* Convert stories260K once for all cases; 0 if the data is absent. */
 static int stories_model(void)
 {
@@ -277,6 +270,6 @@ int main(void)
     RUN(test_stories_resume_identical);
     RUN(test_stories_apply_identities);
     RUN(test_cli_calibrate);
-    if (g_tmp[0]) rm_rf(g_tmp);
+    if (g_tmp[0]) test_rm_rf(g_tmp);
     return test_summary("e2e");
 }

@@ -18,13 +18,6 @@ static a3_synth_spec base_spec(void)
     return s;
 }
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
-}
-
 static void make_tokens(int32_t *t, int n, int vocab, uint32_t seed)
 {
     for (int i = 0; i < n; i++) {
@@ -78,7 +71,7 @@ static void check_kind(const char *what, a3_synth_spec s)
     make_tokens(tok, 40, s.vocab, (uint32_t)s.seed);
     double rel = compare_to_ref(dir, tok, 40);
     CHECKF(rel <= LOGIT_TOL, "%s: max relative logit error %.3g", what, rel);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 static void test_llama_mha_tied(void)
@@ -173,7 +166,7 @@ static void test_batch_and_decoder(void)
     free(full);
     free(step);
     a3_model_free(m);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 /* Perplexity equals the NLL computed from the reference's logits. */
@@ -214,7 +207,7 @@ static void test_eval_matches_reference(void)
     free(ref);
     a3_seqs_free(&seqs);
     a3_model_free(m);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 static int write_text(const char *path, const char *text)
@@ -257,7 +250,7 @@ static void test_bad_configs(void)
         CHECKF(strstr(err.msg, cases[i].expect) != NULL, "case %zu: '%s' lacks '%s'", i, err.msg, cases[i].expect);
         CHECKF(strchr(err.msg, '\n') == NULL, "case %zu: message not one line", i);
     }
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 /* Missing tensors, wrong shapes, bad token ids and NaN weights are errors. */
@@ -290,7 +283,7 @@ static void test_bad_weights(void)
         CHECKF(strstr(err.msg, "outside the vocabulary"), "got '%s'", err.msg);
         a3_model_free(m);
     }
-    rm_rf(tmp);
+    test_rm_rf(tmp);
 }
 
 static void test_param_counts(void)

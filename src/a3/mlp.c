@@ -7,21 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/linalg.h"
 #include "a3/reduce.h"
 
 static int cmp_int(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
-
-typedef struct {
-    double s;
-    int32_t i;
-} scored;
-
-static int cmp_desc(const void *a, const void *b)
-{
-    const scored *x = a, *y = b;
-    if (x->s != y->s) return x->s < y->s ? 1 : -1;
-    return x->i - y->i;
-}
 
 static double row_norm(const float *r, int n)
 {
@@ -32,20 +21,20 @@ static double row_norm(const float *r, int n)
 
 static int weight_norm_keep(const a3_layer_f32 *w, int width, int32_t *keep)
 {
-    scored *s = malloc((size_t)w->d_ff * sizeof *s);
-    double *dn = calloc((size_t)w->d_ff, sizeof *dn);
-    if (!s || !dn) {
-        free(s), free(dn);
+    double *s = malloc((size_t)w->d_ff * sizeof *s), *dn = calloc((size_t)w->d_ff, sizeof *dn);
+    int32_t *order = malloc((size_t)w->d_ff * sizeof *order);
+    if (!s || !dn || !order) {
+        free(s), free(dn), free(order);
         return -1;
     }
     for (int e = 0; e < w->d; e++)
         for (int n = 0; n < w->d_ff; n++) dn[n] += (double)w->wd[(size_t)e * w->d_ff + n] * w->wd[(size_t)e * w->d_ff + n];
     for (int n = 0; n < w->d_ff; n++)
-        s[n] = (scored){row_norm(w->wg + (size_t)n * w->d, w->d) * row_norm(w->wu + (size_t)n * w->d, w->d) * sqrt(dn[n]), n};
-    qsort(s, (size_t)w->d_ff, sizeof *s, cmp_desc);
-    for (int k = 0; k < width; k++) keep[k] = s[k].i;
-    free(s), free(dn);
-    return 0;
+        s[n] = row_norm(w->wg + (size_t)n * w->d, w->d) * row_norm(w->wu + (size_t)n * w->d, w->d) * sqrt(dn[n]);
+    int rc = a3_order_desc(s, w->d_ff, order, NULL);
+    if (rc == 0) memcpy(keep, order, (size_t)width * sizeof *keep);
+    free(s), free(dn), free(order);
+    return rc;
 }
 
 int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m, const a3_layer_f32 *w, int32_t *keep,

@@ -21,33 +21,6 @@
 #include "a3/calib.h"
 #include "a3/linalg.h"
 
-typedef struct {
-    double score;
-    int idx;
-} scored;
-
-/* Descending score, ties by ascending index: a total, deterministic order. */
-static int cmp_scored(const void *a, const void *b)
-{
-    const scored *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return x->idx - y->idx;
-}
-
-static int order_scores(const double *score, int n, int32_t *order, double *sorted)
-{
-    scored *s = malloc((size_t)n * sizeof *s);
-    if (!s) return -1;
-    for (int i = 0; i < n; i++) s[i] = (scored){score[i], i};
-    qsort(s, (size_t)n, sizeof *s, cmp_scored);
-    for (int i = 0; i < n; i++) {
-        order[i] = s[i].idx;
-        sorted[i] = s[i].score;
-    }
-    free(s);
-    return 0;
-}
-
 static int qk_group(a3_cache *c, int layer, int g, double *gq)
 {
     a3_cache_layer *L = &c->layers[layer];
@@ -63,7 +36,7 @@ static int qk_group(a3_cache *c, int layer, int g, double *gq)
         score[p] = (gq[a * hd + a] * gk[a * hd + a] + gq[b * hd + b] * gk[b * hd + b]) / n2;
     }
     int32_t *order = L->qk_order + (size_t)g * half;
-    if (order_scores(score, half, order, L->qk_score + (size_t)g * half)) return -1;
+    if (a3_order_desc(score, half, order, L->qk_score + (size_t)g * half)) return -1;
     /* Drop pairs from the lowest score up: loss(k) has pairs order[k..] dropped. */
     double *loss = L->qk_loss + (size_t)g * (half + 1);
     int dropped[1024], nd = 0;
@@ -124,7 +97,7 @@ static int mlp_curve(a3_cache *c, int layer)
     double *score = calloc((size_t)ff, sizeof *score);
     if (!score) return -1;
     for (int n = 0; n < ff; n++) score[n] = L->down_norm[n] * L->d[n] / (double)c->n_tokens;
-    int rc = order_scores(score, ff, L->mlp_order, L->mlp_score);
+    int rc = a3_order_desc(score, ff, L->mlp_order, L->mlp_score);
     free(score);
     if (rc) return -1;
     L->mlp_loss[ff] = 0;

@@ -3,6 +3,7 @@
 #include "a3/linalg.h"
 
 #include <lapacke.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Cholesky of W (hd x hd, row-major, lower result), damping the diagonal by
@@ -26,3 +27,30 @@ double a3_chol_damped(double *Lw, const double *W, int n)
     return -1;
 }
 
+
+typedef struct {
+    double score;
+    int32_t idx;
+} scored;
+
+/* Descending score, ties by ascending index: a total, deterministic order. */
+static int cmp_scored(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->idx - y->idx;
+}
+
+int a3_order_desc(const double *score, int n, int32_t *order, double *sorted)
+{
+    scored *s = malloc((size_t)(n > 0 ? n : 1) * sizeof *s);
+    if (!s) return -1;
+    for (int i = 0; i < n; i++) s[i] = (scored){score[i], i};
+    qsort(s, (size_t)n, sizeof *s, cmp_scored);
+    for (int i = 0; i < n; i++) {
+        order[i] = s[i].idx;
+        if (sorted) sorted[i] = s[i].score;
+    }
+    free(s);
+    return 0;
+}
