@@ -47,6 +47,10 @@ $(BUILD)/%.o: %.c $(wildcard include/a3/*.h) $(wildcard src/*/*.h) $(wildcard ui
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
+# The TUI test and benchmark compile ui/*.c into themselves (the library
+# holds no curses code), so they follow those sources too.
+$(BUILD)/tests/test_tui.o $(BUILD)/tests/bench/bench_tui.o: $(wildcard ui/*.c)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HELP_OBJ) $(BUILD)/liba3.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

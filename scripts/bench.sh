@@ -49,4 +49,6 @@ echo "== apply (solve + write, half of every component)"
 
 echo "== planner"
 "$B/bench_plan" 5
-[ -x "$B/bench_tui" ] && "$B/bench_tui" || true
+echo "== planner TUI (synthetic 7B-shaped cache)"
+"$A3" cache synth --like llama-7b --kv-heads 8 -o "$tmp/7b.a3c" >/dev/null
+"$B/bench_tui" "$tmp/7b.a3c"

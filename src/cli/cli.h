@@ -17,6 +17,8 @@ int a3_cmd_synth(int argc, char **argv);
 int a3_cmd_calibrate(int argc, char **argv);
 int a3_cmd_apply(int argc, char **argv);
 int a3_cmd_cache_merge(int argc, char **argv);
+int a3_cmd_cache_synth(int argc, char **argv);
+int a3_cmd_tui(int argc, char **argv);
 int a3_cmd_cache(int argc, char **argv);
 int a3_cmd_plan(int argc, char **argv);
 

@@ -15,7 +15,9 @@ static const char *HELP =
     "subcommands:\n"
     "  info CACHE   metadata and a per-layer summary of the loss curves\n"
     "  merge SHARD... -o CACHE\n"
-    "               combine shards of one calibration (calibrate --shard)\n";
+    "               combine shards of one calibration (calibrate --shard)\n"
+    "  synth --like PRESET -o CACHE\n"
+    "               a SYNTHETIC cache of a preset's shape (tests, benchmarks)\n";
 
 static const char *INFO_HELP =
     "usage: a3 cache info CACHE\n\n"
@@ -196,5 +198,6 @@ int a3_cmd_cache(int argc, char **argv)
     }
     if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(argv[1], "merge") == 0) return a3_cmd_cache_merge(argc - 1, argv + 1);
+    if (strcmp(argv[1], "synth") == 0) return a3_cmd_cache_synth(argc - 1, argv + 1);
     return cli_usage("cache", "unknown subcommand '%s'", argv[1]);
 }

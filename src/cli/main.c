@@ -15,7 +15,13 @@ static const command COMMANDS[] = {
     {"info", a3_cmd_info, "architecture, parameter counts, KV-cache size of a model"},
     {"eval", a3_cmd_eval, "perplexity of a model on a text file"},
     {"generate", a3_cmd_generate, "generate text from a prompt"},
+    {"calibrate", a3_cmd_calibrate, "gather A3 statistics and loss curves into a cache"},
+    {"cache", a3_cmd_cache, "inspect or merge calibration caches"},
+    {"plan", a3_cmd_plan, "make or show a rank plan under a budget"},
+    {"tui", a3_cmd_tui, "interactive rank planner"},
+    {"apply", a3_cmd_apply, "compress a model with a cache and a plan"},
     {"convert", a3_cmd_convert, "llama2.c checkpoint -> Hugging Face directory"},
+    {"synth", a3_cmd_synth, "write a random-weight model of realistic shape"},
     {"doctor", a3_cmd_doctor, "CPU features, BLAS kernel and sgemm speed"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -1,0 +1,622 @@
+/* tui: the rank planner, two ways.
+ *
+ * 1. Its UI model without a terminal: ui/state*.c hold every keystroke's
+ *    effect as plain functions (no curses), so they are compiled in here
+ *    and driven directly: edits, undo/redo, budgets, locks, files, and a
+ *    cancelled commit that must leave nothing behind.
+ * 2. The real program in tmux (send-keys, capture-pane), on a private
+ *    socket (-L a3test-PID, -f /dev/null) so a user's sessions are never
+ *    touched: stories260K's cache (made here from ../shared/data) and a
+ *    synthetic 7B-shaped one (a3 cache synth). Screens are polled with a
+ *    timeout, never slept on. Skipped with a message if tmux is missing.
+ *
+ * With A3_TUI_SCREENSHOTS=FILE the captured overview, detail, help and
+ * commit screens are written to FILE as Markdown (docs/TUI.md). */
+#include <limits.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../ui/state.c"
+#include "../ui/state_commit.c"
+#include "../ui/state_io.c"
+#include "test.h"
+
+static char g_tmp[64], g_a3[PATH_MAX], g_sock[64];
+static char g_stories_cache[256], g_stories_model[256], g_7b_cache[256], g_tiny_cache[256];
+static int g_have_tmux = -1;
+
+/* ---- shell helpers ------------------------------------------------------------ */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+static const char *a3_bin(void)
+{
+    if (g_a3[0]) return g_a3;
+    const char *env = getenv("A3_BIN");
+    if (!env || !realpath(env, g_a3)) {
+        if (!realpath("build/a3", g_a3)) snprintf(g_a3, sizeof g_a3, "build/a3");
+    }
+    return g_a3;
+}
+
+static const char *tmpdir(void)
+{
+    if (!g_tmp[0] && !test_tmpdir(g_tmp, sizeof g_tmp)) g_tmp[0] = 0;
+    return g_tmp;
+}
+
+/* A tiny GQA cache (2 layers, 2 KV groups, head_dim 8, d_ff 64). */
+static const char *tiny_cache(void)
+{
+    if (g_tiny_cache[0]) return g_tiny_cache;
+    snprintf(g_tiny_cache, sizeof g_tiny_cache, "%s/tiny.a3c", tmpdir());
+    if (sh("'%s' cache synth --like tiny-gqa -o '%s' >/dev/null", a3_bin(), g_tiny_cache)) g_tiny_cache[0] = 0;
+    return g_tiny_cache;
+}
+
+/* The synthetic 7B-shaped cache: 32 layers, 32 heads, 8 KV groups. */
+static const char *cache_7b(void)
+{
+    if (g_7b_cache[0]) return g_7b_cache;
+    snprintf(g_7b_cache, sizeof g_7b_cache, "%s/7b.a3c", tmpdir());
+    if (sh("'%s' cache synth --like llama-7b --kv-heads 8 -o '%s' >/dev/null", a3_bin(), g_7b_cache))
+        g_7b_cache[0] = 0;
+    return g_7b_cache;
+}
+
+/* stories260K converted and calibrated (8 x 128 tokens): 0 without data. */
+static int stories(void)
+{
+    if (g_stories_cache[0]) return 1;
+    const char *d = test_shared_data();
+    if (!d) return 0;
+    char data[PATH_MAX];
+    if (!realpath(d, data)) return 0;
+    snprintf(g_stories_model, sizeof g_stories_model, "%s/stories260K", tmpdir());
+    snprintf(g_stories_cache, sizeof g_stories_cache, "%s/stories.a3c", tmpdir());
+    if (sh("'%s' convert '%s/models/stories260K/stories260K.bin' --tokenizer '%s/models/stories260K/tok512.bin' -o '%s' "
+           ">/dev/null 2>&1",
+           a3_bin(), data, data, g_stories_model) ||
+        sh("'%s' calibrate '%s' --text '%s/text/tinystories/train-head.txt' --samples 8 --seqlen 128 -o '%s' "
+           ">/dev/null 2>&1",
+           a3_bin(), g_stories_model, data, g_stories_cache)) {
+        fprintf(stderr, "  (could not make the stories260K cache)\n");
+        g_stories_cache[0] = 0;
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- 1. the UI model without a terminal --------------------------------------------- */
+
+static int open_state(ui_state *s, const char *cache, const char *plan, const char *model)
+{
+    ui_options o = {cache, plan, model};
+    a3_err e = {0};
+    int rc = ui_state_init(s, &o, &e);
+    if (rc) fprintf(stderr, "  ui_state_init: %s\n", e.msg);
+    return rc;
+}
+
+static void test_state_edits_undo(void)
+{
+    ui_state s;
+    if (!tiny_cache()[0] || open_state(&s, tiny_cache(), NULL, NULL)) {
+        CHECK(0);
+        return;
+    }
+    int64_t full = s.cost.compressible;
+    CHECK(!ui_dirty(&s) && s.col == UI_COL_QK);
+    ui_step(&s, -1, 0); /* QK: one RoPE pair less in every group of layer 0 */
+    CHECK(a3_plan_qk(s.plan, 0)[0] == 6 && a3_plan_qk(s.plan, 0)[1] == 6);
+    CHECK(s.cost.compressible < full && ui_dirty(&s));
+    CHECK(s.plan->alloc.strategy == A3_STRATEGY_MANUAL);
+    ui_move(&s, 0, 2); /* MLP */
+    CHECK(ui_set_width_text(&s, "48") == 0 && s.plan->mlp[0] == 48);
+    CHECK(ui_set_width_text(&s, "65") < 0 && s.msg_error); /* over d_ff 64 */
+    ui_move(&s, 0, -2);
+    CHECK(ui_set_width_text(&s, "5") < 0 && strstr(s.msg, "even")); /* QK ranks are whole pairs */
+    ui_undo(&s);
+    CHECK(s.plan->mlp[0] == 64 && a3_plan_qk(s.plan, 0)[0] == 6);
+    ui_undo(&s);
+    CHECK(a3_plan_qk(s.plan, 0)[0] == 8 && !ui_dirty(&s) && s.cost.compressible == full);
+    ui_redo(&s);
+    CHECK(a3_plan_qk(s.plan, 0)[0] == 6 && ui_dirty(&s));
+    ui_step(&s, 1, 1); /* a big step up from 6 reaches full width */
+    CHECK(a3_plan_qk(s.plan, 0)[0] == 8 && s.n_redo == 0);
+    ui_state_free(&s);
+}
+
+static void test_state_groups_and_layers(void)
+{
+    ui_state s;
+    if (!tiny_cache()[0] || open_state(&s, tiny_cache(), NULL, NULL)) {
+        CHECK(0);
+        return;
+    }
+    ui_move(&s, 0, 1); /* OV */
+    ui_cycle_group(&s, 1);
+    CHECK(s.group == 0);
+    ui_step(&s, -1, 0);
+    CHECK(a3_plan_ov(s.plan, 0)[0] == 7 && a3_plan_ov(s.plan, 0)[1] == 8); /* one group only */
+    ui_cycle_group(&s, -1);
+    CHECK(s.group == -1);
+    ui_move(&s, 0, -5); /* the layer column: whole layer */
+    CHECK(s.col == UI_COL_LAYER);
+    CHECK(ui_set_width_text(&s, "48") < 0);       /* a layer takes a percentage */
+    CHECK(ui_set_width_text(&s, "50%") == 0);
+    CHECK(a3_plan_qk(s.plan, 0)[1] == 4 && a3_plan_ov(s.plan, 0)[0] == 4 && s.plan->mlp[0] == 32);
+    ui_toggle_lock(&s);
+    CHECK(s.plan->lock[0] == A3_LOCK_ALL && s.plan->mlp[0] == 64 && a3_plan_qk(s.plan, 0)[0] == 8);
+    ui_step(&s, -1, 0);
+    CHECK(s.plan->mlp[0] == 64 && strstr(s.msg, "locked"));
+    ui_toggle_lock(&s);
+    CHECK(s.plan->lock[0] == 0);
+    ui_state_free(&s);
+}
+
+static void test_state_budget_allocate(void)
+{
+    ui_state s;
+    int64_t target, removed, full;
+    int met;
+    if (!cache_7b()[0] || open_state(&s, cache_7b(), NULL, NULL)) {
+        CHECK(0);
+        return;
+    }
+    ui_allocate(&s, A3_STRATEGY_GREEDY);
+    CHECK(s.msg_error && strstr(s.msg, "budget")); /* greedy needs one */
+    CHECK(ui_set_budget_text(&s, "kv 30%") == 0 && s.plan->budget == A3_BUDGET_KV && s.plan->budget_pct == 30);
+    ui_budget_status(&s, &target, &removed, &full, &met);
+    CHECK(!met && removed == 0);
+    CHECK(s.opt != NULL); /* the budget-optimal plan, for the detail view */
+    ui_allocate(&s, A3_STRATEGY_GREEDY);
+    ui_budget_status(&s, &target, &removed, &full, &met);
+    CHECK(met && removed >= target);
+    CHECK(memcmp(s.plan->qk, s.opt->qk, 32 * 8 * sizeof(int)) == 0); /* a == the marker's ranks */
+    ui_allocate(&s, A3_STRATEGY_UNIFORM);
+    ui_budget_status(&s, &target, &removed, &full, &met);
+    CHECK(met && removed >= target && s.plan->alloc.strategy == A3_STRATEGY_UNIFORM);
+    CHECK(s.loss.objective >= s.opt->loss.objective); /* greedy is never worse by its own measure */
+    CHECK(ui_set_budget_text(&s, "25") == 0 && s.plan->budget == A3_BUDGET_KV && s.plan->budget_pct == 25);
+    CHECK(ui_set_budget_text(&s, "flops=101") < 0 && s.plan->budget_pct == 25);
+    CHECK(ui_set_budget_text(&s, "none") == 0 && s.plan->budget == A3_BUDGET_NONE && !s.opt);
+    CHECK(ui_set_context_text(&s, "4096") == 0 && s.plan->context == 4096);
+    CHECK(ui_set_multiple_text(&s, "0") < 0 && s.plan->alloc.multiple == 1);
+    ui_state_free(&s);
+}
+
+static void test_state_files(void)
+{
+    ui_state s;
+    char path[128];
+    if (!tiny_cache()[0] || open_state(&s, tiny_cache(), NULL, NULL)) {
+        CHECK(0);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/state-plan.json", tmpdir());
+    ui_step(&s, -1, 0);
+    CHECK(ui_save(&s, path, 0) == 0 && !ui_dirty(&s));
+    ui_step(&s, -1, 0);
+    CHECK(ui_save(&s, path, 0) == 1 && ui_dirty(&s)); /* exists: the caller asks first */
+    CHECK(ui_open(&s, path) == 0 && a3_plan_qk(s.plan, 0)[0] == 6 && !ui_dirty(&s));
+    ui_undo(&s); /* the open is undoable: back to the unsaved 4 */
+    CHECK(a3_plan_qk(s.plan, 0)[0] == 4 && ui_dirty(&s));
+    CHECK(ui_open(&s, "/nonexistent/plan.json") < 0 && s.msg_error);
+    ui_request_quit(&s);
+    CHECK(s.view == UI_VIEW_PROMPT && s.prompt.kind == UI_ASK_QUIT);
+    ui_prompt_choose(&s, 'n');
+    CHECK(s.view == UI_VIEW_OVERVIEW);
+    ui_request_save(&s);
+    ui_prompt_clear(&s);
+    ui_prompt_insert(&s, path, strlen(path));
+    ui_prompt_submit(&s); /* exists: asks to overwrite */
+    CHECK(s.view == UI_VIEW_PROMPT && s.prompt.kind == UI_ASK_OVERWRITE);
+    ui_prompt_choose(&s, 'y');
+    CHECK(s.view == UI_VIEW_OVERVIEW && !ui_dirty(&s));
+    ui_state_free(&s);
+}
+
+static int cancel_at_once(void *ctx, const char *stage, int64_t done, int64_t total) { return 1; }
+
+/* Cancelling apply from the progress callback writes nothing. */
+static void test_state_commit_cancel(void)
+{
+    if (!stories()) SKIP("../shared/data not found: commit cancel not checked");
+    ui_state s;
+    if (open_state(&s, g_stories_cache, NULL, g_stories_model)) {
+        CHECK(0);
+        return;
+    }
+    CHECK(s.model_warning[0] == 0);
+    CHECK(ui_set_budget_text(&s, "params=20") == 0);
+    ui_allocate(&s, A3_STRATEGY_GREEDY);
+    ui_commit_begin(&s);
+    CHECK(s.view == UI_VIEW_COMMIT && s.commit.phase == UI_COMMIT_SUMMARY);
+    s.progress = cancel_at_once, s.progress_ctx = &s;
+    snprintf(s.commit.out_dir, sizeof s.commit.out_dir, "%s/cancelled", tmpdir());
+    CHECK(ui_commit_apply(&s) == A3_ECANCELED);
+    CHECK(s.commit.phase == UI_COMMIT_FAILED && strstr(s.commit.note, "cancelled"));
+    CHECK(access(s.commit.out_dir, F_OK) != 0);
+    ui_state_free(&s);
+}
+
+/* ---- 2. the real program in tmux --------------------------------------------------------- */
+
+static int have_tmux(void)
+{
+    if (g_have_tmux < 0) {
+        g_have_tmux = sh("tmux -V >/dev/null 2>&1") == 0;
+        snprintf(g_sock, sizeof g_sock, "a3test-%d", (int)getpid());
+    }
+    return g_have_tmux;
+}
+
+static int tmux(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int tmux(const char *fmt, ...)
+{
+    char args[3072];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return sh("tmux -f /dev/null -L %s %s >/dev/null 2>&1", g_sock, args);
+}
+
+/* The pane's text now. */
+static void capture(char *out, size_t n)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "tmux -f /dev/null -L %s capture-pane -p -t tui 2>/dev/null", g_sock);
+    FILE *p = popen(cmd, "r");
+    size_t len = p ? fread(out, 1, n - 1, p) : 0;
+    out[len] = 0;
+    if (p) pclose(p);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char g_screen[65536];
+
+/* Poll the pane until needle shows (or vanishes, with absent), up to
+ * `secs`; g_screen keeps the last capture for messages. */
+static int wait_screen(const char *needle, int absent, double secs)
+{
+    double end = now_s() + secs;
+    for (;;) {
+        capture(g_screen, sizeof g_screen);
+        if ((strstr(g_screen, needle) != NULL) != absent) return 1;
+        if (now_s() > end) {
+            fprintf(stderr, "  timed out waiting for %s'%s'; screen:\n%s\n", absent ? "no " : "", needle, g_screen);
+            return 0;
+        }
+        usleep(30000);
+    }
+}
+
+static int wait_for(const char *needle) { return wait_screen(needle, 0, 10); }
+
+/* Start `a3 tui ARGS` in a 100x30 pane; the shell prints the exit status
+ * after it, which also shows that the terminal was given back. */
+static int start(const char *env, const char *args)
+{
+    tmux("kill-session -t tui");
+    if (tmux("new-session -d -s tui -x 100 -y 30 \"cd '%s' && env LANG=C.UTF-8 LC_ALL=C.UTF-8 %s '%s' tui %s "
+             "2>>tui-stderr.log; echo A3_EXIT=\\$?; sleep 60\"",
+             tmpdir(), env, a3_bin(), args))
+        return 0;
+    return wait_for("? help");
+}
+
+static void keys(const char *k) { tmux("send-keys -t tui %s", k); }
+static void text(const char *t) { tmux("send-keys -t tui -l '%s'", t); }
+
+/* The planned parameter count in the header: "params 260K → 259K (...". */
+static void header_params(char *out, size_t n)
+{
+    const char *p = strstr(g_screen, "params ");
+    const char *a = p ? strstr(p, "→ ") : NULL;
+    out[0] = 0;
+    if (a) sscanf(a + strlen("→ "), "%31s", out);
+    (void)n;
+}
+
+static char g_shot_overview[8192], g_shot_detail[8192], g_shot_help[8192], g_shot_commit[8192];
+
+static void keep(char *dst, size_t n)
+{
+    size_t len = strnlen(g_screen, n - 1);
+    memcpy(dst, g_screen, len);
+    dst[len] = 0;
+}
+
+static void test_tui_stories_edit_save(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed (scripts/setup.sh installs it): TUI not driven");
+    if (!stories()) SKIP("../shared/data not found: stories260K TUI session not run");
+    char before[32], after[32], plan[256], cmd[1024];
+    snprintf(plan, sizeof plan, "%s/stories-plan.json", tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s'", g_stories_cache);
+    CHECK(start("", cmd));
+    CHECK(wait_for("QK rank /8") && wait_for("MLP width /172"));
+    CHECK(strstr(g_screen, "5 layers") && strstr(g_screen, "budget  none"));
+    header_params(before, sizeof before);
+    keys("j l"); /* layer 1, OV */
+    keys("Enter");
+    CHECK(wait_for("layer 1 OV (mean of 4 groups): kept 8/8"));
+    keys("-");
+    CHECK(wait_for("kept 7/8"));
+    header_params(after, sizeof after);
+    CHECKF(before[0] && after[0] && strcmp(before, after), "params %s -> %s", before, after);
+    CHECK(strstr(g_screen, "[modified]"));
+    keys("Escape");
+    CHECK(wait_for("QK rank /8"));
+    keys("b C-u");
+    text("params=25");
+    keys("Enter");
+    CHECK(wait_for("OVER BUDGET"));
+    keys("a");
+    CHECK(wait_for("budget  params 25% removed: met (removes 2"));
+    keys("s C-u");
+    text(plan);
+    keys("Enter");
+    CHECK(wait_for("saved "));
+    CHECK(wait_screen("[modified]", 1, 5));
+    struct stat st;
+    CHECK(stat(plan, &st) == 0 && st.st_size > 200);
+    CHECK(sh("grep -q '\"budget\": {\"kind\": \"params\", \"percent\": 25}' '%s'", plan) == 0);
+    CHECK(sh("grep -q '\"strategy\": \"greedy\"' '%s'", plan) == 0);
+    keys("s Enter"); /* the same path again: never overwritten without asking */
+    CHECK(wait_for("exists. Overwrite it? (y/n)"));
+    keys("n");
+    CHECK(wait_for("not saved"));
+    keys("h -"); /* layer 1 QK */
+    CHECK(wait_for("[modified]"));
+    keys("q");
+    CHECK(wait_for("Unsaved changes to the plan. Quit without saving?"));
+    keys("y");
+    CHECK(wait_for("A3_EXIT=0"));
+    /* reopen the saved plan */
+    snprintf(cmd, sizeof cmd, "'%s' --plan '%s'", g_stories_cache, plan);
+    CHECK(start("", cmd));
+    CHECK(wait_for("plan stories-plan.json") && wait_for("met (removes 2"));
+    CHECK(!strstr(g_screen, "[modified]"));
+    keys("o"); /* and open it again from inside: the prompt offers its path */
+    CHECK(wait_for("Open plan:"));
+    keys("Enter");
+    CHECK(wait_for("opened ") && wait_for("(greedy)"));
+    keys("q");
+    CHECK(wait_for("A3_EXIT=0"));
+}
+
+static void test_tui_7b_allocate(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed: TUI not driven");
+    char cmd[1024];
+    if (!cache_7b()[0]) {
+        CHECK(0);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "'%s'", g_7b_cache);
+    CHECK(start("NO_COLOR=1", cmd)); /* shades in the text, for the screenshots */
+    CHECK(wait_for("MLP width /11008") && wait_for("1/32 layers") && wait_for("(SYNTHETIC cache)"));
+    keys("NPage");
+    CHECK(wait_for("24/32 layers"));
+    keys("End");
+    CHECK(wait_for("32/32 layers") && wait_for(">  31"));
+    keys("Home");
+    CHECK(wait_for("1/32 layers"));
+    keys("b C-u");
+    text("params=25");
+    keys("Enter");
+    CHECK(wait_for("OVER BUDGET  params: removes 0.0%, target 25%"));
+    keys("a");
+    CHECK(wait_for("budget  params 25% removed: met (removes 25.0%)"));
+    CHECK(strstr(g_screen, "KV/token 128 KiB → ") && strstr(g_screen, "params 5.93B → "));
+    keep(g_shot_overview, sizeof g_shot_overview);
+    keys("l Enter"); /* OV of layer 0 */
+    CHECK(wait_for("layer 0 OV (mean of 8 groups)") && wait_for("budget-optimal"));
+    CHECK(strstr(g_screen, "g7") && strstr(g_screen, "singular values"));
+    keys("Tab");
+    CHECK(wait_for("layer 0 OV (group 0)") && wait_for("(this group "));
+    keep(g_shot_detail, sizeof g_shot_detail);
+    keys("Escape ?");
+    CHECK(wait_for("Keys") && wait_for("auto-allocate greedy") && wait_for("undo"));
+    keep(g_shot_help, sizeof g_shot_help);
+    keys("Space");
+    CHECK(wait_for("MLP width /11008"));
+    keys("q");
+    CHECK(wait_for("Quit without saving?"));
+    keys("y");
+    CHECK(wait_for("A3_EXIT=0"));
+}
+
+static void test_tui_resize_small(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed: TUI not driven");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s'", tiny_cache());
+    CHECK(start("", cmd));
+    tmux("resize-window -t tui -x 80 -y 24");
+    CHECK(wait_for("QK rank /8"));
+    tmux("resize-window -t tui -x 60 -y 15");
+    CHECK(wait_for("needs at least 72x20; this terminal is 60x15"));
+    tmux("resize-window -t tui -x 100 -y 30");
+    CHECK(wait_for("QK rank /8"));
+    keys("q");
+    CHECK(wait_for("A3_EXIT=0"));
+}
+
+/* NO_COLOR and a non-UTF-8 look: ASCII shades, arrows and rules. */
+static void test_tui_ascii_no_color(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed: TUI not driven");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s'", tiny_cache());
+    CHECK(start("NO_COLOR=1 A3_TUI_ASCII=1", cmd));
+    keys("b C-u");
+    text("params=60");
+    keys("Enter a");
+    CHECK(wait_for("met (removes 6"));
+    CHECK(strstr(g_screen, " -> ") && !strstr(g_screen, "→") && !strstr(g_screen, "█"));
+    CHECK(strstr(g_screen, "loss <0.1% ") && strstr(g_screen, "..::--==++**##%%@@"));
+    keys("Enter");
+    CHECK(wait_for("relative loss vs kept width") && !strstr(g_screen, "⠀"));
+    keys("q y");
+    CHECK(wait_for("A3_EXIT=0"));
+}
+
+/* Ctrl-C: a clean plan quits at once (130); with changes it asks, and a
+ * second Ctrl-C quits; SIGTERM quits at once (143). The shell's line after
+ * it, on a clean screen, shows the terminal was restored. Also: commit
+ * without --model says what is missing. */
+static void test_tui_signals(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed: TUI not driven");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s'", tiny_cache());
+    CHECK(start("", cmd));
+    keys("C-c");
+    CHECK(wait_for("A3_EXIT=130"));
+    CHECK(start("", cmd));
+    keys("c");
+    CHECK(wait_for("commit needs the model"));
+    keys("-");
+    CHECK(wait_for("[modified]"));
+    keys("C-c");
+    CHECK(wait_for("Unsaved changes to the plan"));
+    keys("C-c");
+    CHECK(wait_for("A3_EXIT=130"));
+    /* SIGTERM to the a3 process (the pane shell's child, by pid) */
+    CHECK(start("", cmd));
+    keys("-");
+    CHECK(wait_for("[modified]"));
+    CHECK(sh("pid=$(tmux -f /dev/null -L %s list-panes -t tui -F '#{pane_pid}') && kill -TERM $(pgrep -P \"$pid\")",
+             g_sock) == 0);
+    CHECK(wait_for("A3_EXIT=143") && !strstr(g_screen, "QK rank"));
+}
+
+/* c: summary, confirmation, directory, apply, then perplexity side by side;
+ * then a second evaluation cancelled with x. */
+static void test_tui_commit(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed: TUI not driven");
+    if (!stories()) SKIP("../shared/data not found: commit not driven");
+    char small[256], out[256];
+    snprintf(small, sizeof small, "%s/small.txt", tmpdir());
+    snprintf(out, sizeof out, "%s/stories260K-a3", tmpdir());
+    CHECK(sh("head -c 6000 '%s/text/tinystories/valid-head.txt' > '%s'", test_shared_data(), small) == 0);
+    CHECK(start("", "stories.a3c --model stories260K")); /* relative: the pane runs in the temporary directory */
+    keys("b C-u");
+    text("params=20");
+    keys("Enter a");
+    CHECK(wait_for("met (removes 2"));
+    keys("c");
+    CHECK(wait_for("Commit this plan") && wait_for("Apply it? (y/n)"));
+    keys("y");
+    CHECK(wait_for("Write the compressed model to:") && wait_for("stories260K-a3"));
+    keys("Enter");
+    CHECK(wait_for("Perplexity on text file (empty: skip):"));
+    struct stat st;
+    CHECK(stat(out, &st) == 0 && S_ISDIR(st.st_mode));
+    keys("C-u");
+    text("small.txt");
+    keys("Enter");
+    CHECK(wait_for("perplexity side by side") && wait_for("compressed") && wait_for("mean NLL"));
+    keep(g_shot_commit, sizeof g_shot_commit);
+    char big[PATH_MAX + 64], data[PATH_MAX];
+    CHECK(realpath(test_shared_data(), data) != NULL); /* the TUI runs in the temporary directory */
+    snprintf(big, sizeof big, "%s/text/tinystories/valid-head.txt", data);
+    keys("e C-u");
+    text(big);
+    keys("Enter x");
+    CHECK(wait_for("perplexity cancelled"));
+    keys("Escape");
+    CHECK(wait_for("QK rank /8"));
+    keys("q y");
+    CHECK(wait_for("A3_EXIT=0"));
+}
+
+/* Nothing on stderr in any session: no sanitizer report, no stray
+ * message painted over the screen. */
+static void test_tui_stderr_clean(void)
+{
+    if (!have_tmux()) SKIP("tmux not installed: TUI not driven");
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/tui-stderr.log", tmpdir());
+    if (stat(path, &st) != 0) SKIP("no TUI session ran");
+    CHECKF(st.st_size == 0, "%s has %lld bytes", path, (long long)st.st_size);
+    if (st.st_size) sh("head -c 4000 '%s' >&2", path);
+}
+
+/* ---- screenshots ------------------------------------------------------------------------------ */
+
+static void write_shot(FILE *f, const char *title, const char *note, const char *shot)
+{
+    if (!shot[0]) return;
+    fprintf(f, "## %s\n\n%s\n\n```\n", title, note);
+    size_t n = strlen(shot);
+    while (n > 0 && (shot[n - 1] == '\n' || shot[n - 1] == ' ')) n--;
+    fwrite(shot, 1, n, f);
+    fprintf(f, "\n```\n\n");
+}
+
+static void write_screenshots(void)
+{
+    const char *path = getenv("A3_TUI_SCREENSHOTS");
+    if (!path || !g_shot_overview[0]) return;
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "# a3 tui: screenshots\n\n"
+               "Captured text of `a3 tui` in a 100x30 terminal, written by `tests/test_tui.c`\n"
+               "(`A3_TUI_SCREENSHOTS=docs/TUI.md build/tests/test_tui`), not by hand. The\n"
+               "7B-shaped cache is SYNTHETIC (`a3 cache synth --like llama-7b --kv-heads 8`):\n"
+               "its curves are made up. Colours do not survive the capture: in a terminal each\n"
+               "bar is coloured by its predicted loss (with `NO_COLOR`, shaded `.:-=+*#%%@`).\n\n");
+    write_shot(f, "Overview", "After `b params=25` and `a` (greedy allocation), with `NO_COLOR=1`: every layer\n"
+                              "a row; each cell the kept width, a bar of the kept fraction shaded by the\n"
+                              "predicted relative loss, and that loss.",
+              g_shot_overview);
+    write_shot(f, "Detail", "Enter on layer 0's OV cell, Tab to group 0: the loss curve against the kept width\n"
+                            "(▲ current, ◆ budget-optimal), the spectrum, and every KV group's curve.", g_shot_detail);
+    write_shot(f, "Help", "`?`", g_shot_help);
+    write_shot(f, "Commit", "`c` on stories260K with `--model`: applied, then perplexity on a short text.",
+               g_shot_commit);
+    fclose(f);
+}
+
+int main(void)
+{
+    RUN(test_state_edits_undo);
+    RUN(test_state_groups_and_layers);
+    RUN(test_state_budget_allocate);
+    RUN(test_state_files);
+    RUN(test_state_commit_cancel);
+    RUN(test_tui_stories_edit_save);
+    RUN(test_tui_7b_allocate);
+    RUN(test_tui_resize_small);
+    RUN(test_tui_ascii_no_color);
+    RUN(test_tui_signals);
+    RUN(test_tui_commit);
+    RUN(test_tui_stderr_clean);
+    write_screenshots();
+    if (g_have_tmux > 0) tmux("kill-server");
+    if (g_tmp[0]) sh("rm -rf '%s'", g_tmp);
+    return test_summary("tui");
+}

@@ -1,0 +1,245 @@
+/* tui: `a3 tui CACHE [--plan PLAN.json] [--model DIR]`, the interactive
+ * rank planner: terminal setup and teardown, signals, the dispatcher (which
+ * view draws and which gets a key; the only place that handles resize) and
+ * the main loop. The views are in view_*.c, the model they show in
+ * state*.c.
+ *
+ * The terminal is restored on every way out: cleanup() (endwin) runs after
+ * the loop, on errors, and from atexit() as a last resort. Signals only set
+ * a flag; the loop sees it within UI_TICK_MS (getch times out) and leaves
+ * through the same cleanup. */
+#include <curses.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../src/cli/cli.h"
+#include "draw.h"
+#include "views.h"
+
+/* The one global: a signal handler can only talk to the loop through a
+ * volatile sig_atomic_t with static storage (C11 7.14.1.1), and calling
+ * endwin() inside the handler would not be async-signal-safe. */
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+int ui_signal_pending(void) { return g_signal != 0; }
+
+static const char *HELP =
+    "usage: a3 tui CACHE [--plan PLAN.json] [--model MODEL_DIR]\n\n"
+    "Interactive rank planner. Open a calibration cache (a3 calibrate), see\n"
+    "where the model is sensitive (every layer a row, QK / OV / MLP columns\n"
+    "shaded by predicted loss), shape a mixed-rank plan under a budget of\n"
+    "parameters, KV cache or FLOPs with the totals updating on every key,\n"
+    "save it as JSON (a3 apply --plan reads it), or commit it: apply it to\n"
+    "the model and compare perplexity. Press ? inside for every key.\n\n"
+    "options:\n"
+    "  --plan PLAN.json   start from this plan (else full width)\n"
+    "  --model DIR        the model the cache was calibrated on: needed to\n"
+    "                     commit (apply, perplexity); adds whole-model totals\n\n"
+    "environment: NO_COLOR disables colours (loss shades become ASCII);\n"
+    "A3_TUI_ASCII=1 draws without Unicode; the size must be 72x20 or more.\n\n"
+    "exit codes: 0 ok, 1 bad cache or plan, 2 usage, 4 plan/model mismatch,\n"
+    "            130 interrupted\n";
+
+/* ---- dispatcher ------------------------------------------------------------ */
+
+static int too_small(void) { return COLS < UI_MIN_COLS || LINES < UI_MIN_ROWS; }
+
+static void draw_too_small(const ui_state *s)
+{
+    char a[96], b[96];
+    snprintf(a, sizeof a, "a3 tui needs at least %dx%d; this terminal is %dx%d.", UI_MIN_COLS, UI_MIN_ROWS, COLS,
+             LINES);
+    snprintf(b, sizeof b, "Enlarge it, or press q to quit%s.", ui_dirty(s) ? " (the plan has unsaved changes)" : "");
+    ui_put(LINES / 2 - 1 > 0 ? LINES / 2 - 1 : 0, 0, COLS, a);
+    ui_put(LINES / 2 < LINES - 1 ? LINES / 2 : LINES - 1, 0, COLS, b);
+}
+
+void ui_draw(ui_state *s)
+{
+    curs_set(0); /* a text prompt shows it again */
+    erase();
+    if (too_small()) {
+        draw_too_small(s);
+        refresh();
+        return;
+    }
+    view_header_draw(s);
+    ui_view under = s->view == UI_VIEW_PROMPT ? s->prompt.back : s->view;
+    switch (under) {
+    case UI_VIEW_DETAIL: view_detail_draw(s); break;
+    case UI_VIEW_HELP: view_help_draw(s); break;
+    case UI_VIEW_COMMIT: view_commit_draw(s); break;
+    default: view_overview_draw(s); break;
+    }
+    if (s->view == UI_VIEW_PROMPT) view_prompt_draw(s);
+    refresh();
+}
+
+int ui_key(ui_state *s, int ch)
+{
+    if (ch == 12) { /* Ctrl-L: repaint everything */
+        clearok(curscr, TRUE);
+        return 1;
+    }
+    if (too_small()) {
+        if (ch == 'q') ui_request_quit(s);
+        return ch == 'q';
+    }
+    switch (s->view) {
+    case UI_VIEW_OVERVIEW: return view_overview_key(s, ch);
+    case UI_VIEW_DETAIL: return view_detail_key(s, ch);
+    case UI_VIEW_HELP: return view_help_key(s, ch);
+    case UI_VIEW_PROMPT: return view_prompt_key(s, ch);
+    case UI_VIEW_COMMIT: return view_commit_key(s, ch);
+    default: return 0;
+    }
+}
+
+void ui_term_setup(ui_state *s)
+{
+    const char *ascii = getenv("A3_TUI_ASCII");
+    s->utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 && !(ascii && *ascii && strcmp(ascii, "0"));
+    ui_colors_init(s);
+    s->progress = view_commit_progress;
+    s->progress_ctx = s;
+}
+
+/* ---- terminal lifetime --------------------------------------------------------- */
+
+/* Idempotent: safe from atexit after a normal teardown. */
+static void cleanup(void)
+{
+    if (stdscr && !isendwin()) endwin();
+}
+
+typedef struct {
+    struct sigaction old[3];
+} saved_signals;
+
+static const int SIGNALS[3] = {SIGINT, SIGTERM, SIGHUP};
+
+/* No SA_RESTART: a signal interrupts getch, so the loop notices at once. */
+static void signals_install(saved_signals *sv)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++) sigaction(SIGNALS[i], &sa, &sv->old[i]);
+}
+
+static void signals_restore(const saved_signals *sv)
+{
+    for (int i = 0; i < 3; i++) sigaction(SIGNALS[i], &sv->old[i], NULL);
+}
+
+static SCREEN *term_open(void)
+{
+    SCREEN *scr = newterm(NULL, stdout, stdin); /* unlike initscr, returns NULL instead of exiting */
+    if (!scr) return NULL;
+    atexit(cleanup); /* last resort; the normal paths call cleanup themselves */
+    cbreak();
+    noecho();
+    nonl();
+    keypad(stdscr, TRUE);
+    set_escdelay(25); /* Esc is a key here, not only a prefix: answer it quickly */
+    timeout(UI_TICK_MS);
+    curs_set(0);
+    return scr;
+}
+
+/* A signal: SIGINT asks like q (a second one, or a clean plan, quits);
+ * SIGTERM and SIGHUP quit at once. */
+static void on_flag(ui_state *s)
+{
+    int sig = g_signal;
+    g_signal = 0;
+    if (sig != SIGINT || !ui_dirty(s) || (s->view == UI_VIEW_PROMPT && s->prompt.kind == UI_ASK_QUIT)) {
+        s->view = UI_VIEW_QUIT;
+        s->exit_status = 128 + sig;
+        return;
+    }
+    ui_request_quit(s);
+}
+
+static void loop(ui_state *s)
+{
+    while (s->view != UI_VIEW_QUIT) {
+        if (g_signal) {
+            on_flag(s);
+            continue;
+        }
+        ui_draw(s);
+        int ch = getch();
+        if (ch == ERR || ch == KEY_RESIZE) continue; /* timeout, signal, or resize: redraw at the new size */
+        ui_key(s, ch);
+    }
+}
+
+/* ---- entry ------------------------------------------------------------------------ */
+
+static int usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "a3 tui: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see 'a3 tui --help')\n");
+    return 2;
+}
+
+static int parse(int argc, char **argv, ui_options *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(HELP, stdout), -1;
+        if (!strcmp(a, "--plan") || !strcmp(a, "--model")) {
+            if (i + 1 >= argc) return usage("%s needs a value", a);
+            *(!strcmp(a, "--plan") ? &o->plan : &o->model) = argv[++i];
+        } else if (a[0] == '-' && a[1]) return usage("unknown option '%s'", a);
+        else if (o->cache) return usage("one CACHE expected, got '%s' too", a);
+        else o->cache = a;
+    }
+    return o->cache ? 0 : usage("%s", "missing CACHE");
+}
+
+int a3_cmd_tui(int argc, char **argv)
+{
+    ui_options o = {0};
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    /* The user's locale for UTF-8 output, but C numbers: plan JSON and
+     * typed widths must use '.' whatever LC_NUMERIC says. */
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "a3 tui: needs a terminal (for scripts: a3 plan)\n");
+        return 2;
+    }
+    setlocale(LC_ALL, "");
+    setlocale(LC_NUMERIC, "C");
+    ui_state s;
+    a3_err err = {0};
+    if (ui_state_init(&s, &o, &err)) { /* before curses: errors print plainly */
+        fprintf(stderr, "a3 tui: %s\n", err.msg);
+        return a3_err_exit_status(err.code);
+    }
+    SCREEN *scr = term_open();
+    if (!scr) {
+        fprintf(stderr, "a3 tui: cannot open the terminal (TERM=%s)\n", getenv("TERM") ? getenv("TERM") : "unset");
+        ui_state_free(&s);
+        return 1;
+    }
+    saved_signals sv;
+    signals_install(&sv);
+    ui_term_setup(&s);
+    loop(&s);
+    cleanup();
+    delscreen(scr);
+    signals_restore(&sv);
+    ui_state_free(&s);
+    return s.exit_status;
+}
