@@ -29,8 +29,10 @@ HELP_OBJ := $(HELP_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
-.SECONDARY:
-.PHONY: all check test sanitize demo bench results setup clean format
+# Keep objects of the test and benchmark programs (they are intermediate
+# files of the two-step link rules, which make would otherwise delete).
+.PRECIOUS: $(BUILD)/%.o
+.PHONY: all check test sanitize demo bench bench-scale results setup clean format
 all: a3
 
 a3: $(BUILD)/a3
@@ -59,7 +61,7 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/liba3.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The test command the README and CI use.
-check: a3 $(TESTS)
+check: $(BUILD)/a3 $(TESTS)
 	@A3_BIN=$(abspath $(BUILD)/a3) tests/run.sh $(TESTS)
 test: check
 
@@ -76,8 +78,12 @@ demo:
 	@$(MAKE) --no-print-directory a3
 	@scripts/demo.sh
 
-bench: a3 $(BENCHES)
+bench: $(BUILD)/a3 $(BENCHES)
 	@BUILD=$(BUILD) scripts/bench.sh
+
+# docs/PERFORMANCE.md: throughput, memory and solve-time report (issue 7; ~12 min).
+bench-scale: a3 $(BENCHES)
+	@BUILD=$(BUILD) scripts/bench_scale.py
 
 # docs/RESULTS.md: stories260K perplexity by method and budget (minutes).
 results: a3
