@@ -580,18 +580,20 @@ def report(R, busy_before, elapsed, args):
     else:
         w("| 70B (GQA) | 80 | %s | | | |" % R.get("skip70", "skipped"))
     w("")
-    w("### Where the OV time goes")
+    w("### The OV solve: dgesdd against the Gram route")
     w("")
-    w("`bench_ovparts` repeats the steps of `a3_ov_solve` (src/a3/ov.c) on random data of the same shapes "
-      "(rank 64) and times each; then computes the same factors by another route: the Gram matrix "
-      "`K = M M^T` of the whitened `M = Lc^T Wo_cat` (dsyrk), its eigenpairs (dsyevd, hd x hd), "
-      "`V_r^T = S_r^-1 U_r^T M` and the new v rows as two dgemm calls. Seconds per KV group:")
+    w("`a3_ov_solve` (src/a3/ov.c) takes the thin SVD of the whitened `M = Lc^T Wo_cat` (hd x PER*d) through "
+      "its hd x hd Gram matrix: `K = M M^T` (dsyrk), its eigenpairs (dsyevd), `V_r^T = S_r^-1 U_r^T M` and the "
+      "new v rows as two dgemm calls (the 'Gram route' column, and the `a3_ov_solve` column, which times the "
+      "library function itself). It first used LAPACK's dgesdd on M directly; `bench_ovparts` still times "
+      "that route step by step on random data of the same shapes (rank 64), for comparison, and checks that "
+      "both give the same factors. Seconds per KV group:")
     w("")
     ovs = [("7B: hd 128, 1 head/group, d 4096", R["ov7"])]
     if R.get("ov70"):
         ovs.append(("70B: hd 128, 8 heads/group, d 8192", R["ov70"]))
-    w("| shape | Wo_cat gather | dtrmm | **dgesdd** | dtrsm | **new_v loop** | new_o | sum | a3_ov_solve | "
-      "Gram route | agreement (sigma, vectors) |")
+    w("| shape | Wo_cat gather | dtrmm | **dgesdd** | dtrsm | **new_v loop** | new_o | dgesdd route | "
+      "a3_ov_solve (Gram) | Gram route alone | agreement (sigma, vectors) |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for label, o in ovs:
         w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | **%s** | %.0e, %.0e |" % (
@@ -699,45 +701,21 @@ def report(R, busy_before, elapsed, args):
                  "reached" if t7 < 120 else "NOT reached", fmt_min(t7), fmt_s(s7["solve_s"]),
                  fmt_s(s7["ov_s"] + s7["ov_copy_s"]), fmt_s(per_group7), fmt_s(s7["mlp_s"] + s7["mlp_gather_s"]),
                  fmt_s(s7["qk_s"] + s7["qk_gather_s"])))
-    alt7 = (s7["qk_s"] + s7["qk_gather_s"] + s7["kv"] * o7["alt_s"] + s7["ov_copy_s"] + s7["mlp_s"]
-            + s7["mlp_gather_rows_s"])
-    lines = [
-        "  Where the time goes (measured above): the OV solve is %s of the per-layer time. Inside one group's "
-        "OV solve, `LAPACKE_dgesdd` takes %s of %s and the triple loop that forms the new v rows "
-        "(`S_t U[:,t]^T Y`, reading U and Y column-wise, Y with a stride of d + 1 doubles) %s. Of dgesdd's "
-        "time, its first step, the LQ factorisation of the %d x %d matrix and forming its Q, takes %s when "
-        "timed alone; LAPACK's dgelqf/dorglq use their unblocked BLAS-2 code here (dgelq2/dorgl2 -> dlarf -> "
-        "dgemv + dger, one Householder reflector at a time) because min(m, n) = %d does not exceed their "
-        "blocking crossover (ilaenv NX = 128), which is why perf shows `daxpy_k` (dger's kernel) and "
-        "`dgemv_n` rather than `dgemm_kernel`, and OpenBLAS's second thread mostly in `sched_yield`; on one "
-        "thread dgesdd takes %s, so the second core brings nothing." % (
-            pct((s7["ov_s"] + s7["ov_copy_s"]) / s7["solve_s"]), fmt_s(o7["gesdd_s"]), fmt_s(o7["steps_s"]),
-            fmt_s(o7["new_v_s"]), o7["hd"], o7["per"] * o7["d"], pct(o7["lq_s"] / o7["gesdd_s"]), o7["hd"],
-            fmt_s(o7["gesdd_1t_s"])),
-        "  What would reach it (for the lead; library code was not changed): the Gram route computes the same "
-        "factors (singular values agree to %.0e relative, kept singular vectors to %.0e) in %s per group instead "
-        "of %s, since only the hd x hd eigenproblem of `M M^T` is needed (the method doc's point: the solves "
-        "work on d_h x d_h matrices); forming the new v rows with one dgemm instead of the loop, and gathering "
-        "down_proj row by row in `a3 apply` (%s instead of %s per 7B layer), would bring the 7B solve to about "
-        "%s (an estimate from the measured parts)." % (
-            o7["sv_err"], o7["vec_err"], fmt_s(o7["alt_s"]), fmt_s(o7["steps_s"]), fmt_s(s7["mlp_gather_rows_s"]),
-            fmt_s(s7["mlp_gather_s"]), fmt_min(32 * alt7)),
-    ]
-    if t7 >= 120:
-        T += lines
-    else:
-        T.append("  Reached with %s to spare; the same measurements show where the time goes and what would "
-                 "give a wide margin:" % fmt_s(120 - t7))
-        T += lines
+    T.append("  Where the time goes: OV %s, MLP %s, QK %s per layer. The OV solve works on hd x hd matrices "
+             "(the Gram route above: %s per KV group against %s for LAPACK's dgesdd on the wide matrix, whose "
+             "first step, an unblocked BLAS-2 LQ factorisation of the %d x %d matrix, takes %s of its time; on one "
+             "thread dgesdd takes %s, so it does not use the second core), and `a3 apply` gathers down_proj row "
+             "by row (%s per 7B layer; column by column, the order it used first, took %s)." % (
+                 fmt_s(s7["ov_s"] + s7["ov_copy_s"]), fmt_s(s7["mlp_s"] + s7["mlp_gather_s"]),
+                 fmt_s(s7["qk_s"] + s7["qk_gather_s"]), fmt_s(o7["alt_s"]), fmt_s(o7["gesdd_s"]), o7["hd"],
+                 o7["per"] * o7["d"], pct(o7["lq_s"] / o7["gesdd_s"]), fmt_s(o7["gesdd_1t_s"]),
+                 fmt_s(s7["mlp_gather_s"]), fmt_s(s7["mlp_gather_rows_s"])))
     if s70:
         o70 = R.get("ov70")
-        alt70 = (s70["qk_s"] + s70["qk_gather_s"] + s70["kv"] * (o70["alt_s"] if o70 else 0) + s70["ov_copy_s"]
-                 + s70["mlp_s"] + s70["mlp_gather_rows_s"])
         T.append("- 70B (no target given): %s projected for 80 layers (%s per layer: OV %s for 8 groups of 8 "
-                 "heads, MLP gather %s because down_proj is read column by column with a stride of d_ff = 28672 "
-                 "floats; row by row it takes %s). With the changes above, about %s." % (
+                 "heads, MLP gather %s)." % (
                      fmt_min(80 * s70["solve_s"]), fmt_s(s70["solve_s"]), fmt_s(s70["ov_s"] + s70["ov_copy_s"]),
-                     fmt_s(s70["mlp_gather_s"]), fmt_s(s70["mlp_gather_rows_s"]), fmt_min(80 * alt70)))
+                     fmt_s(s70["mlp_gather_s"])))
     sp = [(n, cp["models"][n]["meas"] / cp["models"][n]["theo"]) for n in ("p20", "p40")]
     sp_ok = all(r >= 0.9 for _, r in sp)
     T.append("- **Compressed-model speedup at least 90%% of the theoretical ratio: %s** (%s)." % (

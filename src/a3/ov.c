@@ -40,21 +40,48 @@ static void weighting(const a3_cache *c, int layer, int g, a3_ov_method m, const
 }
 
 typedef struct {
-    double *W, *Lc, *M, *U, *S, *VT, *Y;
+    double *W, *Lc, *M, *U, *S, *ev, *VT, *Y, *T;
 } ov_work;
 
 static void work_free(ov_work *k)
 {
-    free(k->W), free(k->Lc), free(k->M), free(k->U), free(k->S), free(k->VT), free(k->Y);
+    free(k->W), free(k->Lc), free(k->M), free(k->U), free(k->S), free(k->ev), free(k->VT), free(k->Y), free(k->T);
 }
 
 static int work_alloc(ov_work *k, int hd, int per, int d)
 {
-    size_t hh = (size_t)hd * hd, hw = (size_t)hd * per * d;
+    size_t hh = (size_t)hd * hd, hw = (size_t)hd * per * d, hy = (size_t)hd * (d + 1);
     memset(k, 0, sizeof *k);
     k->W = malloc(hh * 8), k->Lc = malloc(hh * 8), k->U = malloc(hh * 8), k->S = malloc((size_t)hd * 8);
-    k->M = malloc(hw * 8), k->VT = malloc(hw * 8), k->Y = malloc((size_t)hd * (d + 1) * 8);
-    return k->W && k->Lc && k->U && k->S && k->M && k->VT && k->Y ? 0 : -1;
+    k->ev = malloc((size_t)hd * 8), k->M = malloc(hw * 8), k->VT = malloc(hw * 8);
+    k->Y = malloc(hy * 8), k->T = malloc(hy * 8);
+    return k->W && k->Lc && k->U && k->S && k->ev && k->M && k->VT && k->Y && k->T ? 0 : -1;
+}
+
+/* Thin SVD of the wide M (hd x cols), keeping the first r right singular
+ * vectors, through the hd x hd Gram matrix: M M^T = U S^2 U^T (dsyevd),
+ * V_r^T = S_r^-1 U_r^T M. This is what the method doc means by solving on
+ * d_h x d_h matrices: dgesdd would first LQ-factor the wide M with
+ * LAPACK's unblocked (BLAS-2, one core) code, 10-15x slower here (see
+ * docs/PERFORMANCE.md). The Gram matrix squares the condition number, which
+ * only affects directions with sigma below ~1e-8 sigma_1: they carry no
+ * loss, and their V rows are set to zero (K is scratch, hd x hd). */
+static int svd_via_gram(int hd, int cols, int r, const double *M, double *K, double *U, double *S, double *ev,
+                        double *VT)
+{
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, hd, cols, 1.0, M, cols, 0.0, K, hd);
+    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', hd, K, hd, ev) != 0) return -1;
+    for (int t = 0; t < hd; t++) { /* ascending -> descending */
+        S[t] = sqrt(fmax(0.0, ev[hd - 1 - t]));
+        for (int a = 0; a < hd; a++) U[a * hd + t] = K[a * hd + hd - 1 - t];
+    }
+    if (r == 0) return 0;
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, cols, hd, 1.0, U, hd, M, cols, 0.0, VT, cols);
+    for (int t = 0; t < r; t++) {
+        double inv = S[t] > 1e-8 * S[0] ? 1.0 / S[t] : 0.0;
+        for (size_t e = 0; e < (size_t)cols; e++) VT[(size_t)t * cols + e] *= inv;
+    }
+    return 0;
 }
 
 /* M = Lc^T Wo_cat (hd, per*d). */
@@ -77,7 +104,7 @@ static int ov_solve_work(const a3_cache *c, int layer, int g, int r, a3_ov_metho
     weighting(c, layer, g, m, w, k->W);
     if ((*damp = a3_chol_damped(k->Lc, k->W, hd)) < 0) return -1;
     whiten_wo(w, g, k->Lc, k->M);
-    if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', hd, cols, k->M, cols, k->S, k->U, hd, k->VT, cols) != 0) return -1;
+    if (svd_via_gram(hd, cols, r, k->M, k->W, k->U, k->S, k->ev, k->VT)) return -1;
     *loss = 0;
     for (int j = r; j < hd; j++) *loss += k->S[j] * k->S[j];
     /* Y = Lc^-1 [V_g | b_g] (hd, d + 1) */
@@ -87,13 +114,11 @@ static int ov_solve_work(const a3_cache *c, int layer, int g, int r, a3_ov_metho
         k->Y[(size_t)a * yc + d] = w->bv ? w->bv[g * hd + a] : 0;
     }
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, hd, yc, 1.0, k->Lc, hd, k->Y, yc);
-    for (int t = 0; t < r; t++) { /* new row t = S_t * U[:,t]^T Y */
-        for (int e = 0; e <= d; e++) {
-            double s = 0;
-            for (int a = 0; a < hd; a++) s += k->U[a * hd + t] * k->Y[(size_t)a * yc + e];
-            if (e < d) new_v[(size_t)t * d + e] = (float)(k->S[t] * s);
-            else if (new_bv) new_bv[t] = (float)(k->S[t] * s);
-        }
+    /* new rows (r, d + 1) = S_r U_r^T Y */
+    if (r > 0) cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, yc, hd, 1.0, k->U, hd, k->Y, yc, 0.0, k->T, yc);
+    for (int t = 0; t < r; t++) {
+        for (int e = 0; e < d; e++) new_v[(size_t)t * d + e] = (float)(k->S[t] * k->T[(size_t)t * yc + e]);
+        if (new_bv) new_bv[t] = (float)(k->S[t] * k->T[(size_t)t * yc + d]);
     }
     for (int j = 0; j < per; j++)
         for (int e = 0; e < d; e++)

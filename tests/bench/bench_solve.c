@@ -156,15 +156,15 @@ static int run_ov(const a3_cache *c, int l, layer_bufs *b, int copy, a3_err *err
 }
 
 /* MLP at width ff/2: selection (gather 0), then gate/up rows and down
- * columns copied in apply's loop order (gather 1: down read column by
- * column, stride d_ff), or with the down matrix walked row by row
- * (gather 2: the same result, for comparison). */
+ * columns copied in apply's loop order (gather 1: down walked row by row),
+ * or column by column with a stride of d_ff (gather 2: the same result,
+ * the order apply used before; kept for comparison). */
 static int run_mlp(const a3_cache *c, int l, layer_bufs *b, int gather, a3_err *err)
 {
     const a3_layer_f32 *w = &b->w;
     int width = w->d_ff / 2, d = w->d, ff = w->d_ff;
     if (!gather) return a3_mlp_select(c, l, width, A3_MLP_METHOD_A3, w, b->keep, err);
-    if (gather == 2) {
+    if (gather == 1) {
         for (int j = 0; j < width; j++) {
             memcpy(b->out_g + (size_t)j * d, w->wg + (size_t)b->keep[j] * d, (size_t)d * 4);
             memcpy(b->out_u + (size_t)j * d, w->wu + (size_t)b->keep[j] * d, (size_t)d * 4);
@@ -302,7 +302,7 @@ int main(int argc, char **argv)
            reps, qk, tot[T_QK], tot[T_QK_GATHER], ov, tot[T_OV], tot[T_OV_COPY], mlp, tot[T_MLP], tot[T_MLP_GATHER],
            solve);
     printf("solve    per layer, not in the solve: loss curves (calibration) %.3f s, weights to float32 %.3f s; "
-           "MLP gather walking down_proj by rows %.4f s (kernel %s, %d threads)\n",
+           "MLP gather walking down_proj by columns (the old order) %.4f s (kernel %s, %d threads)\n",
            tot[T_CURVES], tot[T_LOAD], tot[T_MLP_GATHER_ROWS], kernel, threads);
     for (int i = 0; i < np; i++)
         printf("solve    projected for %d layers: solves %.1f s; + curves %.1f s; + float32 conversion %.1f s\n", proj[i],
