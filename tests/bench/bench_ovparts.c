@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         for (int b = 0; b < a; b++) C[b * hd + a] = C[a * hd + b];
     }
     free(Bm);
-    double t[S_COUNT] = {0}, max_sv = 0, max_vec = 0;
+    double t[S_COUNT] = {0}, tmin[S_COUNT] = {0}, tmax[S_COUNT] = {0}, max_sv = 0, max_vec = 0;
     double *all = a3_malloc_array((size_t)S_COUNT * ng, sizeof(double)); /* [step][group] */
     if (!all) return 1;
     for (int g = 0; g < ng; g++) {
@@ -199,19 +199,24 @@ int main(int argc, char **argv)
         }
         all[(size_t)S_LIB * ng + g] = a3_now() - t0;
     }
-    for (int s = 0; s < S_COUNT; s++) t[s] = median(all + (size_t)s * ng, ng);
+    for (int s = 0; s < S_COUNT; s++) {
+        t[s] = median(all + (size_t)s * ng, ng); /* sorted now */
+        tmin[s] = all[(size_t)s * ng], tmax[s] = all[(size_t)s * ng + ng - 1];
+    }
     free(all);
     double now = t[S_GATHER] + t[S_TRMM] + t[S_GESDD] + t[S_TRSM] + t[S_NEWV] + t[S_NEWO];
     double alt = t[S_GATHER] + t[S_TRMM] + t[S_GRAM] + t[S_VT] + t[S_TRSM] + t[S_GEMMV] + t[S_NEWO];
     printf("ovparts  hd=%d per=%d d=%d rank=%d, per group (median of %d): gather %.4f, trmm %.4f, gesdd %.4f, trsm %.4f, "
            "new_v %.4f, new_o %.4f = %.4f s (a3_ov_solve %.4f s); Gram route: syrk+syevd %.4f, V^T gemm %.4f, "
            "new_v gemm %.4f -> %.4f s; agreement: sigma %.1e, vectors %.1e; inside gesdd: LQ alone %.4f s, gesdd on one "
-           "thread %.4f s (kernel %s, %d threads)\n",
+           "thread %.4f s; range over groups: gesdd %.4f-%.4f, on one thread %.4f-%.4f (kernel %s, %d threads)\n",
            hd, per, d, r, ng, t[S_GATHER], t[S_TRMM], t[S_GESDD], t[S_TRSM], t[S_NEWV], t[S_NEWO], now, t[S_LIB],
-           t[S_GRAM], t[S_VT], t[S_GEMMV], alt, max_sv, max_vec, t[S_LQ], t[S_GESDD1], a3_blas_kernel_name(),
+           t[S_GRAM], t[S_VT], t[S_GEMMV], alt, max_sv, max_vec, t[S_LQ], t[S_GESDD1], tmin[S_GESDD], tmax[S_GESDD],
+           tmin[S_GESDD1], tmax[S_GESDD1], a3_blas_kernel_name(),
            a3_blas_get_threads());
     printf("RESULT hd=%d per=%d d=%d rank=%d", hd, per, d, r);
-    for (int s = 0; s < S_COUNT; s++) printf(" %s_s=%.6f", S_NAME[s], t[s]);
+    for (int s = 0; s < S_COUNT; s++)
+        printf(" %s_s=%.6f %s_min_s=%.6f %s_max_s=%.6f", S_NAME[s], t[s], S_NAME[s], tmin[s], S_NAME[s], tmax[s]);
     printf(" steps_s=%.6f alt_s=%.6f sv_err=%.3g vec_err=%.3g kernel=%s threads=%d\n", now, alt, max_sv, max_vec,
            a3_blas_kernel_name(), a3_blas_get_threads());
     free(wo), free(wv), free(C), free(Lc), free(M), free(M2), free(U), free(S), free(VT), free(Y), free(K), free(W);
