@@ -110,7 +110,7 @@ static int parse(int argc, char **argv, calib_opts *o)
 static int tokenize_texts(const calib_opts *o, const char *model, int32_t **ids, size_t *n, a3_err *err)
 {
     if (o->ids) return a3_tok_read_ids(o->ids, ids, n, err);
-    a3_tokenizer *tok;
+    a3_tokenizer *tok = NULL;
     int rc = a3_tok_load_dir(model, &tok, err);
     *ids = NULL, *n = 0;
     for (int i = 0; rc == A3_OK && i < o->n_texts; i++) {
@@ -131,7 +131,7 @@ static int tokenize_texts(const calib_opts *o, const char *model, int32_t **ids,
         *ids = grown, *n += k;
         free(part);
     }
-    if (rc == A3_OK) a3_tok_free(tok);
+    a3_tok_free(tok); /* also when a text file failed to read or encode */
     return rc;
 }
 
