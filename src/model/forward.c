@@ -87,22 +87,27 @@ void a3__scratch_free(fwd_scratch *s)
     free(s->g);
     free(s->u);
     free(s->scores);
+    free(s->rope);
     memset(s, 0, sizeof *s);
 }
 
-/* cos/sin of position (pos0 + t) times inv_freq[f], for t < seqlen. */
-static int rope_table(const a3_model *m, int seqlen, int pos0, float **cs)
+/* cos/sin of position (pos0 + t) times inv_freq[f], for t < seqlen, kept
+ * in the scratch: every layer of a pass uses the same table. */
+static const float *rope_table(const a3_model *m, fwd_scratch *s, int seqlen, int pos0)
 {
+    if (s->rope && s->rope_len == seqlen && s->rope_pos0 == pos0) return s->rope;
     int half = m->cfg.head_dim / 2;
-    *cs = a3_malloc_array((size_t)seqlen * 2, (size_t)half * sizeof(float));
-    if (!*cs) return -1;
+    float *cs = a3_malloc_array((size_t)seqlen * 2, (size_t)half * sizeof(float));
+    if (!cs) return NULL;
     for (int t = 0; t < seqlen; t++)
         for (int f = 0; f < half; f++) {
             double a = (double)(pos0 + t) * m->inv_freq[f];
-            (*cs)[((size_t)t * half + f) * 2] = (float)cos(a);
-            (*cs)[((size_t)t * half + f) * 2 + 1] = (float)sin(a);
+            cs[((size_t)t * half + f) * 2] = (float)cos(a);
+            cs[((size_t)t * half + f) * 2 + 1] = (float)sin(a);
         }
-    return 0;
+    free(s->rope);
+    s->rope = cs, s->rope_len = seqlen, s->rope_pos0 = pos0;
+    return cs;
 }
 
 /* Rotate one reduced head in place: kept pair p is (p, p + r/2) (HF
@@ -253,8 +258,8 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     const a3_config *c = &m->cfg;
     const layer_shape *sh = &m->shapes[l];
     size_t rows = (size_t)n_seq * seqlen;
-    float *cs;
-    if (rope_table(m, seqlen, pos0, &cs)) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    const float *cs = rope_table(m, s, seqlen, pos0);
+    if (!cs) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
 
     a3__rmsnorm(s->xn, x, w->attn_norm, rows, c->d, c->rms_eps);
     linear(s->q, s->xn, w->wq, rows, c->d, sh->q_out, 0);
@@ -263,12 +268,8 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     add_bias(s->q, w->bq, rows, sh->q_out);
     add_bias(s->k, w->bk, rows, sh->k_out);
     add_bias(s->v, w->bv, rows, sh->v_out);
-    if (hk && hk->on_qkv && (hrc = hk->on_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) {
-        free(cs);
-        return hrc;
-    }
+    if (hk && hk->on_qkv && (hrc = hk->on_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) return hrc;
     apply_rope(m, l, s->q, s->k, n_seq, seqlen, cs);
-    free(cs);
 
     att_job job = {.m = m, .l = l, .n_seq = n_seq, .seqlen = seqlen, .pos0 = pos0, .q = s->q,
                    .k = s->k, .v = s->v, .k_stride_seq = (size_t)seqlen, .z = s->z};

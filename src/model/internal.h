@@ -57,6 +57,8 @@ int a3__tensor_f32(const a3_model *m, const char *name, size_t numel,
 typedef struct {
     float *xn, *q, *k, *v, *z, *g, *u; /* scratch, sized for the largest layer */
     float *scores;                      /* per attention thread */
+    float *rope;      /* cos/sin of positions rope_pos0.. for rope_len rows, */
+    int rope_len, rope_pos0; /* built once and reused by every layer */
     size_t rows;
     int threads;
 } fwd_scratch;
