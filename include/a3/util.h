@@ -74,6 +74,11 @@ int a3_write_file_atomic(const char *path, const void *buf, size_t n,
 typedef int (*a3_progress_fn)(void *ctx, const char *stage, int64_t done,
                               int64_t total);
 
+/* splitmix64: a small, seeded, platform-independent generator (used where
+ * results must be reproducible from a seed: calibration windows, synthetic
+ * weights). Advances *state. */
+uint64_t a3_splitmix64(uint64_t *state);
+
 /* Monotonic wall-clock seconds. */
 double a3_now(void);
 

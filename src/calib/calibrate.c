@@ -7,14 +7,6 @@
 #include "checkpoint.h"
 #include "stats.h"
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 int a3_calib_windows(const int32_t *ids, size_t n, int n_samples, int seqlen, uint64_t seed,
                      int allow_short, int32_t **windows, int *n_windows, int *seqlen_out, a3_err *err)
 {
@@ -37,7 +29,7 @@ int a3_calib_windows(const int32_t *ids, size_t n, int n_samples, int seqlen, ui
     for (int i = 0; i < nw; i++) {
         /* Short text: consecutive windows; else random starts (modulo bias is
          * below 2^-40 for any text that fits in memory). */
-        size_t start = n < want ? (size_t)i * L : splitmix(&st) % (n - (size_t)L + 1);
+        size_t start = n < want ? (size_t)i * L : a3_splitmix64(&st) % (n - (size_t)L + 1);
         memcpy(w + (size_t)i * L, ids + start, (size_t)L * sizeof *w);
     }
     *windows = w;

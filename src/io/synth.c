@@ -41,19 +41,11 @@ int a3_synth_preset(const char *name, a3_synth_spec *s, a3_err *err)
     return a3_err_set(err, A3_EINVAL, "synth: unknown preset '%s' (tiny, tiny-gqa, llama-1b, llama-7b, llama-13b, llama-70b)", name);
 }
 
-/* splitmix64 + Box-Muller: deterministic for a seed, any platform. */
-static uint64_t next_u64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
+/* Box-Muller over a3_splitmix64: deterministic for a seed, any platform. */
 static double gauss(uint64_t *s)
 {
-    double u1 = ((double)(next_u64(s) >> 11) + 1.0) / 9007199254740993.0;
-    double u2 = (double)(next_u64(s) >> 11) / 9007199254740992.0;
+    double u1 = ((double)(a3_splitmix64(s) >> 11) + 1.0) / 9007199254740993.0;
+    double u2 = (double)(a3_splitmix64(s) >> 11) / 9007199254740992.0;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 

@@ -179,6 +179,14 @@ int a3_write_file_atomic(const char *path, const void *buf, size_t n, a3_err *er
     return a3_atomic_commit(&a, err);
 }
 
+uint64_t a3_splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 double a3_now(void)
 {
     struct timespec ts;

@@ -7,23 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "a3/blas.h"
 #include "a3/model.h"
-
-static double sgemm_gflops(int n, double min_seconds)
-{
-    float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
-    if (!a || !b || !c) return 0;
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-    int reps = 0;
-    double t0 = a3_now(), el;
-    do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        reps++;
-    } while ((el = a3_now() - t0) < min_seconds);
-    free(a), free(b), free(c);
-    return 2.0 * n * (double)n * n * reps / el / 1e9;
-}
 
 static double flops_per_token(const a3_config *c, int T)
 {
@@ -69,7 +54,7 @@ int main(int argc, char **argv)
         best = el < best ? el : best;
     }
     double tps = (double)rows / best, gf = tps * flops_per_token(c, T) / 1e9;
-    double peak = sgemm_gflops(c->d >= 1024 ? 2048 : 1024, 1.0);
+    double peak = a3_blas_sgemm_gflops(1.0, c->d >= 1024 ? 2048 : 1024);
     printf("forward  %-28.28s d=%-5d L=%-3d T=%-5d B=%-3d %9.0f tok/s %7.1f GFLOP/s "
            "(%4.1f%% of sgemm %.0f GFLOP/s, kernel %s, %d threads)\n",
            argv[1], c->d, c->n_layers, T, B, tps, gf, 100 * gf / peak, peak, openblas_get_corename(),
