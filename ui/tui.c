@@ -45,7 +45,10 @@ static const char *HELP =
     "environment: NO_COLOR disables colours (loss shades become ASCII);\n"
     "A3_TUI_ASCII=1 draws without Unicode; the size must be 72x20 or more.\n\n"
     "exit codes: 0 ok, 1 bad cache or plan, 2 usage, 4 plan/model mismatch,\n"
-    "            130 interrupted\n";
+    "            130 interrupted\n\n"
+    "examples:\n"
+    "  a3 tui llama-1b.cache --model llama-1b\n"
+    "  a3 tui llama-1b.cache --plan plan.json --model llama-1b\n";
 
 /* ---- dispatcher ------------------------------------------------------------ */
 

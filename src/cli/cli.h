@@ -28,6 +28,9 @@ int cli_fail(const char *cmd, const a3_err *err);
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True if argv[i] is -h or --help. */
 int cli_is_help(const char *arg);
+/* True if arg names the output: -o or --output, the one spelling every
+ * command that writes something accepts. */
+int cli_is_output(const char *arg);
 /* Parse helpers: return 0 or print a usage error and return 2. */
 int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
 int cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);

@@ -17,7 +17,7 @@ static const char *HELP =
     "options:\n"
     "  --cache CACHE   calibration cache of this model (a3 calibrate)\n"
     "  --plan PLAN     rank plan (a3 plan, or the TUI)\n"
-    "  -o OUT_DIR      output directory (appears atomically)\n"
+    "  -o, --output DIR  output directory (appears atomically)\n"
     "  --dtype D       output dtype (default: the model's)\n"
     "  --padded        keep the original shapes, zero-padded, with no \"a3\"\n"
     "                  section: stock tooling loads it as a plain model with\n"
@@ -26,7 +26,10 @@ static const char *HELP =
     "                  another model fingerprint\n"
     "  --threads N     threads (default: all cores)\n\n"
     "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
-    "            4 plan/cache/model mismatch, 130 interrupted\n";
+    "            4 plan/cache/model mismatch, 130 interrupted\n\n"
+    "example:\n"
+    "  a3 apply llama-1b --cache llama-1b.cache --plan plan.json -o llama-1b-a3\n"
+    "  a3 eval llama-1b-a3 --text eval.txt\n";
 
 typedef struct {
     const char *model, *cache, *plan, *out, *dtype;
@@ -49,7 +52,7 @@ static int parse(int argc, char **argv, apply_opts *o)
         if (!(v = cli_value("apply", argc, argv, &i))) return 2;
         if (!strcmp(a, "--cache")) o->cache = v;
         else if (!strcmp(a, "--plan")) o->plan = v;
-        else if (!strcmp(a, "-o")) o->out = v;
+        else if (cli_is_output(a)) o->out = v;
         else if (!strcmp(a, "--dtype")) o->dtype = v;
         else if (!strcmp(a, "--threads")) { if (cli_int("apply", a, v, 1, 256, &o->threads)) return 2; }
         else return cli_usage("apply", "unknown option '%s'", a);

@@ -17,7 +17,10 @@ static const char *HELP =
     "  merge SHARD... -o CACHE\n"
     "               combine shards of one calibration (calibrate --shard)\n"
     "  synth --like PRESET -o CACHE\n"
-    "               a SYNTHETIC cache of a preset's shape (tests, benchmarks)\n";
+    "               a SYNTHETIC cache of a preset's shape (tests, benchmarks)\n\n"
+    "examples:\n"
+    "  a3 cache info llama-1b.cache\n"
+    "  a3 cache merge shard-*.cache -o llama-1b.cache\n";
 
 static const char *INFO_HELP =
     "usage: a3 cache info CACHE\n\n"
@@ -28,7 +31,9 @@ static const char *INFO_HELP =
     "and 75% of units (RoPE pairs for QK, singular values for OV, neurons for\n"
     "the MLP); the exact definition is printed under the table.\n\n"
     "exit codes: 0 ok, 1 unreadable or corrupt cache, 2 usage,\n"
-    "            3 cache written by a newer a3\n";
+    "            3 cache written by a newer a3\n\n"
+    "example:\n"
+    "  a3 cache info llama-1b.cache | less\n";
 
 static const int PCTS[3] = {25, 50, 75};
 

@@ -13,7 +13,9 @@ static const char *HELP =
     "text, samples, seqlen and seed; every K from 1 to N) into one cache.\n"
     "The statistics are sums over tokens, so the result equals a single\n"
     "run's to float64 round-off; the loss curves are recomputed.\n\n"
-    "Spread a calibration over a batch scheduler, e.g. a Slurm array:\n"
+    "options:\n"
+    "  -o, --output CACHE  the merged cache (written atomically)\n\n"
+    "example: spread a calibration over a batch scheduler, a Slurm array:\n"
     "  #SBATCH --array=1-8\n"
     "  a3 calibrate MODEL --text T.txt --shard $SLURM_ARRAY_TASK_ID/8 \\\n"
     "      -o shard-$SLURM_ARRAY_TASK_ID.cache\n"
@@ -31,7 +33,7 @@ int a3_cmd_cache_merge(int argc, char **argv)
             free(paths);
             return fputs(HELP, stdout), 0;
         }
-        if (!strcmp(argv[i], "-o")) {
+        if (cli_is_output(argv[i])) {
             const char *v = cli_value("cache merge", argc, argv, &i);
             if (!v) return free(paths), 2;
             out = v;

@@ -31,11 +31,14 @@ static const char *HELP =
     "\"synthetic\": true and a made-up fingerprint, so no real model accepts it.\n\n"
     "presets: tiny, tiny-gqa, llama-1b, llama-7b, llama-13b, llama-70b\n"
     "options:\n"
+    "  -o, --output CACHE  the cache to write\n"
     "  --layers K     keep only K layers\n"
     "  --kv-heads K   KV heads (GQA groups; must divide the preset's heads),\n"
     "                 e.g. --like llama-7b --kv-heads 8\n"
     "  --seed S       generator seed (default 1)\n\n"
-    "exit codes: 0 ok, 1 write failed, 2 usage\n";
+    "exit codes: 0 ok, 1 write failed, 2 usage\n\n"
+    "example:\n"
+    "  a3 cache synth --like llama-7b -o 7b.cache && a3 tui 7b.cache\n";
 
 /* splitmix64: the same stream for a seed on every platform. */
 static uint64_t rng_next(uint64_t *s)
@@ -195,7 +198,7 @@ static int parse(int argc, char **argv, synth_opts *o)
         if (cli_is_help(a)) return fputs(HELP, stdout), -1;
         if (!(v = cli_value("cache synth", argc, argv, &i))) return 2;
         if (!strcmp(a, "--like")) o->like = v;
-        else if (!strcmp(a, "-o")) o->out = v;
+        else if (cli_is_output(a)) o->out = v;
         else if (!strcmp(a, "--layers")) {
             if (cli_int("cache synth", a, v, 1, A3_CACHE_MAX_COUNT, &o->layers)) return 2;
         } else if (!strcmp(a, "--kv-heads")) {

@@ -20,7 +20,7 @@ static const char *HELP =
     "options:\n"
     "  --text FILE...    calibration text files (UTF-8)\n"
     "  --ids FILE        pre-tokenized little-endian uint32 ids instead\n"
-    "  -o CACHE          output cache file (written atomically)\n"
+    "  -o, --output CACHE  output cache file (written atomically)\n"
     "  --samples N       windows (default 128)\n"
     "  --seqlen L        tokens per window (default 2048, capped by context)\n"
     "  --seed S          window seed (default 0)\n"
@@ -36,7 +36,12 @@ static const char *HELP =
     "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
     "layer in float32; the estimate is printed before starting.\n"
     "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
-    "            130 interrupted (rerun with --resume)\n";
+    "            130 interrupted (rerun with --resume)\n\n"
+    "examples:\n"
+    "  a3 calibrate llama-1b --text wiki.train.txt -o llama-1b.cache\n"
+    "  a3 calibrate llama-1b --text a.txt b.txt --samples 32 --seqlen 512 \\\n"
+    "      -o small.cache\n"
+    "  a3 calibrate llama-1b --text wiki.train.txt -o llama-1b.cache --resume\n";
 
 typedef struct {
     const char *model, *out, *ids;
@@ -84,7 +89,7 @@ static int parse(int argc, char **argv, calib_opts *o)
             continue;
         }
         if (!(v = cli_value("calibrate", argc, argv, &i))) return 2;
-        if (!strcmp(a, "-o")) o->out = v;
+        if (cli_is_output(a)) o->out = v;
         else if (!strcmp(a, "--ids")) o->ids = v;
         else if (!strcmp(a, "--samples")) { if (cli_int("calibrate", a, v, 1, 1 << 20, &o->samples)) return 2; }
         else if (!strcmp(a, "--seqlen")) { if (cli_int("calibrate", a, v, 2, 1 << 20, &o->seqlen)) return 2; }

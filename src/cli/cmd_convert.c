@@ -17,7 +17,7 @@ static void help(void)
            "OUTDIR appears atomically; nothing is left behind on failure.\n\n"
            "options:\n"
            "  --tokenizer PATH  llama2.c tokenizer.bin for this model (required)\n"
-           "  -o, --out DIR     output directory (must not exist unless --force)\n"
+           "  -o, --output DIR  output directory (must not exist unless --force)\n"
            "  --dtype D         stored weight dtype: f32 (default), f16 or bf16\n"
            "  --force           replace an existing OUTDIR (only a file or a model\n"
            "                    directory: one holding config.json, no subdirectories)\n"
@@ -54,7 +54,7 @@ static int parse_one(int argc, char **argv, int *i, convert_args *a)
         a->opts.force = 1;
         return 0;
     }
-    if (strcmp(arg, "--tokenizer") == 0 || strcmp(arg, "-o") == 0 || strcmp(arg, "--out") == 0 ||
+    if (strcmp(arg, "--tokenizer") == 0 || cli_is_output(arg) ||
         strcmp(arg, "--dtype") == 0) {
         if (!(v = cli_value(CMD, argc, argv, i))) return 2;
         if (strcmp(arg, "--tokenizer") == 0) a->tok = v;

@@ -28,7 +28,10 @@ static const char *HELP =
     "  OPENBLAS_VERBOSE=2   OpenBLAS prints the kernel it loads\n\n"
     "The last line is for scripts, e.g.\n"
     "  sgemm_gflops=312.4 kernel=SkylakeX threads=2 n=2048 fix=not-needed reexec=0\n\n"
-    "exit codes: 0 ok, 1 a check failed (LAPACKE, sgemm), 2 usage\n";
+    "exit codes: 0 ok, 1 a check failed (LAPACKE, sgemm), 2 usage\n\n"
+    "examples:\n"
+    "  a3 doctor\n"
+    "  a3 doctor --threads 1 --no-bench\n";
 
 #define WIDTH 80
 #define KEYW 17 /* "  key" padded to this, value starts at column KEYW */

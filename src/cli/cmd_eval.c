@@ -23,7 +23,10 @@ static const char *HELP =
     "  --max-tokens N      stop after N tokens\n"
     "  --max-seqs N        stop after N windows/paragraphs\n"
     "  --threads N         threads (default: all cores)\n\n"
-    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model, 130 cancelled\n";
+    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model, 130 cancelled\n\n"
+    "examples:\n"
+    "  a3 eval llama-1b --text wiki.test.txt\n"
+    "  a3 eval llama-1b-a3 --text valid.txt --protocol paragraphs --seqlen 512\n";
 
 typedef struct {
     const char *model, *text, *ids;

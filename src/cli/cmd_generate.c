@@ -19,7 +19,10 @@ static const char *HELP =
     "  --temp T        temperature, 0 for greedy argmax (default 0)\n"
     "  --seed S        random seed for sampling (default 42)\n"
     "  --threads N     threads (default: all cores)\n\n"
-    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model\n";
+    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model\n\n"
+    "examples:\n"
+    "  a3 generate stories260K --prompt \"Once upon a time\" -n 64\n"
+    "  a3 generate llama-1b-a3 --prompt \"The capital of France\" --temp 0.8\n";
 
 /* xorshift64*: a tiny, reproducible generator (seeded per run). */
 static double rng_uniform(uint64_t *s)

@@ -10,7 +10,9 @@ static const char *HELP =
     "Print a model's architecture, its parameter counts per component and\n"
     "its KV-cache size per token. MODEL_DIR is a Hugging Face directory\n"
     "(config.json + model.safetensors or a sharded index).\n\n"
-    "exit codes: 0 ok, 1 bad model files, 2 usage, 3 unsupported model\n";
+    "exit codes: 0 ok, 1 bad model files, 2 usage, 3 unsupported model\n\n"
+    "example:\n"
+    "  a3 info llama-1b        # or an a3 output: a3 info llama-1b-a3\n";
 
 static void row(const char *name, int64_t n, int64_t total)
 {

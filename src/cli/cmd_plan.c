@@ -49,7 +49,11 @@ static const char *HELP =
     "summary gives its mean over layers and the objective (sum over layers of\n"
     "weight x relative loss) that greedy minimises.\n\n"
     "exit codes: 0 ok, 1 unreadable or malformed input, 2 usage or a budget\n"
-    "            that cannot be met, 3 newer plan version, 4 fingerprint mismatch\n";
+    "            that cannot be met, 3 newer plan version, 4 fingerprint mismatch\n\n"
+    "examples:\n"
+    "  a3 plan llama-1b.cache --budget params=20% -o plan.json\n"
+    "  a3 plan llama-1b.cache --budget kv=30% --lock 0 --multiple 8 -o kv.json\n"
+    "  a3 plan --show plan.json --cache llama-1b.cache\n";
 
 typedef struct {
     const char *cache, *out, *show, *model;

@@ -14,10 +14,13 @@ static const char *HELP =
     "presets: tiny, tiny-gqa, llama-1b (d 2048, GQA 32/8), llama-7b (d 4096),\n"
     "         llama-13b (d 5120), llama-70b (d 8192, GQA 64/8)\n"
     "options:\n"
+    "  -o, --output DIR  the model directory to write\n"
     "  --layers K   keep only K layers (to fit disk and memory)\n"
     "  --dtype D    weight dtype (default f16 for d >= 1024, else f32)\n"
     "  --seed S     generator seed (default 1)\n\n"
-    "exit codes: 0 ok, 1 write failed, 2 usage\n";
+    "exit codes: 0 ok, 1 write failed, 2 usage\n\n"
+    "example:\n"
+    "  a3 synth --like llama-7b --layers 2 -o synth-7b && a3 info synth-7b\n";
 
 int a3_cmd_synth(int argc, char **argv)
 {
@@ -31,7 +34,7 @@ int a3_cmd_synth(int argc, char **argv)
         }
         if (!(v = cli_value("synth", argc, argv, &i))) return 2;
         if (!strcmp(a, "--like")) like = v;
-        else if (!strcmp(a, "-o")) out = v;
+        else if (cli_is_output(a)) out = v;
         else if (!strcmp(a, "--dtype")) dtype = v;
         else if (!strcmp(a, "--layers")) {
             if (cli_int("synth", a, v, 1, 1024, &layers)) return 2;

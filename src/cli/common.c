@@ -30,6 +30,11 @@ int cli_is_help(const char *arg)
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
+int cli_is_output(const char *arg)
+{
+    return strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0;
+}
+
 int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
 {
     char *end;

@@ -46,9 +46,22 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+    if (cli_is_help(argv[1]) || (strcmp(argv[1], "help") == 0 && argc == 2)) {
         usage(stdout);
         return 0;
+    }
+    if (strcmp(argv[1], "help") == 0) {
+        /* "a3 help CMD [SUB]" is "a3 CMD [SUB] --help": argv[1] becomes the
+         * command, the slot after the last word the flag. */
+        char *help[4] = {argv[2], argc > 3 ? argv[3] : "--help", argc > 3 ? "--help" : NULL, NULL};
+        if (argc > 4) {
+            fprintf(stderr, "a3 help: expected 'a3 help COMMAND [SUBCOMMAND]'\n");
+            return 2;
+        }
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            if (strcmp(argv[2], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 1, help);
+        fprintf(stderr, "a3 help: unknown command '%s' (see 'a3 --help')\n", argv[2]);
+        return 2;
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("a3 %s\n", A3_VERSION);

@@ -1,0 +1,83 @@
+/* cli: the command line as a whole, through the a3 binary ($A3_BIN): every
+ * --help shows examples and fits 80 columns, the output option is spelled
+ * -o/--output everywhere, `a3 help CMD` is CMD's help. */
+#include <sys/stat.h>
+
+#include "helpers/run_a3.h"
+#include "test.h"
+
+static char g_dir[64], g_out[128], g_err[128];
+
+/* Every command and subcommand with a --help. */
+static const char *const CMDS[] = {"info", "eval", "generate", "calibrate", "cache", "cache info", "cache merge",
+                                   "cache synth", "plan", "tui", "apply", "convert", "synth", "doctor"};
+#define N_CMDS (sizeof CMDS / sizeof CMDS[0])
+
+static int max_line(const char *s)
+{
+    int best = 0, cur = 0;
+    for (; *s; s++) {
+        cur = *s == '\n' ? 0 : cur + 1;
+        if (cur > best) best = cur;
+    }
+    return best;
+}
+
+static void test_help_examples(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
+    for (size_t i = 0; i < N_CMDS; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "%s --help", CMDS[i]);
+        CHECKF(run_a3(args, g_out, g_err) == 0, "a3 %s exits non-zero", args);
+        char *s = run_a3_slurp(g_out, NULL);
+        CHECKF(s && strstr(s, "usage: a3 ") && strstr(s, "example"), "a3 %s: no usage line or examples", args);
+        CHECKF(s && max_line(s) <= 80, "a3 %s: a line of %d columns", args, s ? max_line(s) : -1);
+        free(s);
+    }
+}
+
+/* Commands that write something take both -o and --output. Without their
+ * other inputs they fail with a usage error that is NOT about the option. */
+static void test_output_option(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
+    static const char *const writers[] = {"calibrate", "cache merge", "cache synth", "plan", "apply", "convert", "synth"};
+    for (size_t i = 0; i < sizeof writers / sizeof writers[0]; i++) {
+        for (int form = 0; form < 2; form++) {
+            char args[256];
+            snprintf(args, sizeof args, "%s %s %s/x", writers[i], form ? "--output" : "-o", g_dir);
+            CHECKF(run_a3(args, g_out, g_err) == 2, "a3 %s: expected a usage error", args);
+            CHECKF(!run_a3_file_has(g_err, "unknown option"), "a3 %s: output option not known", args);
+        }
+        char args[128];
+        snprintf(args, sizeof args, "%s --help", writers[i]);
+        CHECK(run_a3(args, g_out, g_err) == 0);
+        CHECKF(run_a3_file_has(g_out, "-o, --output"), "a3 %s --help does not show '-o, --output'", writers[i]);
+    }
+}
+
+static void test_help_command(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
+    CHECK(run_a3("help plan", g_out, g_err) == 0);
+    CHECK(run_a3_file_has(g_out, "usage: a3 plan"));
+    CHECK(run_a3("help cache merge", g_out, g_err) == 0);
+    CHECK(run_a3_file_has(g_out, "usage: a3 cache merge"));
+    CHECK(run_a3("help", g_out, g_err) == 0);
+    CHECK(run_a3_file_has(g_out, "usage: a3 COMMAND"));
+    CHECK(run_a3("help frobnicate", g_out, g_err) == 2);
+    CHECK(run_a3_file_has(g_err, "frobnicate"));
+}
+
+int main(void)
+{
+    if (!test_tmpdir(g_dir, sizeof g_dir)) return fprintf(stderr, "mkdtemp failed\n"), 1;
+    snprintf(g_out, sizeof g_out, "%s/out", g_dir);
+    snprintf(g_err, sizeof g_err, "%s/err", g_dir);
+    RUN(test_help_examples);
+    RUN(test_output_option);
+    RUN(test_help_command);
+    test_rm_rf(g_dir);
+    return test_summary("cli");
+}
