@@ -15,6 +15,7 @@
 #include "a3/calib.h"
 #include "a3/model.h"
 #include "a3/plan.h"
+#include "a3/safetensors.h"
 #include "a3/synth.h"
 #include "test.h"
 
@@ -322,6 +323,44 @@ static void test_padded_equals_compressed(void)
     }
 }
 
+/* Zero widths (a3 plan --min-rank qk=0,ov=0,mlp=0 makes them): every OV
+ * group and the MLP of layer 0 removed, QK of one group removed. The
+ * reduced model stores empty tensors with their real 2-D shape, loads, and
+ * gives the logits of the padded export (original shapes, zero rows) --
+ * the runtime skips the empty products. Under ASan this was a heap read
+ * overflow in the writer (a (d, 0) o_proj written as d floats). */
+static void test_zero_widths(void)
+{
+    fixture f;
+    if (fixture_up(&f, "gqa")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    if (!p) return;
+    for (int g = 0; g < p->dims.n_kv_heads; g++) a3_plan_ov(p, 0)[g] = 0;
+    a3_plan_qk(p, 1)[0] = 0;
+    p->mlp[0] = 0;
+    a3_model *cm = apply_open(&f, p, "zero", 0, NULL), *pm = apply_open(&f, p, "zpad", 1, NULL);
+    CHECK(cm && pm);
+    if (cm && pm) {
+        double d = logit_diff(cm, pm, f.win);
+        CHECKF(d <= 1e-5, "padded differs from compressed by %.3g", d);
+    }
+    char path[200];
+    snprintf(path, sizeof path, "%s/zero/model.safetensors", f.tmp);
+    a3_st_set *st = NULL;
+    a3_err err = {0};
+    CHECK(a3_st_open_file(path, &st, &err) == A3_OK);
+    const a3_st_tensor *o = st ? a3_st_find(st, "model.layers.0.self_attn.o_proj.weight") : NULL;
+    const a3_st_tensor *dn = st ? a3_st_find(st, "model.layers.0.mlp.down_proj.weight") : NULL;
+    const a3_st_tensor *gt = st ? a3_st_find(st, "model.layers.0.mlp.gate_proj.weight") : NULL;
+    CHECK(o && o->ndim == 2 && o->shape[0] == 32 && o->shape[1] == 0);
+    CHECK(dn && dn->ndim == 2 && dn->shape[0] == 32 && dn->shape[1] == 0);
+    CHECK(gt && gt->ndim == 2 && gt->shape[0] == 0 && gt->shape[1] == 32);
+    a3_st_free(st);
+    a3_model_free(cm), a3_model_free(pm);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
 /* Every method produces a model that loads and runs; greedy-exact QK never
  * predicts a higher loss than the diagonal score. */
 static void test_methods(void)
@@ -372,5 +411,6 @@ int main(void)
     RUN(test_mlp_predicted_equals_measured);
     RUN(test_padded_equals_compressed);
     RUN(test_methods);
+    RUN(test_zero_widths);
     return test_summary("apply");
 }

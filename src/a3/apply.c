@@ -202,12 +202,15 @@ static int mlp(apply_ctx *A, int l, const layer_in *li, layer_out *lo, a3_err *e
     return rc;
 }
 
+/* A (r, cdim) matrix, or with cdim < 0 an r-vector (a bias). The rank is
+ * explicit: a component planned to width 0 is an empty (d, 0) matrix, not
+ * a d-vector. */
 static int add(apply_ctx *A, int l, const char *suffix, const float *data, int64_t r, int64_t cdim, a3_err *err)
 {
     char name[160];
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
     int64_t shape[2] = {r, cdim};
-    return a3_st_writer_add(A->w, name, A->dt, cdim ? 2 : 1, shape, data, err);
+    return a3_st_writer_add(A->w, name, A->dt, cdim >= 0 ? 2 : 1, shape, data, err);
 }
 
 static int emit_layer(apply_ctx *A, int l, const layer_out *lo, a3_err *err)
@@ -227,9 +230,9 @@ static int emit_layer(apply_ctx *A, int l, const layer_out *lo, a3_err *err)
     if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.weight", lo->v, lo->v_rows, d, err);
     if (rc == A3_OK) rc = add(A, l, "self_attn.o_proj.weight", lo->o, d, lo->o_cols, err);
     if (rc == A3_OK && A->p->dims.qkv_bias) {
-        rc = add(A, l, "self_attn.q_proj.bias", lo->bq, lo->q_rows, 0, err);
-        if (rc == A3_OK) rc = add(A, l, "self_attn.k_proj.bias", lo->bk, lo->k_rows, 0, err);
-        if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.bias", lo->bv, lo->v_rows, 0, err);
+        rc = add(A, l, "self_attn.q_proj.bias", lo->bq, lo->q_rows, -1, err);
+        if (rc == A3_OK) rc = add(A, l, "self_attn.k_proj.bias", lo->bk, lo->k_rows, -1, err);
+        if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.bias", lo->bv, lo->v_rows, -1, err);
     }
     if (rc == A3_OK) rc = a3_st_writer_add(A->w, n2, A->dt, 1, dv, mn, err);
     if (rc == A3_OK) rc = add(A, l, "mlp.gate_proj.weight", lo->g, lo->ff, d, err);

@@ -78,7 +78,9 @@ static int layer_specs(const a3_model *m, int l, tensor_spec *sp)
         snprintf(sp[t].name, sizeof sp[t].name, "model.layers.%d.%s", l, suffix[t]);
         sp[t].shape[0] = dims[t][0];
         sp[t].shape[1] = dims[t][1];
-        sp[t].ndim = dims[t][1] ? 2 : 1;
+        /* norms and biases are vectors; a matrix with a width planned to 0
+         * is an empty (r, 0) or (0, c) matrix, still 2-D */
+        sp[t].ndim = t == T_ANORM || t == T_MNORM || t == T_BQ || t == T_BK || t == T_BV ? 1 : 2;
     }
     return c->qkv_bias;
 }
