@@ -17,6 +17,7 @@
 #include "a3/plan.h"
 #include "a3/safetensors.h"
 #include "a3/synth.h"
+#include "helpers/files.h"
 #include "test.h"
 
 enum { NW = 4, L = 24 };
@@ -361,6 +362,32 @@ static void test_zero_widths(void)
     fixture_down(&f);
 }
 
+/* A NaN weight (put in after calibration) stops apply with an error naming
+ * the tensor and where in it; nothing is written. */
+static void test_nonfinite_weight(void)
+{
+    fixture f;
+    if (fixture_up(&f, "mha")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    char st[200], out[200];
+    snprintf(st, sizeof st, "%s/model.safetensors", f.dir);
+    snprintf(out, sizeof out, "%s/nan-out", f.tmp);
+    a3_model_free(f.m);
+    f.m = NULL;
+    a3_err err = {0};
+    CHECK(tf_st_poke_f32(st, "model.layers.1.mlp.up_proj.weight", 2 * 32 + 5, NAN) == 0);
+    CHECK(a3_model_open(f.dir, &f.m, &err) == A3_OK);
+    a3_apply_opts o = {.dtype = A3_DT_COUNT};
+    if (p && f.m) {
+        int rc = a3_apply(f.m, f.c, p, &o, out, NULL, &err);
+        CHECKF(rc == A3_EFORMAT && strstr(err.msg, "model.layers.1.mlp.up_proj.weight: row 2, column 5 is NaN"),
+               "rc %d, '%s'", rc, err.msg);
+        CHECK(access(out, F_OK) != 0);
+    }
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
 /* Every method produces a model that loads and runs; greedy-exact QK never
  * predicts a higher loss than the diagonal score. */
 static void test_methods(void)
@@ -412,5 +439,6 @@ int main(void)
     RUN(test_padded_equals_compressed);
     RUN(test_methods);
     RUN(test_zero_widths);
+    RUN(test_nonfinite_weight);
     return test_summary("apply");
 }

@@ -7,6 +7,7 @@
 #include "a3/eval.h"
 #include "a3/model.h"
 #include "a3/synth.h"
+#include "helpers/files.h"
 #include "helpers/ref_hf.h"
 #include "test.h"
 
@@ -286,6 +287,50 @@ static void test_bad_weights(void)
     test_rm_rf(tmp);
 }
 
+/* NaN/Inf in a weight is an error naming the tensor, on every path that
+ * reads it: a layer weight in the forward pass, the embedding row of a
+ * token in the text, and (tied embeddings) a vocabulary row of a token the
+ * text never uses, which reaches only the logits. */
+static void test_nonfinite_weights(void)
+{
+    static const struct {
+        const char *tensor;
+        size_t elem;
+        float v;
+        const char *expect;
+    } cases[] = {
+        {"model.layers.1.self_attn.q_proj.weight", 5, NAN, "model.layers.1.self_attn.q_proj.weight"},
+        {"model.layers.0.mlp.down_proj.weight", 0, INFINITY, "model.layers.0.mlp.down_proj.weight"},
+        {"model.embed_tokens.weight", 3 * 48 + 1, NAN, "model.embed_tokens.weight: row 3"},
+        {"model.embed_tokens.weight", 100 * 48 + 7, -INFINITY, "model.embed_tokens.weight: row 100"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char tmp[64], dir[128], st[160];
+        if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+        snprintf(dir, sizeof dir, "%s/m", tmp);
+        snprintf(st, sizeof st, "%s/model.safetensors", dir);
+        a3_synth_spec s = base_spec();
+        s.tie_embeddings = 1;
+        a3_err err = {0};
+        a3_model *m = NULL;
+        CHECK(a3_synth_write(dir, &s, &err) == 0);
+        CHECK(tf_st_poke_f32(st, cases[i].tensor, cases[i].elem, cases[i].v) == 0);
+        CHECK(a3_model_open(dir, &m, &err) == 0);
+        if (m) {
+            int32_t tok[8] = {1, 3, 5, 7, 9, 11, 13, 3}; /* never token 100 */
+            a3_seqs q = {0};
+            a3_eval_result r;
+            CHECK(a3_seqs_from_ids(tok, 8, 8, 0, 0, &q, &err) == 0);
+            int rc = a3_eval_nll(m, &q, &r, NULL, NULL, &err);
+            CHECKF(rc == A3_EFORMAT && strstr(err.msg, cases[i].expect) && strstr(err.msg, "NaN/Inf"),
+                   "case %zu: rc %d, '%s'", i, rc, err.msg);
+            a3_seqs_free(&q);
+            a3_model_free(m);
+        }
+        test_rm_rf(tmp);
+    }
+}
+
 static void test_param_counts(void)
 {
     a3_config c = {.d = 8, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 2, .d_ff = 16,
@@ -316,5 +361,6 @@ int main(void)
     RUN(test_bad_configs);
     RUN(test_bad_weights);
     RUN(test_param_counts);
+    RUN(test_nonfinite_weights);
     return test_summary("model");
 }

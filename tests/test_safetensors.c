@@ -498,7 +498,12 @@ static void test_writer_round_trip(void)
     }
     for (size_t k = 0; rc == A3_OK && k < 3; k++) {
         float got[N_SPECIAL];
-        CHECK(a3_st_load_f32(st, names[k], 2, shp, got, &err) == A3_OK);
+        /* the typed load refuses the Inf/NaN among the specials, naming
+         * where; the conversion itself keeps every bit pattern */
+        CHECK(a3_st_load_f32(st, names[k], 2, shp, got, &err) == A3_EFORMAT && strstr(err.msg, names[k]) &&
+              strstr(err.msg, "is infinite"));
+        const a3_st_tensor *t = a3_st_find(st, names[k]);
+        CHECK(a3_convert_to_f32(t->dtype, t->data, t->numel, got) == A3_OK);
         for (size_t i = 0; i < N_SPECIAL; i++)
             CHECKF(same_bits(got[i], expect_as(dts[k], special[i])), "%s[%zu] = %g", names[k], i, got[i]);
         check_raw(a3_st_find(st, names[k]), special);

@@ -36,6 +36,10 @@ int a3_err_set(a3_err *err, int code, const char *fmt, ...)
 /* Exit status a CLI should use for an error code (see README: exit codes). */
 int a3_err_exit_status(int code);
 
+/* Index of the first NaN or infinite element of x[0..n), or -1 when all
+ * are finite. For checks of numbers read from files. */
+int64_t a3_find_nonfinite(const float *x, size_t n);
+
 /* Checked arithmetic: return 0 and store the result, or -1 on overflow. */
 int a3_mul_size(size_t a, size_t b, size_t *out);
 int a3_add_size(size_t a, size_t b, size_t *out);

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -768,7 +770,18 @@ int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim, const int64_
         return a3_err_set(err, A3_EUNSUPPORTED,
                           "%s: %s: dtype %s cannot be loaded as float32 (F32, F16, BF16)", t->file,
                           PNAME(name), a3_dtype_name(t->dtype));
-    return a3_convert_to_f32(t->dtype, t->data, t->numel, dst);
+    int rc = a3_convert_to_f32(t->dtype, t->data, t->numel, dst);
+    int64_t bad = rc ? -1 : a3_find_nonfinite(dst, t->numel);
+    if (bad >= 0) {
+        /* (row, column) of a matrix; plain index otherwise */
+        int64_t cols = t->ndim == 2 && t->shape[1] ? t->shape[1] : 0;
+        char at[64];
+        if (cols) snprintf(at, sizeof at, "row %lld, column %lld", (long long)(bad / cols), (long long)(bad % cols));
+        else snprintf(at, sizeof at, "element %lld", (long long)bad);
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: %s is %s", t->file, PNAME(name), at,
+                          isnan(dst[bad]) ? "NaN" : "infinite");
+    }
+    return rc;
 }
 
 /* ---- writer ------------------------------------------------------------------ */

@@ -290,7 +290,9 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     swiglu(s->g, s->u, rows * (size_t)sh->ff);
     if (hk && hk->on_u && (hrc = hk->on_u(hk->ctx, l, s->g, rows))) return hrc;
     linear(x, s->g, w->wd, rows, sh->ff, c->d, 1.0f);
-    if (!all_finite(x, rows * (size_t)c->d))
-        return a3_err_set(err, A3_EFORMAT, "%s: layer %d: non-finite activations (NaN/Inf in the weights?)", m->dir, l);
+    if (!all_finite(x, rows * (size_t)c->d)) {
+        if ((hrc = a3__layer_nonfinite(m, l, w, err))) return hrc; /* names the tensor */
+        return a3_err_set(err, A3_EFORMAT, "%s: layer %d: non-finite activations (overflow)", m->dir, l);
+    }
     return A3_OK;
 }

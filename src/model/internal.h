@@ -48,6 +48,10 @@ void a3__layer_shapes_free(a3_model *m);
 int a3__check_tensors(const a3_model *m, a3_err *err);
 int a3__layer_load(const a3_model *m, int layer, layer_weights *w, a3_err *err);
 void a3__layer_release(layer_weights *w);
+/* After non-finite activations: an error naming the first of layer l's
+ * tensors holding NaN/Inf, or A3_OK when they are all finite. Scans every
+ * weight of the layer, so only called on that error path. */
+int a3__layer_nonfinite(const a3_model *m, int layer, const layer_weights *w, a3_err *err);
 /* Load a whole non-layer tensor as float32 (borrowed when possible).
  * *owned receives a buffer to free (or NULL). */
 int a3__tensor_f32(const a3_model *m, const char *name, size_t numel,

@@ -99,6 +99,9 @@ int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n, float *x,
         const char *row = (const char *)t->data + (size_t)tokens[i] * d * es;
         if (a3_convert_to_f32(t->dtype, row, d, x + i * d) != 0)
             return a3_err_set(err, A3_EUNSUPPORTED, "%s: embed_tokens: cannot convert dtype", t->file);
+        if (a3_find_nonfinite(x + i * d, d) >= 0)
+            return a3_err_set(err, A3_EFORMAT, "%s: model.embed_tokens.weight: row %d (token %d) holds NaN/Inf",
+                              t->file, tokens[i], tokens[i]);
     }
     return A3_OK;
 }
@@ -197,6 +200,18 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_rows, nv, (int)d, 1.0f, hidden,
                     (int)d, W, (int)d, 0.0f, logits + v0, c->vocab);
+        /* A NaN/Inf vocabulary row poisons every row's log-sum-exp: name
+         * it. Scanning the logits costs 1/d of the product; the weights are
+         * rescanned only when something is wrong. */
+        for (size_t r = 0; r < n_rows; r++) {
+            if (a3_find_nonfinite(logits + r * (size_t)c->vocab + v0, (size_t)nv) < 0) continue;
+            int64_t bad = a3_find_nonfinite(W, (size_t)nv * d);
+            free(buf);
+            if (bad >= 0)
+                return a3_err_set(err, A3_EFORMAT, "%s: %s: row %lld holds NaN/Inf", t->file, name,
+                                  (long long)(v0 + bad / (int64_t)d));
+            return a3_err_set(err, A3_EFORMAT, "%s: non-finite logits (overflow in the final layers?)", m->dir);
+        }
     }
     free(buf);
     return A3_OK;

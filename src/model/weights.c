@@ -178,6 +178,25 @@ int a3__layer_load(const a3_model *m, int l, layer_weights *w, a3_err *err)
     return A3_OK;
 }
 
+int a3__layer_nonfinite(const a3_model *m, int l, const layer_weights *w, a3_err *err)
+{
+    tensor_spec sp[T_COUNT];
+    int bias = layer_specs(m, l, sp);
+    const float *p[T_COUNT] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->bq, w->bk, w->bv,
+                               w->mlp_norm, w->wg, w->wu, w->wd};
+    for (int t = 0; t < T_COUNT; t++) {
+        if ((!bias && (t == T_BQ || t == T_BK || t == T_BV)) || !p[t]) continue;
+        size_t n = (size_t)sp[t].shape[0] * (size_t)(sp[t].ndim == 2 ? sp[t].shape[1] : 1);
+        int64_t bad = a3_find_nonfinite(p[t], n);
+        if (bad >= 0) {
+            const a3_st_tensor *st = a3_st_find(m->st, sp[t].name);
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: element %lld is NaN/Inf", st ? st->file : m->dir,
+                              sp[t].name, (long long)bad);
+        }
+    }
+    return A3_OK;
+}
+
 void a3__layer_release(layer_weights *w)
 {
     free(w->owned);

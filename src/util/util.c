@@ -3,6 +3,7 @@
 #include "a3/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,21 @@ int a3_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
     *out = buf;
     if (len) *len = n;
     return A3_OK;
+}
+
+int64_t a3_find_nonfinite(const float *x, size_t n)
+{
+    /* A branch-free OR over a block, then a rescan of the bad block: the
+     * common all-finite case runs at memory speed. */
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        size_t e = n - i0 < 1024 ? n : i0 + 1024;
+        int bad = 0;
+        for (size_t i = i0; i < e; i++) bad |= !isfinite(x[i]);
+        if (bad)
+            for (size_t i = i0; i < e; i++)
+                if (!isfinite(x[i])) return (int64_t)i;
+    }
+    return -1;
 }
 
 char *a3_tmp_path(const char *path)
