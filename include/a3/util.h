@@ -36,6 +36,17 @@ int a3_err_set(a3_err *err, int code, const char *fmt, ...)
 /* Exit status a CLI should use for an error code (see README: exit codes). */
 int a3_err_exit_status(int code);
 
+/* Untrusted text (names and values read from files, user arguments) made
+ * safe for a one-line message: control characters (C0, DEL, C1 such as an
+ * 8-bit CSI) and bytes that are not valid UTF-8 become C-style escapes
+ * ("\n", "\x1b"), so no file can move the cursor, recolour the terminal
+ * or break the line. Cut to fit n bytes (n >= 8), ending in "..." when
+ * cut. Writes into buf and returns it. */
+char *a3_escape(const char *s, char *buf, size_t n);
+/* a3_escape into a buffer that lives to the end of the enclosing full
+ * expression: a3_err_set(err, code, "%s: key %s", path, A3_ESC(key)). */
+#define A3_ESC(s) a3_escape((s), (char[128]){0}, 128)
+
 /* Index of the first NaN or infinite element of x[0..n), or -1 when all
  * are finite. For checks of numbers read from files. */
 int64_t a3_find_nonfinite(const float *x, size_t n);

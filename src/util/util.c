@@ -98,6 +98,49 @@ int a3_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
     return A3_OK;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+static int utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    int n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (n <= 1) return n;
+    uint32_t cp = c & (0x7f >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return n;
+}
+
+char *a3_escape(const char *s, char *buf, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "(null)");
+    size_t j = 0;
+    while (*p) {
+        char esc[8] = "";
+        int k = utf8_len(p);
+        if (k == 1 && *p >= 0x20 && *p != 0x7f && *p != '\\') esc[0] = (char)*p, esc[1] = 0;
+        else if (k == 1 && (*p == '\n' || *p == '\t' || *p == '\r' || *p == '\\'))
+            snprintf(esc, sizeof esc, "\\%c", *p == '\n' ? 'n' : *p == '\t' ? 't' : *p == '\r' ? 'r' : '\\');
+        else if (k == 2 && p[0] == 0xc2 && p[1] < 0xa0) /* C1 control, U+0080..U+009F */
+            snprintf(esc, sizeof esc, "\\u%04x", p[1]);
+        else if (k <= 1) snprintf(esc, sizeof esc, "\\x%02x", *p);
+        size_t len = k > 1 && !esc[0] ? (size_t)k : strlen(esc);
+        if (j + len + 4 > n) { /* room for "..." and the NUL */
+            memcpy(buf + j, "...", 4);
+            return buf;
+        }
+        memcpy(buf + j, esc[0] ? (const void *)esc : (const void *)p, len);
+        j += len;
+        p += k ? k : 1;
+    }
+    buf[j] = 0;
+    return buf;
+}
+
 int64_t a3_find_nonfinite(const float *x, size_t n)
 {
     /* A branch-free OR over a block, then a rescan of the bad block: the

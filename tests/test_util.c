@@ -1,0 +1,63 @@
+/* util: the small shared helpers that guard against hostile input --
+ * escaping untrusted text for messages, finding NaN/Inf, reading files
+ * (including pipes) to the end. */
+#include <math.h>
+#include <stdint.h>
+
+#include "a3/util.h"
+#include "test.h"
+
+static void test_escape(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain key", "plain key"},
+        {"tab\there", "tab\\there"},
+        {"two\nlines\r", "two\\nlines\\r"},
+        {"\x1b[2J\x1b]0;pwned\x07", "\\x1b[2J\\x1b]0;pwned\\x07"},
+        {"del\x7f", "del\\x7f"},
+        {"back\\slash", "back\\\\slash"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"}, /* UTF-8 kept */
+        {"c1 csi \xc2\x9b" "31m", "c1 csi \\u009b31m"},
+        {"raw csi \x9b" "31m", "raw csi \\x9b31m"},
+        {"overlong \xc0\xaf", "overlong \\xc0\\xaf"},
+        {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80"},
+        {"cut \xe2\x82", "cut \\xe2\\x82"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[128];
+        a3_escape(cases[i].in, buf, sizeof buf);
+        CHECKF(strcmp(buf, cases[i].out) == 0, "case %zu: got '%s'", i, buf);
+    }
+    /* Long input is cut with "...", never mid-escape, within the buffer. */
+    char big[300], buf[16];
+    memset(big, '\n', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    a3_escape(big, buf, sizeof buf);
+    CHECKF(strlen(buf) < sizeof buf && strcmp(buf + strlen(buf) - 3, "...") == 0 && strncmp(buf, "\\n\\n", 4) == 0,
+           "got '%s'", buf);
+    CHECK(strlen(buf) % 2 == 1); /* whole "\n" pairs, then "..." */
+    CHECK(strcmp(A3_ESC("a\nb"), "a\\nb") == 0);
+}
+
+static void test_find_nonfinite(void)
+{
+    float x[3000];
+    for (int i = 0; i < 3000; i++) x[i] = (float)i;
+    CHECK(a3_find_nonfinite(x, 3000) == -1);
+    CHECK(a3_find_nonfinite(x, 0) == -1);
+    x[2500] = NAN;
+    x[2999] = INFINITY;
+    CHECK(a3_find_nonfinite(x, 3000) == 2500);
+    CHECK(a3_find_nonfinite(x, 2500) == -1);
+    x[1023] = -INFINITY;
+    CHECK(a3_find_nonfinite(x, 3000) == 1023);
+}
+
+int main(void)
+{
+    RUN(test_escape);
+    RUN(test_find_nonfinite);
+    return test_summary("util");
+}
