@@ -270,7 +270,14 @@ static void test_bad_weights(void)
     CHECK(system(cmd) == 0);
     CHECK(a3_model_open(dir, &m, &err) != 0);
     CHECKF(strstr(err.msg, "model.layers.2.") && strstr(err.msg, "missing"), "got '%s'", err.msg);
-    snprintf(cmd, sizeof cmd, "sed -i 's/\"num_hidden_layers\":\\s*3/\"num_hidden_layers\": 2/; s/\"intermediate_size\":\\s*80/\"intermediate_size\": 81/' '%s'", cfg);
+    /* Claim fewer: the weights of layer 1 would be ignored -- refused,
+     * naming them (the model would otherwise run as another model). */
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"num_hidden_layers\":\\s*3/\"num_hidden_layers\": 1/' '%s'", cfg);
+    CHECK(system(cmd) == 0);
+    CHECK(a3_model_open(dir, &m, &err) == A3_EFORMAT);
+    CHECKF(strstr(err.msg, "does not use") && strstr(err.msg, "model.layers.1.") && strstr(err.msg, "(1 layers)"),
+           "got '%s'", err.msg);
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"num_hidden_layers\":\\s*1/\"num_hidden_layers\": 2/; s/\"intermediate_size\":\\s*80/\"intermediate_size\": 81/' '%s'", cfg);
     CHECK(system(cmd) == 0);
     CHECK(a3_model_open(dir, &m, &err) != 0);
     CHECKF(strstr(err.msg, "mlp.gate_proj.weight") && strstr(err.msg, "shape"), "got '%s'", err.msg);

@@ -61,15 +61,16 @@ typedef struct {
 /* The tensors of layer l, in a fixed order matching layer_weights. */
 enum { T_ANORM, T_WQ, T_WK, T_WV, T_WO, T_BQ, T_BK, T_BV, T_MNORM, T_WG, T_WU, T_WD, T_COUNT };
 
+static const char *const suffix[T_COUNT] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
+    "self_attn.k_proj.bias", "self_attn.v_proj.bias", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+
 static int layer_specs(const a3_model *m, int l, tensor_spec *sp)
 {
     const a3_config *c = &m->cfg;
     const layer_shape *s = &m->shapes[l];
-    static const char *suffix[T_COUNT] = {
-        "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-        "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
-        "self_attn.k_proj.bias", "self_attn.v_proj.bias", "post_attention_layernorm.weight",
-        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
     const int64_t d = c->d;
     const int64_t dims[T_COUNT][2] = {
         {d, 0}, {s->q_out, d}, {s->k_out, d}, {s->v_out, d}, {d, s->o_in}, {s->q_out, 0},
@@ -101,6 +102,45 @@ static int check_one(const a3_model *m, const char *name, int ndim, const int64_
     return A3_OK;
 }
 
+/* Whether the config uses tensor `name`. Besides the weights it reads,
+ * two kinds are tolerated because common exports carry them: RoPE
+ * inv_freq buffers (recomputed from config.json) and an lm_head stored next
+ * to tied embeddings (Hugging Face ignores it too). */
+static int expected_tensor(const a3_config *c, const char *name)
+{
+    if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight") ||
+        !strcmp(name, "lm_head.weight"))
+        return 1;
+    size_t n = strlen(name), tail = strlen("rotary_emb.inv_freq");
+    if (n > tail && !strcmp(name + n - tail, "rotary_emb.inv_freq")) return 1;
+    int l, at = 0;
+    if (sscanf(name, "model.layers.%d.%n", &l, &at) != 1 || at == 0 || l < 0 || l >= c->n_layers) return 0;
+    char canon[160];
+    snprintf(canon, sizeof canon, "model.layers.%d.", l);
+    if (strncmp(name, canon, (size_t)at) != 0) return 0; /* "model.layers.01." or " 1." */
+    for (int t = 0; t < T_COUNT; t++)
+        if (!strcmp(name + at, suffix[t])) return c->qkv_bias || (t != T_BQ && t != T_BK && t != T_BV);
+    return 0;
+}
+
+/* Weights config.json does not account for mean the two disagree (a layer
+ * count cut down, another architecture's extra tensors): running anyway
+ * gives a silently different model, so it is an error naming them. */
+static int check_unused(const a3_model *m, a3_err *err)
+{
+    size_t n = a3_st_count(m->st), unused = 0;
+    const a3_st_tensor *first = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const a3_st_tensor *t = a3_st_get(m->st, i);
+        if (!expected_tensor(&m->cfg, t->name)) unused++, first = first ? first : t;
+    }
+    if (!unused) return A3_OK;
+    char name[96];
+    a3_escape(first->name, name, sizeof name);
+    return a3_err_set(err, A3_EFORMAT, "%s: %s: %zu tensor%s that config.json does not use (%d layers), e.g. %s",
+                      m->dir, first->file, unused, unused > 1 ? "s" : "", m->cfg.n_layers, name);
+}
+
 int a3__check_tensors(const a3_model *m, a3_err *err)
 {
     const a3_config *c = &m->cfg;
@@ -117,7 +157,7 @@ int a3__check_tensors(const a3_model *m, a3_err *err)
             if ((rc = check_one(m, sp[t].name, sp[t].ndim, sp[t].shape, err))) return rc;
         }
     }
-    return A3_OK;
+    return check_unused(m, err);
 }
 
 /* F32 data that is 4-byte aligned can be used in place. */
