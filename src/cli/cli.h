@@ -21,6 +21,7 @@ int a3_cmd_cache_synth(int argc, char **argv);
 int a3_cmd_tui(int argc, char **argv);
 int a3_cmd_cache(int argc, char **argv);
 int a3_cmd_plan(int argc, char **argv);
+int a3_cmd_export(int argc, char **argv);
 
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
 int cli_fail(const char *cmd, const a3_err *err);

@@ -20,6 +20,7 @@ static const command COMMANDS[] = {
     {"plan", a3_cmd_plan, "make or show a rank plan under a budget"},
     {"tui", a3_cmd_tui, "interactive rank planner"},
     {"apply", a3_cmd_apply, "compress a model with a cache and a plan"},
+    {"export", a3_cmd_export, "write a model as a llama.cpp GGUF file"},
     {"convert", a3_cmd_convert, "llama2.c checkpoint -> Hugging Face directory"},
     {"synth", a3_cmd_synth, "write a random-weight model of realistic shape"},
     {"doctor", a3_cmd_doctor, "CPU features, BLAS kernel and sgemm speed"},
