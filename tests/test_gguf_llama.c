@@ -273,7 +273,7 @@ static void check_model(const char *name, const char *model, const char *calib, 
     snprintf(prefix, sizeof prefix, "%s/%s", g_tmp, name);
     variant v[3];
     memset(v, 0, sizeof v);
-    static const char *const labels[] = {"original", "MLP-only plan (deci)", "mixed plan (deci, QK/OV padded)"};
+    static const char *const labels[] = {"original", "MLP-only (deci)", "mixed (deci, QK/OV padded)"};
     if (a3_read_file(eval_path, 1 << 24, &eval_text, NULL, NULL) || make_variants(model, calib, prefix, v)) {
         CHECKF(0, "%s: could not build the models (see %s/log.txt)", name, g_tmp);
         free(eval_text);

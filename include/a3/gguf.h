@@ -24,10 +24,12 @@
  *   data section     each tensor's bytes, zero-padded to the alignment
  *
  * Q8_0 (ggml type 8): blocks of 32 elements along ne[0], each an f16
- * scale d followed by 32 int8 q; element = d * q. a3 picks
- * d = f16(max|x| / 127) and q = round(x / d) with the *rounded* scale, so
- * every element satisfies |x - d q| <= d / 2 (ggml's reference rounds with
- * the unrounded scale, which can exceed d / 2 by up to 127 d 2^-11).
+ * scale d followed by 32 int8 q; element = d * q. a3 picks d = the
+ * smallest f16 >= max|x| / 127 and q = round(x / d) with that stored
+ * scale, so every element satisfies |x - d q| <= d / 2 (ggml's reference
+ * rounds the scale to nearest and divides by the unrounded one, which can
+ * exceed d / 2 by up to 127 d 2^-11, and loses blocks below ~4e-6
+ * entirely when the scale underflows to 0).
  *
  * The writer holds the key/value pairs and the tensor list (names, shapes,
  * types, and a callback per tensor); tensor data is produced one tensor at

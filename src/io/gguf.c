@@ -47,14 +47,18 @@ void a3_gguf_q8_0_quantize(const float *x, size_t n, uint8_t *out)
     for (size_t b = 0; b < n / A3_GGUF_QK8_0; b++, x += A3_GGUF_QK8_0, out += A3_GGUF_Q8_0_BYTES) {
         float amax = 0;
         for (int j = 0; j < A3_GGUF_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
-        /* Quantize with the scale as stored (f16), so the error bound
-         * |x - d q| <= d/2 holds for the values llama.cpp reconstructs. */
-        uint16_t h = a3_f32_to_f16(amax / 127.0f);
+        /* The scale is the smallest f16 >= max|x| / 127 (ggml rounds to
+         * nearest, which can round down, even to 0 for tiny blocks), and
+         * quantization divides by that stored value: so |x / d| <= 127 and
+         * |x - d q| <= d/2 hold for the values llama.cpp reconstructs. */
+        float want = amax / 127.0f;
+        uint16_t h = a3_f32_to_f16(want);
+        if (a3_f16_to_f32(h) < want) h++; /* positive: the next f16 up */
         float d = a3_f16_to_f32(h), id = d > 0 ? 1.0f / d : 0.0f;
         out[0] = (uint8_t)(h & 0xff), out[1] = (uint8_t)(h >> 8);
         for (int j = 0; j < A3_GGUF_QK8_0; j++) {
             float q = roundf(x[j] * id);
-            q = q > 127 ? 127 : q < -127 ? -127 : q; /* f16 rounding down can give 127.06 */
+            q = q > 127 ? 127 : q < -127 ? -127 : q; /* never needed; keeps the int8 cast defined */
             out[2 + j] = (uint8_t)(int8_t)q;
         }
     }
