@@ -21,12 +21,12 @@ static const char *HELP =
     "llama.cpp's \"llama\" (SentencePiece-style) or \"gpt2\" (byte-level) model.\n"
     "The file appears atomically.\n\n"
     "options:\n"
-    "  -o, --out FILE  output .gguf (must not exist unless --force)\n"
-    "  --type T        type of the 2-D weights: f32, f16 (default), bf16 or\n"
-    "                  q8_0 (blocks of 32 with an f16 scale; weights whose rows\n"
-    "                  are not a multiple of 32 stay f16); norms stay f32\n"
-    "  --force         replace an existing FILE\n"
-    "  -h, --help      show this help\n\n"
+    "  -o, --output FILE  output .gguf (must not exist unless --force)\n"
+    "  --type T           type of the 2-D weights: f32, f16 (default), bf16 or\n"
+    "                     q8_0 (blocks of 32 with an f16 scale; weights whose rows\n"
+    "                     are not a multiple of 32 stay f16); norms stay f32\n"
+    "  --force            replace an existing FILE\n"
+    "  -h, --help         show this help\n\n"
     "examples:\n"
     "  a3 export samples/sample-model -o sample.gguf --type f32\n"
     "  a3 export MODEL-a3 -o model-a3-q8.gguf --type q8_0\n"
@@ -55,7 +55,7 @@ static int parse(int argc, char **argv, export_args *a)
             a->model = arg;
             continue;
         }
-        if (strcmp(arg, "-o") && strcmp(arg, "--out") && strcmp(arg, "--type"))
+        if (strcmp(arg, "-o") && strcmp(arg, "--output") && strcmp(arg, "--type"))
             return cli_usage(CMD, "unknown option '%s'", arg);
         if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
         if (!strcmp(arg, "--type")) {
