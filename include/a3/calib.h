@@ -88,6 +88,9 @@ int a3_cache_merge(a3_cache *const *shards, const char *const *names, int n,
 /* Remove a checkpoint directory left by a3_calibrate (after the cache it
  * was for has been saved). */
 void a3_calib_checkpoint_remove(const char *dir, int n_layers);
+/* Finished layers a checkpoint directory holds (0 when it has no valid
+ * meta.json, -1 when there is no such directory). */
+int a3_calib_checkpoint_layers(const char *dir);
 
 /* Loss curves of one layer from its statistics (sums over n_tokens) and
  * the layer's weights: o_proj.weight (d, n_heads*hd) and

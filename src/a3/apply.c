@@ -1,6 +1,7 @@
 /* apply: see include/a3/apply.h. */
 #define _GNU_SOURCE
 #include "a3/apply.h"
+#include "a3/cleanup.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -415,9 +416,11 @@ int a3_apply(a3_model *m, const a3_cache *c, const a3_plan *p, const a3_apply_op
     if (!tmp || !A.w || !A.layers) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
     else if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     else {
+        a3_cleanup_add(tmp); /* removed on SIGINT/SIGTERM (a3/cleanup.h) */
         rc = build(&A, tmp, err);
         if (rc == A3_OK) rc = publish(tmp, out_dir, o->force, err);
         if (rc) remove_dir(tmp);
+        a3_cleanup_forget(tmp);
     }
     cJSON_Delete(A.layers);
     a3_st_writer_free(A.w);

@@ -118,7 +118,8 @@ static int run_one_layer(a3_model *m, calib_run *r, int l, float *x, int n_windo
     snprintf(r->stage, sizeof r->stage, "layer %d/%d", l + 1, c->n_layers);
     a3_layer_hooks hk = {.ctx = r, .on_qkv = hook_qkv, .on_z = hook_z, .on_u = hook_u};
     int rc = a3_model_run_layer(m, l, x, n_windows, seqlen, 0, &hk, err);
-    if (rc == A3_ECANCELED) a3_err_set(err, rc, "calibration: cancelled in layer %d", l);
+    if (rc == A3_ECANCELED) /* numbered as the progress line numbers it */
+        a3_err_set(err, rc, "calibration: cancelled in layer %d/%d", l + 1, c->n_layers);
     stats_finish(&r->acc);
     stats_free(&r->acc);
     return rc ? rc : layer_curves(m, r->cache, l, err);

@@ -1,5 +1,6 @@
 /* checkpoint: see checkpoint.h. */
 #include "checkpoint.h"
+#include "a3/cleanup.h"
 
 #include "a3/calib.h"
 
@@ -152,18 +153,19 @@ int ckpt_load_state(const char *dir, a3_cache *c, const ckpt_meta *meta, float *
 
 void ckpt_remove(const char *dir, int n_layers)
 {
-    for (int l = 0; l < n_layers; l++) {
-        char *p = layer_path(dir, l);
-        if (p) unlink(p);
-        free(p);
-    }
-    const char *names[] = {"hidden.f32", "meta.json"};
-    for (int i = 0; i < 2; i++) {
-        char *p = a3_path_join(dir, names[i]);
-        if (p) unlink(p);
-        free(p);
-    }
-    rmdir(dir);
+    (void)n_layers;
+    /* Every file: also the temporaries of a run killed mid-write
+     * (hidden.f32.tmp.<pid>), which no name list would cover. The
+     * directory is a3's own ("<CACHE>.ckpt", flat). */
+    a3_cleanup_remove(dir);
 }
 
 void a3_calib_checkpoint_remove(const char *dir, int n_layers) { ckpt_remove(dir, n_layers); }
+
+int a3_calib_checkpoint_layers(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return -1;
+    ckpt_meta m;
+    return ckpt_load_meta(dir, &m, NULL) == A3_OK ? m.layers_done : 0;
+}

@@ -1,11 +1,11 @@
 /* a3 calibrate MODEL --text FILE... -o CACHE: the calibration pass. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "a3/cache.h"
+#include "a3/cleanup.h"
 #include "a3/calib.h"
 #include "a3/tokenizer.h"
 #include "cli.h"
@@ -35,6 +35,10 @@ static const char *HELP =
     "  --threads N       threads (default: all cores)\n\n"
     "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
     "layer in float32; the estimate is printed before starting.\n"
+    "Ctrl-C stops at the next chunk of tokens, keeping finished layers in\n"
+    "CACHE.ckpt for --resume (a second Ctrl-C quits at once). A resumed run\n"
+    "writes the same bytes as an uninterrupted one (it keeps the first run's\n"
+    "\"created\" stamp; SOURCE_DATE_EPOCH sets that stamp).\n"
     "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
     "            130 interrupted (rerun with --resume)\n\n"
     "examples:\n"
@@ -53,10 +57,6 @@ typedef struct {
     double max_memory;
 } calib_opts;
 
-/* Set by SIGINT/SIGTERM; polled by the progress callback, which asks the
- * pass to stop cleanly. A signal flag is the one global this needs. */
-static volatile sig_atomic_t g_interrupted;
-static void on_signal(int sig) { (void)sig, g_interrupted = 1; }
 
 static int parse_size(const char *v, double *out)
 {
@@ -153,8 +153,11 @@ static double available_memory(void)
 
 static int calib_cb(void *ctx, const char *stage, int64_t done, int64_t total)
 {
+    /* The first SIGINT/SIGTERM sets the flag (a3/cleanup.h): the pass stops
+     * at the next chunk of rows and keeps its finished layers. */
+    if (a3_cleanup_interrupted()) return 1;
     cli_progress_cb(ctx, stage, done, total);
-    return g_interrupted;
+    return 0;
 }
 
 static int run(const calib_opts *o, a3_model *m, a3_err *err)
@@ -199,7 +202,12 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
         rc = a3_model_fingerprint(o->model, c->fingerprint, err);
     }
     a3_calib_opts co = {.mlp_full = o->mlp_full, .checkpoint_dir = ckdir, .resume = o->resume};
-    time_t now = time(NULL);
+    /* SOURCE_DATE_EPOCH (reproducible-builds.org) fixes the stamp, so two
+     * runs of one calibration can be compared byte for byte. */
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    char *end;
+    long long epoch = sde ? strtoll(sde, &end, 10) : -1;
+    time_t now = sde && *sde && !*end && epoch >= 0 ? (time_t)epoch : time(NULL);
     strftime(co.created, sizeof co.created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     cli_progress pr;
     cli_progress_init(&pr, "tok");
@@ -213,8 +221,13 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
     if (rc == A3_OK && !(c->meta_json = a3_calib_meta_json(&meta, err))) rc = err->code ? err->code : A3_ENOMEM;
     if (rc == A3_OK) rc = a3_cache_save(c, o->out, err);
     if (rc == A3_OK) a3_calib_checkpoint_remove(ckdir, k->n_layers);
-    if (rc == A3_ECANCELED)
-        fprintf(stderr, "calibrate: interrupted; finished layers are kept in %s (rerun with --resume)\n", ckdir);
+    /* After a failure (interrupt, full disk...) a checkpoint with finished
+     * layers is worth a --resume; one without is removed. */
+    int kept = rc && ckdir ? a3_calib_checkpoint_layers(ckdir) : -1;
+    if (kept > 0)
+        fprintf(stderr, "calibrate: %s; %d finished layer%s kept in %s (rerun with --resume)\n",
+                rc == A3_ECANCELED ? "interrupted" : "failed", kept, kept > 1 ? "s" : "", ckdir);
+    else if (kept == 0) a3_calib_checkpoint_remove(ckdir, k->n_layers);
     if (rc == A3_OK)
         fprintf(stderr, "calibrate: wrote %s (%lld tokens, %.1f s)\n", o->out, (long long)c->n_tokens, a3_now() - pr.t0);
     a3_cache_free(c);
@@ -231,9 +244,7 @@ int a3_cmd_calibrate(int argc, char **argv)
     a3_model *m;
     if (a3_model_open(o.model, &m, &err)) return cli_fail("calibrate", &err);
     a3_model_set_threads(m, (int)o.threads);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    a3_cleanup_install("\ncalibrate: stopping after the current chunk (again to quit at once)\n");
     int rc = run(&o, m, &err);
     a3_model_free(m);
     return rc ? cli_fail("calibrate", &err) : 0;

@@ -6,11 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "a3/cleanup.h"
 #include "cli.h"
 
 int cli_fail(const char *cmd, const a3_err *err)
 {
     fprintf(stderr, "a3 %s: %s\n", cmd, err->msg[0] ? err->msg : "failed");
+    /* After Ctrl-C whatever failed (a read cut short by the signal...)
+     * failed because the user asked to stop. */
+    if (a3_cleanup_interrupted()) return 130;
     return a3_err_exit_status(err->code ? err->code : -1);
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "a3/blas.h"
+#include "a3/cleanup.h"
 #include "cli.h"
 
 typedef struct {
@@ -68,8 +69,19 @@ int main(int argc, char **argv)
         printf("a3 %s\n", A3_VERSION);
         return 0;
     }
+    /* Ctrl-C/SIGTERM remove the temporaries of every command and exit 130
+     * (calibrate and the TUI install their own, cooperative, handling). */
+    a3_cleanup_install(NULL);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) {
+            int rc = COMMANDS[i].fn(argc - 1, argv + 1);
+            const char *last;
+            int n = a3_cleanup_swept(&last);
+            if (n)
+                fprintf(stderr, "a3: removed %d stale temporar%s of a killed run (%s)\n", n, n > 1 ? "ies" : "y",
+                        A3_ESC(last));
+            return rc;
+        }
     fprintf(stderr, "a3: unknown command '%s' (see 'a3 --help')\n", argv[1]);
     return 2;
 }

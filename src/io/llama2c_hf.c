@@ -3,6 +3,7 @@
  * renamed into place so a reader never sees a half-written model. */
 #define _GNU_SOURCE /* renameat2 / RENAME_NOREPLACE where glibc has them */
 #include "a3/llama2c.h"
+#include "a3/cleanup.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -318,9 +319,11 @@ static int convert_into(const a3_llama2c *m, const a3_tokenizer *tok, const char
     int rc = A3_OK;
     if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     else {
+        a3_cleanup_add(tmp); /* removed on SIGINT/SIGTERM (a3/cleanup.h) */
         rc = write_all(m, tok, dt, opts, tmp, err);
         if (rc == A3_OK) rc = install(tmp, out, exists, err);
         if (rc != A3_OK) remove_flat_dir(tmp);
+        a3_cleanup_forget(tmp);
     }
     free(tmp);
     return rc;

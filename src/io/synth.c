@@ -1,5 +1,6 @@
 /* synth: random-weight models (see include/a3/synth.h). */
 #include "a3/synth.h"
+#include "a3/cleanup.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -179,11 +180,13 @@ int a3_synth_write(const char *dir, const a3_synth_spec *s, a3_err *err)
     if (access(dir, F_OK) == 0) rc = a3_err_set(err, A3_EINVAL, "%s: already exists", dir);
     else if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     else {
+        a3_cleanup_add(tmp); /* removed on SIGINT/SIGTERM (a3/cleanup.h) */
         rc = write_config(tmp, s, err);
         if (rc == A3_OK) rc = write_weights(tmp, s, err);
         if (rc == A3_OK && rename(tmp, dir) != 0)
             rc = a3_err_set(err, A3_EIO, "%s: rename failed: %s", dir, strerror(errno));
         if (rc) remove_tree(tmp);
+        a3_cleanup_forget(tmp);
     }
     free(tmp);
     return rc;

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "a3/util.h"
 
+#include "a3/cleanup.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -156,8 +158,11 @@ int64_t a3_find_nonfinite(const float *x, size_t n)
     return -1;
 }
 
+void a3__tmp_sweep(const char *path); /* src/util/cleanup.c */
+
 char *a3_tmp_path(const char *path)
 {
+    a3__tmp_sweep(path); /* temporaries of killed runs (see a3/cleanup.h) */
     char suffix[32];
     int sl = snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
     size_t pl = strlen(path);
@@ -177,6 +182,7 @@ int a3_atomic_open(a3_atomic *a, const char *path, a3_err *err)
         a3_atomic_abort(a);
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
     }
+    a3_cleanup_add(a->tmp_path);
     a->fp = fopen(a->tmp_path, "wb");
     if (!a->fp) {
         int e = errno;
@@ -210,6 +216,7 @@ int a3_atomic_commit(a3_atomic *a, a3_err *err)
     if (rc == A3_OK && rename(a->tmp_path, a->path) != 0)
         rc = a3_err_set(err, A3_EIO, "%s: rename failed: %s", a->path, strerror(errno));
     if (rc != A3_OK) unlink(a->tmp_path);
+    a3_cleanup_forget(a->tmp_path);
     free(a->path);
     free(a->tmp_path);
     a->path = a->tmp_path = NULL;
@@ -219,7 +226,7 @@ int a3_atomic_commit(a3_atomic *a, a3_err *err)
 void a3_atomic_abort(a3_atomic *a)
 {
     if (a->fp) fclose(a->fp);
-    if (a->tmp_path) unlink(a->tmp_path);
+    if (a->tmp_path) unlink(a->tmp_path), a3_cleanup_forget(a->tmp_path);
     free(a->path);
     free(a->tmp_path);
     memset(a, 0, sizeof *a);
