@@ -124,6 +124,9 @@
 
 typedef enum { A3_COMP_QK, A3_COMP_OV, A3_COMP_MLP, A3_COMP_COUNT } a3_comp;
 
+/* Exact per-method curves and NLL sensitivities (include/a3/pred.h). */
+typedef struct a3_pred a3_pred;
+
 /* Lock bits per layer: a locked component keeps its full width. */
 #define A3_LOCK_QK (1u << A3_COMP_QK)
 #define A3_LOCK_OV (1u << A3_COMP_OV)

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "a3/cache.h"
+#include "a3/model.h"
 #include "a3/plan.h"
 #include "a3/util.h"
 
@@ -30,6 +31,21 @@ typedef struct {
     const float *bq, *bk, *bv;
     const float *wg, *wu, *wd;      /* (ff, d) (ff, d) (d, ff) */
 } a3_layer_f32;
+
+/* One layer of a model's weights in float32 (owned buffers). */
+typedef struct {
+    float *buf[10];
+    a3_layer_f32 w;
+} a3_layer_in;
+/* Load layer l (biases when the model has them); free with
+ * a3_layer_in_free (also after a failure). Errors name the tensor. */
+int a3_layer_in_load(const a3_model *m, int l, a3_layer_in *li, a3_err *err);
+void a3_layer_in_free(a3_layer_in *li);
+
+/* QK: the pairs of group g in the method's selection order (the first k
+ * are the choice at rank 2k; w only for weight-norm). */
+int a3_qk_order(const a3_cache *c, int layer, int g, a3_qk_method m,
+                const a3_layer_f32 *w, int32_t *order, a3_err *err);
 
 /* QK: choose the rank/2 kept frequencies of group g (ascending in idx).
  * loss: the exact mean loss of that choice (trace form on the cache). */
@@ -42,6 +58,17 @@ int a3_qk_select(const a3_cache *c, int layer, int g, int rank, a3_qk_method m,
 int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m,
                 const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o,
                 double *loss, double *damping, a3_err *err);
+
+/* OV: the method's weighting matrix W (hd x hd; mean per token) of group
+ * g, whose damped Cholesky factor whitens W_o (w only for svd). */
+void a3_ov_weighting(const a3_cache *c, int layer, int g, a3_ov_method m,
+                     const a3_layer_f32 *w, double *W);
+
+/* MLP: every neuron in the method's selection order (d_ff entries). */
+int a3_mlp_order(const a3_cache *c, int layer, a3_mlp_method m,
+                 const a3_layer_f32 *w, int32_t *order, a3_err *err);
+/* The refit's damping unit: mean(diag Ru) of the layer (1 if not > 0). */
+double a3_mlp_refit_damping(const double *Ru, int ff);
 
 /* MLP: choose the kept neurons (ascending) at width w. */
 int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m,

@@ -1,7 +1,9 @@
 /* mlp: CUR over intermediate neurons (A3-METHOD section 5).
  *   a3           the cache's order: D_n ||W_down[n,:]||^2
  *   weight-norm  ||W_gate[:,n]|| ||W_up[:,n]|| ||W_down[n,:]||, no activations
- *   a3-refit     a3's choice, then W_down refit by least squares with Ru */
+ *   a3-refit     a3's choice, then W_down refit by least squares with Ru
+ *                (Ru[S,S] undamped when Ru is positive definite, else
+ *                damped exactly as the refit curve in include/a3/pred.h) */
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,12 +21,11 @@ static double row_norm(const float *r, int n)
     return sqrt(s);
 }
 
-static int weight_norm_keep(const a3_layer_f32 *w, int width, int32_t *keep)
+static int weight_norm_order(const a3_layer_f32 *w, int32_t *order)
 {
     double *s = malloc((size_t)w->d_ff * sizeof *s), *dn = calloc((size_t)w->d_ff, sizeof *dn);
-    int32_t *order = malloc((size_t)w->d_ff * sizeof *order);
-    if (!s || !dn || !order) {
-        free(s), free(dn), free(order);
+    if (!s || !dn) {
+        free(s), free(dn);
         return -1;
     }
     for (int e = 0; e < w->d; e++)
@@ -32,9 +33,17 @@ static int weight_norm_keep(const a3_layer_f32 *w, int width, int32_t *keep)
     for (int n = 0; n < w->d_ff; n++)
         s[n] = row_norm(w->wg + (size_t)n * w->d, w->d) * row_norm(w->wu + (size_t)n * w->d, w->d) * sqrt(dn[n]);
     int rc = a3_order_desc(s, w->d_ff, order, NULL);
-    if (rc == 0) memcpy(keep, order, (size_t)width * sizeof *keep);
-    free(s), free(dn), free(order);
+    free(s), free(dn);
     return rc;
+}
+
+int a3_mlp_order(const a3_cache *c, int layer, a3_mlp_method m, const a3_layer_f32 *w, int32_t *order, a3_err *err)
+{
+    if (m != A3_MLP_METHOD_WEIGHT_NORM) {
+        memcpy(order, c->layers[layer].mlp_order, (size_t)c->d_ff * sizeof *order);
+        return A3_OK;
+    }
+    return weight_norm_order(w, order) ? a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer) : A3_OK;
 }
 
 int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m, const a3_layer_f32 *w, int32_t *keep,
@@ -42,11 +51,20 @@ int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m, cons
 {
     if (width < 0 || width > c->d_ff)
         return a3_err_set(err, A3_EINVAL, "layer %d: mlp width %d not in [0, %d]", layer, width, c->d_ff);
-    if (m == A3_MLP_METHOD_WEIGHT_NORM) {
-        if (weight_norm_keep(w, width, keep)) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer);
-    } else memcpy(keep, c->layers[layer].mlp_order, (size_t)width * sizeof *keep);
-    qsort(keep, (size_t)width, sizeof *keep, cmp_int);
-    return A3_OK;
+    int32_t *order = malloc((size_t)c->d_ff * sizeof *order);
+    if (!order) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer);
+    int rc = a3_mlp_order(c, layer, m, w, order, err);
+    if (!rc) memcpy(keep, order, (size_t)width * sizeof *keep);
+    free(order);
+    if (!rc) qsort(keep, (size_t)width, sizeof *keep, cmp_int);
+    return rc;
+}
+
+double a3_mlp_refit_damping(const double *Ru, int ff)
+{
+    double mean = 0;
+    for (int n = 0; n < ff; n++) mean += Ru[(size_t)n * ff + n] / ff;
+    return mean > 0 ? mean : 1;
 }
 
 int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, const a3_layer_f32 *w, float *new_down,
@@ -70,10 +88,24 @@ int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, c
             if (r == 0) continue;
             for (int e = 0; e < d; e++) B[(size_t)i * d + e] += r * w->wd[(size_t)e * ff + n];
         }
-    double mean = 0;
-    for (int i = 0; i < width; i++) mean += A[(size_t)i * width + i] / width;
-    for (int i = 0; i < width; i++) A[(size_t)i * width + i] += 1e-10 * (mean > 0 ? mean : 1); /* keep it definite */
+    /* Undamped first: exact whenever Ru[S,S] is positive definite. If it
+     * is not, damp by eps * mean(diag Ru) of the WHOLE layer, eps = 1e-10,
+     * 1e-8, ...: the same rule as the refit curve (src/calib/pred.c), so the
+     * curve predicts this solve. */
+    double *A0 = malloc((size_t)width * width * 8), *B0 = malloc((size_t)width * d * 8);
+    if (!A0 || !B0) {
+        free(A), free(B), free(A0), free(B0);
+        return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the MLP refit", layer);
+    }
+    memcpy(A0, A, (size_t)width * width * 8), memcpy(B0, B, (size_t)width * d * 8);
     int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', width, d, A, width, B, d);
+    double scale = a3_mlp_refit_damping(Ru, ff);
+    for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
+        memcpy(A, A0, (size_t)width * width * 8), memcpy(B, B0, (size_t)width * d * 8);
+        for (int i = 0; i < width; i++) A[(size_t)i * width + i] += eps * scale;
+        info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', width, d, A, width, B, d);
+    }
+    free(A0), free(B0);
     for (int e = 0; info == 0 && e < d; e++)
         for (int i = 0; i < width; i++) new_down[(size_t)e * width + i] = (float)B[(size_t)i * d + e];
     free(A), free(B);

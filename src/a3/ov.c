@@ -15,7 +15,7 @@
 #include "a3/linalg.h"
 #include "a3/reduce.h"
 
-static void weighting(const a3_cache *c, int layer, int g, a3_ov_method m, const a3_layer_f32 *w, double *W)
+void a3_ov_weighting(const a3_cache *c, int layer, int g, a3_ov_method m, const a3_layer_f32 *w, double *W)
 {
     int hd = c->head_dim, per = c->n_heads / c->n_kv_heads;
     size_t hh = (size_t)hd * hd;
@@ -101,7 +101,7 @@ static int ov_solve_work(const a3_cache *c, int layer, int g, int r, a3_ov_metho
                          ov_work *k, float *new_v, float *new_bv, float *new_o, double *loss, double *damp)
 {
     int hd = c->head_dim, per = c->n_heads / c->n_kv_heads, d = w->d, cols = per * d;
-    weighting(c, layer, g, m, w, k->W);
+    a3_ov_weighting(c, layer, g, m, w, k->W);
     if ((*damp = a3_chol_damped(k->Lc, k->W, hd)) < 0) return -1;
     whiten_wo(w, g, k->Lc, k->M);
     if (svd_via_gram(hd, cols, r, k->M, k->W, k->U, k->S, k->ev, k->VT)) return -1;

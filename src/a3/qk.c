@@ -2,7 +2,7 @@
  *   a3            the cache's order (diagonal scores Gq[a,a] Gk[a,a] + ...)
  *   weight-norm   the same score from weight column norms, no activations
  *   greedy-exact  backward elimination on the exact loss trace(Gq Gk)|S'
- *                 (beyond the paper) */
+ *                 (beyond the paper; nested, so one order for every rank) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,26 +59,58 @@ static int weight_norm_order(const a3_layer_f32 *w, int g, int32_t *order)
     return 0;
 }
 
-/* Drop pairs one at a time, each time the one whose removal raises the
- * exact loss least, until `keep` pairs remain. */
-static void greedy_exact(const double *gq, const double *gk, int hd, int keep, int32_t *kept)
+/* Backward elimination: drop pairs one at a time, each time the one whose
+ * removal raises the exact loss least (ties: the lower pair index). The
+ * drops are nested, so order[] lists the pairs kept longest first and the
+ * first k of it are the greedy choice for every k. O(half^2 hd). */
+static void greedy_order(const double *gq, const double *gk, int hd, int32_t *order)
 {
-    int half = hd / 2, nk = half, drop[1024], nd = 0, alive[512];
+    int half = hd / 2, alive[512], dropped[1024], nd = 0;
     for (int p = 0; p < half; p++) alive[p] = 1;
-    while (nk > keep) {
+    for (int step = half - 1; step >= 0; step--) {
         int best = -1;
         double bl = 0;
         for (int p = 0; p < half; p++) {
             if (!alive[p]) continue;
-            drop[nd] = p, drop[nd + 1] = p + half;
-            double l = loss_of(gq, gk, hd, drop, nd + 2);
+            int a = p, b = p + half;
+            double l = gq[a * hd + a] * gk[a * hd + a] + gq[b * hd + b] * gk[b * hd + b] + 2 * gq[a * hd + b] * gk[a * hd + b];
+            for (int y = 0; y < nd; y++)
+                l += 2 * (gq[a * hd + dropped[y]] * gk[a * hd + dropped[y]] + gq[b * hd + dropped[y]] * gk[b * hd + dropped[y]]);
             if (best < 0 || l < bl) best = p, bl = l;
         }
-        alive[best] = 0, nk--;
-        drop[nd++] = best, drop[nd++] = best + half;
+        alive[best] = 0;
+        dropped[nd++] = best, dropped[nd++] = best + half;
+        order[step] = best;
     }
-    for (int p = 0, k = 0; p < half; p++)
-        if (alive[p]) kept[k++] = p;
+}
+
+/* Gk of group g divided by N. */
+static void group_gk(const a3_cache *c, int layer, int g, double *gk)
+{
+    int hd = c->head_dim;
+    for (size_t e = 0; e < (size_t)hd * hd; e++) gk[e] = c->layers[layer].gk[(size_t)g * hd * hd + e] / (double)c->n_tokens;
+}
+
+int a3_qk_order(const a3_cache *c, int layer, int g, a3_qk_method m, const a3_layer_f32 *w, int32_t *order,
+                a3_err *err)
+{
+    int hd = c->head_dim, half = hd / 2;
+    if (m == A3_QK_METHOD_A3) {
+        memcpy(order, c->layers[layer].qk_order + (size_t)g * half, (size_t)half * sizeof *order);
+        return A3_OK;
+    }
+    if (m == A3_QK_METHOD_WEIGHT_NORM)
+        return weight_norm_order(w, g, order) ? a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer) : A3_OK;
+    double *gq = malloc((size_t)hd * hd * sizeof *gq), *gk = malloc((size_t)hd * hd * sizeof *gk);
+    if (!gq || !gk) {
+        free(gq), free(gk);
+        return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer);
+    }
+    group_gq(c, layer, g, gq);
+    group_gk(c, layer, g, gk);
+    greedy_order(gq, gk, hd, order);
+    free(gq), free(gk);
+    return A3_OK;
 }
 
 int a3_qk_select(const a3_cache *c, int layer, int g, int rank, a3_qk_method m, const a3_layer_f32 *w,
@@ -93,18 +125,14 @@ int a3_qk_select(const a3_cache *c, int layer, int g, int rank, a3_qk_method m, 
         free(gq), free(gk), free(order);
         return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer);
     }
-    group_gq(c, layer, g, gq);
-    for (size_t e = 0; e < (size_t)hd * hd; e++) gk[e] = c->layers[layer].gk[(size_t)g * hd * hd + e] / (double)c->n_tokens;
-    if (m == A3_QK_METHOD_GREEDY_EXACT) greedy_exact(gq, gk, hd, keep, idx);
-    else {
-        if (m == A3_QK_METHOD_WEIGHT_NORM) {
-            if (weight_norm_order(w, g, order)) {
-                free(gq), free(gk), free(order);
-                return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", layer);
-            }
-        } else memcpy(order, c->layers[layer].qk_order + (size_t)g * half, (size_t)half * sizeof *order);
-        memcpy(idx, order, (size_t)keep * sizeof *idx);
+    int rc = a3_qk_order(c, layer, g, m, w, order, err);
+    if (rc) {
+        free(gq), free(gk), free(order);
+        return rc;
     }
+    group_gq(c, layer, g, gq);
+    group_gk(c, layer, g, gk);
+    memcpy(idx, order, (size_t)keep * sizeof *idx);
     qsort(idx, (size_t)keep, sizeof *idx, cmp_int);
     int drop[1024], nd = 0, k = 0;
     for (int p = 0; p < half; p++) {

@@ -1,0 +1,141 @@
+/* pred: what a plan will do, read from measurements: the exact loss curve
+ * of every method (A3-METHOD.md sections 3-5, beyond the cache's A3
+ * curves) and the probe's NLL sensitivities. Kept in a sidecar file next to
+ * the cache, CACHE.pred, so the cache format (and caches already made)
+ * stays as it is.
+ *
+ * Curves (a3_pred_curves; the model's weights are needed, one layer at a
+ * time, plus the cache's statistics). For every layer, KV group and method
+ * the raw loss (mean per calibration token; QK: per token pair, as in the
+ * cache) at every width, in the selection order that method's solver uses:
+ *   qk  [method][(l * n_kv + g) * (hd/2 + 1) + k]  k kept pairs
+ *       a3: the cache's pair order; weight-norm: the solver's weight-norm
+ *       order; greedy-exact: its backward elimination, which is nested, so
+ *       one order serves every rank. Loss sum_i trace(Gq_i Gk)|dropped,
+ *       exact for the RoPE-free score error. O(hd^2) per group.
+ *   ov  [method][(l * n_kv + g) * (hd + 1) + r]   rank r
+ *       the error of every query head's output z_i W_o,i, summed over the
+ *       group's heads, of the method's rank-r solution. Every method keeps
+ *       W~_vo,i = W_v P_r W_o,i with P_r = Lw^-T U_r U_r^T Lw^T (Lw the
+ *       damped Cholesky factor of its weighting, Lw^T A Lw = U S^2 U^T,
+ *       A = sum_i W_o,i W_o,i^T), so
+ *         loss(r) = sum_i sum_{j,k >= r} G_i[j,k] M_i[j,k],
+ *         G_i = U^T Lw^-1 (C_i/N) Lw^-T U,  M_i = U^T Lw^T W_o,i W_o,i^T Lw U;
+ *       for MHA "a3" (Lw from C_i) this is sum_{j>=r} sigma_j^2; for GQA it
+ *       is the attention-output error, not the paper's Gv objective.
+ *       O(per hd^3 + per hd^2 d) per group.
+ *   mlp [method][l * (d_ff + 1) + w]             width w
+ *       a3 / weight-norm: the CUR loss of dropping order[w..]: with Ru
+ *       (mlp_exact) trace(W_d[S',:]^T Ru[S',S'] W_d[S',:]) / N, exact, from
+ *       H = Ru o (W_d W_d^T) by one pass over the order (O(d_ff^2 d) for
+ *       the Gram matrix by dsyrk, O(d_ff^2) for the pass); without Ru the
+ *       diagonal ESTIMATE sum_{n in S'} D_n ||W_d[n,:]||^2 / N.
+ *       a3-refit (only with Ru): trace(W_d^T (Ru - Ru[:,S] Ru[S,S]^-1
+ *       Ru[S,:]) W_d) / N for S = the a3 order's first w, for every w at
+ *       once: with Ru[P,P] + delta I = L L^T (dpotrf, in the a3 order P,
+ *       delta = 0 unless Ru is singular) and Y = L^-1 Ru[P,:] W_d =
+ *       L^T W_d[P,:] - delta L^-1 W_d[P,:] (dtrmm, plus dtrsm when delta > 0),
+ *       the explained energy at width w is the sum of the first w squared
+ *       row norms of Y (Y's row i depends on the first i rows only). Cost
+ *       O(d_ff^3 / 3 + d_ff^2 d), all BLAS-3: the growing-Cholesky recurrence
+ *       in blocked form. The solver (a3_mlp_refit) uses the same delta.
+ *   Totals for the relative loss: the width-0 entry (the output energy:
+ *   trace(W_d^T Ru W_d)/N for the exact MLP curves).
+ *
+ * Probe (a3_probe): per layer l and kind k, the NLL change on a probe set
+ * of tokens when only that component is cut to half width with the A3
+ * method (QK: dropped pairs' query dims zeroed; OV: v replaced by v P_r;
+ * MLP: dropped neurons of u zeroed: exactly what the reduced weights
+ * compute), divided by the component's exact relative loss there: the
+ * sensitivity s[l][k] in nats per unit of relative loss. The predicted NLL
+ * change of a plan is sum_l sum_k s[l][k] rel(l, k), rel from the curves of
+ * the plan's methods (first order: the NLL change is additive over small,
+ * independent perturbations and proportional to the squared error the
+ * curves measure). Cost: 1 + 3 n_layers truncated runs, each from layer l
+ * to the end, i.e. about 1 + 1.5 (n_layers + 1) full forward passes over
+ * the probe tokens (the clean hidden state at layer l is reused). Layers
+ * finish in order and the sidecar is saved after each one, so an
+ * interrupted probe resumes at the next layer.
+ *
+ * Sidecar (JSON, UTF-8, written atomically):
+ *   {"format": "a3-pred", "version": 1, "tool": "a3 0.1.0",
+ *    "cache": {"fingerprint": hex64},        a3_plan_cache_fingerprint
+ *    "dims": {"n_layers":..,"n_kv_heads":..,"head_dim":..,"d_ff":..},
+ *    "mlp_exact": bool,
+ *    "curves": {"qk": {"a3": [..], "weight-norm": [..], "greedy-exact": [..]},
+ *               "ov": {"a3": [..], "a3-csum": [..], "svd": [..]},
+ *               "mlp": {"a3": [..], "weight-norm": [..], "a3-refit": [..] | null}},
+ *    "probe": null | {"tokens": N, "samples": n, "seqlen": L,
+ *               "base_nll": x, "layers_done": k,
+ *               "keep": 0.5, "rel": [[qk, ov, mlp], ...],
+ *               "dnll": [[qk, ov, mlp], ...]}}   (layers_done rows each)
+ * Loading checks the format, dims, array lengths, finite values and that
+ * the cache fingerprint matches the cache it is used with. */
+#ifndef A3_PRED_H
+#define A3_PRED_H
+
+#include <stdint.h>
+
+#include "a3/cache.h"
+#include "a3/model.h"
+#include "a3/plan.h"
+#include "a3/util.h"
+
+#define A3_PRED_VERSION 1
+
+struct a3_pred {
+    int n_layers, n_kv_heads, head_dim, d_ff;
+    char cache_fingerprint[65];
+    int mlp_exact; /* the MLP curves use Ru (exact); else diagonal estimates */
+    double *qk[A3_QK_METHOD_COUNT];   /* (n_layers * n_kv, hd/2 + 1) */
+    double *ov[A3_OV_METHOD_COUNT];   /* (n_layers * n_kv, hd + 1) */
+    double *mlp[A3_MLP_METHOD_COUNT]; /* (n_layers, d_ff + 1); refit NULL without Ru */
+    /* probe; layers_done == 0: no probe */
+    int layers_done;
+    int64_t probe_tokens;
+    int probe_samples, probe_seqlen;
+    double probe_keep, base_nll;
+    double *probe_rel, *probe_dnll; /* (n_layers, 3) */
+};
+/* typedef a3_pred is in plan.h */
+
+/* Empty sidecar for the cache's dims (curves allocated, zero). */
+int a3_pred_new(const a3_cache *c, a3_pred **out, a3_err *err);
+void a3_pred_free(a3_pred *p); /* accepts NULL */
+
+/* Fill every curve from the model (same dims as the cache) and the cache.
+ * progress: stage "curves", layers done of n_layers. */
+int a3_pred_curves(a3_model *m, const a3_cache *c, a3_pred *p,
+                   a3_progress_fn progress, void *ctx, a3_err *err);
+
+/* Raw loss of component kind k, method m, layer l, group g at width
+ * (QK: even rank); NAN if that method has no curve (refit without Ru). */
+double a3_pred_loss(const a3_pred *p, a3_comp k, int m, int l, int g, int width);
+/* Whether the probe is complete (every layer measured). */
+int a3_pred_has_probe(const a3_pred *p);
+/* Sensitivity s[l][k] (nats per unit of relative loss); 0 when rel was 0. */
+double a3_pred_scale(const a3_pred *p, int l, a3_comp k);
+
+/* The sidecar's path: cache_path + ".pred" (malloc'd; NULL on ENOMEM). */
+char *a3_pred_path(const char *cache_path);
+int a3_pred_save(const a3_pred *p, const char *path, a3_err *err);
+/* Load and check against the cache (dims, fingerprint: A3_EMISMATCH). */
+int a3_pred_load(const char *path, const a3_cache *c, a3_pred **out, a3_err *err);
+/* a3_pred_load of a3_pred_path(cache_path) when that file exists; *out
+ * NULL (and A3_OK) when it does not. */
+int a3_pred_load_for(const char *cache_path, const a3_cache *c, a3_pred **out, a3_err *err);
+
+typedef struct {
+    double keep;     /* fraction of each component's width kept (0.5) */
+    const char *save_path; /* save after every layer (resume point), or NULL */
+} a3_probe_opts;
+
+/* Run the probe over windows (n_windows x seqlen tokens), resuming after
+ * p->layers_done layers when the windows match the recorded ones (a
+ * different probe set restarts). Needs the curves. progress: stage
+ * "probe layer i/n", layer runs done of their total. */
+int a3_probe(a3_model *m, const a3_cache *c, a3_pred *p, const int32_t *windows,
+             int n_windows, int seqlen, const a3_probe_opts *o,
+             a3_progress_fn progress, void *ctx, a3_err *err);
+
+#endif
