@@ -27,6 +27,7 @@
 #include "a3/apply.h"
 #include "a3/cache.h"
 #include "a3/calib.h"
+#include "a3/eval.h"
 #include "a3/llama2c.h"
 #include "a3/model.h"
 #include "a3/plan.h"
@@ -333,6 +334,138 @@ static void test_estimate_without_ru(void)
     fixture_down(&f);
 }
 
+/* The probe's truncation of one component changes the NLL exactly as the
+ * model applied with that component at that width does (a3_eval_nll, a
+ * separate code path), on the same windows. float32 forward passes that
+ * differ in summation order: 1e-4 nats absolute. Also: the sidecar saves
+ * and loads to the same numbers, and a different cache is refused. */
+static void test_probe_matches_apply(void)
+{
+    fixture f;
+    if (fixture_synth(&f, "gqa", 1)) {
+        fixture_down(&f);
+        SKIP("fixture failed");
+    }
+    a3_err err = {0};
+    a3_probe_opts po = {.target = 0.3};
+    CHECKF(a3_probe(f.m, f.c, f.pr, f.win, f.nw, f.len, &po, NULL, NULL, &err) == 0, "%s", err.msg);
+    CHECK(a3_pred_has_probe(f.pr));
+    const a3_config *k = a3_model_config(f.m);
+    a3_seqs sq = {.seq = malloc(f.nw * sizeof(int32_t *)), .len = malloc(f.nw * sizeof(int)), .n = f.nw};
+    for (int s = 0; s < f.nw; s++) sq.seq[s] = f.win + (size_t)s * f.len, sq.len[s] = f.len;
+    a3_eval_result base;
+    CHECK(a3_eval_nll(f.m, &sq, &base, NULL, NULL, &err) == 0);
+    CHECK_NEAR(base.mean_nll, f.pr->base_nll, 1e-4);
+    int l = 1;
+    for (int kind = 0; kind < A3_COMP_COUNT; kind++) {
+        int w = a3_probe_width(f.c, f.pr, l, (a3_comp)kind, 0);
+        a3_plan *p = NULL;
+        CHECK(a3_plan_from_cache(f.c, &p, &err) == 0 && a3_plan_set_config(p, k, &err) == 0);
+        for (int g = 0; g < k->n_kv_heads; g++) {
+            if (kind == A3_COMP_QK) a3_plan_qk(p, l)[g] = w;
+            if (kind == A3_COMP_OV) a3_plan_ov(p, l)[g] = w;
+        }
+        if (kind == A3_COMP_MLP) p->mlp[l] = w;
+        char out[4300];
+        snprintf(out, sizeof out, "%s/probe%d", f.tmp, kind);
+        a3_apply_opts o = {.dtype = A3_DT_F32};
+        a3_model *cm = NULL;
+        a3_eval_result r;
+        CHECKF(a3_apply(f.m, f.c, p, &o, out, NULL, &err) == 0 && a3_model_open(out, &cm, &err) == 0 &&
+                   a3_eval_nll(cm, &sq, &r, NULL, NULL, &err) == 0,
+               "%s", err.msg);
+        double probe = f.pr->probe_dnll[((size_t)l * A3_COMP_COUNT + kind) * A3_PROBE_LEVELS];
+        CHECKF(fabs((r.mean_nll - base.mean_nll) - probe) <= 1e-4, "%s width %d: probe %.6g, applied %.6g",
+               a3_comp_name((a3_comp)kind), w, probe, r.mean_nll - base.mean_nll);
+        CHECK(w > 0 && w < (kind == A3_COMP_MLP ? k->d_ff : k->head_dim));
+        a3_model_free(cm);
+        a3_plan_free(p);
+    }
+    free(sq.seq), free(sq.len);
+    /* sidecar round trip */
+    char path[4300];
+    snprintf(path, sizeof path, "%s/c.pred", f.tmp);
+    a3_pred *q = NULL;
+    CHECKF(a3_pred_save(f.pr, path, &err) == 0 && a3_pred_load(path, f.c, &q, &err) == 0, "%s", err.msg);
+    if (q) {
+        CHECK(q->layers_done == f.pr->layers_done && q->base_nll == f.pr->base_nll);
+        CHECK(memcmp(q->mlp[A3_MLP_METHOD_A3_REFIT], f.pr->mlp[A3_MLP_METHOD_A3_REFIT],
+                     (size_t)k->n_layers * (k->d_ff + 1) * 8) == 0);
+        CHECK(memcmp(q->probe_dnll, f.pr->probe_dnll, (size_t)k->n_layers * 3 * A3_PROBE_LEVELS * 8) == 0);
+        CHECK_NEAR(a3_pred_nll(q, 1, A3_COMP_MLP, 0.1), a3_pred_nll(f.pr, 1, A3_COMP_MLP, 0.1), 0);
+    }
+    a3_pred_free(q);
+    /* a plan on the sidecar: exact curves, predicted NLL = sum of the
+     * interpolated per-component changes, kept through the JSON file */
+    a3_plan *pl = NULL;
+    for (int l2 = 0; l2 < k->n_layers; l2++) /* random weights: NLL changes are noise; set clear ones */
+        for (int kind = 0; kind < 3; kind++) {
+            double *r = f.pr->probe_rel + (l2 * 3 + kind) * A3_PROBE_LEVELS;
+            double *d = f.pr->probe_dnll + (l2 * 3 + kind) * A3_PROBE_LEVELS;
+            r[0] = 0.3, r[1] = 1, d[0] = 0.03 * (l2 + 1) * (kind + 1), d[1] = 0.2 * (l2 + 1) * (kind + 1);
+        }
+    CHECK(a3_plan_from_cache(f.c, &pl, &err) == 0 && a3_plan_set_config(pl, k, &err) == 0);
+    pl->budget = A3_BUDGET_PARAMS, pl->budget_pct = 30, pl->alloc.strategy = A3_STRATEGY_GREEDY;
+    pl->mlp_method = A3_MLP_METHOD_A3_REFIT;
+    CHECKF(a3_plan_allocate_with(pl, f.c, f.pr, &err) == 0, "%s", err.msg);
+    double rel[64], sum = 0;
+    a3_plan_loss lo;
+    CHECK(a3_plan_predict_with(pl, f.c, f.pr, rel, &lo, &err) == 0);
+    for (int l2 = 0; l2 < k->n_layers; l2++)
+        for (int kind = 0; kind < 3; kind++) sum += a3_pred_nll(f.pr, l2, (a3_comp)kind, rel[l2 * 3 + kind]);
+    CHECK(pl->loss.exact && pl->loss.nll_known && lo.nll_known);
+    CHECK_NEAR(pl->loss.dnll, sum, 1e-12);
+    CHECK(sum > 0);
+    char *txt = NULL;
+    size_t tl;
+    a3_plan *back = NULL;
+    CHECK(a3_plan_to_json(pl, &txt, &tl, &err) == 0);
+    if (getenv("A3_TEST_VERBOSE") && txt) fputs(txt, stderr);
+    CHECK(txt && strstr(txt, "\"curves\": \"exact\"") &&
+          strstr(txt, "\"predicted\": {\"nll_change\": 0."));
+    CHECKF(txt && a3_plan_parse("p.json", txt, tl, &back, &err) == 0, "%s", err.msg);
+    CHECK(back && back->loss.nll_known && fabs(back->loss.dnll - sum) <= 1e-5 * sum && back->loss.exact);
+    a3_plan_free(back), back = NULL;
+    char *bad = txt ? strstr(txt, "\"perplexity_ratio\": ") : NULL;
+    if (bad) {
+        bad[21] = '9'; /* 1.0x -> 9.0x: not exp(nll_change) */
+        CHECK(a3_plan_parse("p.json", txt, tl, &back, &err) == A3_EFORMAT && strstr(err.msg, "perplexity_ratio"));
+    }
+    free(txt);
+    /* without the sidecar: the MLP curves are called estimates */
+    CHECK(a3_plan_update_loss(pl, f.c, &err) == 0 && !pl->loss.exact && !pl->loss.nll_known);
+    a3_plan_free(pl);
+    /* a sidecar of another calibration is refused */
+    f.c->n_tokens += 1;
+    free(f.c->meta_json), f.c->meta_json = strdup("{}");
+    CHECK(a3_pred_load(path, f.c, &q, &err) == A3_EMISMATCH && strstr(err.msg, "another cache"));
+    fixture_down(&f);
+}
+
+/* The NLL model: piecewise linear through (0,0) and the probe points,
+ * clamped non-decreasing; greedy's slope is the steeper secant. */
+static void test_pred_nll_interpolation(void)
+{
+    fixture f;
+    if (fixture_synth(&f, "mha", 0)) {
+        fixture_down(&f);
+        SKIP("fixture failed");
+    }
+    a3_pred *p = f.pr;
+    p->layers_done = p->n_layers;
+    double *r = p->probe_rel + A3_PROBE_LEVELS * 1, *d = p->probe_dnll + A3_PROBE_LEVELS * 1; /* layer 0, OV */
+    r[0] = 0.25, d[0] = 0.5, r[1] = 1.0, d[1] = 1.25;
+    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 0.125), 0.25, 1e-15);
+    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 0.625), 0.875, 1e-15);
+    CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 2.0, 1e-15);
+    d[0] = -0.1, d[1] = 1.0; /* a noisy negative change counts as 0 */
+    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 0.25), 0, 1e-15);
+    CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 1.0, 1e-15);
+    d[0] = 0.8, d[1] = 0.4; /* non-decreasing */
+    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 1.0), 0.8, 1e-15);
+    fixture_down(&f);
+}
+
 int main(void)
 {
     RUN(test_curves_mha);
@@ -341,5 +474,7 @@ int main(void)
     RUN(test_curves_sample_model);
     RUN(test_curves_stories260K);
     RUN(test_estimate_without_ru);
+    RUN(test_probe_matches_apply);
+    RUN(test_pred_nll_interpolation);
     return test_summary("pred");
 }

@@ -58,6 +58,12 @@ typedef struct {
     int (*on_z)(void *ctx, int layer, const float *z, size_t rows);
     /* u (rows, ff): the MLP intermediate act(x Wg) * (x Wu). */
     int (*on_u)(void *ctx, int layer, const float *u, size_t rows);
+    /* Editing hooks, called right after on_qkv / on_u with the same
+     * buffers, which they may change in place before the layer goes on
+     * (the NLL probe's truncations, include/a3/pred.h). */
+    int (*edit_qkv)(void *ctx, int layer, float *q, float *k, float *v,
+                    size_t rows);
+    int (*edit_u)(void *ctx, int layer, float *u, size_t rows);
 } a3_layer_hooks;
 
 /* x (n, d) = embeddings of tokens. */

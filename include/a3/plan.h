@@ -14,8 +14,10 @@
  * so every component runs from 0 (full width) to 1 (width 0) and layers
  * are comparable. The plan summary reports, per kind, the MEAN of rel(l,k)
  * over layers, and the objective sum_l sum_k weight_k * rel(l,k). The
- * curves are the cache's A3 curves whatever method is chosen; for the
- * baseline methods they are the A3 prediction at the same ranks.
+ * curves are those of the plan's methods from the prediction sidecar
+ * (include/a3/pred.h, the *_with functions) when given, exact for every
+ * method (the MLP ones with Ru); otherwise the cache's A3 curves whatever
+ * method is chosen (the MLP ones the diagonal estimate).
  *
  * Costs (A3-METHOD.md section 6; g = n_heads / n_kv_heads, b = 1 when the
  * model has q/k/v biases, else 0; per layer, summed over layers):
@@ -95,7 +97,12 @@
  *                           "kv": x, "flops": x},
  *       "relative_loss": {"aggregate": "mean over layers",
  *                         "qk": x|null, "ov": x|null, "mlp": x|null},
- *       "objective": x|null },
+ *       "objective": x|null,
+ *       "curves": "exact"|"estimate"|null,
+ *       "predicted": {"nll_change": x|null, "perplexity_ratio": x|null} },
+ *     ("curves" and "predicted" are optional on reading: plans written
+ *     before the prediction sidecar lack them; perplexity_ratio must be
+ *     exp(nll_change) to 1e-5.)
  *     "layers": [
  *       {"layer": 0, "qk": [128, ...], "ov": [128, ...], "mlp": 11008},
  *       ... ] }
@@ -190,6 +197,12 @@ typedef struct {
 typedef struct {
     double rel[A3_COMP_COUNT]; /* mean over layers of rel(l, k) */
     double objective;          /* sum_l sum_k weight_k * rel(l, k) */
+    int exact;                 /* every curve exact for the plan's methods
+                                * (a prediction sidecar with Ru); else the
+                                * MLP (and GQA OV) losses are estimates */
+    int nll_known;             /* the probe was run: dnll is valid */
+    double dnll;               /* predicted change of the mean NLL (nats);
+                                * perplexity changes by exp(dnll) */
 } a3_plan_loss;
 
 /* Costs of a plan; all in elements, bytes or FLOPs per token. */
@@ -293,6 +306,15 @@ int a3_plan_predict(const a3_plan *p, const a3_cache *c, double *layer_rel,
                     a3_plan_loss *out, a3_err *err);
 /* a3_plan_predict into p->loss; sets loss_known, clears summary_stale. */
 int a3_plan_update_loss(a3_plan *p, const a3_cache *c, a3_err *err);
+/* The same with a prediction sidecar (include/a3/pred.h; NULL: as above):
+ * rel(l, k) reads the exact curve of the plan's method for kind k (the
+ * cache's A3 curve where the sidecar has none, e.g. a3-refit without Ru),
+ * out->exact says whether every curve used is exact, and with a complete
+ * probe out->dnll = sum_l sum_k s[l][k] rel(l, k) (nll_known = 1). */
+int a3_plan_predict_with(const a3_plan *p, const a3_cache *c, const a3_pred *pr,
+                         double *layer_rel, a3_plan_loss *out, a3_err *err);
+int a3_plan_update_loss_with(a3_plan *p, const a3_cache *c, const a3_pred *pr,
+                             a3_err *err);
 
 /* "removes 20.0% of <what> (keeps 80.0%)" for a value against its full
  * value (both rounded to 0.1% consistently, so they add up to 100.0%);
@@ -311,6 +333,12 @@ char *a3_plan_fmt_change(char *buf, size_t n, int64_t value, int64_t full,
  * can be removed"), bad options, or a manual strategy; A3_EMISMATCH if the
  * cache's dims differ; A3_ENOMEM. On failure p's widths are unchanged. */
 int a3_plan_allocate(a3_plan *p, const a3_cache *c, a3_err *err);
+/* The same on the sidecar's curves of the plan's methods; with a complete
+ * probe the objective weight of (layer l, kind k) becomes weight_k *
+ * s[l][k], so greedy removes the unit with the least predicted NLL
+ * increase per unit of cost. pr NULL: a3_plan_allocate. */
+int a3_plan_allocate_with(a3_plan *p, const a3_cache *c, const a3_pred *pr,
+                          a3_err *err);
 
 /* Add a lock from a spec: "L" (whole layer), "L:qk", "L:ov", "L:mlp",
  * or a range "A-B" / "A-B:kind". A3_EINVAL naming the spec if malformed

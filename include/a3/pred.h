@@ -43,19 +43,21 @@
  *   trace(W_d^T Ru W_d)/N for the exact MLP curves).
  *
  * Probe (a3_probe): per layer l and kind k, the NLL change on a probe set
- * of tokens when only that component is cut to half width with the A3
- * method (QK: dropped pairs' query dims zeroed; OV: v replaced by v P_r;
- * MLP: dropped neurons of u zeroed: exactly what the reduced weights
- * compute), divided by the component's exact relative loss there: the
- * sensitivity s[l][k] in nats per unit of relative loss. The predicted NLL
- * change of a plan is sum_l sum_k s[l][k] rel(l, k), rel from the curves of
- * the plan's methods (first order: the NLL change is additive over small,
- * independent perturbations and proportional to the squared error the
- * curves measure). Cost: 1 + 3 n_layers truncated runs, each from layer l
- * to the end, i.e. about 1 + 1.5 (n_layers + 1) full forward passes over
- * the probe tokens (the clean hidden state at layer l is reused). Layers
- * finish in order and the sidecar is saved after each one, so an
- * interrupted probe resumes at the next layer.
+ * of tokens when only that component is cut with the A3 method (QK:
+ * dropped pairs' query dims zeroed; OV: v replaced by v P_r; MLP: dropped
+ * neurons of u zeroed: exactly what the reduced weights compute), at two
+ * cuts: the width whose exact relative loss is closest to the target
+ * (0.3), and width 0 (relative loss 1). The NLL change as a function of
+ * the relative loss is taken piecewise linear through (0, 0) and those
+ * points; the predicted NLL change of a plan is the sum over layers and
+ * kinds, rel(l, k) from the curves of the plan's methods (first order:
+ * perturbations of different components add up; the curves measure the
+ * squared error, to which a small NLL change is proportional). Cost:
+ * 1 + 6 n_layers truncated runs, each from layer l to the end, i.e. about
+ * 1 + 3 (n_layers + 1) forward passes over the probe tokens (the clean
+ * hidden state at layer l is reused). Layers finish in order and the
+ * sidecar is saved after each one, so an interrupted probe resumes at the
+ * next layer.
  *
  * Sidecar (JSON, UTF-8, written atomically):
  *   {"format": "a3-pred", "version": 1, "tool": "a3 0.1.0",
@@ -65,10 +67,11 @@
  *    "curves": {"qk": {"a3": [..], "weight-norm": [..], "greedy-exact": [..]},
  *               "ov": {"a3": [..], "a3-csum": [..], "svd": [..]},
  *               "mlp": {"a3": [..], "weight-norm": [..], "a3-refit": [..] | null}},
- *    "probe": null | {"tokens": N, "samples": n, "seqlen": L,
- *               "base_nll": x, "layers_done": k,
- *               "keep": 0.5, "rel": [[qk, ov, mlp], ...],
- *               "dnll": [[qk, ov, mlp], ...]}}   (layers_done rows each)
+ *    "probe": null | {"windows": hex64, "tokens": N, "samples": n, "seqlen": L,
+ *               "base_nll": x, "layers_done": k, "target": 0.3,
+ *               "rel": [..], "dnll": [..]}}   (layers_done x 3 kinds x
+ *    A3_PROBE_LEVELS each, flat;
+ *    the curves are flat arrays in the index order of the struct below)
  * Loading checks the format, dims, array lengths, finite values and that
  * the cache fingerprint matches the cache it is used with. */
 #ifndef A3_PRED_H
@@ -82,6 +85,8 @@
 #include "a3/util.h"
 
 #define A3_PRED_VERSION 1
+#define A3_PROBE_LEVELS 2 /* probe cuts per component: near the target
+                           * relative loss, and the whole component */
 
 struct a3_pred {
     int n_layers, n_kv_heads, head_dim, d_ff;
@@ -94,8 +99,9 @@ struct a3_pred {
     int layers_done;
     int64_t probe_tokens;
     int probe_samples, probe_seqlen;
-    double probe_keep, base_nll;
-    double *probe_rel, *probe_dnll; /* (n_layers, 3) */
+    char probe_windows[65]; /* hex SHA-256 of the probe's token ids (LE u32) */
+    double probe_target, base_nll;
+    double *probe_rel, *probe_dnll; /* (n_layers, 3, A3_PROBE_LEVELS) */
 };
 /* typedef a3_pred is in plan.h */
 
@@ -113,7 +119,12 @@ int a3_pred_curves(a3_model *m, const a3_cache *c, a3_pred *p,
 double a3_pred_loss(const a3_pred *p, a3_comp k, int m, int l, int g, int width);
 /* Whether the probe is complete (every layer measured). */
 int a3_pred_has_probe(const a3_pred *p);
-/* Sensitivity s[l][k] (nats per unit of relative loss); 0 when rel was 0. */
+/* Predicted NLL change (nats) of layer l's kind k at relative loss rel:
+ * piecewise linear through (0, 0) and the probe's points (rel_i, dnll_i),
+ * the dnll made non-negative and non-decreasing (measurement noise). */
+double a3_pred_nll(const a3_pred *p, int l, a3_comp k, double rel);
+/* Sensitivity s[l][k] for the greedy allocator's linear objective: the
+ * steeper of the probe points' secants dnll_i / rel_i (>= 0). */
 double a3_pred_scale(const a3_pred *p, int l, a3_comp k);
 
 /* The sidecar's path: cache_path + ".pred" (malloc'd; NULL on ENOMEM). */
@@ -126,9 +137,13 @@ int a3_pred_load(const char *path, const a3_cache *c, a3_pred **out, a3_err *err
 int a3_pred_load_for(const char *cache_path, const a3_cache *c, a3_pred **out, a3_err *err);
 
 typedef struct {
-    double keep;     /* fraction of each component's width kept (0.5) */
+    double target;   /* relative loss of the first probe cut (0.3) */
     const char *save_path; /* save after every layer (resume point), or NULL */
 } a3_probe_opts;
+
+/* The width the probe cuts layer l's kind k to at level lv (0: the width
+ * whose relative loss is nearest p->probe_target, 1: width 0). */
+int a3_probe_width(const a3_cache *c, const a3_pred *p, int l, a3_comp k, int lv);
 
 /* Run the probe over windows (n_windows x seqlen tokens), resuming after
  * p->layers_done layers when the windows match the recorded ones (a

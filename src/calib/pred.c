@@ -11,6 +11,7 @@
 
 #include "a3/linalg.h"
 #include "a3/reduce.h"
+#include "pred_internal.h"
 
 static size_t qk_len(const a3_pred *p) { return (size_t)p->n_layers * p->n_kv_heads * (p->head_dim / 2 + 1); }
 static size_t ov_len(const a3_pred *p) { return (size_t)p->n_layers * p->n_kv_heads * (p->head_dim + 1); }
@@ -40,9 +41,10 @@ int a3_pred_new(const a3_cache *c, a3_pred **out, a3_err *err)
     for (int m = 0; m < A3_OV_METHOD_COUNT; m++) ok &= (p->ov[m] = calloc(ov_len(p), sizeof(double))) != NULL;
     for (int m = 0; m < A3_MLP_METHOD_COUNT; m++)
         if (m != A3_MLP_METHOD_A3_REFIT || p->mlp_exact) ok &= (p->mlp[m] = calloc(mlp_len(p), sizeof(double))) != NULL;
-    ok &= (p->probe_rel = calloc((size_t)p->n_layers * A3_COMP_COUNT, sizeof(double))) != NULL;
-    ok &= (p->probe_dnll = calloc((size_t)p->n_layers * A3_COMP_COUNT, sizeof(double))) != NULL;
-    p->probe_keep = 0.5;
+    size_t np = (size_t)p->n_layers * A3_COMP_COUNT * A3_PROBE_LEVELS;
+    ok &= (p->probe_rel = calloc(np, sizeof(double))) != NULL;
+    ok &= (p->probe_dnll = calloc(np, sizeof(double))) != NULL;
+    p->probe_target = 0.3;
     if (!ok) {
         a3_pred_free(p);
         return a3_err_set(err, A3_ENOMEM, "prediction: out of memory for the curves");
@@ -61,10 +63,42 @@ double a3_pred_loss(const a3_pred *p, a3_comp k, int m, int l, int g, int width)
 
 int a3_pred_has_probe(const a3_pred *p) { return p && p->layers_done == p->n_layers; }
 
+/* The probe points of (l, k) sorted by rel, dnll clamped non-negative and
+ * non-decreasing; returns their count (points with rel 0 are dropped). */
+static int probe_points(const a3_pred *p, int l, a3_comp k, double *r, double *d)
+{
+    size_t i0 = ((size_t)l * A3_COMP_COUNT + (size_t)k) * A3_PROBE_LEVELS;
+    int n = 0;
+    for (int i = 0; i < A3_PROBE_LEVELS; i++)
+        if (p->probe_rel[i0 + i] > 0) r[n] = p->probe_rel[i0 + i], d[n++] = p->probe_dnll[i0 + i];
+    for (int i = 1; i < n; i++) /* insertion sort, n is tiny */
+        for (int j = i; j > 0 && r[j] < r[j - 1]; j--) {
+            double t = r[j];
+            r[j] = r[j - 1], r[j - 1] = t, t = d[j], d[j] = d[j - 1], d[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++) d[i] = fmax(d[i], i ? d[i - 1] : 0.0);
+    return n;
+}
+
+double a3_pred_nll(const a3_pred *p, int l, a3_comp k, double rel)
+{
+    double r[A3_PROBE_LEVELS], d[A3_PROBE_LEVELS], r0 = 0, d0 = 0;
+    int n = probe_points(p, l, k, r, d);
+    if (n == 0 || rel <= 0) return 0;
+    for (int i = 0; i < n; i++) {
+        if (rel <= r[i]) return d0 + (d[i] - d0) * (rel - r0) / (r[i] - r0);
+        r0 = r[i], d0 = d[i];
+    }
+    double slope = n > 1 ? (d[n - 1] - d[n - 2]) / (r[n - 1] - r[n - 2]) : d[0] / r[0];
+    return d0 + slope * (rel - r0); /* past the last point (rel > 1 cannot happen) */
+}
+
 double a3_pred_scale(const a3_pred *p, int l, a3_comp k)
 {
-    size_t i = (size_t)l * A3_COMP_COUNT + (size_t)k;
-    return p->probe_rel[i] > 0 ? p->probe_dnll[i] / p->probe_rel[i] : 0;
+    double r[A3_PROBE_LEVELS], d[A3_PROBE_LEVELS], s = 0;
+    int n = probe_points(p, l, k, r, d);
+    for (int i = 0; i < n; i++) s = fmax(s, d[i] / r[i]);
+    return s;
 }
 
 /* ---- QK ---------------------------------------------------------------- */
@@ -159,7 +193,9 @@ static void add_tail(int hd, const double *G, const double *M, double *loss)
     }
 }
 
-static int ov_group(const a3_cache *c, int l, int g, const a3_layer_f32 *w, a3_ov_method m, ov_ws *s, double *loss)
+/* The method's whitening Lw and basis U (descending) of group g, from the
+ * per-head W_o Grams in s->Wo. */
+static int ov_basis(const a3_cache *c, int l, int g, const a3_layer_f32 *w, a3_ov_method m, ov_ws *s)
 {
     int hd = c->head_dim, per = c->n_heads / c->n_kv_heads;
     size_t hh = (size_t)hd * hd;
@@ -177,6 +213,14 @@ static int ov_group(const a3_cache *c, int l, int g, const a3_layer_f32 *w, a3_o
     if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', hd, s->K, hd, s->ev) != 0) return -1;
     for (int t = 0; t < hd; t++)
         for (int a = 0; a < hd; a++) s->U[a * hd + t] = s->K[a * hd + hd - 1 - t];
+    return 0;
+}
+
+static int ov_group(const a3_cache *c, int l, int g, const a3_layer_f32 *w, a3_ov_method m, ov_ws *s, double *loss)
+{
+    int hd = c->head_dim, per = c->n_heads / c->n_kv_heads;
+    size_t hh = (size_t)hd * hd;
+    if (ov_basis(c, l, g, w, m, s)) return -1;
     memset(loss, 0, (size_t)(hd + 1) * 8);
     for (int i = g * per; i < (g + 1) * per; i++) {
         for (size_t e = 0; e < hh; e++) s->Ci[e] = c->layers[l].c[(size_t)i * hh + e] / (double)c->n_tokens;
@@ -188,18 +232,13 @@ static int ov_group(const a3_cache *c, int l, int g, const a3_layer_f32 *w, a3_o
     return 0;
 }
 
-static int ov_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, a3_err *err)
+/* Wo_i Wo_i^T per query head, from o_proj (d, nh*hd): O(nh hd^2 d). */
+static void wo_grams(const a3_layer_f32 *w, double *out)
 {
-    int hd = c->head_dim, nh = c->n_heads;
+    int hd = w->head_dim, nh = w->n_heads;
     size_t hh = (size_t)hd * hd;
-    ov_ws s;
-    if (ov_ws_alloc(&s, hd, nh)) {
-        ov_ws_free(&s);
-        return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory", l);
-    }
-    /* Wo_i Wo_i^T per query head, from o_proj (d, nh*hd): O(nh hd^2 d). */
     for (int i = 0; i < nh; i++) {
-        double *dst = s.Wo + (size_t)i * hh;
+        double *dst = out + (size_t)i * hh;
         memset(dst, 0, hh * 8);
         for (int e = 0; e < w->d; e++) {
             const float *row = w->wo + (size_t)e * nh * hd + (size_t)i * hd;
@@ -209,6 +248,43 @@ static int ov_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p,
         for (int a = 0; a < hd; a++)
             for (int b = 0; b < a; b++) dst[a * hd + b] = dst[b * hd + a];
     }
+}
+
+int pred_ov_projector(const a3_cache *c, int l, int g, const a3_layer_f32 *w, int r, double *P)
+{
+    int hd = c->head_dim;
+    size_t hh = (size_t)hd * hd;
+    ov_ws s;
+    int rc = ov_ws_alloc(&s, hd, c->n_heads) ? -1 : 0;
+    if (!rc) {
+        wo_grams(w, s.Wo);
+        rc = ov_basis(c, l, g, w, A3_OV_METHOD_A3, &s);
+    }
+    if (!rc) { /* P = Lw^-T U_r U_r^T Lw^T */
+        memset(s.T, 0, hh * 8);
+        for (int a = 0; a < hd; a++)
+            for (int b = 0; b < hd; b++) {
+                double v = 0;
+                for (int t = 0; t < r; t++) v += s.U[a * hd + t] * s.U[b * hd + t];
+                s.T[a * hd + b] = v;
+            }
+        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, hd, hd, 1.0, s.Lw, hd, s.T, hd);
+        cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, hd, hd, 1.0, s.Lw, hd, s.T, hd);
+        memcpy(P, s.T, hh * 8);
+    }
+    ov_ws_free(&s);
+    return rc;
+}
+
+static int ov_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, a3_err *err)
+{
+    int hd = c->head_dim, nh = c->n_heads;
+    ov_ws s;
+    if (ov_ws_alloc(&s, hd, nh)) {
+        ov_ws_free(&s);
+        return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory", l);
+    }
+    wo_grams(w, s.Wo);
     int rc = 0;
     for (int m = 0; rc == 0 && m < A3_OV_METHOD_COUNT; m++)
         for (int g = 0; rc == 0 && g < c->n_kv_heads; g++)

@@ -22,6 +22,21 @@ int a3_cmd_tui(int argc, char **argv);
 int a3_cmd_cache(int argc, char **argv);
 int a3_cmd_plan(int argc, char **argv);
 int a3_cmd_export(int argc, char **argv);
+int a3_cmd_probe(int argc, char **argv);
+
+/* The prediction sidecar at out for cache c of model m: curves (reused
+ * from an existing sidecar of the same cache), then, when win is not NULL,
+ * the NLL probe over its nw x L tokens (resumed if out holds a partial
+ * probe of the same windows). Progress on stderr; Ctrl-C stops cleanly. */
+#include "a3/cache.h"
+#include "a3/model.h"
+int cli_pred_run(a3_model *m, const a3_cache *c, const char *out, const int32_t *win, int nw, int L, double keep,
+                 a3_err *err);
+
+/* Token stream of text files (each tokenized with model's tokenizer, BOS
+ * first, concatenated) or of an ids file (ids_path non-NULL). */
+int cli_tokenize(const char *model, const char *const *texts, int n_texts, const char *ids_path, int32_t **ids,
+                 size_t *n, a3_err *err);
 
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
 int cli_fail(const char *cmd, const a3_err *err);

@@ -125,7 +125,9 @@ static void print_table(const a3_cache *c)
            "       n = head_dim/2 RoPE pairs; mean over the layer's KV groups\n"
            "  OV   sum of the k largest sigma^2 / sum of all sigma^2,\n"
            "       n = head_dim singular values; mean over KV groups\n"
-           "  MLP  1 - loss(k neurons kept)/loss(0 kept), n = d_ff\n"
+           "  MLP  1 - loss(k neurons kept)/loss(0 kept), n = d_ff, on the cache's\n"
+           "       diagonal ESTIMATE sum D_n |W_down[n,:]|^2 (no cross terms; the\n"
+           "       exact curves, with --mlp-full, are in CACHE.pred)\n"
            "High shares at 25%% mean the component compresses well. '-': no loss\n"
            "mass (all zero). The mean row averages the layers. A negative QK\n"
            "share means keeping those pairs leaves a larger pre-RoPE score error\n"
@@ -161,7 +163,8 @@ static void print_meta(const char *path, const a3_cache *c, const a3_cache_meta 
     print_int("seqlen", m->seqlen);
     print_int("seed", m->seed);
     print_int("tokens", c->n_tokens);
-    print_text("mlp_full", c->mlp_full ? "yes (exact MLP loss and refit available)" : "no");
+    print_text("mlp_full", c->mlp_full ? "yes (Ru: exact MLP curves in CACHE.pred, a3-refit available)"
+                                        : "no (MLP curves are the diagonal estimate)");
     print_text("tool", m->tool);
     print_text("created", m->created);
 }

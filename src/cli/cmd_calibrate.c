@@ -7,6 +7,7 @@
 #include "a3/cache.h"
 #include "a3/cleanup.h"
 #include "a3/calib.h"
+#include "a3/pred.h"
 #include "a3/tokenizer.h"
 #include "cli.h"
 
@@ -25,14 +26,23 @@ static const char *HELP =
     "  --seqlen L        tokens per window (default 2048, capped by context)\n"
     "  --seed S          window seed (default 0)\n"
     "  --allow-short     with too little text, use what there is\n"
-    "  --mlp-full        also gather the full MLP autocorrelation (d_ff^2 per\n"
-    "                    layer; enables the exact MLP loss and refit)\n"
+    "  --mlp-full        also gather the full MLP autocorrelation Ru (d_ff^2\n"
+    "                    per layer): exact MLP loss curves and the a3-refit\n"
+    "                    method; without it the MLP curves are the diagonal\n"
+    "                    ESTIMATE sum D_n |W_down[n,:]|^2 (no cross terms)\n"
+    "  --probe           then measure every component's NLL sensitivity on\n"
+    "                    the first --probe-samples windows (default 8): see\n"
+    "                    'a3 probe --help'; costs ~3 (layers + 1) forward\n"
+    "                    passes over them\n"
     "  --max-memory SIZE refuse to start above SIZE bytes (K/M/G suffixes;\n"
     "                    default 90% of available memory)\n"
     "  --resume          continue an interrupted run from CACHE.ckpt\n"
     "  --shard K/N       process only the K-th of N equal parts of the windows\n"
     "                    (merge the N caches with 'a3 cache merge')\n"
     "  --threads N       threads (default: all cores)\n\n"
+    "Besides CACHE it writes CACHE.pred: the exact loss curve of every\n"
+    "method (and the probe's sensitivities with --probe), which 'a3 plan'\n"
+    "and the TUI read (not for --shard: run 'a3 probe' after merging).\n"
     "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
     "layer in float32; the estimate is printed before starting.\n"
     "Ctrl-C stops at the next chunk of tokens, keeping finished layers in\n"
@@ -52,7 +62,8 @@ typedef struct {
     const char *texts[64];
     int n_texts;
     long samples, seqlen, seed, threads;
-    int allow_short, mlp_full, resume;
+    int allow_short, mlp_full, resume, probe;
+    long probe_samples;
     long shard_k, shard_n;
     double max_memory;
 } calib_opts;
@@ -83,6 +94,7 @@ static int parse(int argc, char **argv, calib_opts *o)
         if (!strcmp(a, "--allow-short")) { o->allow_short = 1; continue; }
         if (!strcmp(a, "--mlp-full")) { o->mlp_full = 1; continue; }
         if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
+        if (!strcmp(a, "--probe")) { o->probe = 1; continue; }
         if (!strcmp(a, "--text")) {
             while (i + 1 < argc && argv[i + 1][0] != '-' && o->n_texts < 64) o->texts[o->n_texts++] = argv[++i];
             if (!o->n_texts) return cli_usage("calibrate", "--text needs at least one file");
@@ -102,6 +114,7 @@ static int parse(int argc, char **argv, calib_opts *o)
                 return cli_usage("calibrate", "--shard: expected K/N with 1 <= K <= N, got '%s'", v);
         }
         else if (!strcmp(a, "--threads")) { if (cli_int("calibrate", a, v, 1, 256, &o->threads)) return 2; }
+        else if (!strcmp(a, "--probe-samples")) { if (cli_int("calibrate", a, v, 1, 1 << 16, &o->probe_samples)) return 2; }
         else if (!strcmp(a, "--max-memory")) {
             if (parse_size(v, &o->max_memory)) return cli_usage("calibrate", "--max-memory: expected a size like 8G, got '%s'", v);
         } else return cli_usage("calibrate", "unknown option '%s'", a);
@@ -109,35 +122,6 @@ static int parse(int argc, char **argv, calib_opts *o)
     if (!o->model || !o->out) return cli_usage("calibrate", "MODEL_DIR and -o CACHE are required");
     if (!o->n_texts == !o->ids) return cli_usage("calibrate", "give --text FILE... or --ids FILE");
     return 0;
-}
-
-/* Concatenate the token streams of every text file (BOS-led each). */
-static int tokenize_texts(const calib_opts *o, const char *model, int32_t **ids, size_t *n, a3_err *err)
-{
-    if (o->ids) return a3_tok_read_ids(o->ids, ids, n, err);
-    a3_tokenizer *tok = NULL;
-    int rc = a3_tok_load_dir(model, &tok, err);
-    *ids = NULL, *n = 0;
-    for (int i = 0; rc == A3_OK && i < o->n_texts; i++) {
-        char *text;
-        size_t len, k;
-        int32_t *part;
-        if ((rc = a3_read_file(o->texts[i], (size_t)1 << 34, &text, &len, err))) break;
-        rc = a3_tok_encode(tok, text, len, 1, &part, &k, err);
-        free(text);
-        if (rc) break;
-        int32_t *grown = realloc(*ids, (*n + k + 1) * sizeof **ids);
-        if (!grown) {
-            free(part);
-            rc = a3_err_set(err, A3_ENOMEM, "out of memory tokenizing %s", o->texts[i]);
-            break;
-        }
-        memcpy(grown + *n, part, k * sizeof *part);
-        *ids = grown, *n += k;
-        free(part);
-    }
-    a3_tok_free(tok); /* also when a text file failed to read or encode */
-    return rc;
 }
 
 static double available_memory(void)
@@ -167,7 +151,7 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
     size_t n;
     int nw, L, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
     if (seqlen > k->max_seq) seqlen = k->max_seq;
-    int rc = tokenize_texts(o, o->model, &ids, &n, err);
+    int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, err);
     if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
                                            o->allow_short, &win, &nw, &L, err);
     free(ids);
@@ -230,6 +214,13 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
     else if (kept == 0) a3_calib_checkpoint_remove(ckdir, k->n_layers);
     if (rc == A3_OK)
         fprintf(stderr, "calibrate: wrote %s (%lld tokens, %.1f s)\n", o->out, (long long)c->n_tokens, a3_now() - pr.t0);
+    if (rc == A3_OK && !o->shard_n) { /* CACHE.pred: exact curves, and the probe with --probe */
+        char *pp = a3_pred_path(o->out);
+        int pn = (int)(o->probe_samples ? o->probe_samples : 8);
+        rc = pp ? cli_pred_run(m, c, pp, o->probe ? win : NULL, pn < nw ? pn : nw, L, 0.3, err)
+                : a3_err_set(err, A3_ENOMEM, "out of memory");
+        free(pp);
+    }
     a3_cache_free(c);
     free(ckdir), free(win);
     return rc;

@@ -1,6 +1,7 @@
 /* a3 plan: make a rank plan from a calibration cache under a budget, or
  * show one. A thin shell over include/a3/plan.h: options in, a plan file
  * and a summary out. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "a3/cache.h"
 #include "a3/config.h"
 #include "a3/plan.h"
+#include "a3/pred.h"
 #include "cli.h"
 
 static const char *HELP =
@@ -43,11 +45,20 @@ static const char *HELP =
     "  --force              accept a model or plan whose fingerprint differs\n"
     "  -o, --output PLAN    write the plan here (atomically)\n"
     "  --show PLAN          print PLAN; with --cache CACHE, check it against\n"
-    "                       CACHE and show per-layer predicted losses\n\n"
-    "Predicted loss: per layer and kind, the curve loss at the plan's widths\n"
-    "divided by the loss at width 0 (0 = full width, 1 = removed); the\n"
-    "summary gives its mean over layers and the objective (sum over layers of\n"
-    "weight x relative loss) that greedy minimises.\n\n"
+    "                       CACHE and show per-layer predicted losses\n"
+    "  --pred FILE          exact curves and probe (default CACHE.pred when it\n"
+    "                       exists: written by 'calibrate' and 'a3 probe')\n"
+    "  --no-pred            ignore CACHE.pred: the cache's A3 curves and\n"
+    "                       the plain functional losses\n\n"
+    "Predicted loss: per layer and kind, the loss of the plan's method at its\n"
+    "widths divided by the loss at width 0 (0 = full width, 1 = removed),\n"
+    "from CACHE.pred's exact curves; without them, or without --mlp-full,\n"
+    "the MLP numbers are the diagonal ESTIMATE (said so in the output). The\n"
+    "summary gives the mean over layers and the objective (sum over layers\n"
+    "of weight x relative loss) that greedy minimises. When 'a3 probe' has\n"
+    "measured each component's NLL sensitivity, the objective weight of each\n"
+    "layer and kind is weight x sensitivity, so greedy minimises the\n"
+    "predicted NLL change, which is printed with the perplexity ratio.\n\n"
     "exit codes: 0 ok, 1 unreadable or malformed input, 2 usage or a budget\n"
     "            that cannot be met, 3 newer plan version, 4 fingerprint mismatch\n\n"
     "examples:\n"
@@ -56,7 +67,8 @@ static const char *HELP =
     "  a3 plan --show plan.json --cache llama-1b.cache\n";
 
 typedef struct {
-    const char *cache, *out, *show, *model;
+    const char *cache, *out, *show, *model, *pred;
+    int no_pred;
     const char *budget, *keep, *strategy, *weights, *min_rank, *dtype;
     const char *method[A3_COMP_COUNT];
     const char **locks;
@@ -104,12 +116,13 @@ static int parse_opt(plan_opts *o, int argc, char **argv, int *i)
 {
     static const char *const str_opts[] = {"--budget", "--keep", "--strategy", "--weights", "--min-rank", "--dtype",
                                            "--method-qk", "--method-ov", "--method-mlp", "--model", "--show",
-                                           "--cache", "-o", "--output"};
+                                           "--cache", "-o", "--output", "--pred"};
     const char **dst[] = {&o->budget,    &o->keep,      &o->strategy,  &o->weights, &o->min_rank,
                           &o->dtype,     &o->method[0], &o->method[1], &o->method[2], &o->model,
-                          &o->show,      &o->cache,     &o->out,       &o->out};
+                          &o->show,      &o->cache,     &o->out,       &o->out,     &o->pred};
     const char *a = argv[*i], *v;
     if (strcmp(a, "--force") == 0) return o->force = 1, 0;
+    if (strcmp(a, "--no-pred") == 0) return o->no_pred = 1, 0;
     for (size_t k = 0; k < sizeof str_opts / sizeof str_opts[0]; k++)
         if (strcmp(a, str_opts[k]) == 0) return (*dst[k] = cli_value("plan", argc, argv, i)) ? 0 : 2;
     if (strcmp(a, "--lock") == 0) return (v = cli_value("plan", argc, argv, i)) ? take_lock(o, v) : 2;
@@ -229,7 +242,14 @@ static void print_loss(const a3_plan *p)
     }
     printf("%-14sQK %.4f  OV %.4f  MLP %.4f (mean over layers)\n", "rel. loss", p->loss.rel[0], p->loss.rel[1],
            p->loss.rel[2]);
+    if (!p->loss.exact)
+        printf("%-14sestimate: MLP curves are the diagonal estimate (exact ones need\n%-14s'calibrate --mlp-full' "
+               "and its CACHE.pred)\n", "", "");
     printf("%-14s%.4f (sum over layers of weight x relative loss)\n", "objective", p->loss.objective);
+    if (p->loss.nll_known)
+        printf("%-14s%+.4f nats per token (perplexity x%.4f), from the probe\n", "pred. NLL", p->loss.dnll,
+               exp(p->loss.dnll));
+    else printf("%-14sunknown (run 'a3 probe MODEL --cache CACHE')\n", "pred. NLL");
 }
 
 /* min, max and kept share (percent) of one kind's widths in layer l. */
@@ -280,7 +300,11 @@ static int show(const plan_opts *o)
     if (!rc && c) rc = a3_plan_validate(p, c, o->force, &err);
     if (!rc && c && !(rel = malloc((size_t)p->dims.n_layers * A3_COMP_COUNT * sizeof *rel)))
         rc = a3_err_set(&err, A3_ENOMEM, "out of memory");
-    if (!rc && c && !(rc = a3_plan_predict(p, c, rel, &p->loss, &err))) p->loss_known = 1;
+    a3_pred *pr = NULL;
+    if (!rc && c && !o->no_pred)
+        rc = o->pred ? a3_pred_load(o->pred, c, &pr, &err) : a3_pred_load_for(o->cache, c, &pr, &err);
+    if (!rc && c && !(rc = a3_plan_predict_with(p, c, pr, rel, &p->loss, &err))) p->loss_known = 1;
+    a3_pred_free(pr);
     if (!rc) {
         print_header(o->show, p);
         print_table(p, rel);
@@ -340,7 +364,7 @@ static int apply_opts(const plan_opts *o, a3_plan *p)
 }
 
 /* Budget and locks (usage errors), then allocate and save. */
-static int make_plan(const plan_opts *o, const a3_cache *c, a3_plan *p, a3_err *err)
+static int make_plan(const plan_opts *o, const a3_cache *c, const a3_pred *pr, a3_plan *p, a3_err *err)
 {
     if (o->budget && a3_plan_budget_parse(o->budget, &p->budget, &p->budget_pct, err))
         return cli_usage("plan", "--budget: %s", err->msg);
@@ -348,7 +372,7 @@ static int make_plan(const plan_opts *o, const a3_cache *c, a3_plan *p, a3_err *
         if (a3_plan_lock_parse(p, o->locks[i], err)) return cli_usage("plan", "--lock: %s", err->msg);
     int rc = apply_opts(o, p);
     if (rc) return rc;
-    if ((rc = a3_plan_allocate(p, c, err)) || (rc = a3_plan_save(p, o->out, err))) return cli_fail("plan", err);
+    if ((rc = a3_plan_allocate_with(p, c, pr, err)) || (rc = a3_plan_save(p, o->out, err))) return cli_fail("plan", err);
     print_header(o->out, p);
     print_costs(p);
     print_loss(p);
@@ -361,10 +385,14 @@ static int make(const plan_opts *o)
     a3_err err = {0};
     a3_cache *c = NULL;
     a3_plan *p = NULL;
+    a3_pred *pr = NULL;
     int rc = a3_cache_load(o->cache, &c, &err);
     if (!rc) rc = a3_plan_from_cache(c, &p, &err);
     if (!rc && o->model) rc = take_model(o, c, p, &err);
-    int status = rc ? cli_fail("plan", &err) : make_plan(o, c, p, &err);
+    if (!rc && !o->no_pred)
+        rc = o->pred ? a3_pred_load(o->pred, c, &pr, &err) : a3_pred_load_for(o->cache, c, &pr, &err);
+    int status = rc ? cli_fail("plan", &err) : make_plan(o, c, pr, p, &err);
+    a3_pred_free(pr);
     a3_plan_free(p);
     a3_cache_free(c);
     return status;

@@ -19,6 +19,7 @@ static const command COMMANDS[] = {
     {"calibrate", a3_cmd_calibrate, "gather A3 statistics and loss curves into a cache"},
     {"cache", a3_cmd_cache, "inspect or merge calibration caches"},
     {"plan", a3_cmd_plan, "make or show a rank plan under a budget"},
+    {"probe", a3_cmd_probe, "exact loss curves and NLL sensitivities (CACHE.pred)"},
     {"tui", a3_cmd_tui, "interactive rank planner"},
     {"apply", a3_cmd_apply, "compress a model with a cache and a plan"},
     {"export", a3_cmd_export, "write a model as a llama.cpp GGUF file"},

@@ -269,6 +269,7 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     add_bias(s->k, w->bk, rows, sh->k_out);
     add_bias(s->v, w->bv, rows, sh->v_out);
     if (hk && hk->on_qkv && (hrc = hk->on_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) return hrc;
+    if (hk && hk->edit_qkv && (hrc = hk->edit_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) return hrc;
     apply_rope(m, l, s->q, s->k, n_seq, seqlen, cs);
 
     att_job job = {.m = m, .l = l, .n_seq = n_seq, .seqlen = seqlen, .pos0 = pos0, .q = s->q,
@@ -289,6 +290,7 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     linear(s->u, s->xn, w->wu, rows, c->d, sh->ff, 0);
     swiglu(s->g, s->u, rows * (size_t)sh->ff);
     if (hk && hk->on_u && (hrc = hk->on_u(hk->ctx, l, s->g, rows))) return hrc;
+    if (hk && hk->edit_u && (hrc = hk->edit_u(hk->ctx, l, s->g, rows))) return hrc;
     linear(x, s->g, w->wd, rows, sh->ff, c->d, 1.0f);
     if (!all_finite(x, rows * (size_t)c->d)) {
         if ((hrc = a3__layer_nonfinite(m, l, w, err))) return hrc; /* names the tensor */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "a3/plan.h"
+#include "a3/pred.h"
 #include "internal.h"
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
 typedef struct {
     const a3_plan *p;
     const a3_cache *c;
+    const a3_pred *pr; /* exact curves and probe, or NULL */
     comp *comps;      /* (n) in (layer, kind, group) order */
     size_t n;
     double *ov_tail;  /* (n_layers, n_kv, hd + 1): sum_{j >= r} sv_j^2 */
@@ -45,7 +47,7 @@ static int index_floor(const comp *c, double x)
 
 static double raw_loss(const ws *w, const comp *c, int width)
 {
-    if (c->kind != A3_COMP_OV) return plan_group_loss(w->c, c->kind, c->layer, c->group, width);
+    if (c->kind != A3_COMP_OV || w->pr) return plan_loss_of(w->p, w->c, w->pr, c->kind, c->layer, c->group, width);
     size_t hd = (size_t)w->p->dims.head_dim;
     return w->ov_tail[((size_t)c->layer * (size_t)w->p->dims.n_kv_heads + (size_t)c->group) * (hd + 1) +
                       (size_t)width];
@@ -74,14 +76,18 @@ static void fill_ov_tail(ws *w)
         }
 }
 
-/* weight_k / (total loss of layer l, kind k at width 0), or 0. */
+/* weight_k / (total loss of layer l, kind k at width 0), or 0; with a
+ * probe, weight_k * s[l][k] / total: the objective is then the predicted
+ * NLL change (times the weights). */
 static double kind_scale(const ws *w, a3_comp k, int l)
 {
     double total = 0;
     comp probe = {.kind = k, .layer = l};
     for (probe.group = 0; probe.group < plan_groups(&w->p->dims, k); probe.group++)
         total += raw_loss(w, &probe, 0);
-    return total > 0 ? w->p->alloc.weight[k] / total : 0;
+    double weight = w->p->alloc.weight[k];
+    if (w->pr && a3_pred_has_probe(w->pr)) weight *= fmax(a3_pred_scale(w->pr, l, k), 0.0);
+    return total > 0 ? weight / total : 0;
 }
 
 static void init_comp(ws *w, comp *c, a3_comp k, int l, int g, double scale)
@@ -103,12 +109,12 @@ static void ws_free(ws *w)
     free(w->ov_tail);
 }
 
-static int ws_init(ws *w, const a3_plan *p, const a3_cache *c, a3_err *err)
+static int ws_init(ws *w, const a3_plan *p, const a3_cache *c, const a3_pred *pr, a3_err *err)
 {
     const a3_plan_dims *m = &p->dims;
     size_t nl = (size_t)m->n_layers, nkv = (size_t)m->n_kv_heads, hd = (size_t)m->head_dim;
     memset(w, 0, sizeof *w);
-    w->p = p, w->c = c;
+    w->p = p, w->c = c, w->pr = pr;
     w->n = nl * (2 * nkv + 1);
     w->comps = a3_malloc_array(w->n, sizeof *w->comps);
     w->ov_tail = a3_malloc_array(nl * nkv, (hd + 1) * sizeof(double));
@@ -425,12 +431,14 @@ static int run_strategy(ws *w, int *width, int *other, a3_err *err)
     return rc;
 }
 
-int a3_plan_allocate(a3_plan *p, const a3_cache *c, a3_err *err)
+int a3_plan_allocate(a3_plan *p, const a3_cache *c, a3_err *err) { return a3_plan_allocate_with(p, c, NULL, err); }
+
+int a3_plan_allocate_with(a3_plan *p, const a3_cache *c, const a3_pred *pr, a3_err *err)
 {
     int rc = check_request(p, c, err);
     if (rc) return rc;
     ws w;
-    if ((rc = ws_init(&w, p, c, err))) return rc;
+    if ((rc = ws_init(&w, p, c, pr, err))) return rc;
     int *width = a3_malloc_array(w.n, sizeof *width), *other = a3_malloc_array(w.n, sizeof *other);
     if (!width || !other) rc = a3_err_set(err, A3_ENOMEM, "%s: out of memory allocating ranks", p->source);
     if (!rc) rc = run_strategy(&w, width, other, err);
@@ -441,5 +449,5 @@ int a3_plan_allocate(a3_plan *p, const a3_cache *c, a3_err *err)
     free(width);
     free(other);
     ws_free(&w);
-    return rc ? rc : a3_plan_update_loss(p, c, err);
+    return rc ? rc : a3_plan_update_loss_with(p, c, pr, err);
 }

@@ -17,6 +17,12 @@ int64_t plan_unit_cost(const a3_plan_dims *m, a3_comp k, a3_budget_kind b,
  * width, read from the cache's curves; width in range, QK width even. */
 double plan_group_loss(const a3_cache *c, a3_comp k, int l, int g, int width);
 
+/* Raw loss of the plan's method for kind k: the sidecar's exact curve
+ * when pr has one, else plan_group_loss. */
+double plan_loss_of(const a3_plan *p, const a3_cache *c, const a3_pred *pr, a3_comp k, int l, int g, int width);
+/* The plan's method index for kind k. */
+int plan_method_of(const a3_plan *p, a3_comp k);
+
 /* Number of groups a kind has per layer (n_kv_heads, or 1 for the MLP). */
 int plan_groups(const a3_plan_dims *m, a3_comp k);
 

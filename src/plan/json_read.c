@@ -39,7 +39,10 @@ static const char *join(char *buf, size_t n, const char *path, const char *key)
 static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
 
 /* obj is an object holding each of keys exactly once and nothing else. */
-static int check_keys(const reader *r, const cJSON *obj, const char *path, const char *const *keys, int n)
+/* keys[0..n_req) are required, keys[n_req..n) optional (added in later
+ * releases of the same format version). */
+static int check_keys_opt(const reader *r, const cJSON *obj, const char *path, const char *const *keys, int n,
+                          int n_req)
 {
     char p[160];
     int seen[16] = {0};
@@ -50,9 +53,14 @@ static int check_keys(const reader *r, const cJSON *obj, const char *path, const
         if (i == n) return fail(r, join(p, sizeof p, path, c->string), "unknown key");
         if (seen[i]++) return fail(r, join(p, sizeof p, path, c->string), "duplicate key");
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n_req; i++)
         if (!seen[i]) return fail(r, join(p, sizeof p, path, keys[i]), "missing");
     return A3_OK;
+}
+
+static int check_keys(const reader *r, const cJSON *obj, const char *path, const char *const *keys, int n)
+{
+    return check_keys_opt(r, obj, path, keys, n, n);
 }
 
 /* An integral number in [lo, hi] at v (path names it). */
@@ -343,6 +351,24 @@ static int read_loss(const reader *r, const cJSON *s, a3_plan *p)
     if (rc) return rc;
     p->loss_known = isfinite(p->loss.objective);
     for (int k = 0; k < A3_COMP_COUNT; k++) p->loss_known &= isfinite(p->loss.rel[k]) != 0;
+    /* optional: "curves" ("exact" | "estimate" | null) and "predicted" */
+    const cJSON *cv = get(s, "curves");
+    if (cv && !cJSON_IsNull(cv)) {
+        if (!cJSON_IsString(cv) || (strcmp(cv->valuestring, "exact") && strcmp(cv->valuestring, "estimate")))
+            return fail(r, "summary.curves", "expected \"exact\", \"estimate\" or null");
+        p->loss.exact = strcmp(cv->valuestring, "exact") == 0;
+    }
+    const cJSON *pr = get(s, "predicted");
+    if (pr) {
+        static const char *const pk[] = {"nll_change", "perplexity_ratio"};
+        static const int nn[] = {1, 1};
+        double v[2];
+        if ((rc = read_numbers(r, pr, "summary.predicted", pk, 2, nn, v))) return rc;
+        if (isfinite(v[0]) != isfinite(v[1]) || (isfinite(v[0]) && fabs(exp(v[0]) - v[1]) > 1e-5 * v[1]))
+            return fail(r, "summary.predicted.perplexity_ratio", "expected exp(nll_change)");
+        p->loss.nll_known = isfinite(v[0]) != 0;
+        p->loss.dnll = p->loss.nll_known ? v[0] : 0;
+    }
     return A3_OK;
 }
 
@@ -351,11 +377,11 @@ static int same(double stored, int64_t v) { return isnan(stored) ? v < 0 : v >= 
 
 static int read_summary(const reader *r, const cJSON *root, a3_plan *p)
 {
-    static const char *const keys[] = {"params", "kv_bytes_per_token", "flops_per_token", "removed_percent",
-                                       "relative_loss", "objective"};
+    static const char *const keys[] = {"params",       "kv_bytes_per_token", "flops_per_token", "removed_percent",
+                                       "relative_loss", "objective",         "curves",          "predicted"};
     const cJSON *s = get(root, "summary");
     double v[10];
-    int rc = check_keys(r, s, "summary", keys, 6);
+    int rc = check_keys_opt(r, s, "summary", keys, 8, 6);
     if (!rc) rc = read_summary_costs(r, s, v);
     if (!rc) rc = read_loss(r, s, p);
     if (rc) return rc;

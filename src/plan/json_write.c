@@ -192,7 +192,13 @@ static void put_summary(sbuf *s, const a3_plan *p)
     }
     sb_printf(s, "},\n    \"objective\": ");
     sb_num(s, p->loss_known ? p->loss.objective : NAN);
-    sb_printf(s, "\n  },\n");
+    sb_printf(s, ",\n    \"curves\": %s", !p->loss_known ? "null" : p->loss.exact ? "\"exact\"" : "\"estimate\"");
+    int nll = p->loss_known && p->loss.nll_known;
+    sb_printf(s, ",\n    \"predicted\": {\"nll_change\": ");
+    sb_num(s, nll ? p->loss.dnll : NAN);
+    sb_printf(s, ", \"perplexity_ratio\": ");
+    sb_num(s, nll ? exp(p->loss.dnll) : NAN);
+    sb_printf(s, "}\n  },\n");
 }
 
 static void sb_ints(sbuf *s, const int *v, int n)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/pred.h"
 #include "a3/sha256.h"
 #include "internal.h"
 
@@ -442,44 +443,79 @@ double plan_group_loss(const a3_cache *c, a3_comp k, int l, int g, int width)
     return s;
 }
 
+int plan_method_of(const a3_plan *p, a3_comp k)
+{
+    return k == A3_COMP_QK ? (int)p->qk_method : k == A3_COMP_OV ? (int)p->ov_method : (int)p->mlp_method;
+}
+
+double plan_loss_of(const a3_plan *p, const a3_cache *c, const a3_pred *pr, a3_comp k, int l, int g, int width)
+{
+    if (pr) {
+        double v = a3_pred_loss(pr, k, plan_method_of(p, k), l, g, width);
+        if (!isnan(v)) return v;
+    }
+    return plan_group_loss(c, k, l, g, width);
+}
+
 /* rel(l, k) of the plan's widths. */
-static double layer_rel(const a3_plan *p, const a3_cache *c, a3_comp k, int l)
+static double layer_rel(const a3_plan *p, const a3_cache *c, const a3_pred *pr, a3_comp k, int l)
 {
     double lost = 0, total = 0;
     for (int g = 0; g < plan_groups(&p->dims, k); g++) {
-        lost += plan_group_loss(c, k, l, g, *plan_width_ptr(p, k, l, g));
-        total += plan_group_loss(c, k, l, g, 0);
+        lost += plan_loss_of(p, c, pr, k, l, g, *plan_width_ptr(p, k, l, g));
+        total += plan_loss_of(p, c, pr, k, l, g, 0);
     }
     return total > 0 ? lost / total : 0;
 }
 
-int a3_plan_predict(const a3_plan *p, const a3_cache *c, double *rel_out, a3_plan_loss *out, a3_err *err)
+/* Whether the curves used for the plan's methods are exact: the sidecar
+ * has them, the MLP ones from Ru. Without a sidecar: the cache's A3
+ * curves are exact for QK, for OV only with MHA, never for the MLP. */
+static int curves_exact(const a3_plan *p, const a3_pred *pr)
+{
+    if (!pr) return 0;
+    return pr->mlp_exact && !isnan(a3_pred_loss(pr, A3_COMP_MLP, p->mlp_method, 0, 0, 0));
+}
+
+int a3_plan_predict_with(const a3_plan *p, const a3_cache *c, const a3_pred *pr, double *rel_out, a3_plan_loss *out,
+                         a3_err *err)
 {
     int rc = plan_match_cache(p, c, err);
     if (!rc) rc = plan_check(p, err);
     if (rc) return rc;
     memset(out, 0, sizeof *out);
+    int probe = pr && a3_pred_has_probe(pr);
     for (int l = 0; l < p->dims.n_layers; l++)
         for (int k = 0; k < A3_COMP_COUNT; k++) {
-            double r = layer_rel(p, c, (a3_comp)k, l);
+            double r = layer_rel(p, c, pr, (a3_comp)k, l);
             if (rel_out) rel_out[(size_t)l * A3_COMP_COUNT + (size_t)k] = r;
             out->rel[k] += r;
             out->objective += p->alloc.weight[k] * r;
+            if (probe) out->dnll += a3_pred_nll(pr, l, (a3_comp)k, r);
         }
     for (int k = 0; k < A3_COMP_COUNT; k++) out->rel[k] /= p->dims.n_layers;
+    out->exact = curves_exact(p, pr);
+    out->nll_known = probe;
     return A3_OK;
 }
 
-int a3_plan_update_loss(a3_plan *p, const a3_cache *c, a3_err *err)
+int a3_plan_predict(const a3_plan *p, const a3_cache *c, double *rel_out, a3_plan_loss *out, a3_err *err)
+{
+    return a3_plan_predict_with(p, c, NULL, rel_out, out, err);
+}
+
+int a3_plan_update_loss_with(a3_plan *p, const a3_cache *c, const a3_pred *pr, a3_err *err)
 {
     a3_plan_loss loss;
-    int rc = a3_plan_predict(p, c, NULL, &loss, err);
+    int rc = a3_plan_predict_with(p, c, pr, NULL, &loss, err);
     if (rc) return rc;
     p->loss = loss;
     p->loss_known = 1;
     p->summary_stale = 0;
     return A3_OK;
 }
+
+int a3_plan_update_loss(a3_plan *p, const a3_cache *c, a3_err *err) { return a3_plan_update_loss_with(p, c, NULL, err); }
 
 /* ---- option parsing shared by the CLI and the TUI ------------------------------------ */
 
