@@ -6,9 +6,14 @@
  *     compressed model (QK pre-RoPE scores, OV head outputs for MHA, MLP
  *     output against the exact Ru form);
  *   - a padded export gives the compressed runtime's logits;
- *   - every method and baseline produces a loadable model. */
+ *   - every method and baseline produces a loadable model;
+ *   - sharded output holds the same tensors and gives the same logits as
+ *     one file, with a consistent index, and leaves nothing when cut. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "a3/apply.h"
 #include "a3/cache.h"
@@ -79,11 +84,12 @@ static a3_plan *full_plan(fixture *f)
     return p;
 }
 
-static a3_model *apply_open(fixture *f, const a3_plan *p, const char *name, int padded, a3_apply_report *rep)
+static a3_model *apply_open_sharded(fixture *f, const a3_plan *p, const char *name, int padded, uint64_t shard,
+                                    a3_apply_report *rep)
 {
     char out[200];
     snprintf(out, sizeof out, "%s/%s", f->tmp, name);
-    a3_apply_opts o = {.padded = padded, .dtype = A3_DT_COUNT};
+    a3_apply_opts o = {.padded = padded, .dtype = A3_DT_COUNT, .max_shard_bytes = shard};
     a3_err err = {0};
     a3_model *cm = NULL;
     if (a3_apply(f->m, f->c, p, &o, out, rep, &err) || a3_model_open(out, &cm, &err)) {
@@ -91,6 +97,11 @@ static a3_model *apply_open(fixture *f, const a3_plan *p, const char *name, int 
         return NULL;
     }
     return cm;
+}
+
+static a3_model *apply_open(fixture *f, const a3_plan *p, const char *name, int padded, a3_apply_report *rep)
+{
+    return apply_open_sharded(f, p, name, padded, 0, rep);
 }
 
 /* Max |logits(a) - logits(b)| / max(1, max |logits(a)|) over the windows. */
@@ -428,6 +439,141 @@ static void test_methods(void)
     fixture_down(&f);
 }
 
+/* Every tensor of the single file is in the shards with the same dtype,
+ * shape and bytes, and the other way round. */
+static int same_tensors(const char *one_dir, const char *sharded_dir)
+{
+    a3_st_set *a = NULL, *b = NULL;
+    a3_err err = {0};
+    int same = a3_st_open_dir(one_dir, &a, &err) == 0 && a3_st_open_dir(sharded_dir, &b, &err) == 0 &&
+               a3_st_count(a) == a3_st_count(b) && a3_st_count(a) > 0;
+    for (size_t i = 0; same && i < a3_st_count(a); i++) {
+        const a3_st_tensor *x = a3_st_get(a, i), *y = a3_st_find(b, x->name);
+        same = y && x->dtype == y->dtype && x->ndim == y->ndim && x->nbytes == y->nbytes &&
+               !memcmp(x->shape, y->shape, sizeof x->shape) && !memcmp(x->data, y->data, x->nbytes);
+        if (!same) fprintf(stderr, "  tensor %s differs\n", x->name);
+    }
+    if (err.code) fprintf(stderr, "  open: %s\n", err.msg);
+    a3_st_free(a), a3_st_free(b);
+    return same;
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* The index read with cJSON, apart from the library's reader: total_size
+ * is the sum of the tensors' bytes; weight_map names every tensor once with
+ * the shard its header is in; shards are model-0000k-of-0000n for k = 1..n,
+ * each at most max bytes of tensor data unless it holds a single tensor.
+ * Returns the number of shards, or -1. */
+static int check_index(const char *dir, uint64_t max)
+{
+    char path[300], *text = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    a3_err err = {0};
+    a3_st_set *set = NULL;
+    if (a3_read_file(path, 1 << 24, &text, NULL, &err) || a3_st_open_dir(dir, &set, &err)) {
+        fprintf(stderr, "  index: %s\n", err.msg);
+        free(text);
+        return -1;
+    }
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *total = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "metadata"), "total_size");
+    const cJSON *wm = cJSON_GetObjectItem(root, "weight_map");
+    uint64_t sum = 0;
+    for (size_t i = 0; i < a3_st_count(set); i++) sum += a3_st_get(set, i)->nbytes;
+    int ok = cJSON_IsNumber(total) && (uint64_t)total->valuedouble == sum && cJSON_GetArraySize(wm) == (int)a3_st_count(set);
+    int nshard = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) nshard += strstr(e->d_name, ".safetensors") && !strstr(e->d_name, ".json");
+    if (d) closedir(d);
+    uint64_t *bytes = calloc((size_t)nshard + 1, sizeof *bytes);
+    int *count = calloc((size_t)nshard + 1, sizeof *count);
+    for (const cJSON *it = wm ? wm->child : NULL; ok && it; it = it->next) {
+        const a3_st_tensor *t = a3_st_find(set, it->string);
+        unsigned k = 0, n = 0;
+        ok = t && cJSON_IsString(it) && sscanf(it->valuestring, "model-%5u-of-%5u.safetensors", &k, &n) == 2 &&
+             (int)n == nshard && k >= 1 && k <= n && strstr(t->file, it->valuestring) &&
+             strlen(strstr(t->file, it->valuestring)) == strlen(it->valuestring);
+        if (ok) bytes[k] += t->nbytes, count[k]++;
+    }
+    for (int k = 1; ok && k <= nshard; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", k, nshard);
+        ok = exists_in(dir, name) && count[k] > 0 && (bytes[k] <= max || count[k] == 1);
+        if (!ok) fprintf(stderr, "  shard %s: %d tensors, %llu bytes (max %llu)\n", name, count[k],
+                         (unsigned long long)bytes[k], (unsigned long long)max);
+    }
+    free(bytes), free(count), free(text);
+    cJSON_Delete(root);
+    a3_st_free(set);
+    return ok ? nshard : -1;
+}
+
+static int cancel_at_2(void *ctx, const char *stage, int64_t done, int64_t total) { return done >= 1; }
+
+/* Sharded output (tiny shards force a split) == one file: same tensors,
+ * same logits, for the reduced and the padded layout and every kind. */
+static void test_sharded_equals_single(void)
+{
+    const char *kinds[] = {"mha", "bias"};
+    const uint64_t tiny = 3000; /* bytes: a 32x32 F32 matrix is 4096, so big tensors get shards of their own */
+    for (int kk = 0; kk < 2; kk++) {
+        fixture f;
+        if (fixture_up(&f, kinds[kk])) SKIP("fixture failed");
+        a3_plan *p = full_plan(&f);
+        if (!p) return;
+        for (int l = 0; l < 2; l++) {
+            for (int g = 0; g < p->dims.n_kv_heads; g++) a3_plan_qk(p, l)[g] = 4, a3_plan_ov(p, l)[g] = 3 + g % 4;
+            p->mlp[l] = 21 + l;
+        }
+        for (int pad = 0; pad < 2; pad++) {
+            char one[200], sh[200];
+            snprintf(one, sizeof one, "%s/one%d", f.tmp, pad);
+            snprintf(sh, sizeof sh, "%s/sh%d", f.tmp, pad);
+            a3_model *m1 = apply_open(&f, p, one + strlen(f.tmp) + 1, pad, NULL);
+            a3_model *m2 = apply_open_sharded(&f, p, sh + strlen(f.tmp) + 1, pad, tiny, NULL);
+            CHECK(m1 && m2);
+            /* Default shard size: one model.safetensors, no index. */
+            CHECK(exists_in(one, "model.safetensors") && !exists_in(one, "model.safetensors.index.json"));
+            CHECK(!exists_in(sh, "model.safetensors") && exists_in(sh, "model.safetensors.index.json"));
+            int n = check_index(sh, tiny);
+            CHECKF(n >= 10, "%s pad %d: %d shards", kinds[kk], pad, n);
+            CHECKF(same_tensors(one, sh), "%s pad %d: sharded tensors differ from the single file", kinds[kk], pad);
+            if (m1 && m2) {
+                double d = logit_diff(m1, m2, f.win);
+                CHECKF(d == 0, "%s pad %d: sharded logits differ by %.3g", kinds[kk], pad, d);
+            }
+            a3_model_free(m1), a3_model_free(m2);
+        }
+        /* A shard size that fits everything is one file again. */
+        a3_model *m3 = apply_open_sharded(&f, p, "big", 0, 1u << 30, NULL);
+        char big[200], one0[200];
+        snprintf(big, sizeof big, "%s/big", f.tmp);
+        snprintf(one0, sizeof one0, "%s/one0", f.tmp);
+        CHECK(m3 && exists_in(big, "model.safetensors") && same_tensors(big, one0));
+        a3_model_free(m3);
+        /* Cancelled after the first layer, with shards already written:
+         * neither the output nor a temporary is left. */
+        char out[200];
+        snprintf(out, sizeof out, "%s/cut", f.tmp);
+        a3_apply_opts o = {.dtype = A3_DT_COUNT, .max_shard_bytes = tiny, .progress = cancel_at_2};
+        a3_err err = {0};
+        CHECK(a3_apply(f.m, f.c, p, &o, out, NULL, &err) == A3_ECANCELED);
+        DIR *d = opendir(f.tmp);
+        int left = 0;
+        for (struct dirent *e; d && (e = readdir(d));) left += !strncmp(e->d_name, "cut", 3);
+        if (d) closedir(d);
+        CHECKF(left == 0, "%d entries named cut* left after a cancelled apply", left);
+        a3_plan_free(p);
+        fixture_down(&f);
+    }
+}
+
 int main(void)
 {
     RUN(test_full_rank_mha);
@@ -440,5 +586,6 @@ int main(void)
     RUN(test_methods);
     RUN(test_zero_widths);
     RUN(test_nonfinite_weight);
+    RUN(test_sharded_equals_single);
     return test_summary("apply");
 }

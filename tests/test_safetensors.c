@@ -1081,6 +1081,81 @@ static void test_dtype_names(void)
     CHECK(strcmp(a3_dtype_name(A3_DT_BF16), "BF16") == 0);
 }
 
+/* The streaming writer: misuse refused, the shard split where the size
+ * says, an unfinished stream leaves no file, and a3_parse_bytes. */
+static void test_stream(void)
+{
+    char tmp[64];
+    CHECK(test_tmpdir(tmp, sizeof tmp) != NULL);
+    a3_err err = {0};
+    float v[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    int64_t s3[1] = {3}, s4[1] = {4}, s10[1] = {10};
+    /* 12 + 16 + 40 bytes of F32 with max 20: [a][b][c], c alone and over. */
+    a3_st_stream *s = a3_st_stream_new();
+    CHECK(a3_st_stream_declare(s, "a", A3_DT_F32, 1, s3, &err) == 0);
+    CHECK(a3_st_stream_declare(s, "b", A3_DT_F32, 1, s4, &err) == 0);
+    CHECK(a3_st_stream_declare(s, "c", A3_DT_F32, 1, s10, &err) == 0);
+    CHECK(a3_st_stream_put(s, "a", v, 3, &err) == A3_EINVAL); /* before begin */
+    CHECK(a3_st_stream_begin_dir(s, tmp, 20, &err) == 0 && a3_st_stream_nfiles(s) == 3);
+    CHECK(a3_st_stream_declare(s, "d", A3_DT_F32, 1, s3, &err) == A3_EINVAL); /* after begin */
+    CHECK(a3_st_stream_write(s, "b", 1, s4, v, &err) == A3_EINVAL && strstr(err.msg, "order"));
+    CHECK(a3_st_stream_write(s, "a", 1, s4, v, &err) == A3_EINVAL && strstr(err.msg, "declared [3]"));
+    CHECK(a3_st_stream_write(s, "a", 1, s3, v, &err) == 0);
+    CHECK(a3_st_stream_put(s, "b", v, 2, &err) == 0 && a3_st_stream_put(s, "b", v + 2, 3, &err) == A3_EINVAL);
+    CHECK(a3_st_stream_put(s, "b", v + 2, 2, &err) == 0);
+    CHECK(a3_st_stream_finish(s, &err) == A3_EINVAL && strstr(err.msg, "c: never written"));
+    CHECK(count_files(tmp) >= 2); /* shard 1 done, shard 2 in its temp file */
+    a3_st_stream_free(s); /* unfinished: everything goes */
+    CHECK(count_files(tmp) == 0);
+    /* The same, finished: three shards and an index the reader accepts. */
+    s = a3_st_stream_new();
+    a3_st_stream_declare(s, "a", A3_DT_F32, 1, s3, &err);
+    a3_st_stream_declare(s, "b", A3_DT_F16, 1, s4, &err);
+    a3_st_stream_declare(s, "c", A3_DT_F32, 1, s10, &err);
+    CHECK(a3_st_stream_begin_dir(s, tmp, 20, &err) == 0 && a3_st_stream_nfiles(s) == 2); /* 12+8, 40 */
+    CHECK(a3_st_stream_write(s, "a", 1, s3, v, &err) == 0 && a3_st_stream_write(s, "b", 1, s4, v, &err) == 0);
+    CHECK(a3_st_stream_write(s, "c", 1, s10, v, &err) == 0 && a3_st_stream_finish(s, &err) == 0);
+    a3_st_stream_free(s);
+    CHECK(count_files(tmp) == 3);
+    a3_st_set *st = NULL;
+    CHECK(a3_st_open_dir(tmp, &st, &err) == 0 && a3_st_count(st) == 3);
+    const a3_st_tensor *c = a3_st_find(st, "c"), *b = a3_st_find(st, "b");
+    CHECK(c && strstr(c->file, "model-00002-of-00002.safetensors") && c->numel == 10);
+    CHECK(b && strstr(b->file, "model-00001-of-00002.safetensors") && b->dtype == A3_DT_F16);
+    float back[10];
+    CHECK(a3_st_load_f32(st, "c", 1, s10, back, &err) == 0 && !memcmp(back, v, sizeof v));
+    a3_st_free(st);
+    rm_dir(tmp);
+    /* More shards than five digits name: refused, nothing written. */
+    CHECK(test_tmpdir(tmp, sizeof tmp) != NULL);
+    s = a3_st_stream_new();
+    for (int i = 0; i < 100000; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "t%d", i);
+        a3_st_stream_declare(s, nm, A3_DT_F32, 1, s3, &err);
+    }
+    CHECK(a3_st_stream_begin_dir(s, tmp, 1, &err) == A3_EINVAL && strstr(err.msg, "shard"));
+    CHECK(a3_st_stream_begin_dir(s, tmp, 0, &err) == A3_EINVAL);
+    a3_st_stream_free(s);
+    s = a3_st_stream_new();
+    a3_st_stream_declare(s, "a", A3_DT_F32, 1, s3, &err);
+    a3_st_stream_declare(s, "a", A3_DT_F32, 1, s3, &err);
+    CHECK(a3_st_stream_begin_dir(s, tmp, 100, &err) == A3_EINVAL && strstr(err.msg, "duplicate"));
+    a3_st_stream_free(s);
+    CHECK(count_files(tmp) == 0);
+    rm_dir(tmp);
+    /* Sizes: decimal and binary units, bytes; junk refused. */
+    uint64_t n = 0;
+    CHECK(a3_parse_bytes("5GB", &n) == 0 && n == 5000000000ull);
+    CHECK(a3_parse_bytes("500mb", &n) == 0 && n == 500000000ull);
+    CHECK(a3_parse_bytes("1.5GiB", &n) == 0 && n == 1610612736ull);
+    CHECK(a3_parse_bytes("123", &n) == 0 && n == 123);
+    CHECK(a3_parse_bytes("2KiB", &n) == 0 && n == 2048);
+    const char *bad[] = {"", "0", "-5GB", "5 GB", "5XB", "GB", "0.1", "1e3", "0x10", "nan", "inf", "2000000PB",
+                         "5GBs", " 5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECKF(a3_parse_bytes(bad[i], &n) == -1, "'%s' accepted", bad[i]);
+}
+
 int main(void)
 {
     RUN(test_dtype_names);
@@ -1105,5 +1180,6 @@ int main(void)
     RUN(test_corrupt_dirs);
     RUN(test_sharded_round_trip);
     RUN(test_load_errors);
+    RUN(test_stream);
     return test_summary("safetensors");
 }

@@ -6,14 +6,22 @@
  * frequencies of every KV group, the OV ranks, the MLP width; the attention
  * scale stays that of the original head_dim), model.safetensors with the
  * reduced shapes (see include/a3/reduce.h for the layouts), and the
- * tokenizer files. With padded, the original shapes instead: reduced heads
+ * tokenizer files. The weights are model.safetensors when they fit one
+ * shard of max_shard_bytes (default A3_APPLY_SHARD_BYTES, 5 GB, what
+ * transformers uses), else Hugging Face shards model-0000k-of-0000n.
+ * safetensors with model.safetensors.index.json (see a3_st_stream in
+ * include/a3/safetensors.h); each shard is written as its layers are
+ * solved. With padded, the original shapes instead: reduced heads
  * zero-padded, kept RoPE pairs and MLP neurons at their original positions,
  * and no "a3" section, so that stock tooling loads a plain model with the
  * same logits. The directory appears atomically (built as <out>.tmp.<pid>,
  * then renamed); a failure or cancellation leaves nothing behind.
  *
- * Memory: one layer of the input in float32 at a time, plus the output
- * tensors in the output dtype (held until the file is written). */
+ * Memory: one layer of the input in float32 at a time, plus that layer's
+ * output in float32, plus the solver's work arrays (a few head_dim^2 or
+ * d x head_dim matrices), the cache's matrices of that layer and a 1 MB
+ * encode buffer; the model's weights are mapped, not copied. Nothing
+ * grows with the number of layers. */
 #ifndef A3_APPLY_H
 #define A3_APPLY_H
 
@@ -23,8 +31,11 @@
 #include "a3/safetensors.h"
 #include "a3/util.h"
 
+#define A3_APPLY_SHARD_BYTES ((uint64_t)5000000000) /* 5 GB */
+
 typedef struct {
     a3_dtype dtype;   /* output dtype; A3_DT_COUNT: the input's */
+    uint64_t max_shard_bytes; /* tensor bytes per shard; 0: A3_APPLY_SHARD_BYTES */
     int padded;       /* original shapes, zero-padded */
     int force;        /* replace an existing output directory */
     a3_progress_fn progress;

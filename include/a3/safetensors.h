@@ -83,10 +83,53 @@ uint16_t a3_f32_to_bf16(float f);
 /* Convert n elements of src (dtype dt) to float32. */
 int a3_convert_to_f32(a3_dtype dt, const void *src, size_t n, float *dst);
 
-/* Writer. Tensors are added from float32 data and stored in `dtype`
- * (F32, F16 or BF16); the writer copies the data, so callers may free their
- * buffers after add. save writes atomically (temp file + rename), with the
- * tensors in the order added and a "__metadata__" {"format": "pt"} entry. */
+/* Streaming writer: a model written tensor by tensor, with no more than
+ * one encode buffer (1 MB) held, into one file or Hugging Face-style
+ * shards. Every tensor is declared first (name, dtype, shape; the order of
+ * declaration is the order in the files), so each file's header and
+ * offsets are known before any data: each file is written front to back
+ * once, with no header patching, through a temp name renamed into place
+ * when its last tensor is in.
+ *
+ *   declare ... declare, begin_file or begin_dir, write/put in declaration
+ *   order, finish, free.
+ *
+ * begin_dir: when the data fits max_shard_bytes, dir/model.safetensors;
+ * else dir/model-00001-of-0000N.safetensors ... and
+ * dir/model.safetensors.index.json ({"metadata": {"total_size": bytes of
+ * tensor data}, "weight_map": {tensor: shard file}}), the layout
+ * transformers writes and a3_st_open_dir reads. A new shard starts when
+ * the next tensor would take the current one past max_shard_bytes of
+ * tensor data (headers not counted, as Hugging Face counts); a tensor
+ * larger than that gets a shard of its own. At most A3_ST_MAX_SHARDS shards
+ * (the five digits of the names); more is A3_EINVAL.
+ * write stores a whole tensor (shape checked against the declaration);
+ * put appends n elements to the tensor being written, for callers that
+ * produce it in pieces. Data is float32, stored in the declared dtype
+ * (F32, F16 or BF16). free on a stream that did not finish removes every
+ * file it wrote, including the finished shards. */
+#define A3_ST_MAX_SHARDS 99999
+typedef struct a3_st_stream a3_st_stream;
+a3_st_stream *a3_st_stream_new(void); /* NULL when out of memory */
+int a3_st_stream_declare(a3_st_stream *s, const char *name, a3_dtype dtype,
+                         int ndim, const int64_t *shape, a3_err *err);
+int a3_st_stream_begin_file(a3_st_stream *s, const char *path, a3_err *err);
+int a3_st_stream_begin_dir(a3_st_stream *s, const char *dir,
+                           uint64_t max_shard_bytes, a3_err *err);
+/* Files begun (1 = a single file); 0 before begin. */
+size_t a3_st_stream_nfiles(const a3_st_stream *s);
+int a3_st_stream_write(a3_st_stream *s, const char *name, int ndim,
+                       const int64_t *shape, const float *data, a3_err *err);
+int a3_st_stream_put(a3_st_stream *s, const char *name, const float *data,
+                     size_t n, a3_err *err);
+int a3_st_stream_finish(a3_st_stream *s, a3_err *err);
+void a3_st_stream_free(a3_st_stream *s); /* accepts NULL */
+
+/* Buffered writer for small outputs: tensors are added from float32 data
+ * and stored in `dtype` (F32, F16 or BF16); the writer copies the data, so
+ * callers may free their buffers after add. save writes one file
+ * atomically (temp file + rename) through a stream, with the tensors in
+ * the order added and a "__metadata__" {"format": "pt"} entry. */
 typedef struct a3_st_writer a3_st_writer;
 a3_st_writer *a3_st_writer_new(void); /* NULL when out of memory */
 int a3_st_writer_add(a3_st_writer *w, const char *name, a3_dtype dtype,

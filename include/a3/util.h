@@ -94,6 +94,13 @@ typedef int (*a3_progress_fn)(void *ctx, const char *stage, int64_t done,
  * weights). Advances *state. */
 uint64_t a3_splitmix64(uint64_t *state);
 
+/* A byte count as people write it: "5GB", "500MB", "1.5GiB", "123456".
+ * KB/MB/GB/TB are decimal (10^3...), as Hugging Face and the SI count;
+ * KiB/MiB/GiB/TiB binary; the unit is case-insensitive; a bare number is
+ * bytes. 0 and *out on success; -1 for anything else (no number, an
+ * unknown unit, trailing text, a result below 1 byte or above 2^60). */
+int a3_parse_bytes(const char *s, uint64_t *out);
+
 /* Monotonic wall-clock seconds. */
 double a3_now(void);
 

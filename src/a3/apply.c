@@ -4,6 +4,7 @@
 #include "a3/cleanup.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ typedef struct {
     const a3_plan *p;
     const a3_apply_opts *o;
     a3_dtype dt;
-    a3_st_writer *w;
+    a3_st_stream *w; /* every output tensor declared up front */
     cJSON *layers; /* the "a3" section's per-layer array */
     a3_apply_report *rep;
 } apply_ctx;
@@ -44,17 +45,24 @@ static void layer_out_free(layer_out *lo)
     memset(lo, 0, sizeof *lo);
 }
 
-static int layer_out_alloc(const apply_ctx *A, int l, layer_out *lo)
+/* Output shapes of layer l, from the plan alone: what lets every header
+ * be written before the first layer is solved. */
+static void layer_out_dims(const apply_ctx *A, int l, layer_out *lo)
 {
     const a3_plan *p = A->p;
     int nkv = p->dims.n_kv_heads, per = p->dims.n_heads / nkv, hd = p->dims.head_dim;
-    size_t d = (size_t)p->dims.d;
     memset(lo, 0, sizeof *lo);
     for (int g = 0; g < nkv; g++) {
         int rq = A->o->padded ? hd : a3_plan_qk(p, l)[g], rv = A->o->padded ? hd : a3_plan_ov(p, l)[g];
         lo->q_rows += per * rq, lo->k_rows += rq, lo->v_rows += rv, lo->o_cols += per * rv;
     }
     lo->ff = A->o->padded ? p->dims.d_ff : p->mlp[l];
+}
+
+static int layer_out_alloc(const apply_ctx *A, int l, layer_out *lo)
+{
+    size_t d = (size_t)A->p->dims.d;
+    layer_out_dims(A, l, lo);
     lo->q = calloc((size_t)lo->q_rows * d + 1, 4), lo->k = calloc((size_t)lo->k_rows * d + 1, 4);
     lo->v = calloc((size_t)lo->v_rows * d + 1, 4), lo->o = calloc(d * lo->o_cols + 1, 4);
     lo->bq = calloc((size_t)lo->q_rows + 1, 4), lo->bk = calloc((size_t)lo->k_rows + 1, 4), lo->bv = calloc((size_t)lo->v_rows + 1, 4);
@@ -160,15 +168,42 @@ static int mlp(apply_ctx *A, int l, const layer_in *li, layer_out *lo, a3_err *e
     return rc;
 }
 
-/* A (r, cdim) matrix, or with cdim < 0 an r-vector (a bias). The rank is
- * explicit: a component planned to width 0 is an empty (d, 0) matrix, not
- * a d-vector. */
-static int add(apply_ctx *A, int l, const char *suffix, const float *data, int64_t r, int64_t cdim, a3_err *err)
+/* The tensors of layer l in file order, with their shapes: declared
+ * (data NULL) before the output is begun, then written with the data.
+ * The rank is explicit: a component planned to width 0 is an empty (d, 0)
+ * matrix, not a d-vector. */
+static int layer_tensors(apply_ctx *A, int l, const layer_out *lo, const float *an, const float *mn, a3_err *err)
 {
-    char name[160];
-    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
-    int64_t shape[2] = {r, cdim};
-    return a3_st_writer_add(A->w, name, A->dt, cdim >= 0 ? 2 : 1, shape, data, err);
+    int64_t d = A->p->dims.d;
+    const struct {
+        const char *suffix;
+        const float *data;
+        int64_t r, c;
+    } t[] = {
+        {"input_layernorm.weight", an, d, -1},
+        {"self_attn.q_proj.weight", lo->q, lo->q_rows, d},
+        {"self_attn.k_proj.weight", lo->k, lo->k_rows, d},
+        {"self_attn.v_proj.weight", lo->v, lo->v_rows, d},
+        {"self_attn.o_proj.weight", lo->o, d, lo->o_cols},
+        {"self_attn.q_proj.bias", lo->bq, lo->q_rows, -1},
+        {"self_attn.k_proj.bias", lo->bk, lo->k_rows, -1},
+        {"self_attn.v_proj.bias", lo->bv, lo->v_rows, -1},
+        {"post_attention_layernorm.weight", mn, d, -1},
+        {"mlp.gate_proj.weight", lo->g, lo->ff, d},
+        {"mlp.up_proj.weight", lo->u, lo->ff, d},
+        {"mlp.down_proj.weight", lo->dn, d, lo->ff},
+    };
+    int rc = A3_OK;
+    for (size_t i = 0; rc == A3_OK && i < sizeof t / sizeof t[0]; i++) {
+        if (i >= 5 && i <= 7 && !A->p->dims.qkv_bias) continue;
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].suffix);
+        int64_t shape[2] = {t[i].r, t[i].c};
+        int nd = t[i].c >= 0 ? 2 : 1; /* c -1: a vector; 0: an empty (r, 0) matrix (width planned to 0) */
+        rc = an ? a3_st_stream_write(A->w, name, nd, shape, t[i].data, err)
+                : a3_st_stream_declare(A->w, name, A->dt, nd, shape, err);
+    }
+    return rc;
 }
 
 static int emit_layer(apply_ctx *A, int l, const layer_out *lo, a3_err *err)
@@ -182,20 +217,7 @@ static int emit_layer(apply_ctx *A, int l, const layer_out *lo, a3_err *err)
     int rc = (!an || !mn) ? a3_err_set(err, A3_ENOMEM, "out of memory") : A3_OK;
     if (rc == A3_OK) rc = a3_st_load_f32(a3_model_tensors(A->m), n1, 1, dv, an, err);
     if (rc == A3_OK) rc = a3_st_load_f32(a3_model_tensors(A->m), n2, 1, dv, mn, err);
-    if (rc == A3_OK) rc = a3_st_writer_add(A->w, n1, A->dt, 1, dv, an, err);
-    if (rc == A3_OK) rc = add(A, l, "self_attn.q_proj.weight", lo->q, lo->q_rows, d, err);
-    if (rc == A3_OK) rc = add(A, l, "self_attn.k_proj.weight", lo->k, lo->k_rows, d, err);
-    if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.weight", lo->v, lo->v_rows, d, err);
-    if (rc == A3_OK) rc = add(A, l, "self_attn.o_proj.weight", lo->o, d, lo->o_cols, err);
-    if (rc == A3_OK && A->p->dims.qkv_bias) {
-        rc = add(A, l, "self_attn.q_proj.bias", lo->bq, lo->q_rows, -1, err);
-        if (rc == A3_OK) rc = add(A, l, "self_attn.k_proj.bias", lo->bk, lo->k_rows, -1, err);
-        if (rc == A3_OK) rc = add(A, l, "self_attn.v_proj.bias", lo->bv, lo->v_rows, -1, err);
-    }
-    if (rc == A3_OK) rc = a3_st_writer_add(A->w, n2, A->dt, 1, dv, mn, err);
-    if (rc == A3_OK) rc = add(A, l, "mlp.gate_proj.weight", lo->g, lo->ff, d, err);
-    if (rc == A3_OK) rc = add(A, l, "mlp.up_proj.weight", lo->u, lo->ff, d, err);
-    if (rc == A3_OK) rc = add(A, l, "mlp.down_proj.weight", lo->dn, d, lo->ff, err);
+    if (rc == A3_OK) rc = layer_tensors(A, l, lo, an, mn, err);
     free(an), free(mn);
     return rc;
 }
@@ -218,14 +240,28 @@ static int one_layer(apply_ctx *A, int l, a3_err *err)
 
 /* ---- model-level tensors, config, directory -------------------------- */
 
-static int copy_tensor(apply_ctx *A, const char *name, a3_err *err)
+/* Model-level tensors (embedding, final norm, lm_head) are copied in
+ * pieces of COPY_ELEMS elements: a 128k-token vocabulary's embedding is
+ * 4 GB in float32 at d = 8192, more than a layer. */
+#define COPY_ELEMS ((size_t)1 << 22)
+
+static int copy_tensor(apply_ctx *A, const char *name, int declare, a3_err *err)
 {
     const a3_st_tensor *t = a3_st_find(a3_model_tensors(A->m), name);
-    if (!t) return a3_err_set(err, A3_EFORMAT, "%s: missing", name);
-    float *buf = a3_malloc_array(t->numel, sizeof(float));
+    if (!t) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing", a3_model_dir(A->m), name);
+    if (declare) return a3_st_stream_declare(A->w, name, A->dt, t->ndim, t->shape, err);
+    if (t->dtype != A3_DT_F32 && t->dtype != A3_DT_F16 && t->dtype != A3_DT_BF16)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: dtype %s cannot be loaded as float32", t->file, name,
+                          a3_dtype_name(t->dtype));
+    size_t chunk = t->numel < COPY_ELEMS ? t->numel : COPY_ELEMS, es = a3_dtype_size(t->dtype);
+    float *buf = a3_malloc_array(chunk ? chunk : 1, sizeof(float));
     if (!buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", name);
-    int rc = a3_st_load_f32(a3_model_tensors(A->m), name, t->ndim, t->shape, buf, err);
-    if (rc == A3_OK) rc = a3_st_writer_add(A->w, name, A->dt, t->ndim, t->shape, buf, err);
+    int rc = A3_OK;
+    for (size_t at = 0; rc == A3_OK && at < t->numel; at += chunk) {
+        size_t k = t->numel - at < chunk ? t->numel - at : chunk;
+        a3_convert_to_f32(t->dtype, (const unsigned char *)t->data + at * es, k, buf);
+        rc = a3_st_stream_put(A->w, name, buf, k, err);
+    }
     free(buf);
     return rc;
 }
@@ -277,15 +313,32 @@ static int copy_file_if_present(const char *from_dir, const char *to_dir, const 
     return rc;
 }
 
+/* Output files a3 writes: the fixed names, and shards
+ * model-NNNNN-of-NNNNN.safetensors with their index. */
+static int is_output_file(const char *name)
+{
+    const char *files[] = {"config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
+                           "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "tokenizer.bin",
+                           "generation_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (!strcmp(name, files[i])) return 1;
+    unsigned k, n;
+    int end = 0;
+    return strlen(name) == 35 && sscanf(name, "model-%5u-of-%5u.safetensors%n", &k, &n, &end) == 2 && end == 35;
+}
+
+/* Remove the files a3 writes from dir, then dir itself (which stays when
+ * anything else is in it). */
 static void remove_dir(const char *dir)
 {
-    const char *files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                           "special_tokens_map.json", "tokenizer.model", "tokenizer.bin", "generation_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char *p = a3_path_join(dir, files[i]);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!is_output_file(e->d_name)) continue;
+        char *p = a3_path_join(dir, e->d_name);
         if (p) unlink(p);
         free(p);
     }
+    if (d) closedir(d);
     rmdir(dir);
 }
 
@@ -305,20 +358,36 @@ static int check_inputs(const apply_ctx *A, a3_err *err)
     return A3_OK;
 }
 
+/* Every output tensor with its shape, in file order. */
+static int declare_all(apply_ctx *A, a3_err *err)
+{
+    const a3_config *k = a3_model_config(A->m);
+    int rc = copy_tensor(A, "model.embed_tokens.weight", 1, err);
+    for (int l = 0; rc == A3_OK && l < k->n_layers; l++) {
+        layer_out lo;
+        layer_out_dims(A, l, &lo);
+        rc = layer_tensors(A, l, &lo, NULL, NULL, err);
+    }
+    if (rc == A3_OK) rc = copy_tensor(A, "model.norm.weight", 1, err);
+    if (rc == A3_OK && !k->tie_embeddings) rc = copy_tensor(A, "lm_head.weight", 1, err);
+    return rc;
+}
+
 static int build(apply_ctx *A, const char *tmp, a3_err *err)
 {
     const a3_config *k = a3_model_config(A->m);
-    int rc = copy_tensor(A, "model.embed_tokens.weight", err);
+    uint64_t max = A->o->max_shard_bytes ? A->o->max_shard_bytes : A3_APPLY_SHARD_BYTES;
+    int rc = declare_all(A, err);
+    if (rc == A3_OK) rc = a3_st_stream_begin_dir(A->w, tmp, max, err);
+    if (rc == A3_OK) rc = copy_tensor(A, "model.embed_tokens.weight", 0, err);
     for (int l = 0; rc == A3_OK && l < k->n_layers; l++) {
         rc = one_layer(A, l, err);
         if (rc == A3_OK && A->o->progress && A->o->progress(A->o->ctx, "apply", l + 1, k->n_layers))
             rc = a3_err_set(err, A3_ECANCELED, "apply: cancelled");
     }
-    if (rc == A3_OK) rc = copy_tensor(A, "model.norm.weight", err);
-    if (rc == A3_OK && !k->tie_embeddings) rc = copy_tensor(A, "lm_head.weight", err);
-    char *st = a3_path_join(tmp, "model.safetensors");
-    if (rc == A3_OK) rc = st ? a3_st_writer_save(A->w, st, err) : a3_err_set(err, A3_ENOMEM, "out of memory");
-    free(st);
+    if (rc == A3_OK) rc = copy_tensor(A, "model.norm.weight", 0, err);
+    if (rc == A3_OK && !k->tie_embeddings) rc = copy_tensor(A, "lm_head.weight", 0, err);
+    if (rc == A3_OK) rc = a3_st_stream_finish(A->w, err);
     if (rc == A3_OK) rc = write_config(A, tmp, err);
     const char *tok[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                          "generation_config.json"};
@@ -368,7 +437,7 @@ int a3_apply(a3_model *m, const a3_cache *c, const a3_plan *p, const a3_apply_op
     if (access(out_dir, F_OK) == 0 && !o->force)
         return a3_err_set(err, A3_EINVAL, "%s: already exists (use --force to replace it)", out_dir);
     char *tmp = a3_tmp_path(out_dir);
-    A.w = a3_st_writer_new();
+    A.w = a3_st_stream_new();
     A.layers = cJSON_CreateArray();
     if (!tmp || !A.w || !A.layers) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
     else if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
@@ -376,11 +445,13 @@ int a3_apply(a3_model *m, const a3_cache *c, const a3_plan *p, const a3_apply_op
         a3_cleanup_add(tmp); /* removed on SIGINT/SIGTERM (a3/cleanup.h) */
         rc = build(&A, tmp, err);
         if (rc == A3_OK) rc = publish(tmp, out_dir, o->force, err);
+        a3_st_stream_free(A.w); /* first: on failure it removes its shards and temp file */
+        A.w = NULL;
         if (rc) remove_dir(tmp);
         a3_cleanup_forget(tmp);
     }
     cJSON_Delete(A.layers);
-    a3_st_writer_free(A.w);
+    a3_st_stream_free(A.w);
     free(tmp);
     return rc;
 }

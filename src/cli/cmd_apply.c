@@ -9,11 +9,14 @@
 
 static const char *HELP =
     "usage: a3 apply MODEL_DIR --cache CACHE --plan PLAN.json -o OUT_DIR\n"
-    "                [--dtype f32|f16|bf16] [--padded] [--force]\n\n"
+    "                [--dtype f32|f16|bf16] [--padded] [--max-shard-size SIZE]\n"
+    "                [--force]\n\n"
     "Compress a model with A3: for every layer, solve the QK, OV and MLP\n"
     "reductions the plan asks for from the calibration cache, and write the\n"
     "smaller model (safetensors + config.json with an \"a3\" section + the\n"
-    "tokenizer). a3 eval/generate/info run it.\n\n"
+    "tokenizer). a3 eval/generate/info run it. Layers are solved one at a\n"
+    "time and written as they are solved: memory is about two layers in\n"
+    "float32, whatever the model's size.\n\n"
     "options:\n"
     "  --cache CACHE   calibration cache of this model (a3 calibrate)\n"
     "  --plan PLAN     rank plan (a3 plan, or the TUI)\n"
@@ -22,9 +25,19 @@ static const char *HELP =
     "  --padded        keep the original shapes, zero-padded, with no \"a3\"\n"
     "                  section: stock tooling loads it as a plain model with\n"
     "                  the same logits (no speed or size gain)\n"
+    "  --max-shard-size SIZE\n"
+    "                  weights up to SIZE are one model.safetensors; a bigger\n"
+    "                  model is split into model-00001-of-0000N.safetensors...\n"
+    "                  with model.safetensors.index.json, each shard at most\n"
+    "                  SIZE of tensor data (default 5GB; 500MB, 2GB, 1.5GiB\n"
+    "                  or bytes; KB/MB/GB are 1000-based, KiB/MiB/GiB 1024)\n"
     "  --force         replace OUT_DIR; accept a plan or cache made for\n"
     "                  another model fingerprint\n"
     "  --threads N     threads (default: all cores)\n\n"
+    "examples:\n"
+    "  a3 apply model --cache model.cache --plan plan.json -o model-a3\n"
+    "  a3 apply model --cache model.cache --plan plan.json -o out --padded \\\n"
+    "      --max-shard-size 2GB\n\n"
     "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
     "            4 plan/cache/model mismatch, 130 interrupted\n\n"
     "example:\n"
@@ -34,6 +47,7 @@ static const char *HELP =
 typedef struct {
     const char *model, *cache, *plan, *out, *dtype;
     int padded, force;
+    uint64_t max_shard; /* 0: the library's default */
     long threads;
 } apply_opts;
 
@@ -54,6 +68,10 @@ static int parse(int argc, char **argv, apply_opts *o)
         else if (!strcmp(a, "--plan")) o->plan = v;
         else if (cli_is_output(a)) o->out = v;
         else if (!strcmp(a, "--dtype")) o->dtype = v;
+        else if (!strcmp(a, "--max-shard-size")) {
+            if (a3_parse_bytes(v, &o->max_shard))
+                return cli_usage("apply", "--max-shard-size: expected a size like 5GB, 500MB or a byte count, got '%s'", v);
+        }
         else if (!strcmp(a, "--threads")) { if (cli_int("apply", a, v, 1, 256, &o->threads)) return 2; }
         else return cli_usage("apply", "unknown option '%s'", a);
     }
@@ -79,7 +97,7 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
         rc = a3_err_set(err, A3_EMISMATCH, "%s: made for another model (fingerprint %.12s..., the model's is %.12s...); --force to use it anyway",
                         o->cache, c->fingerprint, fp);
     if (rc == A3_OK) rc = a3_plan_validate(p, c, o->force, err);
-    a3_apply_opts ao = {.padded = o->padded, .force = o->force};
+    a3_apply_opts ao = {.padded = o->padded, .force = o->force, .max_shard_bytes = o->max_shard};
     if (rc == A3_OK && dtype_of(o->dtype, &ao.dtype)) return a3_err_set(err, A3_EINVAL, "--dtype: expected f32, f16 or bf16");
     cli_progress pr;
     cli_progress_init(&pr, "layers");

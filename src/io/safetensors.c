@@ -6,9 +6,11 @@
  * checked against the bytes present, numbers must be exact non-negative
  * integers, products are overflow-checked, and byte ranges must not overlap.
  *
- * Writing: tensors are converted and copied at add time; save emits the
- * header (padded with spaces to a multiple of 8 so the data section starts
- * 8-byte aligned) and the data back to back through a3_atomic_*. */
+ * Writing: a stream knows every tensor's shape before the first byte, so
+ * each file's header (padded with spaces to a multiple of 8 so the data
+ * section starts 8-byte aligned) is written first and the data follows in
+ * 1 MB encoded chunks through a3_atomic_*. The buffered writer keeps the
+ * encoded tensors and feeds a stream at save. */
 #include "a3/safetensors.h"
 
 #include <assert.h>
@@ -786,6 +788,380 @@ int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim, const int64_
 
 /* ---- writer ------------------------------------------------------------------ */
 
+static void encode(a3_dtype dt, const float *src, size_t n, unsigned char *dst)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (dt == A3_DT_F32) store_le32(dst + 4 * i, f32_bits(src[i]));
+        else if (dt == A3_DT_F16) store_le16(dst + 2 * i, a3_f32_to_f16(src[i]));
+        else store_le16(dst + 2 * i, a3_f32_to_bf16(src[i]));
+    }
+}
+
+/* A tensor declared to a stream: where it goes and how far it is written. */
+typedef struct {
+    char *name;
+    a3_dtype dtype;
+    int ndim;
+    int64_t shape[A3_ST_MAX_DIMS];
+    size_t numel, nbytes;
+    size_t file;  /* index into the stream's files */
+    size_t begin; /* offset within that file's data section */
+} sd_item;
+
+typedef struct {
+    char *path, *shard; /* full path; name within the directory */
+    size_t first, last; /* items [first, last) */
+    int committed;      /* renamed into place */
+} sd_file;
+
+struct a3_st_stream {
+    sd_item *items; /* declaration order = file order */
+    size_t n, cap;
+    sd_file *files;
+    size_t nfiles;
+    char *dir, *index; /* directory and index path (sharded only) */
+    size_t cur;        /* next item to write */
+    size_t cur_done;   /* its elements written so far */
+    size_t open_file;  /* file held in `out` (nfiles: none) */
+    size_t opened;     /* files opened so far (they open in order) */
+    a3_atomic out;
+    unsigned char *buf; /* encode buffer, ST_CHUNK bytes */
+    int begun, finished;
+};
+
+#define ST_CHUNK ((size_t)1 << 20) /* bytes encoded per write call */
+
+a3_st_stream *a3_st_stream_new(void) { return calloc(1, sizeof(a3_st_stream)); }
+
+void a3_st_stream_free(a3_st_stream *s)
+{
+    if (!s) return;
+    if (s->out.path) a3_atomic_abort(&s->out);
+    for (size_t i = 0; i < s->nfiles; i++) {
+        /* An unfinished stream takes its finished shards back: a half
+         * model must not look like a model. */
+        if (!s->finished && s->files[i].committed) unlink(s->files[i].path);
+        free(s->files[i].path), free(s->files[i].shard);
+    }
+    for (size_t i = 0; i < s->n; i++) free(s->items[i].name);
+    free(s->items), free(s->files), free(s->dir), free(s->index), free(s->buf);
+    free(s);
+}
+
+/* Arguments of declare: the name is new, dtype writable, shape sane. Names
+ * are looked up linearly: a 70B model has ~720 tensors. */
+static int declare_check(const a3_st_stream *s, const char *name, a3_dtype dtype, int ndim, const int64_t *shape,
+                         size_t *numel, a3_err *err)
+{
+    if (!name || !*name) return a3_err_set(err, A3_EINVAL, "writer: header: empty tensor name");
+    if (strcmp(name, "__metadata__") == 0)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: reserved name", name);
+    if (dtype != A3_DT_F32 && dtype != A3_DT_F16 && dtype != A3_DT_BF16)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: cannot write dtype %s (F32, F16 or BF16 only)",
+                          PNAME(name), a3_dtype_name(dtype));
+    if (ndim < 0 || ndim > A3_ST_MAX_DIMS)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: rank %d outside 0..%d", PNAME(name), ndim,
+                          A3_ST_MAX_DIMS);
+    *numel = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || a3_mul_size(*numel, (size_t)shape[i], numel))
+            return a3_err_set(err, A3_EINVAL, "writer: %s: bad shape dim %d (%" PRId64 ")", PNAME(name), i,
+                              shape[i]);
+    return A3_OK;
+}
+
+static int cmp_item_name(const void *a, const void *b)
+{
+    return strcmp((*(sd_item *const *)a)->name, (*(sd_item *const *)b)->name);
+}
+
+/* Names unique: checked once at begin by sorting (a declare-time scan
+ * would be quadratic in the tensor count). */
+static int check_unique(const a3_st_stream *s, a3_err *err)
+{
+    sd_item **v = a3_malloc_array(s->n ? s->n : 1, sizeof *v);
+    if (!v) return a3_err_set(err, A3_ENOMEM, "writer: out of memory");
+    for (size_t i = 0; i < s->n; i++) v[i] = &s->items[i];
+    qsort(v, s->n, sizeof *v, cmp_item_name);
+    int rc = A3_OK;
+    for (size_t i = 1; rc == A3_OK && i < s->n; i++)
+        if (strcmp(v[i - 1]->name, v[i]->name) == 0)
+            rc = a3_err_set(err, A3_EINVAL, "writer: %s: duplicate tensor name", PNAME(v[i]->name));
+    free(v);
+    return rc;
+}
+
+int a3_st_stream_declare(a3_st_stream *s, const char *name, a3_dtype dtype, int ndim, const int64_t *shape,
+                         a3_err *err)
+{
+    assert(s && (ndim <= 0 || shape));
+    if (s->begun) return a3_err_set(err, A3_EINVAL, "writer: %s: declared after the output was begun", PNAME(name));
+    size_t numel = 0, nbytes = 0;
+    int rc = declare_check(s, name, dtype, ndim, shape, &numel, err);
+    if (rc != A3_OK) return rc;
+    if (a3_mul_size(numel, a3_dtype_size(dtype), &nbytes) || nbytes > (size_t)ST_MAX_EXACT)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: tensor too large", PNAME(name));
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        sd_item *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(s->items, cap * sizeof *v);
+        if (!v) return a3_err_set(err, A3_ENOMEM, "writer: %s: out of memory", PNAME(name));
+        s->items = v;
+        s->cap = cap;
+    }
+    sd_item it = {.dtype = dtype, .ndim = ndim, .numel = numel, .nbytes = nbytes, .name = strdup(name)};
+    if (!it.name) return a3_err_set(err, A3_ENOMEM, "writer: %s: out of memory", PNAME(name));
+    if (ndim) memcpy(it.shape, shape, (size_t)ndim * sizeof *shape);
+    s->items[s->n++] = it;
+    return A3_OK;
+}
+
+/* Assign items to files: a new shard starts when the next tensor would take
+ * the current one past max bytes of tensor data (as Hugging Face counts a
+ * shard's size); a tensor larger than max gets a shard of its own. */
+static size_t plan_shards(a3_st_stream *s, uint64_t max)
+{
+    size_t nf = 0;
+    uint64_t size = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (i == 0 || (size > 0 && size + s->items[i].nbytes > max)) nf++, size = 0;
+        s->items[i].file = nf - 1;
+        s->items[i].begin = (size_t)size;
+        size += s->items[i].nbytes;
+    }
+    return nf ? nf : 1;
+}
+
+static int add_file(a3_st_stream *s, size_t f, const char *dir, const char *name, a3_err *err)
+{
+    sd_file *F = &s->files[f];
+    F->shard = strdup(name);
+    F->path = dir ? a3_path_join(dir, name) : strdup(name);
+    if (!F->shard || !F->path) return a3_err_set(err, A3_ENOMEM, "writer: %s: out of memory", name);
+    F->first = F->last = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->items[i].file == f) {
+            if (F->last == 0) F->first = i;
+            F->last = i + 1;
+        }
+    return A3_OK;
+}
+
+static int stream_begin(a3_st_stream *s, size_t nfiles, a3_err *err)
+{
+    int rc = check_unique(s, err);
+    if (rc) return rc;
+    s->files = a3_calloc(nfiles, sizeof *s->files);
+    s->buf = malloc(ST_CHUNK);
+    if (!s->files || !s->buf) return a3_err_set(err, A3_ENOMEM, "writer: out of memory");
+    s->nfiles = nfiles;
+    s->open_file = nfiles;
+    s->begun = 1;
+    return A3_OK;
+}
+
+int a3_st_stream_begin_file(a3_st_stream *s, const char *path, a3_err *err)
+{
+    if (s->begun) return a3_err_set(err, A3_EINVAL, "%s: writer: already begun", path);
+    plan_shards(s, UINT64_MAX);
+    int rc = stream_begin(s, 1, err);
+    return rc ? rc : add_file(s, 0, NULL, path, err);
+}
+
+int a3_st_stream_begin_dir(a3_st_stream *s, const char *dir, uint64_t max_shard_bytes, a3_err *err)
+{
+    if (s->begun) return a3_err_set(err, A3_EINVAL, "%s: writer: already begun", dir);
+    if (max_shard_bytes == 0) return a3_err_set(err, A3_EINVAL, "%s: writer: shard size must be at least 1 byte", dir);
+    size_t nf = plan_shards(s, max_shard_bytes);
+    if (nf > A3_ST_MAX_SHARDS)
+        return a3_err_set(err, A3_EINVAL, "%s: %zu shards of at most %" PRIu64 " bytes exceed the %d-shard limit of "
+                          "the file names (raise the shard size)", dir, nf, max_shard_bytes, A3_ST_MAX_SHARDS);
+    int rc = stream_begin(s, nf, err);
+    if (rc == A3_OK && nf == 1) return add_file(s, 0, dir, "model.safetensors", err);
+    s->dir = strdup(dir);
+    s->index = a3_path_join(dir, "model.safetensors.index.json");
+    if (rc == A3_OK && (!s->dir || !s->index)) rc = a3_err_set(err, A3_ENOMEM, "%s: writer: out of memory", dir);
+    for (size_t f = 0; rc == A3_OK && f < nf; f++) {
+        char name[64];
+        snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", f + 1, nf);
+        rc = add_file(s, f, dir, name, err);
+    }
+    return rc;
+}
+
+size_t a3_st_stream_nfiles(const a3_st_stream *s) { return s->begun ? s->nfiles : 0; }
+
+/* A JSON number item printed exactly as the integer (cJSON would print
+ * large values through %g, which a strict reader rejects). */
+static cJSON *json_int(cJSON *arr, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    cJSON *it = cJSON_CreateRaw(buf);
+    if (it && !cJSON_AddItemToArray(arr, it)) {
+        cJSON_Delete(it);
+        return NULL;
+    }
+    return it;
+}
+
+static cJSON *header_entry(const sd_item *it)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+    cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+    int ok = e && shape && off && cJSON_AddStringToObject(e, "dtype", a3_dtype_name(it->dtype));
+    for (int i = 0; ok && i < it->ndim; i++) ok = json_int(shape, (uint64_t)it->shape[i]) != NULL;
+    ok = ok && json_int(off, it->begin) && json_int(off, (uint64_t)it->begin + it->nbytes);
+    if (!ok) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* The header JSON text of one file, or NULL when out of memory. */
+static char *file_header(const a3_st_stream *s, const sd_file *F)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(root, "__metadata__");
+    int ok = md && cJSON_AddStringToObject(md, "format", "pt");
+    for (size_t i = F->first; ok && i < F->last; i++) {
+        cJSON *e = header_entry(&s->items[i]);
+        ok = e && cJSON_AddItemToObject(root, s->items[i].name, e);
+        if (e && !ok) cJSON_Delete(e);
+    }
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}
+
+/* Create file f (through a temp name) and write its header; the header is
+ * complete because every shape was declared before begin. */
+static int open_file(a3_st_stream *s, size_t f, a3_err *err)
+{
+    sd_file *F = &s->files[f];
+    char *text = file_header(s, F);
+    if (!text) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory building the header", F->path);
+    /* Padded with spaces so the data section starts 8-byte aligned. */
+    size_t len = strlen(text), padded = (len + 7) & ~(size_t)7;
+    unsigned char lenbuf[8];
+    store_le32(lenbuf, (uint32_t)padded);
+    store_le32(lenbuf + 4, (uint32_t)((uint64_t)padded >> 32));
+    static const char spaces[] = "        ";
+    int rc = a3_atomic_open(&s->out, F->path, err);
+    if (rc == A3_OK) rc = a3_atomic_write(&s->out, lenbuf, 8, err);
+    if (rc == A3_OK) rc = a3_atomic_write(&s->out, text, len, err);
+    if (rc == A3_OK) rc = a3_atomic_write(&s->out, spaces, padded - len, err);
+    free(text);
+    if (rc == A3_OK) s->open_file = f;
+    return rc;
+}
+
+static int close_file(a3_st_stream *s, a3_err *err)
+{
+    if (s->open_file == s->nfiles) return A3_OK;
+    sd_file *F = &s->files[s->open_file];
+    s->open_file = s->nfiles;
+    int rc = a3_atomic_commit(&s->out, err);
+    if (rc == A3_OK) F->committed = 1;
+    return rc;
+}
+
+/* Open files in order up to f, closing each previous one (a file holding
+ * no item, as for an empty model, is still written). */
+static int move_to(a3_st_stream *s, size_t f, a3_err *err)
+{
+    while (s->opened <= f) {
+        int rc = close_file(s, err);
+        if (rc == A3_OK) rc = open_file(s, s->opened, err);
+        if (rc) return rc;
+        s->opened++;
+    }
+    return A3_OK;
+}
+
+static int put(a3_st_stream *s, const char *name, const float *src, const void *raw, size_t n, a3_err *err)
+{
+    if (!s->begun || s->finished) return a3_err_set(err, A3_EINVAL, "writer: %s: written before begin or after finish", PNAME(name));
+    if (s->cur >= s->n || strcmp(s->items[s->cur].name, name) != 0)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: written out of declaration order (expected %s)", PNAME(name),
+                          s->cur < s->n ? PNAME(s->items[s->cur].name) : "no more tensors");
+    sd_item *it = &s->items[s->cur];
+    if (n > it->numel - s->cur_done)
+        return a3_err_set(err, A3_EINVAL, "writer: %s: %zu elements past its declared %zu", PNAME(name),
+                          s->cur_done + n - it->numel, it->numel);
+    int rc = move_to(s, it->file, err);
+    size_t es = a3_dtype_size(it->dtype), per = ST_CHUNK / es;
+    for (size_t done = 0; rc == A3_OK && done < n; done += per) {
+        size_t k = n - done < per ? n - done : per;
+        const void *bytes = raw ? (const unsigned char *)raw + done * es : s->buf;
+        if (!raw) encode(it->dtype, src + done, k, s->buf);
+        rc = a3_atomic_write(&s->out, bytes, k * es, err);
+    }
+    if (rc) return rc;
+    s->cur_done += n;
+    if (s->cur_done == it->numel) s->cur++, s->cur_done = 0;
+    return A3_OK;
+}
+
+int a3_st_stream_put(a3_st_stream *s, const char *name, const float *data, size_t n, a3_err *err)
+{
+    assert(data || n == 0);
+    return put(s, name, data, NULL, n, err);
+}
+
+int a3_st_stream_write(a3_st_stream *s, const char *name, int ndim, const int64_t *shape, const float *data,
+                       a3_err *err)
+{
+    const sd_item *it = s->cur < s->n && strcmp(s->items[s->cur].name, name) == 0 ? &s->items[s->cur] : NULL;
+    int same = it && s->cur_done == 0 && it->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = it->shape[i] == shape[i];
+    if (it && !same) {
+        char want[160], got[160];
+        shape_str(it->ndim, it->shape, want, sizeof want);
+        shape_str(ndim < 0 ? 0 : ndim > A3_ST_MAX_DIMS ? A3_ST_MAX_DIMS : ndim, shape, got, sizeof got);
+        return a3_err_set(err, A3_EINVAL, "writer: %s: shape %s, declared %s", PNAME(name), got, want);
+    }
+    return put(s, name, data, NULL, it ? it->numel : 0, err);
+}
+
+static int write_index(const a3_st_stream *s, a3_err *err)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < s->n; i++) total += s->items[i].nbytes;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(root, "metadata");
+    cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
+    char num[24];
+    snprintf(num, sizeof num, "%" PRIu64, total);
+    cJSON *tot = cJSON_CreateRaw(num);
+    int ok = md && wm && tot && cJSON_AddItemToObject(md, "total_size", tot);
+    if (tot && !ok) cJSON_Delete(tot);
+    for (size_t i = 0; ok && i < s->n; i++)
+        ok = cJSON_AddStringToObject(wm, s->items[i].name, s->files[s->items[i].file].shard) != NULL;
+    char *text = ok ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", s->index);
+    int rc = a3_write_file_atomic(s->index, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+int a3_st_stream_finish(a3_st_stream *s, a3_err *err)
+{
+    if (!s->begun || s->finished) return a3_err_set(err, A3_EINVAL, "writer: finish before begin or twice");
+    if (s->cur < s->n)
+        return a3_err_set(err, A3_EINVAL, "%s: writer: %s: never written", s->files[s->items[s->cur].file].path,
+                          PNAME(s->items[s->cur].name));
+    int rc = move_to(s, s->nfiles - 1, err);
+    if (rc == A3_OK) rc = close_file(s, err);
+    if (rc == A3_OK && s->index) rc = write_index(s, err);
+    if (rc == A3_OK) s->finished = 1;
+    return rc;
+}
+
+/* ---- buffered writer: a stream fed at save time ------------------------------ */
+
 typedef struct {
     char *name;
     a3_dtype dtype;
@@ -813,45 +1189,19 @@ void a3_st_writer_free(a3_st_writer *w)
     free(w);
 }
 
-static void encode(a3_dtype dt, const float *src, size_t n, unsigned char *dst)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (dt == A3_DT_F32) store_le32(dst + 4 * i, f32_bits(src[i]));
-        else if (dt == A3_DT_F16) store_le16(dst + 2 * i, a3_f32_to_f16(src[i]));
-        else store_le16(dst + 2 * i, a3_f32_to_bf16(src[i]));
-    }
-}
-
-/* Arguments of writer_add: the name is new, dtype writable, shape sane. */
-static int writer_check(const a3_st_writer *w, const char *name, a3_dtype dtype, int ndim,
-                        const int64_t *shape, size_t *numel, a3_err *err)
-{
-    if (!name || !*name) return a3_err_set(err, A3_EINVAL, "writer: header: empty tensor name");
-    if (strcmp(name, "__metadata__") == 0)
-        return a3_err_set(err, A3_EINVAL, "writer: %s: reserved name", name);
-    if (dtype != A3_DT_F32 && dtype != A3_DT_F16 && dtype != A3_DT_BF16)
-        return a3_err_set(err, A3_EINVAL, "writer: %s: cannot write dtype %s (F32, F16 or BF16 only)",
-                          PNAME(name), a3_dtype_name(dtype));
-    if (ndim < 0 || ndim > A3_ST_MAX_DIMS)
-        return a3_err_set(err, A3_EINVAL, "writer: %s: rank %d outside 0..%d", PNAME(name), ndim,
-                          A3_ST_MAX_DIMS);
-    *numel = 1;
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0 || a3_mul_size(*numel, (size_t)shape[i], numel))
-            return a3_err_set(err, A3_EINVAL, "writer: %s: bad shape dim %d (%" PRId64 ")", PNAME(name), i,
-                              shape[i]);
-    for (size_t i = 0; i < w->n; i++)
-        if (strcmp(w->items[i].name, name) == 0)
-            return a3_err_set(err, A3_EINVAL, "writer: %s: duplicate tensor name", PNAME(name));
-    return A3_OK;
-}
-
 int a3_st_writer_add(a3_st_writer *w, const char *name, a3_dtype dtype, int ndim, const int64_t *shape,
                      const float *data, a3_err *err)
 {
     assert(w && (ndim <= 0 || shape));
+    /* The stream checks the arguments the same way at save; checking now
+     * reports a bad call where it is made (duplicates too: writer users
+     * add a few hundred tensors at most). */
+    a3_st_stream probe = {0};
     size_t numel = 0, nbytes = 0;
-    int rc = writer_check(w, name, dtype, ndim, shape, &numel, err);
+    int rc = declare_check(&probe, name, dtype, ndim, shape, &numel, err);
+    for (size_t i = 0; rc == A3_OK && i < w->n; i++)
+        if (strcmp(w->items[i].name, name) == 0)
+            rc = a3_err_set(err, A3_EINVAL, "writer: %s: duplicate tensor name", PNAME(name));
     if (rc != A3_OK) return rc;
     if (a3_mul_size(numel, a3_dtype_size(dtype), &nbytes))
         return a3_err_set(err, A3_EINVAL, "writer: %s: tensor too large", PNAME(name));
@@ -877,71 +1227,16 @@ int a3_st_writer_add(a3_st_writer *w, const char *name, a3_dtype dtype, int ndim
     return A3_OK;
 }
 
-/* A JSON number item printed exactly as the integer (cJSON would print
- * large values through %g, which a strict reader rejects). */
-static cJSON *json_int(cJSON *arr, uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
-    cJSON *it = cJSON_CreateRaw(buf);
-    if (it && !cJSON_AddItemToArray(arr, it)) {
-        cJSON_Delete(it);
-        return NULL;
-    }
-    return it;
-}
-
-static cJSON *writer_entry(const wt_item *it, size_t begin)
-{
-    cJSON *e = cJSON_CreateObject();
-    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-    cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
-    int ok = e && shape && off && cJSON_AddStringToObject(e, "dtype", a3_dtype_name(it->dtype));
-    for (int i = 0; ok && i < it->ndim; i++) ok = json_int(shape, (uint64_t)it->shape[i]) != NULL;
-    ok = ok && json_int(off, begin) && json_int(off, (uint64_t)begin + it->nbytes);
-    if (!ok) {
-        cJSON_Delete(e);
-        return NULL;
-    }
-    return e;
-}
-
-/* The header JSON text, or NULL when out of memory or too large. */
-static char *writer_header(const a3_st_writer *w)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON *md = cJSON_AddObjectToObject(root, "__metadata__");
-    int ok = md && cJSON_AddStringToObject(md, "format", "pt");
-    size_t off = 0;
-    for (size_t i = 0; ok && i < w->n; i++) {
-        cJSON *e = writer_entry(&w->items[i], off);
-        ok = e && cJSON_AddItemToObject(root, w->items[i].name, e);
-        if (e && !ok) cJSON_Delete(e);
-        ok = ok && a3_add_size(off, w->items[i].nbytes, &off) == 0;
-    }
-    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    return text;
-}
-
 int a3_st_writer_save(a3_st_writer *w, const char *path, a3_err *err)
 {
-    char *text = writer_header(w);
-    if (!text) return a3_err_set(err, A3_ENOMEM, "%s: header: out of memory building the header", path);
-    size_t len = strlen(text), padded = (len + 7) & ~(size_t)7;
-    unsigned char lenbuf[8];
-    store_le32(lenbuf, (uint32_t)padded);
-    store_le32(lenbuf + 4, (uint32_t)((uint64_t)padded >> 32));
-    static const char spaces[] = "        ";
-    a3_atomic a;
-    int rc = a3_atomic_open(&a, path, err);
-    if (rc == A3_OK) rc = a3_atomic_write(&a, lenbuf, 8, err);
-    if (rc == A3_OK) rc = a3_atomic_write(&a, text, len, err);
-    if (rc == A3_OK) rc = a3_atomic_write(&a, spaces, padded - len, err);
-    for (size_t i = 0; i < w->n && rc == A3_OK; i++)
-        rc = a3_atomic_write(&a, w->items[i].bytes, w->items[i].nbytes, err);
-    free(text);
-    if (rc == A3_OK) return a3_atomic_commit(&a, err);
-    if (a.path) a3_atomic_abort(&a);
+    a3_st_stream *s = a3_st_stream_new();
+    int rc = s ? A3_OK : a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; rc == A3_OK && i < w->n; i++)
+        rc = a3_st_stream_declare(s, w->items[i].name, w->items[i].dtype, w->items[i].ndim, w->items[i].shape, err);
+    if (rc == A3_OK) rc = a3_st_stream_begin_file(s, path, err);
+    for (size_t i = 0; rc == A3_OK && i < w->n; i++)
+        rc = put(s, w->items[i].name, NULL, w->items[i].bytes, s->items[i].numel, err);
+    if (rc == A3_OK) rc = a3_st_stream_finish(s, err);
+    a3_st_stream_free(s);
     return rc;
 }

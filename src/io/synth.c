@@ -50,20 +50,32 @@ static double gauss(uint64_t *s)
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-static int add_random(a3_st_writer *w, const a3_synth_spec *sp, uint64_t *rng, const char *name,
+/* One tensor: declared (pass 0), or generated and streamed out in pieces
+ * (pass 1), so that even a 70B-shaped model needs only a small buffer. */
+typedef struct {
+    a3_st_stream *w;
+    int pass;
+    float *buf; /* SYNTH_CHUNK floats */
+} synth_out;
+
+#define SYNTH_CHUNK ((size_t)1 << 20)
+
+static int add_random(synth_out *w, const a3_synth_spec *sp, uint64_t *rng, const char *name,
                       int64_t rows, int64_t cols, double mean, double sd, a3_err *err)
 {
-    size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
-    float *buf = a3_malloc_array(n, sizeof(float));
-    if (!buf) return a3_err_set(err, A3_ENOMEM, "synth: %s: out of memory", name);
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(mean + sd * gauss(rng));
     int64_t shape[2] = {rows, cols};
-    int rc = a3_st_writer_add(w, name, sp->dtype, cols ? 2 : 1, shape, buf, err);
-    free(buf);
+    if (w->pass == 0) return a3_st_stream_declare(w->w, name, sp->dtype, cols ? 2 : 1, shape, err);
+    size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
+    int rc = A3_OK;
+    for (size_t at = 0; rc == A3_OK && at < n; at += SYNTH_CHUNK) {
+        size_t k = n - at < SYNTH_CHUNK ? n - at : SYNTH_CHUNK;
+        for (size_t i = 0; i < k; i++) w->buf[i] = (float)(mean + sd * gauss(rng));
+        rc = a3_st_stream_put(w->w, name, w->buf, k, err);
+    }
     return rc;
 }
 
-static int add_layer(a3_st_writer *w, const a3_synth_spec *s, uint64_t *rng, int l, a3_err *err)
+static int add_layer(synth_out *w, const a3_synth_spec *s, uint64_t *rng, int l, a3_err *err)
 {
     char nm[160];
     int64_t d = s->d, q = (int64_t)s->n_heads * s->head_dim, kv = (int64_t)s->n_kv_heads * s->head_dim;
@@ -139,20 +151,31 @@ static int write_config(const char *dir, const a3_synth_spec *s, a3_err *err)
     return rc;
 }
 
-static int write_weights(const char *dir, const a3_synth_spec *s, a3_err *err)
+/* Every tensor, in file order; called once to declare, once to write. */
+static int all_tensors(synth_out *w, const a3_synth_spec *s, a3_err *err)
 {
     uint64_t rng = s->seed;
-    a3_st_writer *w = a3_st_writer_new();
-    if (!w) return a3_err_set(err, A3_ENOMEM, "synth: out of memory");
     int rc = add_random(w, s, &rng, "model.embed_tokens.weight", s->vocab, s->d, 0, 1.0, err);
     for (int l = 0; rc == A3_OK && l < s->n_layers; l++) rc = add_layer(w, s, &rng, l, err);
     if (rc == A3_OK) rc = add_random(w, s, &rng, "model.norm.weight", s->d, 0, 1.0, 0.1, err);
     if (rc == A3_OK && !s->tie_embeddings)
         rc = add_random(w, s, &rng, "lm_head.weight", s->vocab, s->d, 0, 1.0 / sqrt((double)s->d), err);
+    return rc;
+}
+
+static int write_weights(const char *dir, const a3_synth_spec *s, a3_err *err)
+{
+    synth_out w = {a3_st_stream_new(), 0, malloc(SYNTH_CHUNK * sizeof(float))};
     char *path = a3_path_join(dir, "model.safetensors");
-    if (rc == A3_OK) rc = path ? a3_st_writer_save(w, path, err) : a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    int rc = w.w && w.buf && path ? A3_OK : a3_err_set(err, A3_ENOMEM, "synth: out of memory");
+    if (rc == A3_OK) rc = all_tensors(&w, s, err);
+    if (rc == A3_OK) rc = a3_st_stream_begin_file(w.w, path, err);
+    w.pass = 1;
+    if (rc == A3_OK) rc = all_tensors(&w, s, err);
+    if (rc == A3_OK) rc = a3_st_stream_finish(w.w, err);
+    a3_st_stream_free(w.w);
+    free(w.buf);
     free(path);
-    a3_st_writer_free(w);
     return rc;
 }
 

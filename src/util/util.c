@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -243,6 +244,30 @@ int a3_write_file_atomic(const char *path, const void *buf, size_t n, a3_err *er
         return rc;
     }
     return a3_atomic_commit(&a, err);
+}
+
+int a3_parse_bytes(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        double mul;
+    } units[] = {{"", 1}, {"b", 1}, {"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+                 {"kib", 1024.0}, {"mib", 1048576.0}, {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
+    if (!s || !((*s >= '0' && *s <= '9') || *s == '.')) return -1; /* no sign, no space, no "inf" */
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || errno || !isfinite(x)) return -1;
+    for (const char *c = s; c < end; c++)
+        if (!((*c >= '0' && *c <= '9') || *c == '.')) return -1; /* no exponent, no hex */
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].unit)) continue;
+        double v = floor(x * units[i].mul);
+        if (!(v >= 1 && v <= 0x1p60)) return -1;
+        *out = (uint64_t)v;
+        return 0;
+    }
+    return -1;
 }
 
 uint64_t a3_splitmix64(uint64_t *s)
