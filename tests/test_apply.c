@@ -395,6 +395,18 @@ static void test_nonfinite_weight(void)
                "rc %d, '%s'", rc, err.msg);
         CHECK(access(out, F_OK) != 0);
     }
+    /* The same for a tensor copied in pieces (lm_head, after the layers). */
+    a3_model_free(f.m);
+    f.m = NULL;
+    CHECK(tf_st_poke_f32(st, "model.layers.1.mlp.up_proj.weight", 2 * 32 + 5, 0.5f) == 0);
+    CHECK(tf_st_poke_f32(st, "lm_head.weight", 3 * 32 + 7, INFINITY) == 0);
+    CHECK(a3_model_open(f.dir, &f.m, &err) == A3_OK);
+    if (p && f.m) {
+        int rc = a3_apply(f.m, f.c, p, &o, out, NULL, &err);
+        CHECKF(rc == A3_EFORMAT && strstr(err.msg, "lm_head.weight: row 3, column 7 is infinite"), "rc %d, '%s'", rc,
+               err.msg);
+        CHECK(access(out, F_OK) != 0);
+    }
     a3_plan_free(p);
     fixture_down(&f);
 }

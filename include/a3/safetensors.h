@@ -75,6 +75,12 @@ const a3_st_tensor *a3_st_find(const a3_st_set *st, const char *name);
 int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim,
                    const int64_t *shape, float *dst, a3_err *err);
 
+/* Elements [first, first + n) of `name` (in row-major order, any shape)
+ * to float32, with the same dtype and NaN/Inf checks: for tensors copied
+ * in pieces. */
+int a3_st_load_f32_part(const a3_st_set *st, const char *name, size_t first,
+                        size_t n, float *dst, a3_err *err);
+
 /* Element conversions (round to nearest even for the narrowing ones). */
 float a3_f16_to_f32(uint16_t h);
 uint16_t a3_f32_to_f16(float f);

@@ -250,17 +250,14 @@ static int copy_tensor(apply_ctx *A, const char *name, int declare, a3_err *err)
     const a3_st_tensor *t = a3_st_find(a3_model_tensors(A->m), name);
     if (!t) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing", a3_model_dir(A->m), name);
     if (declare) return a3_st_stream_declare(A->w, name, A->dt, t->ndim, t->shape, err);
-    if (t->dtype != A3_DT_F32 && t->dtype != A3_DT_F16 && t->dtype != A3_DT_BF16)
-        return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: dtype %s cannot be loaded as float32", t->file, name,
-                          a3_dtype_name(t->dtype));
-    size_t chunk = t->numel < COPY_ELEMS ? t->numel : COPY_ELEMS, es = a3_dtype_size(t->dtype);
+    size_t chunk = t->numel < COPY_ELEMS ? t->numel : COPY_ELEMS;
     float *buf = a3_malloc_array(chunk ? chunk : 1, sizeof(float));
     if (!buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", name);
     int rc = A3_OK;
     for (size_t at = 0; rc == A3_OK && at < t->numel; at += chunk) {
         size_t k = t->numel - at < chunk ? t->numel - at : chunk;
-        a3_convert_to_f32(t->dtype, (const unsigned char *)t->data + at * es, k, buf);
-        rc = a3_st_stream_put(A->w, name, buf, k, err);
+        rc = a3_st_load_f32_part(a3_model_tensors(A->m), name, at, k, buf, err);
+        if (rc == A3_OK) rc = a3_st_stream_put(A->w, name, buf, k, err);
     }
     free(buf);
     return rc;

@@ -753,6 +753,24 @@ static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+/* Elements [first, first + n) of t to float32, refusing NaN/Inf with the
+ * place named. */
+static int convert_checked(const a3_st_tensor *t, size_t first, size_t n, float *dst, a3_err *err)
+{
+    int rc = a3_convert_to_f32(t->dtype, (const unsigned char *)t->data + first * a3_dtype_size(t->dtype), n, dst);
+    int64_t bad = rc ? -1 : a3_find_nonfinite(dst, n);
+    if (bad >= 0) {
+        /* (row, column) of a matrix; plain index otherwise */
+        int64_t cols = t->ndim == 2 && t->shape[1] ? t->shape[1] : 0, at_el = (int64_t)first + bad;
+        char at[64];
+        if (cols) snprintf(at, sizeof at, "row %lld, column %lld", (long long)(at_el / cols), (long long)(at_el % cols));
+        else snprintf(at, sizeof at, "element %lld", (long long)at_el);
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: %s is %s", t->file, PNAME(t->name), at,
+                          isnan(dst[bad]) ? "NaN" : "infinite");
+    }
+    return rc;
+}
+
 int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim, const int64_t *shape, float *dst,
                    a3_err *err)
 {
@@ -772,18 +790,22 @@ int a3_st_load_f32(const a3_st_set *st, const char *name, int ndim, const int64_
         return a3_err_set(err, A3_EUNSUPPORTED,
                           "%s: %s: dtype %s cannot be loaded as float32 (F32, F16, BF16)", t->file,
                           PNAME(name), a3_dtype_name(t->dtype));
-    int rc = a3_convert_to_f32(t->dtype, t->data, t->numel, dst);
-    int64_t bad = rc ? -1 : a3_find_nonfinite(dst, t->numel);
-    if (bad >= 0) {
-        /* (row, column) of a matrix; plain index otherwise */
-        int64_t cols = t->ndim == 2 && t->shape[1] ? t->shape[1] : 0;
-        char at[64];
-        if (cols) snprintf(at, sizeof at, "row %lld, column %lld", (long long)(bad / cols), (long long)(bad % cols));
-        else snprintf(at, sizeof at, "element %lld", (long long)bad);
-        return a3_err_set(err, A3_EFORMAT, "%s: %s: %s is %s", t->file, PNAME(name), at,
-                          isnan(dst[bad]) ? "NaN" : "infinite");
-    }
-    return rc;
+    return convert_checked(t, 0, t->numel, dst, err);
+}
+
+int a3_st_load_f32_part(const a3_st_set *st, const char *name, size_t first, size_t n, float *dst, a3_err *err)
+{
+    const a3_st_tensor *t = a3_st_find(st, name);
+    if (!t)
+        return a3_err_set(err, A3_EFORMAT, "%s: %s: tensor not found", st ? st->origin : "?", PNAME(name));
+    if (first > t->numel || n > t->numel - first)
+        return a3_err_set(err, A3_EINVAL, "%s: %s: elements %zu..%zu past its %zu", t->file, PNAME(name), first,
+                          first + n, t->numel);
+    if (t->dtype != A3_DT_F32 && t->dtype != A3_DT_F16 && t->dtype != A3_DT_BF16)
+        return a3_err_set(err, A3_EUNSUPPORTED,
+                          "%s: %s: dtype %s cannot be loaded as float32 (F32, F16, BF16)", t->file,
+                          PNAME(name), a3_dtype_name(t->dtype));
+    return convert_checked(t, first, n, dst, err);
 }
 
 /* ---- writer ------------------------------------------------------------------ */
