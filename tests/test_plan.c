@@ -182,7 +182,11 @@ static void test_budget_parse(void)
     CHECK(a3_plan_budget_parse("params=20%", &k, &pct, &err) == 0 && k == A3_BUDGET_PARAMS && pct == 20);
     CHECK(a3_plan_budget_parse("kv=30", &k, &pct, &err) == 0 && k == A3_BUDGET_KV && pct == 30);
     CHECK(a3_plan_budget_parse("flops=12.5%", &k, &pct, &err) == 0 && k == A3_BUDGET_FLOPS && pct == 12.5);
-    const char *bad[] = {"params", "params=", "params=100%", "params=-1", "none=5", "bytes=5", "kv=5%%", "kv=x"};
+    /* a bare percentage is a params budget, for --budget as for the TUI's b */
+    CHECK(a3_plan_budget_parse("20", &k, &pct, &err) == 0 && k == A3_BUDGET_PARAMS && pct == 20);
+    CHECK(a3_plan_budget_parse("7.5%", &k, &pct, &err) == 0 && k == A3_BUDGET_PARAMS && pct == 7.5);
+    const char *bad[] = {"params", "params=", "params=100%", "params=-1", "none=5", "bytes=5", "kv=5%%", "kv=x",
+                         "100", "-5", "20x", "x20", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECKF(a3_plan_budget_parse(bad[i], &k, &pct, &err) == A3_EINVAL, "%s", bad[i]);
         CHECK(strstr(err.msg, bad[i]) != NULL);
@@ -645,11 +649,33 @@ static void test_locks(void)
         CHECK(p->mlp[1] == 96 && p->mlp[2] == 96 && p->mlp[3] == 96 && p->mlp[0] < 96);
         check_budget(p, 1, "locks");
     }
-    /* Everything locked: no budget can be met, and the plan is unchanged. */
+    /* A lock pins the width the plan has (here layer 0's narrowed MLP):
+     * everything locked, the 30% the widths already remove still meets the
+     * budget and nothing moves; a larger budget is unreachable, and the
+     * most that can be removed is what the pinned widths remove. */
     int before = p->mlp[0];
+    a3_cost_counts cc, cf;
     CHECK(a3_plan_lock_parse(p, "0-3", &err) == 0);
-    CHECK(a3_plan_allocate(p, c, &err) == A3_EINVAL && strstr(err.msg, "unreachable") && strstr(err.msg, "0.0%"));
+    CHECKF(a3_plan_allocate(p, c, &err) == 0, "%s", err.msg);
+    CHECK(p->mlp[0] == before && before < 96);
+    a3_plan_costs(p, &cc), a3_plan_full_costs(p, &cf);
+    char most[32];
+    snprintf(most, sizeof most, "at most %.1f%%", 100.0 * (double)(cf.compressible - cc.compressible) / (double)cf.compressible);
+    p->budget_pct = 90;
+    CHECK(a3_plan_allocate(p, c, &err) == A3_EINVAL && strstr(err.msg, "unreachable") && strstr(err.msg, most));
     CHECK(p->mlp[0] == before);
+    /* Re-allocation around a pinned width: layer 2's MLP locked at 40, the
+     * rest re-allocated, the pinned saving counted towards the budget. */
+    memset(p->lock, 0, (size_t)p->dims.n_layers);
+    p->mlp[2] = 40;
+    CHECK(a3_plan_lock_parse(p, "2:mlp", &err) == 0);
+    p->budget_pct = 30;
+    for (int s = 0; s < 2; s++) {
+        p->alloc.strategy = s ? A3_STRATEGY_GREEDY : A3_STRATEGY_UNIFORM;
+        CHECKF(a3_plan_allocate(p, c, &err) == 0, "%s", err.msg);
+        CHECK(p->mlp[2] == 40);
+        check_budget(p, 1, "pinned width");
+    }
 out:
     a3_plan_free(p);
     a3_cache_free(c);

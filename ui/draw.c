@@ -81,6 +81,80 @@ int ui_putf(int y, int x, int w, const char *fmt, ...)
     return ui_put(y, x, w, buf);
 }
 
+/* Columns of the first n bytes of text (n < 0: all), and the byte length of
+ * the longest prefix that fits w columns (if fit is not NULL). */
+static int cols_of(const char *text, int w, size_t *fit)
+{
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    size_t len = strlen(text), i = 0;
+    int cols = 0;
+    while (i < len) {
+        wchar_t wc;
+        size_t n = mbrtowc(&wc, text + i, len - i, &st);
+        int cw = 1;
+        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+            memset(&st, 0, sizeof st);
+            n = 1;
+        } else if ((cw = wcwidth(wc)) < 0) cw = 1;
+        if (w >= 0 && cols + cw > w) break;
+        cols += cw, i += n;
+    }
+    if (fit) *fit = i;
+    return cols;
+}
+
+int ui_cols(const char *text) { return cols_of(text, -1, NULL); }
+
+char *ui_shorten(const ui_state *s, char *buf, size_t n, const char *text, int w)
+{
+    const char *dots = s->utf8 ? "…" : "~";
+    int total = ui_cols(text);
+    if (total <= w || w < 3) {
+        size_t fit;
+        cols_of(text, w < 0 ? 0 : w, &fit);
+        snprintf(buf, n, "%.*s", (int)(total <= w ? strlen(text) : fit), text);
+        return buf;
+    }
+    int head = (w - 1) / 2, tail = w - 1 - head; /* the end of a name says most: file extensions, "-a3" */
+    size_t hb, skip;
+    cols_of(text, head, &hb);
+    cols_of(text, total - tail, &skip); /* bytes to drop to leave `tail` columns */
+    while (text[skip] && ui_cols(text + skip) > tail) skip++;
+    snprintf(buf, n, "%.*s%s%s", (int)hb, text, dots, text + skip);
+    return buf;
+}
+
+const char *ui_fit(int w, int n, const char *const *alts)
+{
+    for (int i = 0; i < n; i++)
+        if (ui_cols(alts[i]) <= w) return alts[i];
+    return alts[n - 1];
+}
+
+int ui_wrap(int y, int x, int w, int max_rows, const char *text)
+{
+    int row = 0;
+    const char *p = text;
+    while (*p && row < max_rows && w > 0) {
+        size_t fit;
+        cols_of(p, w, &fit);
+        size_t take = fit;
+        if (p[fit] && p[fit] != ' ' && p[fit] != '\n') { /* break at the last space that fits */
+            size_t sp = fit;
+            while (sp > 0 && p[sp - 1] != ' ') sp--;
+            if (sp > 0) take = sp;
+        }
+        const char *nl = memchr(p, '\n', take);
+        if (nl) take = (size_t)(nl - p);
+        mvaddnstr(y + row, x, p, (int)take);
+        p += take;
+        while (*p == ' ' || *p == '\n') p++;
+        row++;
+    }
+    return row;
+}
+
 void ui_blank(int y, int x, int w)
 {
     if (w > 0) mvhline(y, x, ' ', w);

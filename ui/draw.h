@@ -38,6 +38,17 @@ int ui_attr(const ui_state *s, int pair);
 /* Text, cropped to w columns (UTF-8 aware). Returns columns written. */
 int ui_put(int y, int x, int w, const char *text);
 int ui_putf(int y, int x, int w, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Terminal columns of a UTF-8 string. */
+int ui_cols(const char *text);
+/* text shortened to at most w columns by cutting its middle ("…", or "~"
+ * without UTF-8): names give way so that markers and numbers stay. */
+char *ui_shorten(const ui_state *s, char *buf, size_t n, const char *text, int w);
+/* The first of n alternatives (longest first) that fits w columns, else
+ * the last. */
+const char *ui_fit(int w, int n, const char *const *alts);
+/* Word-wrapped text in rows y .. y + max_rows - 1 from column x, w wide;
+ * returns the rows used (a word longer than w is cut). */
+int ui_wrap(int y, int x, int w, int max_rows, const char *text);
 /* Spaces from x to x + w (clears under an overlay). */
 void ui_blank(int y, int x, int w);
 /* A horizontal rule (─ or -). */

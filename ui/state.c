@@ -19,6 +19,19 @@ void ui_msg(ui_state *s, int error, const char *fmt, ...)
     vsnprintf(s->msg, sizeof s->msg, fmt, ap);
     va_end(ap);
     s->msg_error = error;
+    memcpy(s->last, s->msg, sizeof s->last); /* the status line may crop it; ! shows it whole */
+    s->last_error = error;
+}
+
+void ui_show_last_msg(ui_state *s)
+{
+    if (!s->last[0]) {
+        ui_msg(s, 0, "no message yet");
+        return;
+    }
+    s->msg_back = s->view;
+    s->msg[0] = 0;
+    s->view = UI_VIEW_MESSAGE;
 }
 
 int ui_dirty(const ui_state *s) { return s->plan_id != s->saved_id; }
@@ -132,6 +145,42 @@ char *ui_fmt_bytes(char *buf, size_t n, int64_t v)
     return buf;
 }
 
+long ui_round_half_up(double x) { return (long)floor(x + 0.5); }
+
+char *ui_fmt_int(char *buf, size_t n, int64_t v, int group)
+{
+    char digits[32];
+    snprintf(digits, sizeof digits, "%lld", (long long)(v < 0 ? -v : v));
+    size_t nd = strlen(digits), o = 0;
+    char out[48];
+    if (v < 0) out[o++] = '-';
+    for (size_t i = 0; i < nd; i++) {
+        if (group && i > 0 && (nd - i) % 3 == 0) out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = 0;
+    snprintf(buf, n, "%s", out);
+    return buf;
+}
+
+char *ui_fmt_width(char *buf, size_t n, int mn, int mx, int64_t sum, int n_groups, int group)
+{
+    char num[32];
+    if (mn == mx) return ui_fmt_int(buf, n, mn, group);
+    ui_fmt_int(num, sizeof num, ui_round_half_up((double)sum / n_groups), group);
+    snprintf(buf, n, "~%s", num);
+    return buf;
+}
+
+char *ui_fmt_change(char *buf, size_t n, int64_t value, int64_t full)
+{
+    double pct = full > 0 ? 100.0 * (double)(value - full) / (double)full : 0;
+    double r = round(pct * 10) / 10;
+    if (r == 0) snprintf(buf, n, "0.0%%"); /* also for a tiny change: never "-0.0%" */
+    else snprintf(buf, n, "%+.1f%%", r);
+    return buf;
+}
+
 double ui_pct_removed(int64_t value, int64_t full)
 {
     return full > 0 ? 100.0 * (double)(full - value) / (double)full : NAN;
@@ -153,10 +202,20 @@ static int opt_stale(const ui_state *s)
     ui_opt_key k;
     opt_key_of(s->plan, &k);
     const ui_opt_key *o = &s->opt_key;
-    return k.budget != o->budget || k.pct != o->pct || k.context != o->context || k.multiple != o->multiple ||
-           k.kv_dtype != o->kv_dtype || memcmp(k.min_rank, o->min_rank, sizeof k.min_rank) ||
-           memcmp(k.weight, o->weight, sizeof k.weight) ||
-           memcmp(s->plan->lock, o->lock, (size_t)s->plan->dims.n_layers);
+    if (k.budget != o->budget || k.pct != o->pct || k.context != o->context || k.multiple != o->multiple ||
+        k.kv_dtype != o->kv_dtype || memcmp(k.min_rank, o->min_rank, sizeof k.min_rank) ||
+        memcmp(k.weight, o->weight, sizeof k.weight) || memcmp(s->plan->lock, o->lock, (size_t)s->plan->dims.n_layers))
+        return 1;
+    /* A lock pins a width, so the optimum also depends on the locked
+     * widths: opt kept them as they were when it was made. */
+    for (int l = 0; l < s->plan->dims.n_layers; l++)
+        for (int kk = 0; kk < A3_COMP_COUNT; kk++) {
+            if (!ui_locked(s, l, kk)) continue;
+            if (!s->opt) return 1; /* no optimum to compare with: cheap enough to redo */
+            for (int g = 0; g < n_groups(s, kk); g++)
+                if (*width_ptr(s->plan, l, kk, g) != *width_ptr(s->opt, l, kk, g)) return 1;
+        }
+    return 0;
 }
 
 static void update_optimal(ui_state *s, int force)
@@ -167,7 +226,7 @@ static void update_optimal(ui_state *s, int force)
     opt_key_of(s->plan, &s->opt_key);
     memcpy(s->opt_key.lock, s->plan->lock, (size_t)s->plan->dims.n_layers);
     if (s->plan->budget == A3_BUDGET_NONE) {
-        snprintf(s->opt_why, sizeof s->opt_why, "no budget set (b sets one)");
+        snprintf(s->opt_why, sizeof s->opt_why, "no budget (b sets one)");
         return;
     }
     a3_err e = {0};
@@ -186,6 +245,62 @@ static void update_optimal(ui_state *s, int force)
     s->opt_why[0] = 0;
 }
 
+/* ---- row order ------------------------------------------------------------------------ */
+
+const char *ui_sort_name(ui_sort k)
+{
+    static const char *const N[UI_SORT_COUNT] = {"layer", "loss", "cost"};
+    return k >= 0 && k < UI_SORT_COUNT ? N[k] : "?";
+}
+
+/* The selected column's components as lock bits (the layer column: all). */
+static unsigned sel_bits(const ui_state *s)
+{
+    int k = ui_sel_comp(s);
+    return k < 0 ? A3_LOCK_ALL : 1u << k;
+}
+
+static double sort_key(const ui_state *s, int l)
+{
+    unsigned bits = sel_bits(s);
+    if (s->sort == UI_SORT_COST) {
+        a3_budget_kind b = s->plan->budget == A3_BUDGET_NONE ? A3_BUDGET_PARAMS : s->plan->budget;
+        return (double)a3_plan_layer_cost(s->plan, l, bits, b);
+    }
+    double v = 0; /* loss: rel of the component, or the layer's weighted sum (its share of the objective) */
+    for (int k = 0; k < A3_COMP_COUNT && s->loss_ok; k++)
+        if (bits & (1u << k)) v += (bits == A3_LOCK_ALL ? s->plan->alloc.weight[k] : 1) * s->rel[(size_t)l * A3_COMP_COUNT + (size_t)k];
+    return v;
+}
+
+static double *g_sort_keys; /* qsort has no context argument in C11 */
+
+static int cmp_rows(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    double kx = g_sort_keys[x], ky = g_sort_keys[y];
+    if (kx != ky) return kx > ky ? -1 : 1; /* largest first */
+    return x < y ? -1 : x > y;            /* ties: layer order */
+}
+
+static void sort_rows(ui_state *s)
+{
+    int n = s->plan->dims.n_layers;
+    for (int i = 0; i < n; i++) s->order[i] = i;
+    if (s->sort == UI_SORT_LAYER) return;
+    double *keys = a3_malloc_array((size_t)n, sizeof *keys);
+    if (!keys) { /* keep layer order; say why */
+        s->sort = UI_SORT_LAYER;
+        ui_msg(s, 1, "out of memory sorting the layers");
+        return;
+    }
+    for (int l = 0; l < n; l++) keys[l] = sort_key(s, l);
+    g_sort_keys = keys;
+    qsort(s->order, (size_t)n, sizeof *s->order, cmp_rows);
+    g_sort_keys = NULL;
+    free(keys);
+}
+
 static void recompute(ui_state *s, int force_opt)
 {
     a3_plan_costs(s->plan, &s->cost);
@@ -198,6 +313,7 @@ static void recompute(ui_state *s, int force_opt)
         s->plan->summary_stale = 0;
     } else ui_msg(s, 1, "%s", e.msg);
     update_optimal(s, force_opt);
+    sort_rows(s);
 }
 
 void ui_recompute(ui_state *s) { recompute(s, 0); }
@@ -243,11 +359,32 @@ static int load_plan(ui_state *s, const char *path, a3_err *err)
 /* The model is only needed to commit; a fingerprint that differs from the
  * cache's is shown as a warning and blocks the commit, as `a3 apply`
  * refuses it without --force. */
+/* The first dimension in which the model differs from the cache, or NULL. */
+static const char *model_cache_differ(const a3_config *m, const a3_cache *c, char *buf, size_t n)
+{
+    const char *f = m->d != c->d ? "d" : m->n_layers != c->n_layers ? "n_layers" : m->n_heads != c->n_heads ? "n_heads"
+                    : m->n_kv_heads != c->n_kv_heads ? "n_kv_heads" : m->head_dim != c->head_dim ? "head_dim"
+                    : m->d_ff != c->d_ff ? "d_ff" : NULL;
+    if (!f) return NULL;
+    int mv = !strcmp(f, "d") ? m->d : !strcmp(f, "n_layers") ? m->n_layers : !strcmp(f, "n_heads") ? m->n_heads
+             : !strcmp(f, "n_kv_heads") ? m->n_kv_heads : !strcmp(f, "head_dim") ? m->head_dim : m->d_ff;
+    int cv = !strcmp(f, "d") ? c->d : !strcmp(f, "n_layers") ? c->n_layers : !strcmp(f, "n_heads") ? c->n_heads
+             : !strcmp(f, "n_kv_heads") ? c->n_kv_heads : !strcmp(f, "head_dim") ? c->head_dim : c->d_ff;
+    snprintf(buf, n, "%s %d, the cache's %d", f, mv, cv);
+    return buf;
+}
+
 static int open_model(ui_state *s, const char *dir, a3_err *err)
 {
+    char why[96];
     snprintf(s->model_dir, sizeof s->model_dir, "%s", dir);
     int rc = a3_model_open(dir, &s->model, err);
-    if (!rc) rc = a3_plan_set_config(s->plan, a3_model_config(s->model), err);
+    if (rc) return rc;
+    /* Without --plan the plan is the cache's own: a mismatch is between
+     * the model and the cache, and is named so. */
+    if (model_cache_differ(a3_model_config(s->model), s->cache, why, sizeof why))
+        return a3_err_set(err, A3_EMISMATCH, "%s: not the model of cache %s (%s)", dir, s->cache_path, why);
+    rc = a3_plan_set_config(s->plan, a3_model_config(s->model), err);
     if (rc) return rc;
     char fp[65];
     a3_err e = {0};
@@ -275,8 +412,10 @@ int ui_state_init(ui_state *s, const ui_options *o, a3_err *err)
     }
     size_t nl = (size_t)s->plan->dims.n_layers;
     s->rel = a3_malloc_array(nl * A3_COMP_COUNT, sizeof *s->rel);
+    s->cmp_rel = a3_malloc_array(nl * A3_COMP_COUNT, sizeof *s->cmp_rel);
+    s->order = a3_malloc_array(nl, sizeof *s->order);
     s->opt_key.lock = malloc(nl);
-    if (!s->rel || !s->opt_key.lock) {
+    if (!s->rel || !s->cmp_rel || !s->order || !s->opt_key.lock) {
         ui_state_free(s);
         return a3_err_set(err, A3_ENOMEM, "tui: out of memory");
     }
@@ -297,25 +436,66 @@ void ui_state_free(ui_state *s)
     clear_stack(s->undo, &s->n_undo);
     clear_stack(s->redo, &s->n_redo);
     a3_plan_free(s->opt);
+    a3_plan_free(s->cmp);
     a3_plan_free(s->plan);
     a3_cache_free(s->cache);
     a3_model_free(s->model);
     free(s->rel);
+    free(s->cmp_rel);
+    free(s->order);
     free(s->opt_key.lock);
-    s->opt = s->plan = NULL, s->cache = NULL, s->model = NULL, s->rel = NULL, s->opt_key.lock = NULL;
+    s->opt = s->plan = s->cmp = NULL, s->cache = NULL, s->model = NULL, s->rel = s->cmp_rel = NULL;
+    s->order = NULL, s->opt_key.lock = NULL;
 }
 
 /* ---- selection ---------------------------------------------------------------------------- */
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+int ui_row_of(const ui_state *s, int layer)
+{
+    for (int r = 0; r < s->plan->dims.n_layers; r++)
+        if (s->order[r] == layer) return r;
+    return 0;
+}
+
+void ui_move_to_row(ui_state *s, int row) { s->layer = s->order[clampi(row, 0, s->plan->dims.n_layers - 1)]; }
+
 void ui_move(ui_state *s, int dlayer, int dcol)
 {
-    s->layer = clampi(s->layer + dlayer, 0, s->plan->dims.n_layers - 1);
+    if (dlayer) ui_move_to_row(s, ui_row_of(s, s->layer) + dlayer);
     s->col = clampi(s->col + dcol, 0, UI_COL_COUNT - 1);
+    if (dcol && s->sort != UI_SORT_LAYER) sort_rows(s); /* the sort follows the selected column */
 }
 
 void ui_move_to(ui_state *s, int layer) { s->layer = clampi(layer, 0, s->plan->dims.n_layers - 1); }
+
+void ui_cycle_sort(ui_state *s)
+{
+    static const char *const COL[UI_COL_COUNT] = {"whole layer", "QK", "OV", "MLP"};
+    s->sort = (ui_sort)((s->sort + 1) % UI_SORT_COUNT);
+    sort_rows(s);
+    s->top = 0;
+    if (s->sort == UI_SORT_LAYER) ui_msg(s, 0, "rows in layer order");
+    else if (s->sort == UI_SORT_LOSS) ui_msg(s, 0, "rows by predicted loss of the %s, highest first", COL[s->col]);
+    else
+        ui_msg(s, 0, "rows by kept cost (%s) of the %s, highest first",
+               s->plan->budget == A3_BUDGET_NONE ? "params" : a3_budget_name(s->plan->budget), COL[s->col]);
+}
+
+int ui_goto_text(ui_state *s, const char *text)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    while (*end == ' ') end++;
+    if (end == text || *end || v < 0 || v >= s->plan->dims.n_layers) {
+        ui_msg(s, 1, "go to: expected a layer 0..%d, got '%s'", s->plan->dims.n_layers - 1, text);
+        return -1;
+    }
+    s->layer = (int)v;
+    ui_msg(s, 0, "layer %ld", v);
+    return 0;
+}
 
 void ui_cycle_group(ui_state *s, int dir)
 {
@@ -424,18 +604,23 @@ void ui_step(ui_state *s, int dir, int big)
 static int parse_width(ui_state *s, const char *text, int k, int *out)
 {
     char *end;
+    const char *c = text;
+    while (*c >= '0' && *c <= '9') c++;
+    if (*c == '.' && strchr(text, '%')) /* a fraction only in a percentage: "12.5%" */
+        for (c++; *c >= '0' && *c <= '9'; c++) continue;
+    int plain = c > text && (*c == 0 || *c == '%' || *c == ' '); /* digits: no "1e1", "0x10", "+5" or " 5" */
     errno = 0;
     double v = strtod(text, &end);
     int pct = *end == '%';
     while (*end == '%' || *end == ' ') end++;
     int full = ui_full_width(s, k), u = unit_of(s, k);
-    if (errno || end == text || *end || !(v >= 0) || (pct && v > 100) || (!pct && v != floor(v))) {
+    if (!plain || errno || end == text || *end || !(v >= 0) || (pct && v > 100) || (!pct && v != floor(v))) {
         ui_msg(s, 1, "'%s': expected a width 0..%d, or a percentage like 50%%", text, full);
         return -1;
     }
     if (pct) v = v >= 100 ? full : floor(v * full / 100 / u) * u;
     if (v > full) {
-        ui_msg(s, 1, "%s width %.0f exceeds the full width %d", KIND[k], v, full);
+        ui_msg(s, 1, "%s width %s exceeds the full width %d", KIND[k], text, full);
         return -1;
     }
     if (k == A3_COMP_QK && (long)v % 2) {
@@ -481,8 +666,8 @@ int ui_set_width_text(ui_state *s, const char *text)
 
 void ui_allocate(ui_state *s, a3_strategy strategy)
 {
-    if (strategy == A3_STRATEGY_GREEDY && s->plan->budget == A3_BUDGET_NONE) {
-        ui_msg(s, 1, "auto-allocation needs a budget: press b (e.g. params=20)");
+    if (s->plan->budget == A3_BUDGET_NONE) { /* a and u alike: nothing to allocate to */
+        ui_msg(s, 1, "%s allocation needs a budget: press b (e.g. params=20)", a3_strategy_name(strategy));
         return;
     }
     a3_plan *p = edit_begin(s);
@@ -497,16 +682,12 @@ void ui_allocate(ui_state *s, a3_strategy strategy)
     }
     double ms = 1e3 * (a3_now() - t0);
     edit_commit(s, p);
-    if (s->plan->budget == A3_BUDGET_NONE)
-        ui_msg(s, 0, "uniform without a budget: keep-fractions QK %g OV %g MLP %g", p->alloc.keep[0], p->alloc.keep[1],
-               p->alloc.keep[2]);
-    else
-        ui_msg(s, 0, "%s allocation under %s %g%% (%.0f ms)", a3_strategy_name(strategy), a3_budget_name(p->budget),
-               p->budget_pct, ms);
+    ui_msg(s, 0, "%s allocation under %s %g%% (%.0f ms)", a3_strategy_name(strategy), a3_budget_name(p->budget),
+           p->budget_pct, ms);
 }
 
-/* "params=20", "params 20%", "kv:30", "20" (the current kind, or params),
- * "none" / "off" / "0": into kind and percent. */
+/* "params=20", "params 20%", "kv:30", "20" (params, as --budget 20),
+ * "none" / "off": into kind and percent. */
 static int parse_budget(ui_state *s, const char *text, a3_budget_kind *kind, double *pct)
 {
     char buf[64];
@@ -515,10 +696,7 @@ static int parse_budget(ui_state *s, const char *text, a3_budget_kind *kind, dou
         *kind = A3_BUDGET_NONE, *pct = 0;
         return 0;
     }
-    if ((text[0] >= '0' && text[0] <= '9') || text[0] == '.') {
-        a3_budget_kind cur = s->plan->budget == A3_BUDGET_NONE ? A3_BUDGET_PARAMS : s->plan->budget;
-        snprintf(buf, sizeof buf, "%s=%s", a3_budget_name(cur), text);
-    } else snprintf(buf, sizeof buf, "%s", text);
+    snprintf(buf, sizeof buf, "%s", text);
     for (char *c = buf; *c; c++)
         if (*c == ' ' || *c == ':') *c = '=';
     for (char *c = strstr(buf, "=="); c; c = strstr(buf, "==")) memmove(c, c + 1, strlen(c)); /* "kv = 30" */
@@ -584,14 +762,7 @@ int ui_set_context_text(ui_state *s, const char *text)
 
 int ui_set_multiple_text(ui_state *s, const char *text)
 {
-    return set_plan_int(s, text, "granularity", 1, A3_PLAN_MAX_MULTIPLE, offsetof(a3_plan, alloc.multiple));
-}
-
-/* Locking keeps a component whole: it goes back to full width at once,
- * as the allocators would leave it. */
-static void lock_full(ui_state *s, a3_plan *p, int l, int k)
-{
-    for (int g = 0; g < n_groups(s, k); g++) *width_ptr(p, l, k, g) = ui_full_width(s, k);
+    return set_plan_int(s, text, "multiple", 1, A3_PLAN_MAX_MULTIPLE, offsetof(a3_plan, alloc.multiple));
 }
 
 void ui_toggle_lock(ui_state *s)
@@ -603,15 +774,12 @@ void ui_toggle_lock(ui_state *s)
     a3_plan *p = edit_begin(s);
     if (!p) return;
     if (unlock) p->lock[l] &= (uint8_t)~bits;
-    else {
-        p->lock[l] |= (uint8_t)bits;
-        for (int kk = 0; kk < A3_COMP_COUNT; kk++)
-            if (bits & (1u << kk)) lock_full(s, p, l, kk);
-    }
+    else p->lock[l] |= (uint8_t)bits; /* the widths stay as they are: a lock pins them */
     edit_commit(s, p);
     s->group = k < 0 ? -1 : s->group;
-    snprintf(name, sizeof name, k < 0 ? "layer %d" : "layer %d %s", l, k < 0 ? "" : KIND[k]);
-    ui_msg(s, 0, "%s %s", name, unlock ? "unlocked" : "locked at full width");
+    if (k < 0) snprintf(name, sizeof name, "layer %d", l);
+    else snprintf(name, sizeof name, "layer %d %s", l, KIND[k]);
+    ui_msg(s, 0, "%s %s", name, unlock ? "unlocked" : "locked at its width (a and u re-allocate around it; L unlocks)");
 }
 
 static void swap_to(ui_state *s, ui_snap *from, int *n_from, ui_snap *to, int *n_to)

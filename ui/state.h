@@ -14,7 +14,8 @@
  * well under a millisecond for a 7B-shaped model. The budget-optimal plan
  * (what the greedy allocator would pick under the current budget, shown as
  * a marker in the detail view) is recomputed only when something it
- * depends on changes (budget, context, KV dtype, locks, granularity). */
+ * depends on changes (budget, context, KV dtype, locks and locked widths,
+ * multiple). */
 #ifndef A3_UI_STATE_H
 #define A3_UI_STATE_H
 
@@ -31,15 +32,15 @@
 #define UI_UNDO_MAX 256     /* undo depth; the oldest step is dropped beyond */
 #define UI_PATH_MAX 1024
 #define UI_MSG_MAX 1280 /* room for an a3_err message and a path */
-#define UI_EVAL_SEQLEN 512         /* perplexity windows (capped by the model's) */
-#define UI_EVAL_MAX_TOKENS 32768   /* tokens scored per model, to stay interactive */
 
 /* The one state enum: which view has the keyboard. Help and prompts are
  * drawn over the base view (overview or detail) or the commit view. */
 typedef enum {
     UI_VIEW_OVERVIEW, /* every layer a row, QK / OV / MLP columns */
     UI_VIEW_DETAIL,   /* curves of the selected cell */
+    UI_VIEW_COMPARE,  /* the plan against a saved one, layer by layer */
     UI_VIEW_HELP,     /* every key, over the base view */
+    UI_VIEW_MESSAGE,  /* the last message in full, over the base view */
     UI_VIEW_PROMPT,   /* a question on the bottom lines */
     UI_VIEW_COMMIT,   /* summary, apply progress, perplexity */
     UI_VIEW_QUIT,     /* the main loop ends */
@@ -53,7 +54,9 @@ typedef enum {
     UI_ASK_WIDTH,       /* text: width of the selected cell */
     UI_ASK_BUDGET,      /* text: "params=20", "kv 30%", "none" */
     UI_ASK_CONTEXT,     /* text: context for FLOPs */
-    UI_ASK_MULTIPLE,    /* text: width granularity */
+    UI_ASK_MULTIPLE,    /* text: widths are multiples of this (--multiple) */
+    UI_ASK_GOTO,        /* text: a layer to jump to */
+    UI_ASK_COMPARE,     /* text: a saved plan to compare with */
     UI_ASK_SAVE_PATH,   /* text */
     UI_ASK_OVERWRITE,   /* y/n: replace an existing plan file */
     UI_ASK_OPEN_PATH,   /* text */
@@ -61,7 +64,8 @@ typedef enum {
     UI_ASK_QUIT,        /* y/s/n: unsaved changes on quit */
     UI_ASK_OUT_DIR,     /* text: apply's output directory */
     UI_ASK_REPLACE_DIR, /* y/n: replace an existing output directory */
-    UI_ASK_EVAL_TEXT,   /* text: perplexity text file (empty: skip) */
+    UI_ASK_EVAL_TEXT,   /* text: perplexity text file (empty: none) */
+    UI_ASK_EVAL_SEQLEN, /* text: perplexity window length */
     UI_ASK_COUNT
 } ui_ask;
 
@@ -74,6 +78,14 @@ typedef struct {
     size_t len;
     int then_quit;         /* save prompts started by quitting: quit after */
 } ui_prompt;
+
+/* How the commit scores perplexity: by default what `a3 eval` does
+ * (stream protocol, windows of min(context, 2048), every token). */
+typedef struct {
+    char text[UI_PATH_MAX];  /* "" : no evaluation after apply */
+    a3_eval_protocol proto;
+    int seqlen;              /* 0 until a model is open */
+} ui_eval_opts;
 
 typedef enum {
     UI_COMMIT_SUMMARY,  /* plan summary; y to go on */
@@ -94,10 +106,9 @@ typedef struct {
     double drawn;          /* when the progress was last redrawn */
     int cancel;            /* set by the view when the user cancels */
     a3_apply_report rep;
-    char text[UI_PATH_MAX];
+    ui_eval_opts used;     /* the settings of the last evaluation */
     a3_eval_result orig, comp;
     int64_t eval_tokens;   /* tokens per model scored */
-    int eval_seqlen;
     int64_t params_orig, params_comp; /* whole-model parameters */
     char note[UI_MSG_MAX]; /* failure or cancellation, for the view */
 } ui_commit;
@@ -117,6 +128,15 @@ typedef struct {
     a3_plan *plan;
     unsigned id;
 } ui_snap;
+
+/* Overview row order. */
+typedef enum {
+    UI_SORT_LAYER, /* layer 0 first */
+    UI_SORT_LOSS,  /* highest predicted loss of the selected column first */
+    UI_SORT_COST,  /* highest kept cost (the budget's unit; params without
+                    * a budget) of the selected column first */
+    UI_SORT_COUNT
+} ui_sort;
 
 typedef struct ui_state {
     /* inputs */
@@ -141,18 +161,29 @@ typedef struct ui_state {
     double *rel;      /* (n_layers, A3_COMP_COUNT) predicted rel(l, k) */
     int loss_ok;      /* rel and loss valid */
     a3_plan *opt;     /* budget-optimal plan, NULL if none (opt_why says) */
+    a3_plan *cmp;     /* a saved plan to compare with (v), or NULL */
+    char cmp_path[UI_PATH_MAX];
+    a3_cost_counts cmp_cost;
+    a3_plan_loss cmp_loss;
+    double *cmp_rel;  /* (n_layers, A3_COMP_COUNT) rel of cmp */
     char opt_why[UI_MSG_MAX];
     ui_opt_key opt_key;
 
     /* selection and views */
-    ui_view view, base;   /* base: overview or detail, under help/prompts */
+    ui_view view, base;   /* base: overview, detail or compare, under help/prompts */
+    ui_view msg_back;     /* the view under the full message (! from the commit too) */
     int layer, col, group; /* group: -1 all KV groups, else one (detail) */
-    int top;              /* first layer row shown in the overview */
+    int top;              /* first row shown in the overview (a row index) */
     int page;             /* layer rows the overview showed last frame */
+    ui_sort sort;
+    int *order;           /* (n_layers) layer shown in each row */
     ui_prompt prompt;
     ui_commit commit;
-    char msg[UI_MSG_MAX];
+    ui_eval_opts eval;    /* the commit's perplexity settings */
+    char msg[UI_MSG_MAX];   /* status line; cleared by the next key */
     int msg_error;
+    char last[UI_MSG_MAX];  /* the last message, kept for ! (shown in full) */
+    int last_error;
     int exit_status;
     char pending[UI_PATH_MAX]; /* path waiting for a yes/no answer */
 
@@ -181,6 +212,8 @@ void ui_state_free(ui_state *s); /* accepts a zeroed or half-built state */
 
 void ui_msg(ui_state *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int ui_dirty(const ui_state *s);
+/* ! : show the last message in full (wrapped), over the base view. */
+void ui_show_last_msg(ui_state *s);
 /* The component of the selected column (col 1..3), or -1 for the layer. */
 int ui_sel_comp(const ui_state *s);
 /* Kept widths of component k of layer l over its groups: min, max, sum. */
@@ -207,9 +240,18 @@ void ui_recompute(ui_state *s);
 
 /* ---- selection ------------------------------------------------------------ */
 
+/* dlayer moves by rows of the overview (its sort order). */
 void ui_move(ui_state *s, int dlayer, int dcol);
 void ui_move_to(ui_state *s, int layer);
+/* Home/End: the first or last row. */
+void ui_move_to_row(ui_state *s, int row);
+int ui_row_of(const ui_state *s, int layer);
 void ui_cycle_group(ui_state *s, int dir);
+/* S: layer order -> by loss -> by cost -> layer order. */
+void ui_cycle_sort(ui_state *s);
+const char *ui_sort_name(ui_sort k);
+/* : : "12" jumps to layer 12. -1 with a message if not a layer. */
+int ui_goto_text(ui_state *s, const char *text);
 
 /* ---- edits (each one undoable) --------------------------------------------- */
 
@@ -219,6 +261,8 @@ void ui_allocate(ui_state *s, a3_strategy strategy);
 int ui_set_budget_text(ui_state *s, const char *text);
 int ui_set_context_text(ui_state *s, const char *text);
 int ui_set_multiple_text(ui_state *s, const char *text);
+/* L: lock the selected cell (or whole layer) at the width it has now, so
+ * that a and u re-allocate around it; L again unlocks. */
 void ui_toggle_lock(ui_state *s);
 /* Make p (owned from now on) the plan; the old one goes onto the undo
  * stack and the derived numbers are recomputed. */
@@ -232,6 +276,9 @@ void ui_redo(ui_state *s);
  * without writing, so the caller can ask). 0 saved, <0 error (msg set). */
 int ui_save(ui_state *s, const char *path, int overwrite);
 int ui_open(ui_state *s, const char *path);
+/* Load a saved plan to compare with (v); 0, or -1 with a message. */
+int ui_compare_open(ui_state *s, const char *path);
+void ui_compare_close(ui_state *s);
 
 /* ---- prompts (state_io.c) ----------------------------------------------------- */
 
@@ -249,18 +296,44 @@ void ui_request_quit(ui_state *s);
 void ui_request_save(ui_state *s);
 void ui_request_open(ui_state *s);
 void ui_request_budget(ui_state *s);
+void ui_request_goto(ui_state *s);
+void ui_request_compare(ui_state *s);
 
 /* ---- commit (state_commit.c) ---------------------------------------------------- */
 
 void ui_commit_begin(ui_state *s);      /* c: the summary, or why not */
 void ui_commit_confirm(ui_state *s);    /* y on the summary: ask the directory */
-void ui_commit_offer_eval(ui_state *s); /* ask for the perplexity text */
 void ui_commit_close(ui_state *s);      /* back to the plan */
-int ui_commit_apply(ui_state *s);       /* run a3_apply into commit.out_dir */
-int ui_commit_eval(ui_state *s);        /* both models on commit.text */
+/* Default output directory: "<model name>-a3" beside the cache (never
+ * inside the model's own directory tree). */
+void ui_commit_default_out(const ui_state *s, char *buf, size_t n);
+/* The perplexity settings (summary and after apply): t text, p protocol,
+ * w window length. */
+void ui_eval_ask_text(ui_state *s);
+void ui_eval_toggle_protocol(ui_state *s);
+void ui_eval_ask_seqlen(ui_state *s);
+int ui_eval_set_seqlen_text(ui_state *s, const char *text);
+/* "samples/eval.txt, stream, windows of 512 tokens (a3 eval's defaults)" */
+char *ui_eval_describe(const ui_state *s, const ui_eval_opts *e, char *buf, size_t n);
+int ui_commit_apply(ui_state *s);       /* run a3_apply into commit.out_dir,
+                                         * then the evaluation if a text is set */
+int ui_commit_eval(ui_state *s);        /* both models, with s->eval */
+/* The progress line under the bar: "3/32 layers  4.1s  ETA 39.0s", or,
+ * once every layer is solved, that the file is being written. */
+char *ui_commit_progress_text(const ui_state *s, double now, char *buf, size_t n);
 
 /* ---- formatting shared by the views (plain text) -------------------------------- */
 
+/* An integer, with thousands grouped ("11,008") when group is set. */
+char *ui_fmt_int(char *buf, size_t n, int64_t v, int group);
+/* A cell's width: the width if its groups agree, else "~" and their mean
+ * rounded half up ("~9" for 8.5). */
+char *ui_fmt_width(char *buf, size_t n, int mn, int mx, int64_t sum, int n_groups, int group);
+/* Rounded half up, as every mean of widths is shown. */
+long ui_round_half_up(double x);
+/* The change from full to value as a signed percentage, "-19.3%", and
+ * "0.0%" (never "-0.0%") when it rounds to nothing. */
+char *ui_fmt_change(char *buf, size_t n, int64_t value, int64_t full);
 /* "6.74B", "512K", "1.23M": 3 significant digits with a suffix. */
 char *ui_fmt_count(char *buf, size_t n, int64_t v);
 /* "128 KiB", "1.5 MiB". */

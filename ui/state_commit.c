@@ -1,9 +1,10 @@
-/* state_commit: the commit flow: plan summary, a3_apply into a directory,
- * then perplexity of the original and the compressed model on a text file
- * (see state.h). Both runs happen on the calling thread; the progress
- * callback the dispatcher installed redraws and returns non-zero when the
- * user cancels, which a3_apply and a3_eval_nll turn into A3_ECANCELED
- * with nothing written. */
+/* state_commit: the commit flow: plan summary with the perplexity settings,
+ * a3_apply into a directory, then perplexity of the original and the
+ * compressed model on a text file (see state.h). Both runs happen on the
+ * calling thread; the progress callback the dispatcher installed redraws
+ * and returns non-zero when the user cancels, which a3_apply and
+ * a3_eval_nll turn into A3_ECANCELED (apply then writes nothing; a
+ * cancelled evaluation leaves the written model in place and says so). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,17 @@
 
 #include "a3/tokenizer.h"
 #include "state.h"
+
+/* The defaults of `a3 eval`: stream protocol, windows of min(context,
+ * 2048), every token; the text is samples/eval.txt when there is one. */
+static void eval_defaults(ui_state *s)
+{
+    ui_eval_opts *e = &s->eval;
+    if (e->seqlen > 0) return; /* already set (and maybe changed by the user) */
+    e->proto = A3_PROTO_STREAM;
+    e->seqlen = a3_eval_default_seqlen(a3_model_config(s->model));
+    if (!e->text[0] && access("samples/eval.txt", R_OK) == 0) snprintf(e->text, sizeof e->text, "samples/eval.txt");
+}
 
 void ui_commit_begin(ui_state *s)
 {
@@ -26,38 +38,94 @@ void ui_commit_begin(ui_state *s)
         ui_msg(s, 1, "commit refused: the plan does not fit the cache");
         return;
     }
+    eval_defaults(s);
     memset(&s->commit, 0, sizeof s->commit);
     s->commit.phase = UI_COMMIT_SUMMARY;
     s->view = UI_VIEW_COMMIT;
     s->msg[0] = 0;
 }
 
-/* Default output: "<model dir>-a3" next to the model. */
-static void default_out(const ui_state *s, char *buf, size_t n)
+static size_t strip_slashes(char *p)
 {
-    char dir[UI_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", s->model_dir);
-    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/';) dir[--len] = 0;
-    snprintf(buf, n, "%.*s-a3", (int)(n > 4 ? n - 4 : 0), dir);
+    size_t len = strlen(p);
+    while (len > 1 && p[len - 1] == '/') p[--len] = 0;
+    return len;
+}
+
+/* "<model name>-a3" in the cache's directory: the cache is already an
+ * output of the user's, while the model may sit in a source tree
+ * (samples/sample-model) that a3 should not write into. */
+void ui_commit_default_out(const ui_state *s, char *buf, size_t n)
+{
+    char model[UI_PATH_MAX], dir[UI_PATH_MAX];
+    snprintf(model, sizeof model, "%s", s->model_dir);
+    size_t len = strip_slashes(model);
+    const char *name = model;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (model[i] == '/') name = model + i + 1;
+    snprintf(dir, sizeof dir, "%s", s->cache_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(buf, n, "%.*s-a3", (int)(n > 4 ? n - 4 : 0), name);
+    else {
+        slash[1] = 0;
+        snprintf(buf, n, "%.*s%.*s-a3", (int)(UI_PATH_MAX / 2), dir, (int)(UI_PATH_MAX / 2 - 4), name);
+    }
 }
 
 void ui_commit_confirm(ui_state *s)
 {
     char def[UI_PATH_MAX];
-    default_out(s, def, sizeof def);
+    ui_commit_default_out(s, def, sizeof def);
     ui_ask_text(s, UI_ASK_OUT_DIR, "Write the compressed model to:", def);
-}
-
-void ui_commit_offer_eval(ui_state *s)
-{
-    const char *def = access("samples/eval.txt", R_OK) == 0 ? "samples/eval.txt" : "";
-    ui_ask_text(s, UI_ASK_EVAL_TEXT, "Perplexity on text file (empty: skip):", s->commit.text[0] ? s->commit.text : def);
 }
 
 void ui_commit_close(ui_state *s)
 {
     s->view = s->base;
 }
+
+/* ---- perplexity settings ------------------------------------------------------ */
+
+void ui_eval_ask_text(ui_state *s)
+{
+    ui_ask_text(s, UI_ASK_EVAL_TEXT, "Perplexity text file (empty: no evaluation):", s->eval.text);
+}
+
+void ui_eval_toggle_protocol(ui_state *s)
+{
+    s->eval.proto = s->eval.proto == A3_PROTO_STREAM ? A3_PROTO_PARAGRAPHS : A3_PROTO_STREAM;
+}
+
+void ui_eval_ask_seqlen(ui_state *s)
+{
+    char cur[32];
+    snprintf(cur, sizeof cur, "%d", s->eval.seqlen);
+    ui_ask_text(s, UI_ASK_EVAL_SEQLEN, "Perplexity window length (tokens):", cur);
+}
+
+int ui_eval_set_seqlen_text(ui_state *s, const char *text)
+{
+    int max = s->model ? a3_model_config(s->model)->max_seq : 1 << 20;
+    char *end;
+    long v = strtol(text, &end, 10);
+    while (*end == ' ') end++;
+    if (end == text || *end || v < 2 || v > max) {
+        ui_msg(s, 1, "window length: expected an integer in [2, %d] (the model's context), got '%s'", max, text);
+        return -1;
+    }
+    s->eval.seqlen = (int)v;
+    return 0;
+}
+
+char *ui_eval_describe(const ui_state *s, const ui_eval_opts *e, char *buf, size_t n)
+{
+    int dflt = s->model && e->proto == A3_PROTO_STREAM && e->seqlen == a3_eval_default_seqlen(a3_model_config(s->model));
+    snprintf(buf, n, "%s, %s, windows of %d tokens%s", e->text[0] ? e->text : "(no text: not evaluated)",
+             e->proto == A3_PROTO_STREAM ? "stream" : "paragraphs", e->seqlen, dflt ? " (a3 eval's defaults)" : "");
+    return buf;
+}
+
+/* ---- running -------------------------------------------------------------------- */
 
 static void start_step(ui_state *s, ui_commit_phase phase, const char *stage)
 {
@@ -73,9 +141,15 @@ static void start_step(ui_state *s, ui_commit_phase phase, const char *stage)
 static int step_failed(ui_state *s, int rc, const a3_err *e, const char *what)
 {
     ui_commit *c = &s->commit;
+    int written = c->params_comp != 0; /* apply finished: the model is on disk */
     c->phase = UI_COMMIT_FAILED;
-    if (rc == A3_ECANCELED) snprintf(c->note, sizeof c->note, "%s cancelled: nothing was written", what);
-    else snprintf(c->note, sizeof c->note, "%s failed: %s", what, e->msg);
+    if (rc == A3_ECANCELED && written)
+        snprintf(c->note, sizeof c->note, "%s cancelled; the compressed model was written to %.1000s", what, c->out_dir);
+    else if (rc == A3_ECANCELED) snprintf(c->note, sizeof c->note, "%s cancelled: nothing was written", what);
+    else if (written)
+        snprintf(c->note, sizeof c->note, "%s failed (the compressed model was written to %.400s): %.700s", what,
+                 c->out_dir, e->msg);
+    else snprintf(c->note, sizeof c->note, "%s failed: %.1000s", what, e->msg);
     ui_msg(s, 1, "%s", c->note);
     return rc;
 }
@@ -85,6 +159,7 @@ int ui_commit_apply(ui_state *s)
     ui_commit *c = &s->commit;
     a3_err e = {0};
     start_step(s, UI_COMMIT_RUNNING, "apply");
+    c->params_comp = 0;
     int rc = a3_plan_validate(s->plan, s->cache, 0, &e);
     a3_apply_opts o = {.dtype = A3_DT_COUNT, .force = c->replace, .progress = s->progress, .ctx = s->progress_ctx};
     if (!rc) rc = a3_apply(s->model, s->cache, s->plan, &o, c->out_dir, &c->rep, &e);
@@ -94,26 +169,24 @@ int ui_commit_apply(ui_state *s)
     c->params_comp = s->cost.total >= 0 ? s->cost.total : s->cost.compressible;
     c->phase = UI_COMMIT_APPLIED;
     ui_msg(s, 0, "wrote %s in %.1f s", c->out_dir, c->seconds);
-    ui_commit_offer_eval(s);
-    return 0;
+    return s->eval.text[0] ? ui_commit_eval(s) : 0;
 }
 
-/* Token windows of the text as `a3 eval` makes them (stream protocol). */
+/* Token windows of the text as `a3 eval` makes them with these settings. */
 static int eval_seqs(ui_state *s, a3_seqs *seqs, a3_err *e)
 {
     char *text = NULL;
     size_t len = 0;
     a3_tokenizer *tok = NULL;
-    const a3_config *cfg = a3_model_config(s->model);
-    int seqlen = cfg->max_seq > 1 && cfg->max_seq < UI_EVAL_SEQLEN ? cfg->max_seq : UI_EVAL_SEQLEN;
-    int rc = a3_read_file(s->commit.text, (size_t)1 << 30, &text, &len, e);
+    const ui_eval_opts *o = &s->eval;
+    int rc = a3_read_file(o->text, (size_t)1 << 32, &text, &len, e);
     if (!rc) rc = a3_tok_load_dir(s->model_dir, &tok, e);
-    if (!rc) rc = a3_seqs_from_text(tok, text, len, A3_PROTO_STREAM, seqlen, 0, UI_EVAL_MAX_TOKENS, seqs, e);
+    if (!rc) rc = a3_seqs_from_text(tok, text, len, o->proto, o->seqlen, 0, 0, seqs, e);
     if (!rc && seqs->n_tokens < 2) {
         a3_seqs_free(seqs);
-        rc = a3_err_set(e, A3_EINVAL, "%s: too little text to score", s->commit.text);
+        rc = a3_err_set(e, A3_EINVAL, "%s: too little text to score", o->text);
     }
-    s->commit.eval_seqlen = seqlen;
+    s->commit.used = *o;
     s->commit.eval_tokens = rc ? 0 : seqs->n_tokens;
     free(text);
     a3_tok_free(tok);
@@ -127,6 +200,10 @@ int ui_commit_eval(ui_state *s)
     a3_seqs seqs;
     a3_model *cm = NULL;
     memset(&seqs, 0, sizeof seqs);
+    if (!s->eval.text[0]) {
+        ui_msg(s, 1, "no text to evaluate on: t sets one");
+        return -1;
+    }
     start_step(s, UI_COMMIT_EVALUATING, "reading text");
     int rc = eval_seqs(s, &seqs, &e);
     if (!rc) {
@@ -145,4 +222,22 @@ int ui_commit_eval(ui_state *s)
     c->phase = UI_COMMIT_EVALUATED;
     ui_msg(s, 0, "perplexity %.3f -> %.3f on %lld tokens", c->orig.ppl, c->comp.ppl, (long long)c->eval_tokens);
     return 0;
+}
+
+char *ui_commit_progress_text(const ui_state *s, double now, char *buf, size_t n)
+{
+    const ui_commit *c = &s->commit;
+    double el = now - c->t0;
+    if (c->phase == UI_COMMIT_RUNNING && c->total > 0 && c->done >= c->total) {
+        /* a3_apply reports layers; the file is written after the last one */
+        snprintf(buf, n, "%lld/%lld layers solved; writing the model file  %.1fs", (long long)c->done,
+                 (long long)c->total, el);
+        return buf;
+    }
+    const char *unit = c->phase == UI_COMMIT_RUNNING ? " layers" : " tokens";
+    if (c->done <= 0 || c->total <= 0) snprintf(buf, n, "starting  %.1fs", el);
+    else
+        snprintf(buf, n, "%lld/%lld%s  %.1fs  ETA %.1fs", (long long)c->done, (long long)c->total, unit, el,
+                 el * (double)(c->total - c->done) / (double)c->done);
+    return buf;
 }

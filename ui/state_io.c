@@ -2,7 +2,9 @@
  * confirmations (see state.h). No curses here: the prompt view feeds keys
  * in, these functions decide what an answer does. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "state.h"
@@ -12,12 +14,18 @@
 int ui_save(ui_state *s, const char *path, int overwrite)
 {
     a3_err e = {0};
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* refused before any "overwrite?" question */
+        ui_msg(s, 1, "not saved: %s is a directory; give a file name (e.g. %s/plan.json)", path, path);
+        return -1;
+    }
     if (!overwrite && access(path, F_OK) == 0) return 1;
     if (a3_plan_save(s->plan, path, &e)) {
         ui_msg(s, 1, "not saved: %s", e.msg);
         return -1;
     }
     snprintf(s->plan_path, sizeof s->plan_path, "%s", path);
+    snprintf(s->plan->source, sizeof s->plan->source, "%s", path); /* later messages name the new file */
     s->saved_id = s->plan_id;
     ui_msg(s, 0, "saved %s", path);
     return 0;
@@ -43,6 +51,37 @@ int ui_open(ui_state *s, const char *path)
     ui_msg(s, 0, "opened %s (%s%s%s)", path, a3_strategy_name(p->alloc.strategy),
            other ? "; planned on another calibration of this model" : "",
            stale ? "; its summary disagreed with its ranks and was recomputed" : "");
+    return 0;
+}
+
+void ui_compare_close(ui_state *s)
+{
+    a3_plan_free(s->cmp);
+    s->cmp = NULL;
+    s->cmp_path[0] = 0;
+    if (s->base == UI_VIEW_COMPARE) s->base = UI_VIEW_OVERVIEW;
+    if (s->view == UI_VIEW_COMPARE) s->view = UI_VIEW_OVERVIEW;
+}
+
+int ui_compare_open(ui_state *s, const char *path)
+{
+    a3_err e = {0};
+    a3_plan *p = NULL;
+    int rc = a3_plan_load(path, &p, &e);
+    if (!rc) rc = a3_plan_validate(p, s->cache, 0, &e);
+    if (!rc) rc = a3_plan_predict(p, s->cache, s->cmp_rel, &s->cmp_loss, &e);
+    if (rc) {
+        a3_plan_free(p);
+        ui_msg(s, 1, "not compared: %s", e.msg);
+        return -1;
+    }
+    if (s->model) a3_plan_set_config(p, a3_model_config(s->model), &e); /* whole-model totals; dims already match */
+    a3_plan_free(s->cmp);
+    s->cmp = p;
+    a3_plan_costs(p, &s->cmp_cost);
+    snprintf(s->cmp_path, sizeof s->cmp_path, "%s", path);
+    s->view = s->base = UI_VIEW_COMPARE;
+    ui_msg(s, 0, "comparing with %s", path);
     return 0;
 }
 
@@ -101,8 +140,7 @@ static void close_prompt(ui_state *s) { s->view = s->prompt.back; }
 void ui_prompt_cancel(ui_state *s)
 {
     close_prompt(s);
-    if (s->prompt.kind == UI_ASK_EVAL_TEXT) ui_msg(s, 0, "perplexity skipped (e evaluates later)");
-    else ui_msg(s, 0, "cancelled");
+    ui_msg(s, 0, "cancelled");
 }
 
 /* Leading and trailing spaces are never meant in a path or a number. */
@@ -160,20 +198,19 @@ void ui_prompt_submit(ui_state *s)
     case UI_ASK_BUDGET: ui_set_budget_text(s, text); break;
     case UI_ASK_CONTEXT: ui_set_context_text(s, text); break;
     case UI_ASK_MULTIPLE: ui_set_multiple_text(s, text); break;
+    case UI_ASK_GOTO: ui_goto_text(s, text); break;
+    case UI_ASK_COMPARE:
+        if (*text) ui_compare_open(s, text);
+        else ui_msg(s, 0, "nothing compared");
+        break;
     case UI_ASK_SAVE_PATH: submit_save(s, text, then_quit); break;
     case UI_ASK_OPEN_PATH:
         if (*text) ui_open(s, text);
         else ui_msg(s, 0, "nothing opened");
         break;
     case UI_ASK_OUT_DIR: submit_out_dir(s, text); break;
-    case UI_ASK_EVAL_TEXT:
-        if (!*text) {
-            ui_msg(s, 0, "perplexity skipped (e evaluates later)");
-            break;
-        }
-        snprintf(s->commit.text, sizeof s->commit.text, "%s", text);
-        ui_commit_eval(s);
-        break;
+    case UI_ASK_EVAL_TEXT: snprintf(s->eval.text, sizeof s->eval.text, "%s", text); break;
+    case UI_ASK_EVAL_SEQLEN: ui_eval_set_seqlen_text(s, text); break;
     default: break;
     }
 }
@@ -241,5 +278,22 @@ void ui_request_budget(ui_state *s)
     const a3_plan *p = s->plan;
     if (p->budget == A3_BUDGET_NONE) snprintf(cur, sizeof cur, "params=20");
     else snprintf(cur, sizeof cur, "%s=%g", a3_budget_name(p->budget), p->budget_pct);
-    ui_ask_text(s, UI_ASK_BUDGET, "Budget, % removed (params=20, kv=30, flops=25, none):", cur);
+    ui_ask_text(s, UI_ASK_BUDGET, "Budget, % removed (params=20 or 20, kv=30, flops=25, none):", cur);
+}
+
+void ui_request_goto(ui_state *s)
+{
+    char q[64];
+    snprintf(q, sizeof q, "Go to layer (0-%d):", s->plan->dims.n_layers - 1);
+    ui_ask_text(s, UI_ASK_GOTO, q, "");
+}
+
+void ui_request_compare(ui_state *s)
+{
+    if (s->cmp) { /* v again: back to the comparison, or close it from there */
+        if (s->view == UI_VIEW_COMPARE) ui_compare_close(s), ui_msg(s, 0, "comparison closed");
+        else s->view = s->base = UI_VIEW_COMPARE;
+        return;
+    }
+    ui_ask_text(s, UI_ASK_COMPARE, "Compare with saved plan:", s->plan_path);
 }

@@ -43,7 +43,8 @@ static const char *HELP =
     "  --model DIR        the model the cache was calibrated on: needed to\n"
     "                     commit (apply, perplexity); adds whole-model totals\n\n"
     "environment: NO_COLOR disables colours (loss shades become ASCII);\n"
-    "A3_TUI_ASCII=1 draws without Unicode; the size must be 72x20 or more.\n\n"
+    "A3_TUI_ASCII=1 draws without Unicode; the size must be 72x20 or more;\n"
+    "TERM must name a terminal that can position the cursor (not dumb).\n\n"
     "exit codes: 0 ok, 1 bad cache or plan, 2 usage, 4 plan/model mismatch,\n"
     "            130 interrupted\n\n"
     "examples:\n"
@@ -54,14 +55,15 @@ static const char *HELP =
 
 static int too_small(void) { return COLS < UI_MIN_COLS || LINES < UI_MIN_ROWS; }
 
+/* Word-wrapped to the terminal, so it reads whole down to ~30x6 (and
+ * at 40x12, the smallest size tested). */
 static void draw_too_small(const ui_state *s)
 {
-    char a[96], b[96];
-    snprintf(a, sizeof a, "a3 tui needs at least %dx%d; this terminal is %dx%d.", UI_MIN_COLS, UI_MIN_ROWS, COLS,
-             LINES);
-    snprintf(b, sizeof b, "Enlarge it, or press q to quit%s.", ui_dirty(s) ? " (the plan has unsaved changes)" : "");
-    ui_put(LINES / 2 - 1 > 0 ? LINES / 2 - 1 : 0, 0, COLS, a);
-    ui_put(LINES / 2 < LINES - 1 ? LINES / 2 : LINES - 1, 0, COLS, b);
+    char t[256];
+    snprintf(t, sizeof t, "a3 tui needs at least %dx%d; this terminal is %dx%d. Enlarge it, or press q to quit%s.",
+             UI_MIN_COLS, UI_MIN_ROWS, COLS, LINES, ui_dirty(s) ? " (the plan has unsaved changes)" : "");
+    int rows = (ui_cols(t) + COLS - 1) / (COLS > 1 ? COLS - 1 : 1) + 1, y = (LINES - rows) / 2;
+    ui_wrap(y > 0 ? y : 0, 0, COLS, LINES, t);
 }
 
 void ui_draw(ui_state *s)
@@ -77,7 +79,9 @@ void ui_draw(ui_state *s)
     ui_view under = s->view == UI_VIEW_PROMPT ? s->prompt.back : s->view;
     switch (under) {
     case UI_VIEW_DETAIL: view_detail_draw(s); break;
+    case UI_VIEW_COMPARE: view_compare_draw(s); break;
     case UI_VIEW_HELP: view_help_draw(s); break;
+    case UI_VIEW_MESSAGE: view_message_draw(s); break;
     case UI_VIEW_COMMIT: view_commit_draw(s); break;
     default: view_overview_draw(s); break;
     }
@@ -98,7 +102,9 @@ int ui_key(ui_state *s, int ch)
     switch (s->view) {
     case UI_VIEW_OVERVIEW: return view_overview_key(s, ch);
     case UI_VIEW_DETAIL: return view_detail_key(s, ch);
+    case UI_VIEW_COMPARE: return view_compare_key(s, ch);
     case UI_VIEW_HELP: return view_help_key(s, ch);
+    case UI_VIEW_MESSAGE: return view_message_key(s, ch);
     case UI_VIEW_PROMPT: return view_prompt_key(s, ch);
     case UI_VIEW_COMMIT: return view_commit_key(s, ch);
     default: return 0;
@@ -143,10 +149,21 @@ static void signals_restore(const saved_signals *sv)
     for (int i = 0; i < 3; i++) sigaction(SIGNALS[i], &sv->old[i], NULL);
 }
 
-static SCREEN *term_open(void)
+/* NULL, with why, if the terminal cannot be drawn on: newterm fails for an
+ * unknown TERM, and succeeds for TERM=dumb, which cannot move the cursor
+ * (the screen would stay blank). */
+static SCREEN *term_open(const char **why)
 {
     SCREEN *scr = newterm(NULL, stdout, stdin); /* unlike initscr, returns NULL instead of exiting */
+    *why = "unknown terminal type";
     if (!scr) return NULL;
+    const char *cup = tigetstr("cup");
+    if (!cup || cup == (const char *)-1) {
+        endwin();
+        delscreen(scr);
+        *why = "this terminal cannot position the cursor";
+        return NULL;
+    }
     atexit(cleanup); /* last resort; the normal paths call cleanup themselves */
     cbreak();
     noecho();
@@ -230,9 +247,11 @@ int a3_cmd_tui(int argc, char **argv)
         fprintf(stderr, "a3 tui: %s\n", err.msg);
         return a3_err_exit_status(err.code);
     }
-    SCREEN *scr = term_open();
+    const char *why;
+    SCREEN *scr = term_open(&why);
     if (!scr) {
-        fprintf(stderr, "a3 tui: cannot open the terminal (TERM=%s)\n", getenv("TERM") ? getenv("TERM") : "unset");
+        fprintf(stderr, "a3 tui: cannot draw on this terminal (TERM=%s: %s); use one such as xterm-256color, "
+                        "or a3 plan for scripts\n", getenv("TERM") ? getenv("TERM") : "unset", why);
         ui_state_free(&s);
         return 1;
     }

@@ -1,12 +1,20 @@
-/* view_commit: the plan summary before applying, the progress of a3_apply
- * and of the perplexity runs (a bar redrawn at most 10 times a second,
- * Esc/x/c cancels), and original vs compressed side by side. */
+/* view_commit: the plan summary and the perplexity settings before
+ * applying, the progress of a3_apply and of the perplexity runs (a bar
+ * redrawn at most 10 times a second, Esc/x/c cancels), and original vs
+ * compressed side by side. */
 #include <curses.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "draw.h"
 #include "views.h"
+
+/* The perplexity settings the commit will use (t, p, w change them). */
+static void eval_settings(ui_state *s, int y)
+{
+    char d[UI_PATH_MAX + 96];
+    ui_putf(y, 3, COLS - 4, "perplexity %s", ui_eval_describe(s, &s->eval, d, sizeof d));
+}
 
 static void summary(ui_state *s, int y)
 {
@@ -30,18 +38,20 @@ static void summary(ui_state *s, int y)
             100 * s->loss.rel[2]);
     ui_putf(y + 8, 3, w, "methods    qk %s, ov %s, mlp %s", a3_plan_method_name(A3_COMP_QK, (int)p->qk_method),
             a3_plan_method_name(A3_COMP_OV, (int)p->ov_method), a3_plan_method_name(A3_COMP_MLP, (int)p->mlp_method));
+    eval_settings(s, y + 9);
 }
 
 static void progress_bar(ui_state *s, int y)
 {
     const ui_commit *c = &s->commit;
-    int bw = COLS - 36, fill = c->total > 0 ? (int)(bw * c->done / c->total) : 0;
-    double el = a3_now() - c->t0, eta = c->done > 0 && c->total > c->done ? el * (double)(c->total - c->done) / (double)c->done : 0;
+    char line[160];
+    int bw = COLS - 6, fill = c->total > 0 ? (int)(bw * c->done / c->total) : 0;
     ui_putf(y, 3, COLS - 4, "%s", c->stage);
     for (int i = 0; i < bw; i++) mvaddstr(y + 1, 3 + i, i < fill ? (s->utf8 ? "█" : "#") : (s->utf8 ? "░" : "."));
-    ui_putf(y + 1, 4 + bw, COLS - 5 - bw, "%lld/%lld  %.1fs  ETA %.1fs", (long long)c->done, (long long)c->total,
-            el, eta);
-    ui_put(y + 3, 3, COLS - 4, "Esc, x or c cancels cleanly (nothing is written)");
+    ui_put(y + 2, 3, COLS - 4, ui_commit_progress_text(s, a3_now(), line, sizeof line));
+    ui_put(y + 4, 3, COLS - 4,
+           c->phase == UI_COMMIT_RUNNING ? "Esc, x or c cancels cleanly (nothing is written)"
+                                         : "Esc, x or c cancels the evaluation (the written model stays)");
 }
 
 static void results(ui_state *s, int y)
@@ -60,8 +70,8 @@ static void results(ui_state *s, int y)
     ui_putf(y + 4, 3, COLS - 4, "%-18s %14.0f %14.0f", "tokens/s",
             c->orig.seconds > 0 ? (double)c->orig.n_tokens / c->orig.seconds : 0,
             c->comp.seconds > 0 ? (double)c->comp.n_tokens / c->comp.seconds : 0);
-    ui_putf(y + 6, 3, COLS - 4, "text %s: %lld tokens in windows of %d (stream)", c->text, (long long)c->eval_tokens,
-            c->eval_seqlen);
+    ui_putf(y + 6, 3, COLS - 4, "text %s: %lld tokens, %s protocol, windows of %d", c->used.text,
+            (long long)c->eval_tokens, c->used.proto == A3_PROTO_STREAM ? "stream" : "paragraphs", c->used.seqlen);
 }
 
 void view_commit_draw(ui_state *s)
@@ -73,33 +83,37 @@ void view_commit_draw(ui_state *s)
     switch (c->phase) {
     case UI_COMMIT_SUMMARY:
         summary(s, y);
-        hints = "y apply this plan  n/Esc back";
+        hints = "y apply  t text  p protocol  w window  n/Esc back";
         attron(A_BOLD);
-        ui_put(y + 10, 3, COLS - 4, "Apply it? (y/n)");
+        ui_put(y + 11, 3, COLS - 4, "Apply it? (y/n)");
         attroff(A_BOLD);
         break;
     case UI_COMMIT_RUNNING:
     case UI_COMMIT_EVALUATING:
         ui_putf(y, 1, COLS - 2, "%s %s", c->phase == UI_COMMIT_RUNNING ? "Applying the plan to" : "Evaluating",
-                c->phase == UI_COMMIT_RUNNING ? c->out_dir : c->text);
+                c->phase == UI_COMMIT_RUNNING ? c->out_dir : c->used.text);
         progress_bar(s, y + 2);
         hints = "Esc/x/c cancel";
         break;
     case UI_COMMIT_APPLIED:
         ui_putf(y, 1, COLS - 2, "Wrote %s in %.1f s", c->out_dir, c->seconds);
         if (c->rep.n_damped) ui_putf(y + 1, 3, COLS - 4, "%d OV groups needed damping", c->rep.n_damped);
-        hints = "e perplexity on a text file  Esc back to the plan";
+        eval_settings(s, y + 3);
+        hints = "e evaluate  t text  p protocol  w window  Esc back";
         break;
     case UI_COMMIT_FAILED:
         attron(ui_attr(s, UI_PAIR_ERROR));
         ui_put(y, 1, COLS - 2, c->note);
         attroff(ui_attr(s, UI_PAIR_ERROR));
-        hints = "Esc back to the plan";
+        if (c->params_comp) eval_settings(s, y + 2);
+        hints = c->params_comp ? "e evaluate  t text  p protocol  w window  ! full message  Esc back"
+                               : "! full message  Esc back to the plan";
         break;
     case UI_COMMIT_EVALUATED:
         ui_putf(y, 1, COLS - 2, "Wrote %s; perplexity side by side:", c->out_dir);
         results(s, y + 2);
-        hints = "e another text  Esc back to the plan";
+        eval_settings(s, y + 10);
+        hints = "e evaluate again  t text  p protocol  w window  Esc back";
         break;
     }
     ui_rule(s, LINES - 2, 0, COLS);
@@ -115,7 +129,19 @@ int view_commit_key(ui_state *s, int ch)
     }
     int applied = ph == UI_COMMIT_APPLIED || ph == UI_COMMIT_EVALUATED || (ph == UI_COMMIT_FAILED && s->commit.params_comp);
     if (applied && ch == 'e') { /* after a failed perplexity run too: the model is written */
-        ui_commit_offer_eval(s);
+        ui_commit_eval(s);
+        return 1;
+    }
+    if (ph == UI_COMMIT_SUMMARY || applied) { /* the perplexity settings */
+        switch (ch) {
+        case 't': ui_eval_ask_text(s); return 1;
+        case 'p': ui_eval_toggle_protocol(s); return 1;
+        case 'w': ui_eval_ask_seqlen(s); return 1;
+        default: break;
+        }
+    }
+    if (ch == '!') {
+        ui_show_last_msg(s);
         return 1;
     }
     if (ch == 27 || ch == 'q' || ch == 'n' || ch == 'N' || (ph != UI_COMMIT_SUMMARY && (ch == '\n' || ch == '\r'))) {

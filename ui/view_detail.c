@@ -1,7 +1,10 @@
 /* view_detail: the selected cell up close: its relative-loss curve against
  * the kept width (braille), with the current and the budget-optimal width
- * marked; its spectrum (log-scaled bars); and for QK/OV the curve of each
- * KV group of the layer (sparklines), Tab selecting one group to edit. */
+ * marked; its spectrum (log-scaled bars, with the values at the top and
+ * the bottom of the scale); and for QK/OV the loss curve of each KV group
+ * of the layer (sparklines, each from 0 to that group's loss at width 0),
+ * Tab selecting one group to edit. Widths are integers ("11,008"); a mean
+ * over groups is rounded half up and shown with "~" and the groups' range. */
 #include <curses.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +20,21 @@ typedef struct {
     int l, k, g;    /* layer, kind, group (-1: all) */
     int full;
     double cur, opt; /* widths (means over groups when g < 0); opt < 0: none */
+    char cur_txt[32], opt_txt[32], full_txt[24]; /* the same as text */
 } sel;
+
+/* Width of (l, k) in plan p as text: group g's, or all groups' ("~" mean). */
+static void width_text(const ui_state *s, const a3_plan *p, int l, int k, int g, char *buf, size_t n)
+{
+    int mn, mx;
+    int64_t sum;
+    if (g >= 0) {
+        ui_fmt_int(buf, n, k == A3_COMP_QK ? a3_plan_qk(p, l)[g] : a3_plan_ov(p, l)[g], 1);
+        return;
+    }
+    ui_cell_widths(s, p, l, k, &mn, &mx, &sum);
+    ui_fmt_width(buf, n, mn, mx, sum, k == A3_COMP_MLP ? 1 : p->dims.n_kv_heads, 1);
+}
 
 static double mean_width(const ui_state *s, const a3_plan *p, int l, int k, int g)
 {
@@ -36,6 +53,9 @@ static sel selection(const ui_state *s)
     c.full = ui_full_width(s, c.k);
     c.cur = mean_width(s, s->plan, c.l, c.k, c.g);
     c.opt = s->opt ? mean_width(s, s->opt, c.l, c.k, c.g) : -1;
+    width_text(s, s->plan, c.l, c.k, c.g, c.cur_txt, sizeof c.cur_txt);
+    if (s->opt) width_text(s, s->opt, c.l, c.k, c.g, c.opt_txt, sizeof c.opt_txt);
+    ui_fmt_int(c.full_txt, sizeof c.full_txt, c.full, 1);
     return c;
 }
 
@@ -61,8 +81,13 @@ static void draw_title(ui_state *s, const sel *c, int y)
     char grp[48] = "";
     if (c->k != A3_COMP_MLP)
         snprintf(grp, sizeof grp, c->g < 0 ? " (mean of %d groups)" : " (group %d)", c->g < 0 ? s->plan->dims.n_kv_heads : c->g);
+    int mn, mx;
+    int64_t sum;
+    ui_cell_widths(s, s->plan, c->l, c->k, &mn, &mx, &sum);
+    char range[48] = "";
+    if (c->g < 0 && mn != mx) snprintf(range, sizeof range, " (groups %d-%d)", mn, mx);
     attron(A_BOLD);
-    int x = ui_putf(y, 0, COLS, "layer %d %s%s: kept %.4g/%d", c->l, KIND_NAME[c->k], grp, c->cur, c->full);
+    int x = ui_putf(y, 0, COLS, "layer %d %s%s: kept %s/%s%s", c->l, KIND_NAME[c->k], grp, c->cur_txt, c->full_txt, range);
     attroff(A_BOLD);
     x += ui_putf(y, x, COLS - x, ", predicted loss %.2f%%", 100 * plan_rel(s, c));
     if (c->g >= 0) { /* the group's own share: its loss over its loss at width 0 */
@@ -108,11 +133,16 @@ static void draw_curve(ui_state *s, const sel *c, int y, int x, int w, int h)
     free(v);
     draw_markers(s, c, y + ph + 1, x + 6, pw);
     ui_putf(y + ph + 2, x + 6, pw, "0");
-    ui_putf(y + ph + 2, x + 6 + pw - 6, 6, "%6d", c->full);
-    int lx = x + ui_putf(y + ph + 3, x, w, "%s current %.4g (%.2f%%)", ui_glyph_cur(s), c->cur, 100 * plan_rel(s, c));
-    if (c->opt >= 0)
-        ui_putf(y + ph + 3, lx, w - (lx - x), "  %s budget-optimal %.4g", ui_glyph_opt(s), c->opt);
-    else ui_putf(y + ph + 3, lx, w - (lx - x), "  (no optimum: %s)", s->opt_why);
+    ui_putf(y + ph + 2, x + 6 + pw - 7, 7, "%7s", c->full_txt);
+    char l1[UI_MSG_MAX + 160], l2[UI_MSG_MAX + 160], opt[UI_MSG_MAX + 32];
+    if (c->opt >= 0) snprintf(opt, sizeof opt, "%s", c->opt_txt);
+    else snprintf(opt, sizeof opt, "none (%s)", s->opt_why);
+    snprintf(l1, sizeof l1, "%s current %s (%.2f%%)  %s budget-optimal %s", ui_glyph_cur(s), c->cur_txt,
+             100 * plan_rel(s, c), ui_glyph_opt(s), opt);
+    snprintf(l2, sizeof l2, "%s now %s (%.2f%%)  %s optimal %s", ui_glyph_cur(s), c->cur_txt, 100 * plan_rel(s, c),
+             ui_glyph_opt(s), opt);
+    const char *alts[] = {l1, l2};
+    ui_put(y + ph + 3, x, w, ui_fit(w, 2, alts));
 }
 
 /* The spectrum of (l, k), summed over the selected groups, in its own
@@ -133,23 +163,34 @@ static double *spectrum(const ui_state *s, const sel *c, int *n)
     return v;
 }
 
+#define AXIS_W 8 /* "1.2e+03" and a rule */
+
+/* Bars (log scale) with the axis: the largest value at the top, the value
+ * SPECTRUM_DECADES below it at the bottom, index 1 and n under the bars. */
 static void draw_spectrum(ui_state *s, const sel *c, int y, int x, int w, int h)
 {
     static const char *const NAME[A3_COMP_COUNT] = {"RoPE pair scores", "singular values^2", "neuron scores"};
-    int n, bh = h - 2;
-    if (bh < 1 || w < 4) return;
-    double *v = spectrum(s, c, &n), *col = malloc((size_t)w * sizeof *col), top = 0;
+    int n, bh = h - 3, bw = w - AXIS_W;
+    if (bh < 1 || bw < 4) return;
+    double *v = spectrum(s, c, &n), *col = malloc((size_t)bw * sizeof *col), top = 0;
     if (v && col) {
+        char nt[24];
         for (int j = 0; j < n; j++) top = fabs(v[j]) > top ? fabs(v[j]) : top;
-        for (int cx = 0; cx < w; cx++) { /* the largest value a column covers */
-            int a = (int)((int64_t)cx * n / w), b = (int)((int64_t)(cx + 1) * n / w);
+        for (int cx = 0; cx < bw; cx++) { /* the largest value a column covers */
+            int a = (int)((int64_t)cx * n / bw), b = (int)((int64_t)(cx + 1) * n / bw);
             double m = 0;
             for (int j = a; j < (b > a ? b : a + 1); j++) m = fabs(v[j]) > m ? fabs(v[j]) : m;
             col[cx] = top > 0 && m > 0 ? 1 + log10(m / top) / SPECTRUM_DECADES : 0;
         }
-        ui_putf(y, x, w, "%s (log, %.0f decades)", NAME[c->k], SPECTRUM_DECADES);
-        ui_vbars(s, y + 1, x, w, bh, col);
-        draw_markers(s, c, y + 1 + bh, x, w);
+        ui_putf(y, x, w, "%s (log)", NAME[c->k]);
+        ui_putf(y + 1, x, AXIS_W - 1, "%7.1e", top);
+        ui_putf(y + bh, x, AXIS_W - 1, "%7.1e", top * pow(10, -SPECTRUM_DECADES));
+        for (int r = 0; r < bh; r++) ui_put(y + 1 + r, x + AXIS_W - 1, 1, s->utf8 ? "│" : "|");
+        ui_vbars(s, y + 1, x + AXIS_W, bw, bh, col);
+        draw_markers(s, c, y + 1 + bh, x + AXIS_W, bw);
+        ui_fmt_int(nt, sizeof nt, n, 1);
+        ui_put(y + 2 + bh, x + AXIS_W, bw, "1");
+        ui_put(y + 2 + bh, x + AXIS_W + bw - ui_cols(nt), ui_cols(nt), nt);
     }
     free(v);
     free(col);
@@ -175,7 +216,11 @@ static void draw_groups(ui_state *s, const sel *c, int y, int x, int w, int h)
     int n = s->plan->dims.n_kv_heads, rows = h - 1, first = 0;
     if (rows < 1) return;
     if (c->g >= rows) first = c->g - rows + 1; /* keep the selected group in view */
-    ui_putf(y, x, w, "groups (Tab)%*s", w - 12 > 0 ? w - 12 : 0, n > rows ? "more: Tab" : "width  loss");
+    /* each sparkline: that group's loss from width 0 (left) to full
+     * (right), as a share of its loss at width 0 (full height = 100%) */
+    const char *head = w >= 44 ? "group loss vs width (top = its loss at 0)" : "group loss vs width";
+    int hw = ui_put(y, x, w, head);
+    ui_putf(y, x + hw, w - hw, "%*s", w - hw > 0 ? w - hw : 0, n > rows ? "Tab" : "width loss");
     for (int i = 0; i < rows && first + i < n; i++) draw_group(s, c, y + 1 + i, x, w, first + i);
 }
 

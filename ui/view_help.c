@@ -13,24 +13,28 @@ typedef struct {
 static const help_line HELP_KEYS[] = {
     {"arrows hjkl", "move"},
     {"PgUp PgDn", "page up / down"},
-    {"Home End g G", "first / last layer"},
+    {"Home End g G", "first / last row"},
+    {":", "go to a layer"},
+    {"S", "sort: layer/loss/cost"},
     {"Enter d", "cell detail / back"},
     {"Tab S-Tab", "KV group (detail)"},
     {"Esc", "back to the overview"},
-    {"+ -", "width +/- one step"},
-    {"] [", "width +/- big step"},
+    {"+ -", "+/- one multiple"},
+    {"] [", "+/- ~1/16 full width"},
     {"0-9", "type a width (or N%)"},
-    {"a", "auto-allocate greedy"},
-    {"u", "uniform allocation"},
-    {"b", "budget: % to remove"},
+    {"a", "allocate: greedy"},
+    {"u", "allocate: uniform"},
+    {"b", "budget: % removed"},
     {"x", "context for FLOPs"},
-    {"m", "width granularity"},
-    {"L", "lock cell or layer"},
+    {"m", "multiple (--multiple)"},
+    {"L", "lock: pin this width"},
     {"z", "undo"},
     {"y Ctrl-R", "redo"},
     {"s", "save the plan (JSON)"},
     {"o", "open a plan"},
+    {"v", "compare to saved plan"},
     {"c", "commit: apply + eval"},
+    {"!", "last message in full"},
     {"?", "this help"},
     {"q Ctrl-C", "quit, asks if unsaved"},
 };
@@ -42,7 +46,8 @@ void view_help_draw(ui_state *s)
     int cols = N_HELP <= rows ? 1 : 2, per = (N_HELP + cols - 1) / cols, cw = (COLS - 2) / cols;
     for (int y = y0; y < LINES - 1; y++) ui_blank(y, 0, COLS);
     attron(A_BOLD);
-    ui_put(y0, 1, COLS - 2, "Keys  (a cell's shade is its predicted loss)");
+    ui_putf(y0, 1, COLS - 2, "Keys  (shade: predicted loss, %% of the loss at width 0; %s budget-optimal)",
+            ui_glyph_opt(s));
     attroff(A_BOLD);
     for (int i = 0; i < N_HELP; i++) {
         int c = i / per, r = i % per, x = 1 + c * cw;

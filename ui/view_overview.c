@@ -1,8 +1,10 @@
 /* view_overview: every layer a row, QK / OV / MLP as columns; each cell
  * shows the kept width, a bar of the kept fraction shaded by predicted
- * loss, and the loss. Also the plan-editing keys, which the detail view
- * shares. */
+ * loss with the budget-optimal width marked on it, and the loss. Rows in
+ * layer order, or sorted by loss or cost (S). Also the plan-editing keys,
+ * which the detail and compare views share. */
 #include <curses.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,9 +18,9 @@ static int page_rows(void) { return LINES - UI_HEADER_ROWS - 3; }
 
 static void keep_visible(ui_state *s, int page)
 {
-    int n = s->plan->dims.n_layers;
-    if (s->layer < s->top) s->top = s->layer;
-    if (s->layer >= s->top + page) s->top = s->layer - page + 1;
+    int n = s->plan->dims.n_layers, row = ui_row_of(s, s->layer);
+    if (row < s->top) s->top = row;
+    if (row >= s->top + page) s->top = row - page + 1;
     if (s->top > n - page) s->top = n - page;
     if (s->top < 0) s->top = 0;
 }
@@ -35,12 +37,12 @@ static void draw_cell(ui_state *s, int y, int x, int cw, int l, int k, int selec
 {
     int mn, mx;
     int64_t sum;
-    char wtxt[16], ltxt[16];
+    char wtxt[24], ltxt[16];
     ui_cell_widths(s, s->plan, l, k, &mn, &mx, &sum);
-    int n = k == A3_COMP_MLP ? 1 : s->plan->dims.n_kv_heads;
+    int n = k == A3_COMP_MLP ? 1 : s->plan->dims.n_kv_heads, full = ui_full_width(s, k);
     double mean = (double)sum / n, rel = s->loss_ok ? s->rel[(size_t)l * A3_COMP_COUNT + (size_t)k] : -1;
-    if (mn == mx) snprintf(wtxt, sizeof wtxt, "%d", mn);
-    else snprintf(wtxt, sizeof wtxt, "~%.0f", mean); /* groups differ: their mean */
+    ui_fmt_width(wtxt, sizeof wtxt, mn, mx, sum, n, 1); /* "11,008"; groups differ: "~109", their mean */
+    if (ui_cols(wtxt) > 6) ui_fmt_width(wtxt, sizeof wtxt, mn, mx, sum, n, 0);
     if (rel >= 0) fmt_loss(ltxt, sizeof ltxt, rel);
     else snprintf(ltxt, sizeof ltxt, "?");
     int bw = cw - 1 - 6 - 1 - 1 - 6 - 1;
@@ -49,7 +51,16 @@ static void draw_cell(ui_state *s, int y, int x, int cw, int l, int k, int selec
     ui_put(y, x, 1, ui_locked(s, l, k) ? "L" : " ");
     ui_putf(y, x + 1, 6, "%6s", wtxt);
     if (selected) attroff(A_REVERSE);
-    if (bw > 0) ui_bar(s, y, x + 8, bw, mean / ui_full_width(s, k), ui_loss_level(rel));
+    if (bw > 0) ui_bar(s, y, x + 8, bw, mean / full, ui_loss_level(rel));
+    if (bw > 1 && s->opt) { /* the budget-optimal width on the bar */
+        int omn, omx;
+        int64_t osum;
+        ui_cell_widths(s, s->opt, l, k, &omn, &omx, &osum);
+        int ox = (int)lround((double)osum / n / full * (bw - 1));
+        attron(ui_attr(s, UI_PAIR_OPT) | A_BOLD);
+        ui_put(y, x + 8 + ox, 1, ui_glyph_opt(s));
+        attroff(ui_attr(s, UI_PAIR_OPT) | A_BOLD);
+    }
     if (selected) attron(A_REVERSE);
     ui_putf(y, x + cw - 8, 7, " %6s", ltxt);
     if (selected) attroff(A_REVERSE);
@@ -70,20 +81,30 @@ static void draw_row(ui_state *s, int y, int l, int cw)
 static void draw_titles(ui_state *s, int y, int cw)
 {
     static const char *const NAME[A3_COMP_COUNT] = {"QK rank", "OV rank", "MLP width"};
+    char full[24];
     attron(A_BOLD);
     ui_put(y, 0, LAYER_W, "  layer");
     for (int k = 0; k < A3_COMP_COUNT; k++)
-        ui_putf(y, LAYER_W + k * cw, cw - 1, "  %s /%d", NAME[k], ui_full_width(s, k));
+        ui_putf(y, LAYER_W + k * cw, cw - 1, "  %s /%s%s", NAME[k], ui_fmt_int(full, sizeof full, ui_full_width(s, k), 1),
+                s->sort != UI_SORT_LAYER && ui_sel_comp(s) == k ? (s->utf8 ? " ▼" : " v") : "");
+    if (s->sort != UI_SORT_LAYER && ui_sel_comp(s) < 0) ui_put(y, 0, 1, s->utf8 ? "▼" : "v");
     attroff(A_BOLD);
 }
 
 /* Shades from no loss to >= 70%, then the other markers. */
 static void draw_legend(ui_state *s, int y)
 {
+    char a[160], b[160];
     int x = ui_put(y, 0, COLS, "loss <0.1% ");
     for (int i = 0; i < UI_LOSS_LEVELS && x + 2 < COLS; i++, x += 2) ui_bar(s, y, x, 2, 1.0, i);
     x += ui_put(y, x, COLS - x, " >=70%");
-    ui_putf(y, x, COLS - x, "   L locked  ~ mean of groups  %d/%d layers", s->layer + 1, s->plan->dims.n_layers);
+    /* the position is the row's, so it reads right in any sort order */
+    int row = ui_row_of(s, s->layer) + 1, n = s->plan->dims.n_layers;
+    const char *by = s->sort == UI_SORT_LAYER ? "layers" : s->sort == UI_SORT_LOSS ? "by loss" : "by cost";
+    snprintf(a, sizeof a, "  %s optimal  L locked  ~ mean  %d/%d %s", ui_glyph_opt(s), row, n, by);
+    snprintf(b, sizeof b, " %s opt L lock %d/%d %s", ui_glyph_opt(s), row, n, by);
+    const char *alts[] = {a, b};
+    ui_put(y, x, COLS - x, ui_fit(COLS - x, 2, alts));
 }
 
 void view_overview_draw(ui_state *s)
@@ -92,9 +113,9 @@ void view_overview_draw(ui_state *s)
     s->page = page;
     keep_visible(s, page);
     draw_titles(s, UI_HEADER_ROWS, cw);
-    for (int i = 0; i < page && s->top + i < s->plan->dims.n_layers; i++) draw_row(s, y0 + i, s->top + i, cw);
+    for (int i = 0; i < page && s->top + i < s->plan->dims.n_layers; i++) draw_row(s, y0 + i, s->order[s->top + i], cw);
     draw_legend(s, LINES - 2);
-    view_status_draw(s, "arrows/hjkl move  +/- [/] width  a auto  b budget  L lock  Enter detail  s save  c commit");
+    view_status_draw(s, "hjkl move  +/- width  a auto  b budget  L lock  S sort  : go to  ? help");
 }
 
 /* ---- keys ----------------------------------------------------------------------- */
@@ -109,8 +130,9 @@ static int move_key(ui_state *s, int ch)
     case KEY_RIGHT: case 'l': ui_move(s, 0, 1); return 1;
     case KEY_PPAGE: ui_move(s, -page, 0); return 1;
     case KEY_NPAGE: ui_move(s, page, 0); return 1;
-    case KEY_HOME: case 'g': ui_move_to(s, 0); return 1;
-    case KEY_END: case 'G': ui_move_to(s, s->plan->dims.n_layers - 1); return 1;
+    case KEY_HOME: case 'g': ui_move_to_row(s, 0); return 1;
+    case KEY_END: case 'G': ui_move_to_row(s, s->plan->dims.n_layers - 1); return 1;
+    case ':': ui_request_goto(s); return 1;
     default: return 0;
     }
 }
@@ -148,8 +170,11 @@ static int other_key(ui_state *s, int ch)
         return 1;
     case 'm':
         snprintf(cur, sizeof cur, "%d", s->plan->alloc.multiple);
-        ui_ask_text(s, UI_ASK_MULTIPLE, "Granularity (widths are multiples of):", cur);
+        ui_ask_text(s, UI_ASK_MULTIPLE, "Multiple (widths are multiples of M; QK of lcm(2, M)):", cur);
         return 1;
+    case 'S': ui_cycle_sort(s); return 1;
+    case 'v': ui_request_compare(s); return 1;
+    case '!': ui_show_last_msg(s); return 1;
     case 's': ui_request_save(s); return 1;
     case 'o': ui_request_open(s); return 1;
     case 'c': ui_commit_begin(s); return 1;

@@ -24,6 +24,12 @@ int view_overview_key(ui_state *s, int ch);
 void view_detail_draw(ui_state *s);
 int view_detail_key(ui_state *s, int ch);
 
+void view_compare_draw(ui_state *s);
+int view_compare_key(ui_state *s, int ch);
+
+void view_message_draw(ui_state *s);
+int view_message_key(ui_state *s, int ch);
+
 void view_help_draw(ui_state *s);
 int view_help_key(ui_state *s, int ch);
 

@@ -48,6 +48,11 @@ int a3_seqs_from_ids(const int32_t *ids, size_t n, int seqlen, int max_seqs,
                      int64_t max_tokens, a3_seqs *out, a3_err *err);
 void a3_seqs_free(a3_seqs *s);
 
+/* The window length `a3 eval` uses without --seqlen, and the TUI's commit
+ * by default: min(the model's context, 2048). */
+#define A3_EVAL_SEQLEN_MAX_DEFAULT 2048
+int a3_eval_default_seqlen(const a3_config *c);
+
 int a3_eval_nll(a3_model *m, const a3_seqs *s, a3_eval_result *res,
                 a3_progress_fn progress, void *ctx, a3_err *err);
 

@@ -59,7 +59,9 @@
  *   Granularity: with multiple M (default 1) a component's allowed widths
  *   are its full width and the multiples of u in [min_rank, full), u = M
  *   (QK: lcm(2, M)); min_rank is rounded up to a multiple of u. Locked
- *   components stay at full width. Budgets are met to within one step:
+ *   components keep the width they have in the plan (full width in a new
+ *   plan) and their saving counts towards the budget: a lock pins a width
+ *   and the allocators re-allocate around it. Budgets are met to within one step:
  *   the removed cost is >= the target and exceeds it by less than the cost
  *   of one allowed step of one component.
  *
@@ -134,7 +136,7 @@ typedef enum { A3_COMP_QK, A3_COMP_OV, A3_COMP_MLP, A3_COMP_COUNT } a3_comp;
 /* Exact per-method curves and NLL sensitivities (include/a3/pred.h). */
 typedef struct a3_pred a3_pred;
 
-/* Lock bits per layer: a locked component keeps its full width. */
+/* Lock bits per layer: a locked component keeps its width (see above). */
 #define A3_LOCK_QK (1u << A3_COMP_QK)
 #define A3_LOCK_OV (1u << A3_COMP_OV)
 #define A3_LOCK_MLP (1u << A3_COMP_MLP)
@@ -292,6 +294,11 @@ static inline int *a3_plan_ov(const a3_plan *p, int l) { return p->ov + (size_t)
 
 /* Costs of the plan's widths (formulas above). */
 void a3_plan_costs(const a3_plan *p, a3_cost_counts *out);
+/* Cost of layer l's widths in the unit of budget kind b (params:
+ * elements, kv: bytes, flops: FLOPs/token at the plan's context), for
+ * components ks (A3_LOCK_* bits): what the TUI sorts layers by. 0 for
+ * A3_BUDGET_NONE. */
+int64_t a3_plan_layer_cost(const a3_plan *p, int l, unsigned ks, a3_budget_kind b);
 /* Costs of the same model at full width (the uncompressed model). */
 void a3_plan_full_costs(const a3_plan *p, a3_cost_counts *out);
 /* The compressible total a budget kind is measured on (params:
@@ -344,8 +351,9 @@ int a3_plan_allocate_with(a3_plan *p, const a3_cache *c, const a3_pred *pr,
  * or a range "A-B" / "A-B:kind". A3_EINVAL naming the spec if malformed
  * or out of range. */
 int a3_plan_lock_parse(a3_plan *p, const char *spec, a3_err *err);
-/* Parse "params=20%" (the % optional) into kind and percent in [0, 100).
- * A3_EINVAL naming what is wrong. */
+/* Parse "params=20%" (the % optional) into kind and percent in [0, 100);
+ * a bare "20" or "20%" is a params budget (the CLI's --budget and the
+ * TUI's b take the same forms). A3_EINVAL naming what is wrong. */
 int a3_plan_budget_parse(const char *s, a3_budget_kind *kind, double *pct,
                          a3_err *err);
 

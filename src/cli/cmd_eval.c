@@ -105,7 +105,7 @@ int a3_cmd_eval(int argc, char **argv)
     if (a3_model_open(o.model, &m, &err)) return cli_fail("eval", &err);
     a3_model_set_threads(m, (int)o.threads);
     const a3_config *c = a3_model_config(m);
-    if (!o.seqlen) o.seqlen = c->max_seq < 2048 ? c->max_seq : 2048;
+    if (!o.seqlen) o.seqlen = a3_eval_default_seqlen(c);
     if (o.seqlen > c->max_seq) o.seqlen = c->max_seq;
     a3_seqs s;
     a3_eval_result r;

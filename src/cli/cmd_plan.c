@@ -24,6 +24,7 @@ static const char *HELP =
     "  --budget params=P%   P% of the QK, OV and MLP weights (and q/k/v biases)\n"
     "  --budget kv=P%       P% of the KV-cache bytes per token (MLP stays whole)\n"
     "  --budget flops=P%    P% of the layers' FLOPs per token at --context\n"
+    "  --budget P%          the same as params=P%\n"
     "  --keep qk=F,ov=F,mlp=F  no budget: uniform keep-fraction per kind\n\n"
     "options:\n"
     "  --strategy S         greedy (default with --budget): remove the units\n"
@@ -51,7 +52,8 @@ static const char *HELP =
     "  --no-pred            ignore CACHE.pred: the cache's A3 curves and\n"
     "                       the plain functional losses\n\n"
     "Predicted loss: per layer and kind, the loss of the plan's method at its\n"
-    "widths divided by the loss at width 0 (0 = full width, 1 = removed),\n"
+    "widths divided by the loss at width 0, in percent as in the TUI (0% =\n"
+    "full width, 100% = removed; the plan file stores fractions),\n"
     "from CACHE.pred's exact curves; without them, or without --mlp-full,\n"
     "the MLP numbers are the diagonal ESTIMATE (said so in the output). The\n"
     "summary gives the mean over layers and the objective (sum over layers\n"
@@ -240,8 +242,8 @@ static void print_loss(const a3_plan *p)
                p->summary_stale ? "ranks edited after planning" : "not planned on a cache");
         return;
     }
-    printf("%-14sQK %.4f  OV %.4f  MLP %.4f (mean over layers)\n", "rel. loss", p->loss.rel[0], p->loss.rel[1],
-           p->loss.rel[2]);
+    printf("%-14sQK %.2f%%  OV %.2f%%  MLP %.2f%% (mean over layers)\n", "rel. loss", 100 * p->loss.rel[0],
+           100 * p->loss.rel[1], 100 * p->loss.rel[2]);
     if (!p->loss.exact)
         printf("%-14sestimate: MLP curves are the diagonal estimate (exact ones need\n%-14s'calibrate --mlp-full' "
                "and its CACHE.pred)\n", "", "");
@@ -281,7 +283,7 @@ static void print_table(const a3_plan *p, const double *rel)
         kind_stats(p, l, A3_COMP_OV, &o0, &o1, &ok);
         printf("%4d%c %5d%5d%6.1f%% %5d%5d%6.1f%% %7d%6.1f%%", l, p->lock[l] ? '*' : ' ', q0, q1, qk, o0, o1, ok,
                p->mlp[l], 100.0 * p->mlp[l] / p->dims.d_ff);
-        if (rel) printf(" %7.4f%7.4f%7.4f", rel[3 * l], rel[3 * l + 1], rel[3 * l + 2]);
+        if (rel) printf(" %6.2f%%%6.2f%%%6.2f%%", 100 * rel[3 * l], 100 * rel[3 * l + 1], 100 * rel[3 * l + 2]);
         printf("\n");
     }
     printf("kept: share of the full width (mean over KV groups); * locked\n\n");

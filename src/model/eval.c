@@ -204,3 +204,8 @@ int a3_eval_nll(a3_model *m, const a3_seqs *s, a3_eval_result *res, a3_progress_
     res->ppl = exp(res->mean_nll);
     return A3_OK;
 }
+
+int a3_eval_default_seqlen(const a3_config *c)
+{
+    return c->max_seq < A3_EVAL_SEQLEN_MAX_DEFAULT ? c->max_seq : A3_EVAL_SEQLEN_MAX_DEFAULT;
+}

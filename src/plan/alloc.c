@@ -20,6 +20,8 @@ typedef struct {
     int layer, group;
     int full, lo, unit, n_mult;
     int fixed;      /* locked, or its width does not change the budgeted cost */
+    int keep;       /* the width a fixed component stays at: the plan's own
+                     * if locked (a lock pins the width chosen), else full */
     int64_t ucost;  /* budgeted cost per unit of width */
     double scale;   /* objective per unit of raw loss */
 } comp;
@@ -100,7 +102,9 @@ static void init_comp(ws *w, comp *c, a3_comp k, int l, int g, double scale)
     c->lo = (p->alloc.min_rank[k] + c->unit - 1) / c->unit * c->unit;
     c->n_mult = c->lo < c->full ? (c->full - 1 - c->lo) / c->unit + 1 : 0;
     c->ucost = plan_unit_cost(&p->dims, k, p->budget, (int)kvb, p->context);
-    c->fixed = (p->lock[l] & (1u << k)) || c->n_mult == 0 || (p->budget != A3_BUDGET_NONE && c->ucost == 0);
+    int locked = (p->lock[l] & (1u << k)) != 0;
+    c->fixed = locked || c->n_mult == 0 || (p->budget != A3_BUDGET_NONE && c->ucost == 0);
+    c->keep = locked ? *plan_width_ptr(p, k, l, g) : c->full;
 }
 
 static void ws_free(ws *w)
@@ -147,9 +151,10 @@ static int64_t removed_of(const ws *w, const int *width)
     return r;
 }
 
+/* Every component at full width, except locked ones at their own. */
 static void set_full(const ws *w, int *width)
 {
-    for (size_t i = 0; i < w->n; i++) width[i] = w->comps[i].full;
+    for (size_t i = 0; i < w->n; i++) width[i] = w->comps[i].fixed ? w->comps[i].keep : w->comps[i].full;
 }
 
 /* ---- uniform ------------------------------------------------------------------- */
@@ -159,7 +164,7 @@ static void uniform_at(const ws *w, double f, int *width)
 {
     for (size_t i = 0; i < w->n; i++) {
         const comp *c = &w->comps[i];
-        width[i] = c->fixed ? c->full : width_at(c, index_floor(c, f * c->full));
+        width[i] = c->fixed ? c->keep : width_at(c, index_floor(c, f * c->full));
     }
 }
 
@@ -228,7 +233,7 @@ static void uniform_keep(const ws *w, int *width)
         double x = w->p->alloc.keep[c->kind] * c->full;
         int a = index_floor(c, x), wa = width_at(c, a);
         int wb = a < c->n_mult ? width_at(c, a + 1) : wa;
-        width[i] = c->fixed ? c->full : (x - wa < wb - x ? wa : wb);
+        width[i] = c->fixed ? c->keep : (x - wa < wb - x ? wa : wb);
     }
 }
 
@@ -358,10 +363,10 @@ static int greedy_budget(const ws *w, int *width)
 {
     greedy_state g;
     set_full(w, width);
-    if (w->target <= 0) return A3_OK;
+    if (w->target <= 0 || removed_of(w, width) >= w->target) return A3_OK;
     if (greedy_init(w, &g)) return A3_ENOMEM;
     for (size_t i = 0; i < w->n; i++) push_next(w, &g, i);
-    int64_t removed = 0;
+    int64_t removed = removed_of(w, width); /* locked components may already remove some */
     while (removed < w->target && g.h.n > 0) {
         size_t i = heap_pop(&g.h).i;
         const comp *c = &w->comps[i];
@@ -391,7 +396,7 @@ static int check_request(const a3_plan *p, const a3_cache *c, a3_err *err)
     if (p->alloc.strategy == A3_STRATEGY_MANUAL)
         return a3_err_set(err, A3_EINVAL, "%s: allocator.strategy: a manual plan is not allocated", p->source);
     if (p->alloc.strategy == A3_STRATEGY_GREEDY && p->budget == A3_BUDGET_NONE)
-        return a3_err_set(err, A3_EINVAL, "%s: budget: the greedy allocator needs a budget", p->source);
+        return a3_err_set(err, A3_EINVAL, "the greedy allocator needs a budget");
     return A3_OK;
 }
 
@@ -407,9 +412,9 @@ static int set_target(ws *w, int *scratch, a3_err *err)
     int64_t most = removed_of(w, scratch);
     if (most >= w->target) return A3_OK;
     return a3_err_set(err, A3_EINVAL,
-                      "%s: budget %s=%g%%: unreachable, at most %.1f%% can be removed with these locks and "
+                      "budget %s=%g%%: unreachable, at most %.1f%% can be removed with these locks and "
                       "minimum ranks",
-                      w->p->source, a3_budget_name(w->p->budget), w->p->budget_pct,
+                      a3_budget_name(w->p->budget), w->p->budget_pct,
                       fv > 0 ? 100.0 * (double)most / (double)fv : 0.0);
 }
 

@@ -410,6 +410,19 @@ static void costs_of(const a3_plan *p, int full, a3_cost_counts *o)
 void a3_plan_costs(const a3_plan *p, a3_cost_counts *out) { costs_of(p, 0, out); }
 void a3_plan_full_costs(const a3_plan *p, a3_cost_counts *out) { costs_of(p, 1, out); }
 
+int64_t a3_plan_layer_cost(const a3_plan *p, int l, unsigned ks, a3_budget_kind b)
+{
+    int64_t cost = 0;
+    int kvb = (int)a3_dtype_size(p->kv_dtype);
+    for (int k = 0; k < A3_COMP_COUNT; k++) {
+        if (!(ks & (1u << k))) continue;
+        int64_t sum = 0;
+        for (int g = 0; g < plan_groups(&p->dims, (a3_comp)k); g++) sum += *plan_width_ptr(p, (a3_comp)k, l, g);
+        cost += sum * plan_unit_cost(&p->dims, (a3_comp)k, b, kvb, p->context);
+    }
+    return cost;
+}
+
 int64_t a3_plan_budget_value(const a3_cost_counts *c, a3_budget_kind b)
 {
     switch (b) {
@@ -556,21 +569,25 @@ int a3_plan_lock_parse(a3_plan *p, const char *spec, a3_err *err)
 
 int a3_plan_budget_parse(const char *s, a3_budget_kind *kind, double *pct, a3_err *err)
 {
-    const char *eq = strchr(s, '=');
-    char name[16];
+    const char *eq = strchr(s, '='), *num = eq ? eq + 1 : s;
+    char name[16] = "params"; /* a bare percentage is a params budget */
     size_t n = eq ? (size_t)(eq - s) : 0;
-    if (!eq || n >= sizeof name)
+    if (eq && n >= sizeof name)
         return a3_err_set(err, A3_EINVAL, "budget '%s': expected KIND=P%% with KIND params, kv or flops", s);
-    memcpy(name, s, n);
-    name[n] = '\0';
+    if (!eq && !((*s >= '0' && *s <= '9') || *s == '.'))
+        return a3_err_set(err, A3_EINVAL, "budget '%s': expected KIND=P%% (params, kv or flops) or P%% (params)", s);
+    if (eq) {
+        memcpy(name, s, n);
+        name[n] = '\0';
+    }
     int k = a3_budget_parse(name);
     if (k <= A3_BUDGET_NONE)
         return a3_err_set(err, A3_EINVAL, "budget '%s': unknown kind '%s' (params, kv or flops)", s, name);
     char *end;
     errno = 0;
-    double v = strtod(eq + 1, &end);
+    double v = strtod(num, &end);
     if (*end == '%') end++;
-    if (errno || end == eq + 1 || *end || !(v >= 0 && v < 100))
+    if (errno || end == num || *end || !(v >= 0 && v < 100))
         return a3_err_set(err, A3_EINVAL, "budget '%s': expected a percentage removed in [0, 100)", s);
     *kind = (a3_budget_kind)k;
     *pct = v;

@@ -18,9 +18,11 @@
 #include "../../ui/state_io.c"
 #include "../../ui/tui.c"
 #include "../../ui/view_commit.c"
+#include "../../ui/view_compare.c"
 #include "../../ui/view_detail.c"
 #include "../../ui/view_header.c"
 #include "../../ui/view_help.c"
+#include "../../ui/view_message.c"
 #include "../../ui/view_overview.c"
 #include "../../ui/view_prompt.c"
 
