@@ -511,6 +511,11 @@ static int wait_for(const char *needle) { return wait_screen(needle, 0, 10); }
  * after it, which also shows that the terminal was given back. */
 static int start_at(const char *env, const char *args, int w, int h, const char *wait)
 {
+    /* A session that outlives every test session: killing the last one
+     * would stop the server, and a new-session racing its shutdown fails
+     * (seen under load). */
+    sh("tmux -f /dev/null -L %s has-session -t keep >/dev/null 2>&1 || "
+       "tmux -f /dev/null -L %s new-session -d -s keep 'sleep 3600' >/dev/null 2>&1", g_sock, g_sock);
     tmux("kill-session -t tui");
     if (tmux("new-session -d -s tui -x %d -y %d \"cd '%s' && env LANG=C.UTF-8 LC_ALL=C.UTF-8 %s '%s' tui %s "
              "2>>tui-stderr.log; echo A3_EXIT=\\$?; sleep 60\"",
