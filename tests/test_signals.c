@@ -1,5 +1,5 @@
 /* signals: real SIGINT/SIGTERM sent to real a3 runs ($A3_BIN) at known
- * points, and SIGKILLed runs' leftovers. Every command that writes leaves
+ * points, and SIGKILLed runs' leftovers; what apply --force may replace. Every command that writes leaves
  * no temporary behind and exits 130; calibrate stops cooperatively
  * ("stopping"), keeps its finished layers, and its --resume writes the
  * bytes of an uninterrupted run; the next run removes a killed run's
@@ -176,6 +176,42 @@ static void test_apply_stale_tmp(void)
     CHECK(access(out, F_OK) == 0);
 }
 
+/* --force replaces an apply output, and nothing else: not a directory of
+ * the user's, not an apply output the user added a file to. It no longer
+ * overrides the fingerprint check; --ignore-fingerprint does. */
+static void test_apply_force(void)
+{
+    if (!run_a3_bin() || !g_tmp[0]) SKIP("A3_BIN not set or setup failed");
+    char m[256], c[256], p[256], out[256], mine[256], err[256], f[400], args[1400];
+    at(m, "m"), at(c, "c.cache"), at(p, "p.json"), at(out, "out3"), at(mine, "mine"), at(err, "force.err");
+    snprintf(args, sizeof args, "apply '%s' --cache '%s' --plan '%s' -o '%s'", m, c, p, out);
+    CHECK(run_a3(args, NULL, err) == 0);
+    snprintf(args, sizeof args, "apply '%s' --cache '%s' --plan '%s' -o '%s' --force", m, c, p, out);
+    CHECK(run_a3(args, NULL, err) == 0); /* its own output: replaced */
+    /* a user's directory */
+    snprintf(f, sizeof f, "%s/notes.txt", mine);
+    CHECK(mkdir(mine, 0755) == 0 && tf_write_bytes(f, "mine", 4) == 0);
+    snprintf(args, sizeof args, "apply '%s' --cache '%s' --plan '%s' -o '%s' --force", m, c, p, mine);
+    CHECK(run_a3(args, NULL, err) == 2);
+    CHECKF(run_a3_file_has(err, "not an a3 apply output"), "no clear refusal");
+    CHECK(access(f, F_OK) == 0 && count_tmp(g_tmp) == 0);
+    /* an apply output holding a file of the user's */
+    snprintf(f, sizeof f, "%s/notes.txt", out);
+    CHECK(tf_write_bytes(f, "mine", 4) == 0);
+    snprintf(args, sizeof args, "apply '%s' --cache '%s' --plan '%s' -o '%s' --force", m, c, p, out);
+    CHECK(run_a3(args, NULL, err) == 2 && run_a3_file_has(err, "notes.txt"));
+    CHECK(access(f, F_OK) == 0);
+    /* another model's cache: --force does not let it through */
+    char m2[256], cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sed -i 's/\"rope_theta\":[[:space:]]*10000/\"rope_theta\": 20000/' '%s/config.json'", m,
+             at(m2, "m2"), m2);
+    CHECK(system(cmd) == 0);
+    snprintf(args, sizeof args, "apply '%s' --cache '%s' --plan '%s' -o '%s/o4' --force", m2, c, p, g_tmp);
+    CHECK(run_a3(args, NULL, err) == 4 && run_a3_file_has(err, "--ignore-fingerprint"));
+    snprintf(args, sizeof args, "apply '%s' --cache '%s' --plan '%s' -o '%s/o4' --ignore-fingerprint", m2, c, p, g_tmp);
+    CHECK(run_a3(args, NULL, err) == 0);
+}
+
 int main(void)
 {
     if (run_a3_bin() && (!test_tmpdir(g_tmp, sizeof g_tmp) || setup() != 0)) {
@@ -187,6 +223,7 @@ int main(void)
     RUN(test_merge_sigterm);
     RUN(test_calibrate_interrupt_resume);
     RUN(test_apply_stale_tmp);
+    RUN(test_apply_force);
     if (g_tmp[0]) test_rm_rf(g_tmp);
     return test_summary("signals");
 }

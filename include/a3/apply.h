@@ -32,12 +32,17 @@
 #include "a3/util.h"
 
 #define A3_APPLY_SHARD_BYTES ((uint64_t)5000000000) /* 5 GB */
+/* Key apply adds to every output's config.json (value "a3 apply"). */
+#define A3_APPLY_MARKER "a3_output"
 
 typedef struct {
     a3_dtype dtype;   /* output dtype; A3_DT_COUNT: the input's */
     uint64_t max_shard_bytes; /* tensor bytes per shard; 0: A3_APPLY_SHARD_BYTES */
     int padded;       /* original shapes, zero-padded */
-    int force;        /* replace an existing output directory */
+    int force;        /* replace an existing output directory, only if
+                       * apply wrote it: config.json has A3_APPLY_MARKER
+                       * and every file is one apply writes (else
+                       * A3_EINVAL, nothing touched) */
     a3_progress_fn progress;
     void *ctx;
 } a3_apply_opts;

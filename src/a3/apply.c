@@ -291,6 +291,10 @@ static int write_config(apply_ctx *A, const char *dir, a3_err *err)
         cJSON_AddItemToObject(a3, "layers", A->layers);
         A->layers = NULL; /* now owned by root */
     }
+    /* Marks the directory as a3's own, so that apply --force may replace it
+     * (and nothing else); loaders ignore unknown config keys. */
+    cJSON_DeleteItemFromObjectCaseSensitive(root, A3_APPLY_MARKER);
+    cJSON_AddStringToObject(root, A3_APPLY_MARKER, "a3 apply");
     char *out = cJSON_Print(root), *path = a3_path_join(dir, "config.json");
     cJSON_Delete(root);
     rc = out && path ? a3_write_file_atomic(path, out, strlen(out), err) : a3_err_set(err, A3_ENOMEM, "out of memory");
@@ -337,6 +341,36 @@ static void remove_dir(const char *dir)
     }
     if (d) closedir(d);
     rmdir(dir);
+}
+
+/* --force replaces only a directory apply wrote: config.json carries the
+ * marker and every entry is a file apply writes. Anything else (a user's
+ * directory, another model) is refused, so nothing of theirs is lost. */
+static int check_replaceable(const char *out, a3_err *err)
+{
+    struct stat st;
+    if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode))
+        return a3_err_set(err, A3_EINVAL, "%s: exists and is not a directory a3 apply wrote: not replaced", out);
+    char *cfg = a3_path_join(out, "config.json"), *text = NULL;
+    int rc = cfg ? a3_read_file(cfg, 16u << 20, &text, NULL, NULL) : A3_ENOMEM;
+    cJSON *root = rc ? NULL : cJSON_Parse(text);
+    /* outputs of a3 before the marker: compressed ones have the "a3" section */
+    int marked = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, A3_APPLY_MARKER)) ||
+                 cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "a3"));
+    cJSON_Delete(root);
+    free(text), free(cfg);
+    if (!marked)
+        return a3_err_set(err, A3_EINVAL, "%s: not an a3 apply output (no \"%s\" in config.json): not replaced",
+                          out, A3_APPLY_MARKER);
+    DIR *d = opendir(out);
+    if (!d) return a3_err_set(err, A3_EIO, "%s: cannot list: %s", out, strerror(errno));
+    rc = A3_OK;
+    for (struct dirent *e; rc == A3_OK && (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !is_output_file(e->d_name))
+            rc = a3_err_set(err, A3_EINVAL, "%s: holds %s, which a3 apply does not write: not replaced", out,
+                            A3_ESC(e->d_name));
+    closedir(d);
+    return rc;
 }
 
 static int check_inputs(const apply_ctx *A, a3_err *err)
@@ -433,6 +467,7 @@ int a3_apply(a3_model *m, const a3_cache *c, const a3_plan *p, const a3_apply_op
     if (rc) return rc;
     if (access(out_dir, F_OK) == 0 && !o->force)
         return a3_err_set(err, A3_EINVAL, "%s: already exists (use --force to replace it)", out_dir);
+    if (access(out_dir, F_OK) == 0 && (rc = check_replaceable(out_dir, err))) return rc;
     char *tmp = a3_tmp_path(out_dir);
     A.w = a3_st_stream_new();
     A.layers = cJSON_CreateArray();

@@ -10,7 +10,7 @@
 static const char *HELP =
     "usage: a3 apply MODEL_DIR --cache CACHE --plan PLAN.json -o OUT_DIR\n"
     "                [--dtype f32|f16|bf16] [--padded] [--max-shard-size SIZE]\n"
-    "                [--force]\n\n"
+    "                [--force] [--ignore-fingerprint]\n\n"
     "Compress a model with A3: for every layer, solve the QK, OV and MLP\n"
     "reductions the plan asks for from the calibration cache, and write the\n"
     "smaller model (safetensors + config.json with an \"a3\" section + the\n"
@@ -31,22 +31,21 @@ static const char *HELP =
     "                  with model.safetensors.index.json, each shard at most\n"
     "                  SIZE of tensor data (default 5GB; 500MB, 2GB, 1.5GiB\n"
     "                  or bytes; KB/MB/GB are 1000-based, KiB/MiB/GiB 1024)\n"
-    "  --force         replace OUT_DIR; accept a plan or cache made for\n"
-    "                  another model fingerprint\n"
+    "  --force         replace OUT_DIR if a3 apply wrote it (refused for any\n"
+    "                  other directory)\n"
+    "  --ignore-fingerprint  use a cache or plan made for another model\n"
+    "                  fingerprint (the weights changed since calibration)\n"
     "  --threads N     threads (default: all cores)\n\n"
     "examples:\n"
     "  a3 apply model --cache model.cache --plan plan.json -o model-a3\n"
     "  a3 apply model --cache model.cache --plan plan.json -o out --padded \\\n"
     "      --max-shard-size 2GB\n\n"
     "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
-    "            4 plan/cache/model mismatch, 130 interrupted\n\n"
-    "example:\n"
-    "  a3 apply llama-1b --cache llama-1b.cache --plan plan.json -o llama-1b-a3\n"
-    "  a3 eval llama-1b-a3 --text eval.txt\n";
+    "            4 plan/cache/model mismatch, 130 interrupted\n";
 
 typedef struct {
     const char *model, *cache, *plan, *out, *dtype;
-    int padded, force;
+    int padded, force, ignore_fp;
     uint64_t max_shard; /* 0: the library's default */
     long threads;
 } apply_opts;
@@ -63,6 +62,7 @@ static int parse(int argc, char **argv, apply_opts *o)
         }
         if (!strcmp(a, "--padded")) { o->padded = 1; continue; }
         if (!strcmp(a, "--force")) { o->force = 1; continue; }
+        if (!strcmp(a, "--ignore-fingerprint")) { o->ignore_fp = 1; continue; }
         if (!(v = cli_value("apply", argc, argv, &i))) return 2;
         if (!strcmp(a, "--cache")) o->cache = v;
         else if (!strcmp(a, "--plan")) o->plan = v;
@@ -93,10 +93,10 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
 {
     char fp[65];
     int rc = a3_model_fingerprint(o->model, fp, err);
-    if (rc == A3_OK && strcmp(fp, c->fingerprint) && !o->force)
-        rc = a3_err_set(err, A3_EMISMATCH, "%s: made for another model (fingerprint %.12s..., the model's is %.12s...); --force to use it anyway",
+    if (rc == A3_OK && strcmp(fp, c->fingerprint) && !o->ignore_fp)
+        rc = a3_err_set(err, A3_EMISMATCH, "%s: made for another model (fingerprint %.12s..., the model's is %.12s...); --ignore-fingerprint to use it anyway",
                         o->cache, c->fingerprint, fp);
-    if (rc == A3_OK) rc = a3_plan_validate(p, c, o->force, err);
+    if (rc == A3_OK) rc = a3_plan_validate(p, c, o->ignore_fp, err);
     a3_apply_opts ao = {.padded = o->padded, .force = o->force, .max_shard_bytes = o->max_shard};
     if (rc == A3_OK && dtype_of(o->dtype, &ao.dtype)) return a3_err_set(err, A3_EINVAL, "--dtype: expected f32, f16 or bf16");
     cli_progress pr;
