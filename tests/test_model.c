@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "a3/eval.h"
+#include "a3/kernels.h"
 #include "a3/model.h"
 #include "a3/synth.h"
 #include "helpers/files.h"
@@ -167,6 +168,87 @@ static void test_batch_and_decoder(void)
     free(full);
     free(step);
     a3_model_free(m);
+    test_rm_rf(tmp);
+}
+
+/* Logits of tokens tok[0..T) by decoding in steps of `chunk` tokens (the
+ * first step takes `first`), on `threads` threads. */
+static int decode_logits(a3_model *m, const int32_t *tok, int T, int first, int chunk, int threads,
+                         float *out)
+{
+    a3_err err = {0};
+    a3_decoder *dec = NULL;
+    size_t V = (size_t)a3_model_config(m)->vocab;
+    float *lg = malloc(V * sizeof(float));
+    int rc = lg ? a3_decoder_new(m, T, &dec, &err) : -1;
+    a3_model_set_threads(m, threads);
+    for (int t = 0, n = first; rc == 0 && t < T; t += n, n = chunk) {
+        if (n > T - t) n = T - t;
+        rc = a3_decoder_step(dec, tok + t, n, lg, &err);
+        if (rc == 0) memcpy(out + (size_t)(t + n - 1) * V, lg, V * sizeof(float));
+    }
+    if (rc) fprintf(stderr, "  decode: %s\n", err.msg);
+    a3_decoder_free(dec);
+    free(lg);
+    return rc;
+}
+
+/* Decoding reads F16/BF16 weights in place (a3_k_matvec) while a prefill
+ * converts them and uses sgemm: the two must agree to float32 round-off
+ * (1e-4 of the logit scale, as above), in steps of 1 to 4 tokens (the
+ * kernel's multi-row path) and on the scalar code too; and the thread
+ * count must not change a single bit (every output row is computed by one
+ * thread in a fixed order). d = 256 so that the matrices are large enough
+ * to be split between threads. */
+static void test_decoder_stored_dtypes(void)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = base_spec();
+    s.d = 256, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 64, s.d_ff = 640, s.vocab = 300;
+    static const a3_dtype dts[] = {A3_DT_F16, A3_DT_BF16, A3_DT_F32};
+    enum { T = 24 };
+    int32_t tok[T];
+    make_tokens(tok, T, s.vocab, 11);
+    size_t V = (size_t)s.vocab;
+    float *ref = malloc(T * V * 4), *a = malloc(T * V * 4), *b = malloc(T * V * 4),
+          *hid = malloc((size_t)T * s.d * 4);
+    for (int k = 0; k < 3 && ref && a && b && hid; k++) {
+        a3_err err = {0};
+        a3_model *m = NULL;
+        s.dtype = dts[k];
+        test_rm_rf(dir);
+        CHECKF(a3_synth_write(dir, &s, &err) == 0, "%s", err.msg);
+        CHECKF(a3_model_open(dir, &m, &err) == 0, "%s", err.msg);
+        if (!m) break;
+        CHECK(a3_model_forward(m, tok, 1, T, hid, &err) == 0);
+        CHECK(a3_model_logits(m, hid, T, ref, &err) == 0);
+        double scale = 1;
+        for (size_t i = 0; i < T * V; i++) scale = fmax(scale, fabs(ref[i]));
+        CHECK(decode_logits(m, tok, T, 1, 1, 1, a) == 0);
+        CHECK(decode_logits(m, tok, T, 1, 1, 2, b) == 0);
+        CHECKF(memcmp(a, b, T * V * 4) == 0, "%s: 1 and 2 threads differ", a3_dtype_name(dts[k]));
+        for (int chunk = 1; chunk <= A3_K_MATVEC_ROWS; chunk++)
+            for (int scalar = 0; scalar <= 1; scalar++) {
+                a3_k_force_scalar(scalar);
+                memset(b, 0xff, T * V * 4); /* NaN: a step that wrote nothing fails */
+                CHECK(decode_logits(m, tok, T, 1, chunk, 2, b) == 0);
+                double md = 0;
+                for (int t = 0, n = 1; t < T; t += n, n = chunk) { /* each step's last token */
+                    int last = t + n - 1 < T - 1 ? t + n - 1 : T - 1;
+                    for (size_t v = 0; v < V; v++) {
+                        double e = fabs(b[last * V + v] - ref[last * V + v]);
+                        md = isnan(e) ? INFINITY : fmax(md, e);
+                    }
+                }
+                CHECKF(md <= 1e-4 * scale, "%s steps of %d, scalar=%d: decoder vs prefill %.3g (scale %.3g)",
+                       a3_dtype_name(dts[k]), chunk, scalar, md, scale);
+            }
+        a3_k_force_scalar(0);
+        a3_model_free(m);
+    }
+    free(ref), free(a), free(b), free(hid);
     test_rm_rf(tmp);
 }
 
@@ -364,6 +446,7 @@ int main(void)
     RUN(test_llama3_rope_headdim);
     RUN(test_f16_bf16_mistral);
     RUN(test_batch_and_decoder);
+    RUN(test_decoder_stored_dtypes);
     RUN(test_eval_matches_reference);
     RUN(test_bad_configs);
     RUN(test_bad_weights);

@@ -12,7 +12,9 @@ static const char *HELP =
     "usage: a3 generate MODEL_DIR [--prompt TEXT] [-n N] [--temp T] [--seed S]\n\n"
     "Generate text. The prompt (default: empty) is encoded with BOS; tokens\n"
     "are sampled at temperature T (0 = greedy, the default) until N new\n"
-    "tokens (default 256), EOS/BOS, or the model's context is reached.\n\n"
+    "tokens (default 256), EOS/BOS, or the model's context is reached.\n"
+    "The text goes to stdout; the speed of the prompt (prefill) and of the\n"
+    "new tokens (decoding) to stderr.\n\n"
     "options:\n"
     "  --prompt TEXT   text to continue\n"
     "  -n N            new tokens (default 256)\n"
@@ -100,7 +102,10 @@ static int run(const gen_opts *o, a3_model *m, a3_tokenizer *tok, a3_err *err)
     float *logits = malloc((size_t)c->vocab * sizeof(float));
     uint64_t rng = (uint64_t)o->seed * 2654435761ULL + 88172645463325252ULL;
     rc = logits ? a3_decoder_new(m, max_len, &dec, err) : a3_err_set(err, A3_ENOMEM, "out of memory");
+    double t0 = a3_now(), t1 = t0;
+    int made = 0;
     if (rc == A3_OK) rc = a3_decoder_step(dec, ids, (int)n, logits, err);
+    t1 = a3_now();
     int prev = ids[n - 1];
     fputs(p, stdout);
     for (int pos = (int)n; rc == A3_OK && pos < max_len; pos++) {
@@ -112,8 +117,15 @@ static int run(const gen_opts *o, a3_model *m, a3_tokenizer *tok, a3_err *err)
         fflush(stdout);
         prev = next;
         if (pos + 1 < max_len) rc = a3_decoder_step(dec, &next, 1, logits, err);
+        made += rc == A3_OK && pos + 1 < max_len;
     }
     fputc('\n', stdout);
+    fflush(stdout);
+    double t2 = a3_now();
+    if (rc == A3_OK) /* decoding rate: steps after the prompt, each one token */
+        fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tokens/s), decoded %d tokens in %.3f s (%.2f tokens/s)\n",
+                n, t1 - t0, (double)n / (t1 - t0 > 0 ? t1 - t0 : 1e-9), made, t2 - t1,
+                made / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
     a3_decoder_free(dec);
     free(logits);
     free(ids);

@@ -1,43 +1,43 @@
 /* forward: one transformer layer over a batch of token rows.
  *
  * x (rows, d) -> x + attn(rmsnorm(x)) -> x + mlp(rmsnorm(x)), rows =
- * n_seq * seqlen. Every projection is one sgemm over all rows. Attention
- * runs per (sequence, head) task on worker threads with OpenBLAS set to one
- * thread meanwhile, so the two levels of parallelism never oversubscribe
- * the cores. Causal attention is computed in query blocks of ATT_BLOCK rows
- * so that each block only multiplies against the keys it can see. */
+ * n_seq * seqlen. With more than A3_K_MATVEC_ROWS rows every projection is
+ * one sgemm over all rows on the float32 layer; with fewer (decoding) it is
+ * a3_k_matvec on the weights as stored. Attention runs per (sequence, head)
+ * task on the pool's threads with OpenBLAS set to one thread meanwhile, so
+ * the two levels of parallelism never oversubscribe the cores; norms, RoPE
+ * and the SwiGLU product are split over rows on the same threads. Causal
+ * attention is computed in query blocks of ATT_BLOCK rows so that each
+ * block only multiplies against the keys it can see. */
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/kernels.h"
+#include "a3/pool.h"
 #include "internal.h"
 
 #define ATT_BLOCK 64
 
-void a3__rmsnorm(float *out, const float *x, const float *w, size_t rows, int d, float eps)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * (size_t)d;
-        float *o = out + r * (size_t)d;
-        double ss = 0;
-        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-        float inv = (float)(1.0 / sqrt(ss / d + eps));
-        for (int i = 0; i < d; i++) o[i] = xr[i] * inv * w[i];
-    }
-}
-
-/* y (rows, out) = beta * y + x (rows, in) @ W^T, W stored (out, in). */
-static void linear(float *y, const float *x, const float *W, size_t rows, int in, int out, float beta)
+/* y (rows, out) = (acc ? y : 0) + x (rows, in) @ W^T, W stored (out, in).
+ * A few rows (decoding) or no float32 view: the matvec kernel on the
+ * stored weights; otherwise sgemm. The dtype was checked at open, so the
+ * kernel cannot refuse it. */
+static void linear(float *y, const float *x, const wmat *W, size_t rows, int in, int out, int acc,
+                   int threads)
 {
     if (rows == 0 || out == 0) return;
     if (in == 0) {
-        if (beta == 0) memset(y, 0, rows * (size_t)out * sizeof(float));
+        if (!acc) memset(y, 0, rows * (size_t)out * sizeof(float));
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, W, in,
-                beta, y, out);
+    if (rows <= A3_K_MATVEC_ROWS || !W->f32) {
+        a3_k_matvec(W->dt, W->raw, out, in, x, (int)rows, y, acc, threads);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, W->f32, in,
+                acc ? 1.0f : 0.0f, y, out);
 }
 
 static void add_bias(float *y, const float *b, size_t rows, int out)
@@ -70,6 +70,7 @@ int a3__scratch_init(const a3_model *m, fwd_scratch *s, size_t rows, int max_key
     s->g = a3_malloc_array(rows, wf * sizeof(float));
     s->u = a3_malloc_array(rows, wf * sizeof(float));
     s->scores = a3_malloc_array((size_t)s->threads * ATT_BLOCK, (size_t)max_keys * sizeof(float));
+    s->max_keys = (size_t)max_keys;
     if (!s->xn || !s->q || !s->k || !s->v || !s->z || !s->g || !s->u || !s->scores) {
         a3__scratch_free(s);
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for activations of %zu tokens", m->dir, rows);
@@ -97,16 +98,20 @@ static const float *rope_table(const a3_model *m, fwd_scratch *s, int seqlen, in
 {
     if (s->rope && s->rope_len == seqlen && s->rope_pos0 == pos0) return s->rope;
     int half = m->cfg.head_dim / 2;
-    float *cs = a3_malloc_array((size_t)seqlen * 2, (size_t)half * sizeof(float));
-    if (!cs) return NULL;
+    size_t need = (size_t)seqlen * 2 * (size_t)half;
+    float *cs = s->rope;
+    if (need > s->rope_cap) { /* grows only: decoding steps reuse it */
+        if (!(cs = a3_malloc_array(need ? need : 1, sizeof(float)))) return NULL;
+        free(s->rope);
+        s->rope = cs, s->rope_cap = need;
+    }
     for (int t = 0; t < seqlen; t++)
         for (int f = 0; f < half; f++) {
             double a = (double)(pos0 + t) * m->inv_freq[f];
             cs[((size_t)t * half + f) * 2] = (float)cos(a);
             cs[((size_t)t * half + f) * 2 + 1] = (float)sin(a);
         }
-    free(s->rope);
-    s->rope = cs, s->rope_len = seqlen, s->rope_pos0 = pos0;
+    s->rope_len = seqlen, s->rope_pos0 = pos0;
     return cs;
 }
 
@@ -123,26 +128,44 @@ static void rope_head(float *x, int r, const int *idx, const float *cs_row)
     }
 }
 
-static void apply_rope(const a3_model *m, int l, float *q, float *k, int n_seq, int seqlen,
-                       const float *cs)
+typedef struct {
+    const a3_model *m;
+    int l, seqlen;
+    size_t rows;
+    float *q, *k;
+    const float *cs;
+} rope_job;
+
+static void rope_part(void *p, int t, int nt)
 {
-    const a3_config *c = &m->cfg;
-    const layer_shape *sh = &m->shapes[l];
-    int half = c->head_dim / 2;
-    for (int b = 0; b < n_seq; b++)
-        for (int t = 0; t < seqlen; t++) {
-            size_t row = (size_t)b * seqlen + t;
-            const float *csr = cs + (size_t)t * half * 2;
-            for (int h = 0; h < c->n_heads; h++) {
-                int g = a3_config_group(c, h);
-                const int *idx = c->rope_idx + ((size_t)l * c->n_kv_heads + g) * half;
-                rope_head(q + row * sh->q_out + sh->q_off[h], c->qk_rank[l * c->n_kv_heads + g], idx, csr);
-            }
-            for (int g = 0; g < c->n_kv_heads; g++) {
-                const int *idx = c->rope_idx + ((size_t)l * c->n_kv_heads + g) * half;
-                rope_head(k + row * sh->k_out + sh->k_off[g], c->qk_rank[l * c->n_kv_heads + g], idx, csr);
-            }
+    const rope_job *J = p;
+    const a3_config *c = &J->m->cfg;
+    const layer_shape *sh = &J->m->shapes[J->l];
+    int half = c->head_dim / 2, l = J->l;
+    long lo, hi;
+    a3_pool_split((long)J->rows, t, nt, 1, &lo, &hi);
+    for (size_t row = (size_t)lo; row < (size_t)hi; row++) {
+        const float *csr = J->cs + (row % (size_t)J->seqlen) * half * 2;
+        for (int h = 0; h < c->n_heads; h++) {
+            int g = a3_config_group(c, h);
+            const int *idx = c->rope_idx + ((size_t)l * c->n_kv_heads + g) * half;
+            rope_head(J->q + row * sh->q_out + sh->q_off[h], c->qk_rank[l * c->n_kv_heads + g], idx, csr);
         }
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            const int *idx = c->rope_idx + ((size_t)l * c->n_kv_heads + g) * half;
+            rope_head(J->k + row * sh->k_out + sh->k_off[g], c->qk_rank[l * c->n_kv_heads + g], idx, csr);
+        }
+    }
+}
+
+/* Rows below which splitting the element-wise steps is not worth a wake-up. */
+#define PAR_ROWS 16
+
+static void apply_rope(const a3_model *m, int l, float *q, float *k, int n_seq, int seqlen,
+                       const float *cs, int threads)
+{
+    rope_job J = {m, l, seqlen, (size_t)n_seq * seqlen, q, k, cs};
+    a3_pool_run(J.rows < PAR_ROWS ? 1 : threads, rope_part, &J);
 }
 
 typedef struct {
@@ -151,7 +174,6 @@ typedef struct {
     const float *q, *k, *v; /* k, v: keys of all positions (cache or batch) */
     size_t k_stride_seq;    /* rows between sequences in k/v (0 with a cache) */
     float *z, *scores;
-    int tid, nthreads;
 } att_job;
 
 static void softmax_causal(float *s, int bs, int nk, int first_q_pos)
@@ -199,48 +221,54 @@ static void attend_one(const att_job *J, int b, int h, float *scores)
     }
 }
 
-static void *att_worker(void *arg)
+typedef struct {
+    att_job base;
+    size_t scores_per_thread;
+} att_run;
+
+static void att_part(void *p, int t, int nt)
 {
-    att_job *J = arg;
+    const att_run *R = p;
+    const att_job *J = &R->base;
+    float *scores = J->scores + (size_t)t * R->scores_per_thread;
     int tasks = J->n_seq * J->m->cfg.n_heads;
-    for (int t = J->tid; t < tasks; t += J->nthreads)
-        attend_one(J, t / J->m->cfg.n_heads, t % J->m->cfg.n_heads, J->scores);
-    return NULL;
+    for (int i = t; i < tasks; i += nt) attend_one(J, i / J->m->cfg.n_heads, i % J->m->cfg.n_heads, scores);
 }
 
-static void attention(att_job base, int nthreads, float *scores, size_t scores_per_thread)
+/* scores: nthreads slices of scores_per_thread floats, one per share. */
+static void attention(att_job base, int nthreads, size_t scores_per_thread)
 {
     int tasks = base.n_seq * base.m->cfg.n_heads;
     if (nthreads > tasks) nthreads = tasks;
+    att_run R = {base, scores_per_thread};
     if (nthreads <= 1) {
-        base.tid = 0, base.nthreads = 1, base.scores = scores;
-        att_worker(&base);
+        att_part(&R, 0, 1);
         return;
     }
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    pthread_t th[64];
-    att_job jobs[64];
-    if (nthreads > 64) nthreads = 64;
-    int started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        jobs[i] = base;
-        jobs[i].tid = i, jobs[i].nthreads = nthreads;
-        jobs[i].scores = scores + (size_t)i * scores_per_thread;
-    }
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&th[i], NULL, att_worker, &jobs[i]) == 0) started = i;
-        else break;
-    /* Threads that failed to start: run their share here. */
-    for (int i = started + 1; i < nthreads; i++) att_worker(&jobs[i]);
-    att_worker(&jobs[0]);
-    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    a3_pool_run(nthreads, att_part, &R);
     openblas_set_num_threads(blas_threads);
 }
 
-static void swiglu(float *g, const float *u, size_t n)
+typedef struct {
+    float *g;
+    const float *u;
+    size_t n;
+} swiglu_job;
+
+static void swiglu_part(void *p, int t, int nt)
 {
-    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    const swiglu_job *J = p;
+    long lo, hi;
+    a3_pool_split((long)J->n, t, nt, 1024, &lo, &hi);
+    for (size_t i = (size_t)lo; i < (size_t)hi; i++) J->g[i] = J->g[i] / (1.0f + expf(-J->g[i])) * J->u[i];
+}
+
+static void swiglu(float *g, const float *u, size_t rows, size_t width, int threads)
+{
+    swiglu_job J = {g, u, rows * width};
+    a3_pool_run(rows < PAR_ROWS ? 1 : threads, swiglu_part, &J);
 }
 
 static int all_finite(const float *x, size_t n)
@@ -261,39 +289,43 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     const float *cs = rope_table(m, s, seqlen, pos0);
     if (!cs) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
 
-    a3__rmsnorm(s->xn, x, w->attn_norm, rows, c->d, c->rms_eps);
-    linear(s->q, s->xn, w->wq, rows, c->d, sh->q_out, 0);
-    linear(s->k, s->xn, w->wk, rows, c->d, sh->k_out, 0);
-    linear(s->v, s->xn, w->wv, rows, c->d, sh->v_out, 0);
+    int T = s->threads;
+    a3_k_rmsnorm(s->xn, x, w->attn_norm, rows, c->d, c->rms_eps, T);
+    linear(s->q, s->xn, &w->wq, rows, c->d, sh->q_out, 0, T);
+    linear(s->k, s->xn, &w->wk, rows, c->d, sh->k_out, 0, T);
+    linear(s->v, s->xn, &w->wv, rows, c->d, sh->v_out, 0, T);
     add_bias(s->q, w->bq, rows, sh->q_out);
     add_bias(s->k, w->bk, rows, sh->k_out);
     add_bias(s->v, w->bv, rows, sh->v_out);
     if (hk && hk->on_qkv && (hrc = hk->on_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) return hrc;
     if (hk && hk->edit_qkv && (hrc = hk->edit_qkv(hk->ctx, l, s->q, s->k, s->v, rows))) return hrc;
-    apply_rope(m, l, s->q, s->k, n_seq, seqlen, cs);
+    apply_rope(m, l, s->q, s->k, n_seq, seqlen, cs, T);
 
     att_job job = {.m = m, .l = l, .n_seq = n_seq, .seqlen = seqlen, .pos0 = pos0, .q = s->q,
-                   .k = s->k, .v = s->v, .k_stride_seq = (size_t)seqlen, .z = s->z};
+                   .k = s->k, .v = s->v, .k_stride_seq = (size_t)seqlen, .z = s->z, .scores = s->scores};
     if (kv) { /* one sequence: append to the cache, attend over all of it */
         memcpy(kv->k[l] + (size_t)pos0 * sh->k_out, s->k, rows * sh->k_out * sizeof(float));
         memcpy(kv->v[l] + (size_t)pos0 * sh->v_out, s->v, rows * sh->v_out * sizeof(float));
         job.k = kv->k[l], job.v = kv->v[l], job.k_stride_seq = 0;
     }
+    if ((size_t)(pos0 + seqlen) > s->max_keys)
+        return a3_err_set(err, A3_EINVAL, "%s: %d keys exceed the scratch's %zu", m->dir, pos0 + seqlen, s->max_keys);
     memset(s->z, 0, rows * (size_t)sh->o_in * sizeof(float));
-    size_t max_keys = s->scores ? (size_t)(pos0 + seqlen) : 0;
-    attention(job, s->threads, s->scores, (size_t)ATT_BLOCK * max_keys);
+    /* Each thread's slice holds a block of scores against the most keys
+     * any block of this pass sees. */
+    attention(job, s->threads, (size_t)ATT_BLOCK * (size_t)(pos0 + seqlen));
     if (hk && hk->on_z && (hrc = hk->on_z(hk->ctx, l, s->z, rows))) return hrc;
-    linear(x, s->z, w->wo, rows, sh->o_in, c->d, 1.0f);
+    linear(x, s->z, &w->wo, rows, sh->o_in, c->d, 1, T);
 
-    a3__rmsnorm(s->xn, x, w->mlp_norm, rows, c->d, c->rms_eps);
-    linear(s->g, s->xn, w->wg, rows, c->d, sh->ff, 0);
-    linear(s->u, s->xn, w->wu, rows, c->d, sh->ff, 0);
-    swiglu(s->g, s->u, rows * (size_t)sh->ff);
+    a3_k_rmsnorm(s->xn, x, w->mlp_norm, rows, c->d, c->rms_eps, T);
+    linear(s->g, s->xn, &w->wg, rows, c->d, sh->ff, 0, T);
+    linear(s->u, s->xn, &w->wu, rows, c->d, sh->ff, 0, T);
+    swiglu(s->g, s->u, rows, (size_t)sh->ff, T);
     if (hk && hk->on_u && (hrc = hk->on_u(hk->ctx, l, s->g, rows))) return hrc;
     if (hk && hk->edit_u && (hrc = hk->edit_u(hk->ctx, l, s->g, rows))) return hrc;
-    linear(x, s->g, w->wd, rows, sh->ff, c->d, 1.0f);
+    linear(x, s->g, &w->wd, rows, sh->ff, c->d, 1, T);
     if (!all_finite(x, rows * (size_t)c->d)) {
-        if ((hrc = a3__layer_nonfinite(m, l, w, err))) return hrc; /* names the tensor */
+        if ((hrc = a3__layer_nonfinite(m, l, err))) return hrc; /* names the tensor */
         return a3_err_set(err, A3_EFORMAT, "%s: layer %d: non-finite activations (overflow)", m->dir, l);
     }
     return A3_OK;

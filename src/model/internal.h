@@ -15,22 +15,37 @@ typedef struct {
     int *z_off;  /* (n_heads) offset of head h in Z (the o_proj input) */
 } layer_shape;
 
-/* One layer's weights as float32, row-major (out, in) as stored by HF.
- * Each pointer either borrows from the mmap (F32 file, aligned) or points
- * into `owned`. */
+/* A weight matrix as stored in the file (row-major (out, in), dtype dt,
+ * little-endian) and, when one exists, a float32 view of it: the file's
+ * own bytes for aligned F32, or a conversion made for a prefill. Decoding
+ * reads `raw` through a3_k_matvec and never needs `f32`. */
+typedef struct {
+    const void *raw;
+    a3_dtype dt;
+    const float *f32; /* NULL when not converted */
+} wmat;
+
+/* One layer's weights. Norm weights and biases (vectors) are always
+ * float32; the matrices are wmat. */
 typedef struct {
     const float *attn_norm; /* (d) */
-    const float *wq;        /* (q_out, d) */
-    const float *wk;        /* (k_out, d) */
-    const float *wv;        /* (v_out, d) */
-    const float *wo;        /* (d, o_in) */
+    wmat wq;                /* (q_out, d) */
+    wmat wk;                /* (k_out, d) */
+    wmat wv;                /* (v_out, d) */
+    wmat wo;                /* (d, o_in) */
     const float *bq, *bk, *bv; /* (q_out), (k_out), (v_out) or NULL */
     const float *mlp_norm;  /* (d) */
-    const float *wg;        /* (ff, d) */
-    const float *wu;        /* (ff, d) */
-    const float *wd;        /* (d, ff) */
-    float *owned;           /* conversion buffer, NULL if all borrowed */
+    wmat wg;                /* (ff, d) */
+    wmat wu;                /* (ff, d) */
+    wmat wd;                /* (d, ff) */
 } layer_weights;
+
+/* A float buffer reused across layers (and decoding steps): it only grows,
+ * so a pass allocates it once, sized by its largest layer. */
+typedef struct {
+    float *p;
+    size_t cap; /* floats */
+} fbuf;
 
 struct a3_model {
     a3_config cfg;
@@ -39,6 +54,7 @@ struct a3_model {
     int threads;
     layer_shape *shapes; /* (n_layers) */
     float *inv_freq;     /* (head_dim/2) RoPE inverse frequencies */
+    float *final_norm;   /* (d) model.norm.weight as float32, converted at open */
 };
 
 int a3__layer_shapes_init(a3_model *m, a3_err *err);
@@ -46,12 +62,22 @@ void a3__layer_shapes_free(a3_model *m);
 /* Check that every tensor the config implies exists with its shape and a
  * float dtype. */
 int a3__check_tensors(const a3_model *m, a3_err *err);
-int a3__layer_load(const a3_model *m, int layer, layer_weights *w, a3_err *err);
-void a3__layer_release(layer_weights *w);
+/* Point w at layer `layer`'s tensors. Vectors that are not F32 are
+ * converted into ws; with convert != 0 (prefill, more than
+ * A3_K_MATVEC_ROWS rows) the matrices too, on the model's threads, so
+ * every wmat has its f32 view; otherwise matrices stay raw. w is valid
+ * until ws is next used or freed. */
+int a3__layer_load(const a3_model *m, int layer, int convert, layer_weights *w, fbuf *ws,
+                   a3_err *err);
+void a3__fbuf_free(fbuf *b);
 /* After non-finite activations: an error naming the first of layer l's
  * tensors holding NaN/Inf, or A3_OK when they are all finite. Scans every
- * weight of the layer, so only called on that error path. */
-int a3__layer_nonfinite(const a3_model *m, int layer, const layer_weights *w, a3_err *err);
+ * weight of the layer (in its file dtype), so only called on that error
+ * path. */
+int a3__layer_nonfinite(const a3_model *m, int layer, a3_err *err);
+/* Index of the first NaN/Inf element of t (any float dtype), -1 if none,
+ * -2 when out of memory. Converts in slices: for error paths. */
+int64_t a3__tensor_nonfinite(const a3_st_tensor *t);
 /* Load a whole non-layer tensor as float32 (borrowed when possible).
  * *owned receives a buffer to free (or NULL). */
 int a3__tensor_f32(const a3_model *m, const char *name, size_t numel,
@@ -63,6 +89,8 @@ typedef struct {
     float *scores;                      /* per attention thread */
     float *rope;      /* cos/sin of positions rope_pos0.. for rope_len rows, */
     int rope_len, rope_pos0; /* built once and reused by every layer */
+    size_t rope_cap;  /* floats allocated in rope (it only grows) */
+    size_t max_keys;  /* keys the scores buffer has room for */
     size_t rows;
     int threads;
 } fwd_scratch;
@@ -82,6 +110,5 @@ void a3__scratch_free(fwd_scratch *s);
 int a3__layer_forward(const a3_model *m, int layer, const layer_weights *w,
                       float *x, int n_seq, int seqlen, int pos0, kv_cache *kv,
                       const a3_layer_hooks *hooks, fwd_scratch *s, a3_err *err);
-void a3__rmsnorm(float *out, const float *x, const float *w, size_t rows, int d, float eps);
 
 #endif

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "a3/blas.h"
+#include "a3/kernels.h"
 #include "internal.h"
 
 /* RoPE inverse frequencies, with HF's llama3 scaling when configured
@@ -35,6 +36,21 @@ static int init_inv_freq(a3_model *m, a3_err *err)
     return A3_OK;
 }
 
+/* model.norm.weight as float32, once: every decoding step uses it. */
+static int init_final_norm(a3_model *m, a3_err *err)
+{
+    const float *nw;
+    float *owned;
+    size_t d = (size_t)m->cfg.d;
+    int rc = a3__tensor_f32(m, "model.norm.weight", d, &nw, &owned, err);
+    if (rc) return rc;
+    if (!owned && !(owned = a3_malloc_array(d, sizeof(float))))
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    if (owned != nw) memcpy(owned, nw, d * sizeof(float));
+    m->final_norm = owned;
+    return A3_OK;
+}
+
 int a3_model_open(const char *dir, a3_model **out, a3_err *err)
 {
     *out = NULL;
@@ -49,6 +65,7 @@ int a3_model_open(const char *dir, a3_model **out, a3_err *err)
     if (rc == A3_OK) rc = a3__layer_shapes_init(m, err);
     if (rc == A3_OK) rc = a3__check_tensors(m, err);
     if (rc == A3_OK) rc = init_inv_freq(m, err);
+    if (rc == A3_OK) rc = init_final_norm(m, err);
     if (rc != A3_OK) {
         a3_model_free(m);
         return rc;
@@ -64,6 +81,7 @@ void a3_model_free(a3_model *m)
     a3_config_free(&m->cfg);
     a3_st_free(m->st);
     free(m->inv_freq);
+    free(m->final_norm);
     free(m->dir);
     free(m);
 }
@@ -97,7 +115,7 @@ int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n, float *x,
     size_t d = (size_t)m->cfg.d, es = a3_dtype_size(t->dtype);
     for (size_t i = 0; i < n; i++) {
         const char *row = (const char *)t->data + (size_t)tokens[i] * d * es;
-        if (a3_convert_to_f32(t->dtype, row, d, x + i * d) != 0)
+        if (a3_k_to_f32(t->dtype, row, d, x + i * d, 1) != 0)
             return a3_err_set(err, A3_EUNSUPPORTED, "%s: embed_tokens: cannot convert dtype", t->file);
         if (a3_find_nonfinite(x + i * d, d) >= 0)
             return a3_err_set(err, A3_EFORMAT, "%s: model.embed_tokens.weight: row %d (token %d) holds NaN/Inf",
@@ -106,22 +124,20 @@ int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n, float *x,
     return A3_OK;
 }
 
-/* Run all layers over x (rows, d), then the final norm into out. */
+/* Run all layers over x (rows, d), then the final norm into out. The
+ * caller owns the scratch (sized for rows and pos0 + seqlen keys) and the
+ * weight buffer, so a decoder reuses both from step to step. */
 static int run_layers(a3_model *m, float *x, int n_seq, int seqlen, int pos0, kv_cache *kv,
-                      float *out, a3_err *err)
+                      float *out, fwd_scratch *s, fbuf *ws, a3_err *err)
 {
     const a3_config *c = &m->cfg;
     size_t rows = (size_t)n_seq * seqlen;
-    fwd_scratch s;
-    int rc = a3__scratch_init(m, &s, rows, pos0 + seqlen, err);
-    if (rc) return rc;
+    int convert = rows > A3_K_MATVEC_ROWS, rc = A3_OK;
     for (int l = 0; l < c->n_layers && rc == A3_OK; l++) {
         layer_weights w;
-        rc = a3__layer_load(m, l, &w, err);
-        if (rc == A3_OK) rc = a3__layer_forward(m, l, &w, x, n_seq, seqlen, pos0, kv, NULL, &s, err);
-        a3__layer_release(&w);
+        rc = a3__layer_load(m, l, convert, &w, ws, err);
+        if (rc == A3_OK) rc = a3__layer_forward(m, l, &w, x, n_seq, seqlen, pos0, kv, NULL, s, err);
     }
-    a3__scratch_free(&s);
     return rc ? rc : a3_model_final_norm(m, x, rows, out, err);
 }
 
@@ -139,27 +155,24 @@ int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq, int seqlen, 
     if (per > n_seq) per = n_seq;
     fwd_scratch s;
     layer_weights w;
+    fbuf ws = {0};
     int rc = a3__scratch_init(m, &s, (size_t)per * seqlen, seqlen, err);
     if (rc) return rc;
-    rc = a3__layer_load(m, layer, &w, err);
+    rc = a3__layer_load(m, layer, (size_t)per * seqlen > A3_K_MATVEC_ROWS, &w, &ws, err);
     for (int b = 0; rc == A3_OK && b < n_seq; b += per) {
         int nb = n_seq - b < per ? n_seq - b : per;
         float *xb = x + (size_t)b * seqlen * m->cfg.d;
         rc = a3__layer_forward(m, layer, &w, xb, nb, seqlen, 0, NULL, hooks, &s, err);
     }
-    a3__layer_release(&w);
+    a3__fbuf_free(&ws);
     a3__scratch_free(&s);
     return rc;
 }
 
 int a3_model_final_norm(const a3_model *m, const float *x, size_t rows, float *out, a3_err *err)
 {
-    const float *nw;
-    float *owned;
-    int rc = a3__tensor_f32(m, "model.norm.weight", (size_t)m->cfg.d, &nw, &owned, err);
-    if (rc) return rc;
-    a3__rmsnorm(out, x, nw, rows, m->cfg.d, m->cfg.rms_eps);
-    free(owned);
+    (void)err;
+    a3_k_rmsnorm(out, x, m->final_norm, rows, m->cfg.d, m->cfg.rms_eps, m->threads);
     return A3_OK;
 }
 
@@ -171,8 +184,14 @@ int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen, 
     int rc;
     float *x = a3_malloc_array(rows, (size_t)m->cfg.d * sizeof(float));
     if (!x) return a3_err_set(err, A3_ENOMEM, "%s: out of memory for %zu tokens", m->dir, rows);
+    fwd_scratch s;
+    fbuf ws = {0};
     rc = a3_model_embed(m, tokens, rows, x, err);
-    if (rc == A3_OK) rc = run_layers(m, x, n_seq, seqlen, 0, NULL, hidden_out, err);
+    if (rc == A3_OK && (rc = a3__scratch_init(m, &s, rows, seqlen, err)) == A3_OK) {
+        rc = run_layers(m, x, n_seq, seqlen, 0, NULL, hidden_out, &s, &ws, err);
+        a3__scratch_free(&s);
+    }
+    a3__fbuf_free(&ws);
     free(x);
     return rc;
 }
@@ -187,6 +206,16 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
     const char *name = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
     const a3_st_tensor *t = a3_st_find(m->st, name);
     size_t d = (size_t)c->d, es = a3_dtype_size(t->dtype);
+    if (n_rows <= A3_K_MATVEC_ROWS) { /* decoding: read the stored rows in place */
+        if (a3_k_matvec(t->dtype, t->data, c->vocab, c->d, hidden, (int)n_rows, logits, 0, m->threads))
+            return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: cannot read dtype", t->file, name);
+        if (a3_find_nonfinite(logits, n_rows * (size_t)c->vocab) < 0) return A3_OK;
+        int64_t bad = a3__tensor_nonfinite(t); /* as below: name the row */
+        if (bad >= 0)
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: row %lld holds NaN/Inf", t->file, name,
+                              (long long)(bad / (int64_t)d));
+        return a3_err_set(err, A3_EFORMAT, "%s: non-finite logits (overflow in the final layers?)", m->dir);
+    }
     int borrow = t->dtype == A3_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
     float *buf = borrow ? NULL : a3_malloc_array((size_t)VOCAB_CHUNK, d * sizeof(float));
     if (!borrow && !buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
@@ -195,7 +224,7 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
         const char *src = (const char *)t->data + (size_t)v0 * d * es;
         const float *W = (const float *)(const void *)src;
         if (!borrow) {
-            a3_convert_to_f32(t->dtype, src, (size_t)nv * d, buf);
+            a3_k_to_f32(t->dtype, src, (size_t)nv * d, buf, m->threads);
             W = buf;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_rows, nv, (int)d, 1.0f, hidden,
@@ -217,9 +246,20 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
     return A3_OK;
 }
 
+/* The decoder keeps everything a step needs, so a decoding step (one
+ * token) allocates nothing: the KV cache for max_len tokens is made here,
+ * the activation scratch and hidden-state rows at the first step and
+ * again only when a step brings more tokens than any before. A prompt of
+ * more than A3_K_MATVEC_ROWS tokens converts each layer to float32 (see
+ * weights.c); that buffer and the prompt-sized scratch are released after
+ * the step, so they do not stay allocated while decoding. */
 struct a3_decoder {
     a3_model *m;
     kv_cache kv;
+    fwd_scratch s; /* sized for s_rows rows, kv.max_len keys */
+    size_t s_rows;
+    fbuf ws;       /* norms/biases (and a converted layer during a prompt) */
+    float *x, *h;  /* (s_rows, d) each */
 };
 
 int a3_decoder_new(a3_model *m, int max_len, a3_decoder **out, a3_err *err)
@@ -247,6 +287,15 @@ int a3_decoder_new(a3_model *m, int max_len, a3_decoder **out, a3_err *err)
     return A3_OK;
 }
 
+static void decoder_release_rows(a3_decoder *d)
+{
+    if (d->s_rows) a3__scratch_free(&d->s);
+    free(d->x);
+    free(d->h);
+    d->x = d->h = NULL;
+    d->s_rows = 0;
+}
+
 void a3_decoder_free(a3_decoder *d)
 {
     if (!d) return;
@@ -256,7 +305,29 @@ void a3_decoder_free(a3_decoder *d)
     }
     free(d->kv.k);
     free(d->kv.v);
+    decoder_release_rows(d);
+    a3__fbuf_free(&d->ws);
     free(d);
+}
+
+/* Scratch and hidden rows for n tokens, kept from earlier steps when big
+ * enough. */
+static int decoder_rows(a3_decoder *d, size_t n, a3_err *err)
+{
+    a3_model *m = d->m;
+    if (n <= d->s_rows) return A3_OK;
+    decoder_release_rows(d);
+    size_t dd = (size_t)m->cfg.d;
+    int rc = a3__scratch_init(m, &d->s, n, d->kv.max_len, err);
+    if (rc) return rc;
+    d->s_rows = n;
+    d->x = a3_malloc_array(n, dd * sizeof(float));
+    d->h = a3_malloc_array(n, dd * sizeof(float));
+    if (!d->x || !d->h) {
+        decoder_release_rows(d);
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+    }
+    return A3_OK;
 }
 
 int a3_decoder_step(a3_decoder *d, const int32_t *tokens, int n, float *logits, a3_err *err)
@@ -265,16 +336,15 @@ int a3_decoder_step(a3_decoder *d, const int32_t *tokens, int n, float *logits, 
     size_t dd = (size_t)m->cfg.d;
     if (n <= 0 || d->kv.len + n > d->kv.max_len)
         return a3_err_set(err, A3_EINVAL, "%s: sequence longer than the decoder's %d tokens", m->dir, d->kv.max_len);
-    int rc = A3_OK;
-    float *x = a3_malloc_array((size_t)n, dd * sizeof(float));
-    float *h = a3_malloc_array((size_t)n, dd * sizeof(float));
-    if (!x || !h) rc = a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
-    if (rc == A3_OK) rc = a3_model_embed(m, tokens, (size_t)n, x, err);
-    if (rc == A3_OK) rc = run_layers(m, x, 1, n, d->kv.len, &d->kv, h, err);
-    if (rc == A3_OK) rc = a3_model_logits(m, h + (size_t)(n - 1) * dd, 1, logits, err);
+    int rc = decoder_rows(d, (size_t)n, err);
+    if (rc == A3_OK) rc = a3_model_embed(m, tokens, (size_t)n, d->x, err);
+    if (rc == A3_OK) rc = run_layers(m, d->x, 1, n, d->kv.len, &d->kv, d->h, &d->s, &d->ws, err);
+    if (rc == A3_OK) rc = a3_model_logits(m, d->h + (size_t)(n - 1) * dd, 1, logits, err);
     if (rc == A3_OK) d->kv.len += n;
-    free(x);
-    free(h);
+    if (n > A3_K_MATVEC_ROWS) { /* a prompt: drop its float32 layer and big scratch */
+        decoder_release_rows(d);
+        a3__fbuf_free(&d->ws);
+    }
     return rc;
 }
 

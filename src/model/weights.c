@@ -1,9 +1,15 @@
-/* weights: find, check and convert one layer's tensors at a time. */
+/* weights: find, check and view one layer's tensors at a time.
+ *
+ * Decoding (a few token rows) reads the matrices in their file dtype from
+ * the memory map through a3_k_matvec: nothing is converted or allocated
+ * per token. A prefill converts one layer at a time into a buffer that
+ * only grows, so a pass allocates it once. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/kernels.h"
 #include "internal.h"
 
 int a3__layer_shapes_init(a3_model *m, a3_err *err)
@@ -176,7 +182,7 @@ int a3__tensor_f32(const a3_model *m, const char *name, size_t numel, const floa
     if ((*out = borrowable(t))) return A3_OK;
     float *buf = a3_malloc_array(numel, sizeof(float));
     if (!buf) return a3_err_set(err, A3_ENOMEM, "%s: %s: out of memory", m->dir, name);
-    if (a3_convert_to_f32(t->dtype, t->data, numel, buf) != 0) {
+    if (a3_k_to_f32(t->dtype, t->data, numel, buf, m->threads) != 0) {
         free(buf);
         return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: cannot convert dtype", t->file, name);
     }
@@ -184,7 +190,28 @@ int a3__tensor_f32(const a3_model *m, const char *name, size_t numel, const floa
     return A3_OK;
 }
 
-int a3__layer_load(const a3_model *m, int l, layer_weights *w, a3_err *err)
+void a3__fbuf_free(fbuf *b)
+{
+    free(b->p);
+    b->p = NULL, b->cap = 0;
+}
+
+/* Room for n floats; the old contents are not kept. Grows to exactly n:
+ * a prefill asks once for its largest layer, so doubling would only waste
+ * memory. */
+static int fbuf_reserve(fbuf *b, size_t n)
+{
+    if (n <= b->cap) return A3_OK;
+    float *p = a3_malloc_array(n, sizeof(float));
+    if (!p) return A3_ENOMEM;
+    free(b->p);
+    b->p = p, b->cap = n;
+    return A3_OK;
+}
+
+static int is_matrix(int i) { return i == T_WQ || i == T_WK || i == T_WV || i == T_WO || i == T_WG || i == T_WU || i == T_WD; }
+
+int a3__layer_load(const a3_model *m, int l, int convert, layer_weights *w, fbuf *ws, a3_err *err)
 {
     tensor_spec sp[T_COUNT];
     int bias = layer_specs(m, l, sp);
@@ -195,50 +222,63 @@ int a3__layer_load(const a3_model *m, int l, layer_weights *w, a3_err *err)
         if (!bias && (i == T_BQ || i == T_BK || i == T_BV)) continue;
         t[i] = a3_st_find(m->st, sp[i].name);
         if (!t[i]) return a3_err_set(err, A3_EFORMAT, "%s: %s: missing tensor", m->dir, sp[i].name);
-        if (!borrowable(t[i])) need += t[i]->numel;
+        if (!borrowable(t[i]) && (convert || !is_matrix(i))) need += t[i]->numel;
     }
-    if (need && !(w->owned = a3_malloc_array(need, sizeof(float))))
+    if (fbuf_reserve(ws, need) != A3_OK)
         return a3_err_set(err, A3_ENOMEM, "%s: layer %d: out of memory (%zu floats)", m->dir, l, need);
     const float *p[T_COUNT] = {0};
     size_t at = 0;
     for (int i = 0; i < T_COUNT; i++) {
         if (!t[i]) continue;
         if ((p[i] = borrowable(t[i]))) continue;
-        float *dst = w->owned + at;
-        if (a3_convert_to_f32(t[i]->dtype, t[i]->data, t[i]->numel, dst) != 0) {
-            a3__layer_release(w);
+        if (is_matrix(i) && !convert) continue;
+        float *dst = ws->p + at;
+        /* Matrices on all threads; a vector is too small to share. */
+        if (a3_k_to_f32(t[i]->dtype, t[i]->data, t[i]->numel, dst, is_matrix(i) ? m->threads : 1) != 0)
             return a3_err_set(err, A3_EUNSUPPORTED, "%s: %s: cannot convert dtype", t[i]->file, sp[i].name);
-        }
         p[i] = dst;
         at += t[i]->numel;
     }
-    w->attn_norm = p[T_ANORM], w->wq = p[T_WQ], w->wk = p[T_WK], w->wv = p[T_WV], w->wo = p[T_WO];
-    w->bq = p[T_BQ], w->bk = p[T_BK], w->bv = p[T_BV];
-    w->mlp_norm = p[T_MNORM], w->wg = p[T_WG], w->wu = p[T_WU], w->wd = p[T_WD];
+    w->attn_norm = p[T_ANORM], w->bq = p[T_BQ], w->bk = p[T_BK], w->bv = p[T_BV], w->mlp_norm = p[T_MNORM];
+    wmat *mat[T_COUNT] = {[T_WQ] = &w->wq, [T_WK] = &w->wk, [T_WV] = &w->wv, [T_WO] = &w->wo,
+                          [T_WG] = &w->wg, [T_WU] = &w->wu, [T_WD] = &w->wd};
+    for (int i = 0; i < T_COUNT; i++)
+        if (mat[i]) *mat[i] = (wmat){.raw = t[i]->data, .dt = t[i]->dtype, .f32 = p[i]};
     return A3_OK;
 }
 
-int a3__layer_nonfinite(const a3_model *m, int l, const layer_weights *w, a3_err *err)
+int64_t a3__tensor_nonfinite(const a3_st_tensor *t)
+{
+    enum { SLICE = 1 << 16 };
+    const float *f = borrowable(t);
+    if (f) return a3_find_nonfinite(f, t->numel);
+    float *buf = a3_malloc_array(SLICE, sizeof(float));
+    if (!buf) return -2;
+    size_t es = a3_dtype_size(t->dtype);
+    int64_t bad = -1;
+    for (size_t i0 = 0; i0 < t->numel && bad < 0; i0 += SLICE) {
+        size_t n = t->numel - i0 < SLICE ? t->numel - i0 : SLICE;
+        if (a3_k_to_f32(t->dtype, (const char *)t->data + i0 * es, n, buf, 1) != 0) break;
+        int64_t b = a3_find_nonfinite(buf, n);
+        if (b >= 0) bad = (int64_t)i0 + b;
+    }
+    free(buf);
+    return bad;
+}
+
+int a3__layer_nonfinite(const a3_model *m, int l, a3_err *err)
 {
     tensor_spec sp[T_COUNT];
     int bias = layer_specs(m, l, sp);
-    const float *p[T_COUNT] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->bq, w->bk, w->bv,
-                               w->mlp_norm, w->wg, w->wu, w->wd};
     for (int t = 0; t < T_COUNT; t++) {
-        if ((!bias && (t == T_BQ || t == T_BK || t == T_BV)) || !p[t]) continue;
-        size_t n = (size_t)sp[t].shape[0] * (size_t)(sp[t].ndim == 2 ? sp[t].shape[1] : 1);
-        int64_t bad = a3_find_nonfinite(p[t], n);
-        if (bad >= 0) {
-            const a3_st_tensor *st = a3_st_find(m->st, sp[t].name);
-            return a3_err_set(err, A3_EFORMAT, "%s: %s: element %lld is NaN/Inf", st ? st->file : m->dir,
-                              sp[t].name, (long long)bad);
-        }
+        if (!bias && (t == T_BQ || t == T_BK || t == T_BV)) continue;
+        const a3_st_tensor *st = a3_st_find(m->st, sp[t].name);
+        if (!st) continue;
+        int64_t bad = a3__tensor_nonfinite(st);
+        if (bad == -2) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
+        if (bad >= 0)
+            return a3_err_set(err, A3_EFORMAT, "%s: %s: element %lld is NaN/Inf", st->file, sp[t].name,
+                              (long long)bad);
     }
     return A3_OK;
-}
-
-void a3__layer_release(layer_weights *w)
-{
-    free(w->owned);
-    memset(w, 0, sizeof *w);
 }

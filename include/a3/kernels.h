@@ -1,0 +1,62 @@
+/* kernels: weight-format-aware building blocks of the forward pass.
+ *
+ * Weights are read in their file dtype (F32, F16, BF16; little-endian as
+ * safetensors stores them), so decoding never converts or copies a weight
+ * matrix: a3_k_matvec reads the F16/BF16 bits, widens them to float in
+ * registers and multiplies. Prefill converts a layer with a3_k_to_f32 and
+ * uses sgemm.
+ *
+ * Two implementations, chosen at run time: AVX2+FMA+F16C (x86-64 CPUs that
+ * have all three, checked with cpuid by the compiler's
+ * __builtin_cpu_supports) and a portable scalar one. The build targets
+ * x86-64-v2, so the vector code is compiled with function target attributes
+ * and only called after the check. A3_NO_SIMD=1 in the environment, or
+ * a3_k_force_scalar(1), selects the scalar code (tests compare the two).
+ *
+ * Numerics: conversions are exact (F16 and BF16 values are all
+ * representable in float32; NaN payloads are kept quiet NaNs). Dot
+ * products accumulate in float32 in an implementation-specific order
+ * (8-lane partial sums in the vector code), so results differ from a
+ * sequential sum by float32 round-off only; each output element is
+ * computed by one thread with a fixed order, so results do not depend on
+ * the thread count. */
+#ifndef A3_KERNELS_H
+#define A3_KERNELS_H
+
+#include <stddef.h>
+
+#include "a3/safetensors.h"
+
+/* "avx2+fma+f16c" or "scalar": what a3_k_* run right now. */
+const char *a3_k_impl(void);
+/* on != 0: use the scalar code from now on (0: back to the automatic
+ * choice). For tests and benchmarks. */
+void a3_k_force_scalar(int on);
+
+/* dst[i] = float(src[i]) for i < n, src of dtype dt (F32, F16 or BF16),
+ * on up to `threads` threads. Returns A3_OK or A3_EUNSUPPORTED (other
+ * dtypes; nothing written). */
+int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads);
+
+/* Matrix times a few vectors, W (out, in) row-major of dtype dt:
+ *   y[r * out + o] = (acc ? y[r * out + o] : 0) + sum_i W[o, i] x[r * in + i]
+ * for r < nrows, o < out, on up to `threads` threads (rows of W are split
+ * between threads, each W row is read once for all nrows vectors). Meant
+ * for nrows <= A3_K_MATVEC_ROWS; larger batches are faster through sgemm.
+ * Returns A3_OK or A3_EUNSUPPORTED. */
+int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int nrows,
+                float *y, int acc, int threads);
+
+/* Token rows up to which the forward pass uses a3_k_matvec on the weights
+ * in place; above it, it converts the layer to float32 and uses sgemm. At
+ * 4 rows the kernel still reads each weight once per 4 tokens, so it stays
+ * bandwidth-bound while conversion + sgemm would cost a full float32 write
+ * and read of the layer. */
+#define A3_K_MATVEC_ROWS 4
+
+/* out (rows, d) = x * w / rms(x) per row (RMSNorm, sum of squares in
+ * double), rows split over up to `threads` threads. */
+void a3_k_rmsnorm(float *out, const float *x, const float *w, size_t rows, int d, float eps,
+                  int threads);
+
+#endif

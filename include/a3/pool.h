@@ -1,0 +1,31 @@
+/* pool: a small persistent pool of worker threads for data-parallel loops.
+ *
+ * a3_pool_run(n, fn, ctx) calls fn(ctx, t, n) once for every t in [0, n),
+ * t = 0 on the calling thread and the others on workers that are created on
+ * first use and then sleep on a condition variable between calls (so they
+ * never spin against OpenBLAS's own threads). Decoding makes a few hundred
+ * such calls per token; creating threads per call would cost more than the
+ * work of the small ones.
+ *
+ * Guarantees: every share runs exactly once before a3_pool_run returns,
+ * whatever happens. When the pool is already busy (a nested call from
+ * inside fn, or a second thread of the caller's program) or a worker
+ * cannot be created, the remaining shares run one after the other on the
+ * calling thread instead: slower, never wrong. fn must therefore not wait
+ * for another share of the same call. */
+#ifndef A3_POOL_H
+#define A3_POOL_H
+
+typedef void (*a3_pool_fn)(void *ctx, int t, int n);
+
+/* Run fn(ctx, t, n) for t = 0..n-1 (n <= 1: just fn(ctx, 0, 1)). n is
+ * capped at A3_POOL_MAX. */
+void a3_pool_run(int n, a3_pool_fn fn, void *ctx);
+
+#define A3_POOL_MAX 64
+
+/* Split [0, total) into n nearly equal parts, aligned to `align` items
+ * (the last part takes the remainder): part t is [*lo, *hi). */
+void a3_pool_split(long total, int t, int n, long align, long *lo, long *hi);
+
+#endif

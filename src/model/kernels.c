@@ -1,0 +1,167 @@
+/* kernels: dispatch between the vector and the scalar code, threading, and
+ * the portable scalar implementations (see include/a3/kernels.h). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a3/kernels.h"
+#include "a3/pool.h"
+#include "a3/util.h"
+#include "kernels_impl.h"
+
+/* -1: not decided yet; 0: scalar; 1: x86 vector code. Decided once (the
+ * CPU does not change); a benign race at worst computes it twice. */
+static int simd_state = -1;
+static int forced_scalar;
+
+static int use_simd(void)
+{
+    if (forced_scalar) return 0;
+    if (simd_state < 0) {
+        const char *e = getenv("A3_NO_SIMD");
+        simd_state = (e && *e && strcmp(e, "0") != 0) ? 0 : a3__k_x86_ok();
+    }
+    return simd_state;
+}
+
+const char *a3_k_impl(void) { return use_simd() ? "avx2+fma+f16c" : "scalar"; }
+void a3_k_force_scalar(int on) { forced_scalar = on != 0; }
+
+static inline uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static inline float elem(a3_dtype dt, const unsigned char *w, size_t i)
+{
+    if (dt == A3_DT_F16) return a3_f16_to_f32(le16(w + 2 * i));
+    if (dt == A3_DT_BF16) return a3_bf16_to_f32(le16(w + 2 * i));
+    uint32_t u = (uint32_t)w[4 * i] | (uint32_t)w[4 * i + 1] << 8 | (uint32_t)w[4 * i + 2] << 16 |
+                 (uint32_t)w[4 * i + 3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static int supported(a3_dtype dt) { return dt == A3_DT_F32 || dt == A3_DT_F16 || dt == A3_DT_BF16; }
+
+/* ---- conversion -------------------------------------------------------- */
+
+typedef struct {
+    a3_dtype dt;
+    const unsigned char *src;
+    size_t n;
+    float *dst;
+    int simd;
+} cvt_job;
+
+static void cvt_part(void *p, int t, int nt)
+{
+    const cvt_job *J = p;
+    long lo, hi;
+    a3_pool_split((long)J->n, t, nt, 1024, &lo, &hi);
+    if (lo >= hi) return;
+    size_t es = a3_dtype_size(J->dt);
+    const unsigned char *s = J->src + (size_t)lo * es;
+    float *d = J->dst + lo;
+    size_t n = (size_t)(hi - lo);
+    if (J->simd) a3__k_cvt_x86(J->dt, s, n, d);
+    else
+        for (size_t i = 0; i < n; i++) d[i] = elem(J->dt, s, i);
+}
+
+/* Below this many elements one thread converts faster than two wake up. */
+#define CVT_PAR_MIN (1 << 16)
+
+int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads)
+{
+    if (!supported(dt)) return A3_EUNSUPPORTED;
+    cvt_job J = {dt, src, n, dst, use_simd()};
+    a3_pool_run(n < CVT_PAR_MIN ? 1 : threads, cvt_part, &J);
+    return A3_OK;
+}
+
+/* ---- matrix times vectors ------------------------------------------------ */
+
+typedef struct {
+    a3_dtype dt;
+    const unsigned char *W;
+    int out, in, nrows, acc, simd;
+    const float *x;
+    float *y;
+} mv_job;
+
+static void mv_scalar(const mv_job *J, int o0, int o1)
+{
+    size_t es = a3_dtype_size(J->dt);
+    for (int o = o0; o < o1; o++) {
+        const unsigned char *w = J->W + (size_t)o * J->in * es;
+        for (int r = 0; r < J->nrows; r++) {
+            const float *x = J->x + (size_t)r * J->in;
+            float s = 0;
+            for (int i = 0; i < J->in; i++) s += elem(J->dt, w, (size_t)i) * x[i];
+            float *yo = J->y + (size_t)r * J->out + o;
+            *yo = J->acc ? *yo + s : s;
+        }
+    }
+}
+
+static void mv_part(void *p, int t, int nt)
+{
+    const mv_job *J = p;
+    long lo, hi;
+    /* 16-row blocks: whole cache lines of y per thread (no false sharing). */
+    a3_pool_split(J->out, t, nt, 16, &lo, &hi);
+    if (lo >= hi) return;
+    if (J->simd) a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi);
+    else mv_scalar(J, (int)lo, (int)hi);
+}
+
+/* Below this many weights a matrix is not worth waking a second thread. */
+#define MV_PAR_MIN (1 << 15)
+
+int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int nrows, float *y,
+                int acc, int threads)
+{
+    if (!supported(dt)) return A3_EUNSUPPORTED;
+    if (out <= 0 || nrows <= 0) return A3_OK;
+    if (in <= 0) { /* empty sum */
+        if (!acc)
+            for (int r = 0; r < nrows; r++) memset(y + (size_t)r * out, 0, (size_t)out * sizeof(float));
+        return A3_OK;
+    }
+    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), x, y};
+    int nt = (size_t)out * (size_t)in < MV_PAR_MIN ? 1 : threads;
+    if (nt > out / 16) nt = out / 16 > 0 ? out / 16 : 1;
+    a3_pool_run(nt, mv_part, &J);
+    return A3_OK;
+}
+
+/* ---- RMSNorm --------------------------------------------------------------- */
+
+typedef struct {
+    float *out;
+    const float *x, *w;
+    size_t rows;
+    int d;
+    float eps;
+} norm_job;
+
+static void norm_part(void *p, int t, int nt)
+{
+    const norm_job *J = p;
+    long lo, hi;
+    a3_pool_split((long)J->rows, t, nt, 1, &lo, &hi);
+    for (size_t r = (size_t)lo; r < (size_t)hi; r++) {
+        const float *xr = J->x + r * (size_t)J->d;
+        float *o = J->out + r * (size_t)J->d;
+        double ss = 0;
+        for (int i = 0; i < J->d; i++) ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / J->d + J->eps));
+        for (int i = 0; i < J->d; i++) o[i] = xr[i] * inv * J->w[i];
+    }
+}
+
+void a3_k_rmsnorm(float *out, const float *x, const float *w, size_t rows, int d, float eps, int threads)
+{
+    norm_job J = {out, x, w, rows, d, eps};
+    a3_pool_run(rows < 16 ? 1 : threads, norm_part, &J);
+}

@@ -1,0 +1,17 @@
+/* kernels internals: the vector implementation behind include/a3/kernels.h.
+ * Each function handles output rows [o0, o1) (or elements [0, n)) on the
+ * calling thread; kernels.c splits the work and chooses the code. */
+#ifndef A3_KERNELS_IMPL_H
+#define A3_KERNELS_IMPL_H
+
+#include <stddef.h>
+
+#include "a3/safetensors.h"
+
+/* 1 when this CPU (and OS) can run the AVX2+FMA+F16C code. */
+int a3__k_x86_ok(void);
+void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
+                      int nrows, float *y, int acc, int o0, int o1);
+void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst);
+
+#endif

@@ -1,0 +1,142 @@
+/* kernels_x86: AVX2 + FMA + F16C versions of the matvec and conversion
+ * kernels. The build targets x86-64-v2 (no AVX), so these functions carry
+ * a target attribute and are only reached after a3__k_x86_ok() said yes.
+ * On other architectures the file provides a "no" and unreachable stubs. */
+#include <string.h>
+
+#include "kernels_impl.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+
+int a3__k_x86_ok(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+
+/* Eight weights starting at element i, widened to float. */
+#define LD_F32(w, i) _mm256_loadu_ps((const float *)(const void *)((w) + 4 * (size_t)(i)))
+#define LD_F16(w, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)((w) + 2 * (size_t)(i))))
+#define LD_BF16(w, i)                                                                          \
+    _mm256_castsi256_ps(_mm256_slli_epi32(                                                     \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)((w) + 2 * (size_t)(i)))), 16))
+
+TGT static inline float one_f32(const unsigned char *w, int i)
+{
+    float f;
+    memcpy(&f, w + 4 * (size_t)i, 4);
+    return f;
+}
+TGT static inline float one_f16(const unsigned char *w, int i)
+{
+    unsigned short h;
+    memcpy(&h, w + 2 * (size_t)i, 2);
+    return _cvtsh_ss(h);
+}
+TGT static inline float one_bf16(const unsigned char *w, int i)
+{
+    unsigned short h;
+    memcpy(&h, w + 2 * (size_t)i, 2);
+    unsigned int u = (unsigned int)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+TGT static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One weight row w (n elements) times x: four independent 8-lane
+ * accumulators hide the FMA latency; the tail is scalar. */
+#define DEF_DOT(NAME, LD, ONE)                                                  \
+    TGT static inline float NAME(const unsigned char *w, const float *x, int n) \
+    {                                                                           \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;             \
+        int i = 0;                                                              \
+        for (; i + 32 <= n; i += 32) {                                          \
+            a0 = _mm256_fmadd_ps(LD(w, i), _mm256_loadu_ps(x + i), a0);         \
+            a1 = _mm256_fmadd_ps(LD(w, i + 8), _mm256_loadu_ps(x + i + 8), a1); \
+            a2 = _mm256_fmadd_ps(LD(w, i + 16), _mm256_loadu_ps(x + i + 16), a2); \
+            a3 = _mm256_fmadd_ps(LD(w, i + 24), _mm256_loadu_ps(x + i + 24), a3); \
+        }                                                                       \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LD(w, i), _mm256_loadu_ps(x + i), a0); \
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
+        for (; i < n; i++) s += ONE(w, i) * x[i];                               \
+        return s;                                                               \
+    }
+DEF_DOT(dot_f32, LD_F32, one_f32)
+DEF_DOT(dot_f16, LD_F16, one_f16)
+DEF_DOT(dot_bf16, LD_BF16, one_bf16)
+
+/* Rows o0..o1 of W against nrows vectors: each row is read from memory
+ * once, the later vectors find it in L1/L2. */
+#define DEF_MV(NAME, DOT, ES)                                                              \
+    TGT static void NAME(const unsigned char *W, int out, int in, const float *x, int nrows, \
+                         float *y, int acc, int o0, int o1)                                \
+    {                                                                                      \
+        for (int o = o0; o < o1; o++) {                                                    \
+            const unsigned char *w = W + (size_t)o * in * ES;                              \
+            for (int r = 0; r < nrows; r++) {                                              \
+                float s = DOT(w, x + (size_t)r * in, in);                                  \
+                float *yo = y + (size_t)r * out + o;                                       \
+                *yo = acc ? *yo + s : s;                                                   \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEF_MV(mv_f32, dot_f32, 4)
+DEF_MV(mv_f16, dot_f16, 2)
+DEF_MV(mv_bf16, dot_bf16, 2)
+
+void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
+                      int nrows, float *y, int acc, int o0, int o1)
+{
+    switch (dt) {
+    case A3_DT_F32: mv_f32(W, out, in, x, nrows, y, acc, o0, o1); break;
+    case A3_DT_F16: mv_f16(W, out, in, x, nrows, y, acc, o0, o1); break;
+    case A3_DT_BF16: mv_bf16(W, out, in, x, nrows, y, acc, o0, o1); break;
+    default: break;
+    }
+}
+
+TGT static void cvt_f16(const unsigned char *s, size_t n, float *d)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, LD_F16(s, i));
+    for (; i < n; i++) d[i] = one_f16(s + 2 * i, 0);
+}
+TGT static void cvt_bf16(const unsigned char *s, size_t n, float *d)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, LD_BF16(s, i));
+    for (; i < n; i++) d[i] = one_bf16(s + 2 * i, 0);
+}
+
+void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst)
+{
+    if (dt == A3_DT_F16) cvt_f16(src, n, dst);
+    else if (dt == A3_DT_BF16) cvt_bf16(src, n, dst);
+    else if (dt == A3_DT_F32) memcpy(dst, src, n * sizeof(float));
+}
+
+#else /* not x86-64 with GCC/Clang: the scalar code in kernels.c runs */
+
+int a3__k_x86_ok(void) { return 0; }
+void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
+                      int nrows, float *y, int acc, int o0, int o1)
+{
+    (void)dt, (void)W, (void)out, (void)in, (void)x, (void)nrows, (void)y, (void)acc, (void)o0, (void)o1;
+}
+void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst)
+{
+    (void)dt, (void)src, (void)n, (void)dst;
+}
+#endif

@@ -1,0 +1,97 @@
+/* pool: persistent workers for a3_pool_run (see include/a3/pool.h). */
+#include <pthread.h>
+
+#include "a3/pool.h"
+
+typedef struct {
+    int idx;         /* the share this worker runs is idx + 1 */
+    unsigned seen;   /* generation last looked at */
+} worker_arg;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t go = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
+/* Held by the one caller that owns the workers during a call. */
+static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
+static worker_arg args[A3_POOL_MAX];
+static int nworkers;
+static unsigned gen;   /* incremented per call, under mu */
+static int pending;    /* shares not yet finished by workers */
+static a3_pool_fn job_fn;
+static void *job_ctx;
+static int job_n;
+
+static void *worker(void *p)
+{
+    worker_arg *a = p;
+    pthread_mutex_lock(&mu);
+    for (;;) {
+        while (gen == a->seen) pthread_cond_wait(&go, &mu);
+        a->seen = gen;
+        if (a->idx + 1 < job_n) {
+            a3_pool_fn fn = job_fn;
+            void *ctx = job_ctx;
+            int n = job_n;
+            pthread_mutex_unlock(&mu);
+            fn(ctx, a->idx + 1, n);
+            pthread_mutex_lock(&mu);
+            if (--pending == 0) pthread_cond_signal(&done);
+        }
+    }
+    return NULL;
+}
+
+/* Called with mu held: make sure `want` workers exist; returns how many do. */
+static int grow(int want)
+{
+    while (nworkers < want) {
+        pthread_t th;
+        pthread_attr_t at;
+        args[nworkers].idx = nworkers;
+        args[nworkers].seen = gen;
+        if (pthread_attr_init(&at) != 0) break;
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&th, &at, worker, &args[nworkers]);
+        pthread_attr_destroy(&at);
+        if (rc != 0) break;
+        nworkers++;
+    }
+    return nworkers;
+}
+
+void a3_pool_run(int n, a3_pool_fn fn, void *ctx)
+{
+    if (n > A3_POOL_MAX) n = A3_POOL_MAX;
+    if (n <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    if (pthread_mutex_trylock(&busy) != 0) { /* nested or concurrent: run here */
+        for (int t = 0; t < n; t++) fn(ctx, t, n);
+        return;
+    }
+    pthread_mutex_lock(&mu);
+    int have = grow(n - 1);
+    int par = have + 1 < n ? have + 1 : n; /* shares that go to workers: 1..par-1 */
+    job_fn = fn, job_ctx = ctx, job_n = n;
+    pending = par - 1;
+    /* Workers with idx + 1 >= par would not exist; shares par..n-1 run here. */
+    gen++;
+    pthread_cond_broadcast(&go);
+    pthread_mutex_unlock(&mu);
+    fn(ctx, 0, n);
+    for (int t = par; t < n; t++) fn(ctx, t, n);
+    pthread_mutex_lock(&mu);
+    while (pending > 0) pthread_cond_wait(&done, &mu);
+    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&busy);
+}
+
+void a3_pool_split(long total, int t, int n, long align, long *lo, long *hi)
+{
+    if (n < 1) n = 1;
+    if (align < 1) align = 1;
+    long blocks = (total + align - 1) / align;
+    long b0 = blocks * t / n, b1 = blocks * (t + 1) / n;
+    *lo = b0 * align < total ? b0 * align : total;
+    *hi = b1 * align < total ? b1 * align : total;
+}

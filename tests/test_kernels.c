@@ -1,0 +1,280 @@
+/* kernels: the F16/BF16 conversion and matrix-vector kernels (vector and
+ * scalar code) against an independent float64 reference, odd sizes and
+ * tails, 1-3 threads; the thread pool's contract; RMSNorm. */
+#include <math.h>
+#include <stdint.h>
+
+#include "a3/kernels.h"
+#include "a3/pool.h"
+#include "test.h"
+
+/* Reference decoders, written from the IEEE formats with ldexp (not the
+ * bit tricks the library uses). */
+static double ref_f16(uint16_t h)
+{
+    int s = h >> 15, e = (h >> 10) & 31, f = h & 1023;
+    double v = e == 0 ? ldexp(f, -24) : e == 31 ? (f ? NAN : INFINITY) : ldexp(1024 + f, e - 25);
+    return s ? -v : v;
+}
+
+static double ref_bf16(uint16_t h)
+{
+    int s = h >> 15, e = (h >> 7) & 255, f = h & 127;
+    double v = e == 0 ? ldexp(f, -133) : e == 255 ? (f ? NAN : INFINITY) : ldexp(128 + f, e - 134);
+    return s ? -v : v;
+}
+
+static int same(double a, float b) { return (isnan(a) && isnan(b)) || a == (double)b; }
+
+static int have_simd(void)
+{
+    a3_k_force_scalar(0);
+    return strcmp(a3_k_impl(), "scalar") != 0;
+}
+
+/* Every F16 and BF16 bit pattern converts exactly, whole and in odd,
+ * misaligned pieces, by both implementations on 1 and 2 threads. */
+static void test_convert_every_value(void)
+{
+    uint16_t *h = malloc(65536 * 2 + 2);
+    float *out = malloc(65536 * sizeof(float));
+    if (!h || !out) SKIP("out of memory");
+    for (int i = 0; i < 65536; i++) h[i + 1] = (uint16_t)i; /* h + 1: 2-byte aligned only */
+    if (!have_simd()) fprintf(stderr, "  note: no AVX2+FMA+F16C here: scalar code only\n");
+    for (int simd = 0; simd <= have_simd(); simd++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int th = 1; th <= 2; th++) {
+                a3_k_force_scalar(!simd);
+                a3_dtype t = dt ? A3_DT_BF16 : A3_DT_F16;
+                CHECK(a3_k_to_f32(t, h + 1, 65536, out, th) == 0);
+                int bad = 0;
+                for (int i = 0; i < 65536; i++) bad += !same(dt ? ref_bf16((uint16_t)i) : ref_f16((uint16_t)i), out[i]);
+                CHECKF(bad == 0, "%s simd=%d threads=%d: %d values differ", dt ? "bf16" : "f16", simd, th, bad);
+                /* odd starts and lengths exercise the scalar tails */
+                for (int start = 0; start < 9; start++)
+                    for (int n = 0; n < 40; n += 3) {
+                        CHECK(a3_k_to_f32(t, h + 1 + start * 997, (size_t)n, out, th) == 0);
+                        for (int i = 0; i < n; i++) {
+                            uint16_t v = (uint16_t)(start * 997 + i);
+                            if (!same(dt ? ref_bf16(v) : ref_f16(v), out[i])) bad++;
+                        }
+                    }
+                CHECKF(bad == 0, "tails: %d values differ", bad);
+            }
+    a3_k_force_scalar(0);
+    CHECK(a3_k_to_f32(A3_DT_F64, h, 4, out, 1) == A3_EUNSUPPORTED);
+    free(h);
+    free(out);
+}
+
+static uint32_t rng_next(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+/* Random weights of moderate size in each format: F16 with exponents
+ * 2^-6..2^1, BF16 2^-6..2^1, F32 uniform in (-2, 2). */
+static void fill_weights(a3_dtype dt, unsigned char *w, size_t n, uint32_t *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = rng_next(s);
+        if (dt == A3_DT_F16) {
+            uint16_t h = (uint16_t)((r & 1) << 15 | (9 + (r >> 1) % 8) << 10 | (r >> 4) % 1024);
+            memcpy(w + 2 * i, &h, 2);
+        } else if (dt == A3_DT_BF16) {
+            uint16_t h = (uint16_t)((r & 1) << 15 | (121 + (r >> 1) % 8) << 7 | (r >> 4) % 128);
+            memcpy(w + 2 * i, &h, 2);
+        } else {
+            float f = (float)((double)r / 8388608.0 * 4.0 - 2.0);
+            memcpy(w + 4 * i, &f, 4);
+        }
+    }
+}
+
+static double ref_w(a3_dtype dt, const unsigned char *w, size_t i)
+{
+    uint16_t h;
+    float f;
+    if (dt == A3_DT_F32) return memcpy(&f, w + 4 * i, 4), (double)f;
+    memcpy(&h, w + 2 * i, 2);
+    return dt == A3_DT_F16 ? ref_f16(h) : ref_bf16(h);
+}
+
+/* Max over outputs of |y - ref| / bound, bound = 1.01 * in * 2^-24 *
+ * sum_i |w_i x_i|: the worst-case error of summing `in` float32 products
+ * in any order (each partial sum rounded once, relative error <= 2^-24;
+ * the weights themselves are exact in float32). <= 1 passes. */
+static double mv_check(a3_dtype dt, int out, int in, int nrows, int acc, int threads, float *yout)
+{
+    size_t es = dt == A3_DT_F32 ? 4 : 2;
+    uint32_t s = (uint32_t)(out * 7919 + in * 104729 + nrows);
+    unsigned char *w = malloc((size_t)out * in * es + 1);
+    float *x = malloc((size_t)nrows * in * sizeof(float)), *y = malloc((size_t)nrows * out * sizeof(float));
+    double worst = INFINITY;
+    if (!w || !x || !y) goto done;
+    unsigned char *wm = w + 1; /* misaligned on purpose: mmapped tensors need not be aligned */
+    fill_weights(dt, wm, (size_t)out * in, &s);
+    for (size_t i = 0; i < (size_t)nrows * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+    for (size_t i = 0; i < (size_t)nrows * out; i++) y[i] = (float)i * 0.25f;
+    if (a3_k_matvec(dt, wm, out, in, x, nrows, y, acc, threads) != 0) goto done;
+    worst = 0;
+    for (int r = 0; r < nrows; r++)
+        for (int o = 0; o < out; o++) {
+            double ref = 0, mag = 0;
+            for (int i = 0; i < in; i++) {
+                double p = ref_w(dt, wm, (size_t)o * in + i) * x[(size_t)r * in + i];
+                ref += p, mag += fabs(p);
+            }
+            double init = acc ? (double)((size_t)r * out + o) * 0.25 : 0;
+            double bound = 1.01 * (in + 1) * ldexp(1, -24) * (mag + fabs(init)) + 1e-30;
+            double e = fabs(y[(size_t)r * out + o] - (ref + init)) / bound;
+            worst = e > worst ? e : worst;
+        }
+    if (yout) memcpy(yout, y, (size_t)nrows * out * sizeof(float));
+done:
+    free(w), free(x), free(y);
+    return worst;
+}
+
+static void test_matvec_against_double(void)
+{
+    static const int outs[] = {1, 5, 16, 17, 33, 100}, ins[] = {1, 3, 8, 15, 31, 32, 33, 100, 257};
+    static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
+    double worst = 0;
+    int cases = 0;
+    for (int simd = 0; simd <= have_simd(); simd++) {
+        a3_k_force_scalar(!simd);
+        for (int d = 0; d < 3; d++)
+            for (size_t a = 0; a < sizeof outs / sizeof *outs; a++)
+                for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
+                    for (int nr = 1; nr <= A3_K_MATVEC_ROWS; nr++)
+                        for (int acc = 0; acc <= 1; acc++) {
+                            double e = mv_check(dts[d], outs[a], ins[b], nr, acc, 1 + (cases % 3), NULL);
+                            CHECKF(e <= 1, "%s simd=%d out=%d in=%d rows=%d acc=%d: error %.3g of the bound",
+                                   a3_dtype_name(dts[d]), simd, outs[a], ins[b], nr, acc, e);
+                            worst = e > worst ? e : worst;
+                            cases++;
+                        }
+    }
+    a3_k_force_scalar(0);
+    fprintf(stderr, "  note: %d matvec cases, worst error %.3g of the float32 summation bound\n", cases, worst);
+}
+
+/* Matrices big enough to be split between threads: same bound, and every
+ * thread count gives bit-identical results (one thread per output row). */
+static void test_matvec_threads(void)
+{
+    static const int shapes[][2] = {{300, 1000}, {129, 2050}, {1030, 64}};
+    static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
+    for (int simd = 0; simd <= have_simd(); simd++) {
+        a3_k_force_scalar(!simd);
+        for (int d = 0; d < 3; d++)
+            for (int k = 0; k < 3; k++) {
+                int out = shapes[k][0], in = shapes[k][1], nr = 3;
+                float *y1 = malloc((size_t)nr * out * 4), *y2 = malloc((size_t)nr * out * 4);
+                if (!y1 || !y2) SKIP("out of memory");
+                double e1 = mv_check(dts[d], out, in, nr, 1, 1, y1);
+                CHECKF(e1 <= 1, "threads 1: %.3g", e1);
+                for (int th = 2; th <= 3; th++) {
+                    double e2 = mv_check(dts[d], out, in, nr, 1, th, y2);
+                    CHECKF(e2 <= 1, "threads %d: %.3g", th, e2);
+                    CHECKF(memcmp(y1, y2, (size_t)nr * out * 4) == 0, "%s %dx%d simd=%d: threads %d differ from 1",
+                           a3_dtype_name(dts[d]), out, in, simd, th);
+                }
+                free(y1), free(y2);
+            }
+    }
+    a3_k_force_scalar(0);
+    float y = 7;
+    CHECK(a3_k_matvec(A3_DT_F64, &y, 1, 1, &y, 1, &y, 0, 1) == A3_EUNSUPPORTED);
+    /* in == 0: an empty sum, y = 0 or kept */
+    CHECK(a3_k_matvec(A3_DT_F16, NULL, 1, 0, NULL, 1, &y, 1, 1) == 0 && y == 7);
+    CHECK(a3_k_matvec(A3_DT_F16, NULL, 1, 0, NULL, 1, &y, 0, 1) == 0 && y == 0);
+}
+
+static void test_rmsnorm(void)
+{
+    int rows = 37, d = 67;
+    float *x = malloc((size_t)rows * d * 4), *w = malloc((size_t)d * 4), *o1 = malloc((size_t)rows * d * 4),
+          *o2 = malloc((size_t)rows * d * 4);
+    if (!x || !w || !o1 || !o2) SKIP("out of memory");
+    uint32_t s = 5;
+    for (int i = 0; i < rows * d; i++) x[i] = (float)((double)rng_next(&s) / 4194304.0 - 2.0);
+    for (int i = 0; i < d; i++) w[i] = (float)((double)rng_next(&s) / 8388608.0);
+    a3_k_rmsnorm(o1, x, w, (size_t)rows, d, 1e-5f, 1);
+    a3_k_rmsnorm(o2, x, w, (size_t)rows, d, 1e-5f, 2);
+    CHECK(memcmp(o1, o2, (size_t)rows * d * 4) == 0);
+    double md = 0;
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += (double)x[r * d + i] * x[r * d + i];
+        double inv = 1 / sqrt(ss / d + 1e-5);
+        for (int i = 0; i < d; i++) {
+            double ref = x[r * d + i] * inv * w[i];
+            md = fmax(md, fabs(o1[r * d + i] - ref) / (fabs(ref) + 1e-30));
+        }
+    }
+    /* three float32 roundings (inv, two products): <= 3 * 2^-24 relative */
+    CHECKF(md <= 3 * 6e-8, "rmsnorm relative error %.3g", md);
+    free(x), free(w), free(o1), free(o2);
+}
+
+typedef struct {
+    int hits[A3_POOL_MAX];
+    int nested_ok;
+} pool_ctx;
+
+static void count_share(void *p, int t, int n)
+{
+    pool_ctx *c = p;
+    (void)n;
+    __atomic_fetch_add(&c->hits[t], 1, __ATOMIC_RELAXED);
+}
+
+static void nested_share(void *p, int t, int n)
+{
+    pool_ctx *c = p, inner = {{0}, 0};
+    a3_pool_run(3, count_share, &inner); /* the pool is busy: runs here */
+    if (inner.hits[0] == 1 && inner.hits[1] == 1 && inner.hits[2] == 1)
+        __atomic_fetch_add(&c->nested_ok, 1, __ATOMIC_RELAXED);
+    count_share(p, t, n);
+}
+
+static void test_pool(void)
+{
+    for (int n = 1; n <= 9; n++)
+        for (int rep = 0; rep < 50; rep++) {
+            pool_ctx c = {{0}, 0};
+            a3_pool_run(n, count_share, &c);
+            int bad = 0;
+            for (int t = 0; t < A3_POOL_MAX; t++) bad += c.hits[t] != (t < n);
+            CHECKF(bad == 0, "n=%d: shares not run exactly once", n);
+        }
+    pool_ctx c = {{0}, 0};
+    a3_pool_run(4, nested_share, &c);
+    CHECK(c.nested_ok == 4);
+    for (int t = 0; t < 4; t++) CHECK(c.hits[t] == 1);
+    /* split: parts tile [0, total) in order, aligned */
+    for (long total = 0; total < 70; total += 7)
+        for (int n = 1; n <= 5; n++) {
+            long prev = 0;
+            for (int t = 0; t < n; t++) {
+                long lo, hi;
+                a3_pool_split(total, t, n, 16, &lo, &hi);
+                CHECK(lo == prev && hi >= lo && (hi == total || hi % 16 == 0));
+                prev = hi;
+            }
+            CHECK(prev == total);
+        }
+}
+
+int main(void)
+{
+    RUN(test_convert_every_value);
+    RUN(test_matvec_against_double);
+    RUN(test_matvec_threads);
+    RUN(test_rmsnorm);
+    RUN(test_pool);
+    return test_summary("kernels");
+}
