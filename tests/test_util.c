@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <sys/wait.h>
+
 #include "a3/util.h"
 #include "test.h"
 
@@ -55,9 +57,51 @@ static void test_find_nonfinite(void)
     CHECK(a3_find_nonfinite(x, 3000) == 1023);
 }
 
+/* A pipe reports st_size 0: the whole stream is still read, across many
+ * partial reads, and max_bytes still applies. */
+static void test_read_pipe(void)
+{
+    int fd[2];
+    CHECK(pipe(fd) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        char block[1000];
+        for (int i = 0; i < 300; i++) {
+            memset(block, 'a' + i % 26, sizeof block);
+            if (write(fd[1], block, sizeof block) != (ssize_t)sizeof block) _exit(1);
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    char path[64], *buf = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd[0]);
+    a3_err err = {0};
+    CHECKF(a3_read_file(path, 1 << 20, &buf, &n, &err) == A3_OK, "%s", err.msg);
+    CHECK(n == 300000 && buf && buf[0] == 'a' && buf[299999] == 'a' + 299 % 26 && buf[n] == 0);
+    free(buf);
+    close(fd[0]);
+    waitpid(pid, NULL, 0);
+    /* over the limit: refused, not cut */
+    CHECK(pipe(fd) == 0);
+    if ((pid = fork()) == 0) {
+        close(fd[0]);
+        char block[5000] = {0};
+        if (write(fd[1], block, sizeof block) != (ssize_t)sizeof block) _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd[0]);
+    CHECK(a3_read_file(path, 4096, &buf, &n, &err) == A3_EFORMAT && strstr(err.msg, "too large"));
+    close(fd[0]);
+    waitpid(pid, NULL, 0);
+}
+
 int main(void)
 {
     RUN(test_escape);
     RUN(test_find_nonfinite);
+    RUN(test_read_pipe);
     return test_summary("util");
 }

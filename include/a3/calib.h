@@ -65,6 +65,9 @@ typedef struct {
     const a3_config *config;
     const char *fingerprint; /* hex SHA-256 of the model */
     const char *const *texts; /* calibration files (text or ids) */
+    const char *const *text_sha256; /* NULL, or per text the hex SHA-256 of
+                                     * the bytes actually read (a pipe
+                                     * cannot be read twice) */
     int n_texts;
     int n_windows, seqlen;
     int64_t seed, n_tokens;

@@ -26,8 +26,9 @@ static int add_calibration(cJSON *root, const a3_calib_meta *m, a3_err *err)
     cJSON *cal = cJSON_AddObjectToObject(root, "calibration"), *texts = cJSON_AddArrayToObject(cal, "texts");
     for (int i = 0; i < m->n_texts; i++) {
         char hex[65];
-        int rc = a3_sha256_file(m->texts[i], hex, err);
+        int rc = m->text_sha256 ? A3_OK : a3_sha256_file(m->texts[i], hex, err);
         if (rc) return rc;
+        if (m->text_sha256) snprintf(hex, sizeof hex, "%s", m->text_sha256[i]);
         cJSON *t = cJSON_CreateObject();
         cJSON_AddStringToObject(t, "path", m->texts[i]);
         cJSON_AddStringToObject(t, "sha256", hex);

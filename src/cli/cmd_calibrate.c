@@ -60,6 +60,8 @@ static const char *HELP =
 typedef struct {
     const char *model, *out, *ids;
     const char *texts[64];
+    char sha[64][65];         /* of each text as read */
+    const char *sha_p[64];
     int n_texts;
     long samples, seqlen, seed, threads;
     int allow_short, mlp_full, resume, probe;
@@ -144,14 +146,15 @@ static int calib_cb(void *ctx, const char *stage, int64_t done, int64_t total)
     return 0;
 }
 
-static int run(const calib_opts *o, a3_model *m, a3_err *err)
+static int run(calib_opts *o, a3_model *m, a3_err *err)
 {
     const a3_config *k = a3_model_config(m);
     int32_t *ids = NULL, *win = NULL;
     size_t n;
     int nw, L, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
     if (seqlen > k->max_seq) seqlen = k->max_seq;
-    int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, err);
+    for (int i = 0; i < o->n_texts; i++) o->sha_p[i] = o->sha[i];
+    int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, o->sha, err);
     if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
                                            o->allow_short, &win, &nw, &L, err);
     free(ids);
@@ -199,7 +202,7 @@ static int run(const calib_opts *o, a3_model *m, a3_err *err)
     cli_progress_end(&pr);
     const char *const *texts = o->ids ? &o->ids : o->texts;
     a3_calib_meta meta = {.model_path = o->model, .config = k, .fingerprint = c ? c->fingerprint : "",
-                          .texts = texts, .n_texts = o->ids ? 1 : o->n_texts, .n_windows = nw, .seqlen = L,
+                          .texts = texts, .text_sha256 = o->ids ? NULL : o->sha_p, .n_texts = o->ids ? 1 : o->n_texts, .n_windows = nw, .seqlen = L,
                           .seed = o->seed, .n_tokens = c ? c->n_tokens : 0, .mlp_full = o->mlp_full,
                           .created = co.created, .shard_index = (int)o->shard_k, .shard_count = (int)o->shard_n};
     if (rc == A3_OK && !(c->meta_json = a3_calib_meta_json(&meta, err))) rc = err->code ? err->code : A3_ENOMEM;

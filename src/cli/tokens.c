@@ -3,11 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/sha256.h"
 #include "a3/tokenizer.h"
 #include "cli.h"
 
 int cli_tokenize(const char *model, const char *const *texts, int n_texts, const char *ids_path, int32_t **ids,
-                 size_t *n, a3_err *err)
+                 size_t *n, char (*sha)[65], a3_err *err)
 {
     if (ids_path) return a3_tok_read_ids(ids_path, ids, n, err);
     a3_tokenizer *tok = NULL;
@@ -18,6 +19,11 @@ int cli_tokenize(const char *model, const char *const *texts, int n_texts, const
         size_t len, k;
         int32_t *part;
         if ((rc = a3_read_file(texts[i], (size_t)1 << 34, &text, &len, err))) break;
+        if (sha) {
+            uint8_t dg[A3_SHA256_BYTES];
+            a3_sha256(text, len, dg);
+            a3_sha256_hex(dg, sha[i]);
+        }
         rc = a3_tok_encode(tok, text, len, 1, &part, &k, err);
         free(text);
         if (rc) break;

@@ -83,18 +83,32 @@ int a3_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
         return a3_err_set(err, A3_EFORMAT, "%s: file too large (%lld bytes, limit %zu)",
                           path, (long long)st.st_size, max_bytes);
     }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(fp);
-        return a3_err_set(err, A3_ENOMEM, "%s: out of memory reading file", path);
-    }
-    if (n && fread(buf, 1, n, fp) != n) {
-        free(buf);
-        fclose(fp);
-        return a3_err_set(err, A3_EIO, "%s: short read", path);
+    /* Read to EOF, not to st_size: a pipe, /dev/stdin or <(...) reports
+     * size 0, and a file may grow. st_size only sizes the first buffer. */
+    size_t cap = (size_t)st.st_size + 1 > 4096 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    int bad = 0;
+    while (buf) {
+        size_t k = fread(buf + n, 1, cap - n, fp);
+        n += k;
+        if (k == 0 || n < cap) {
+            if (ferror(fp)) bad = 1;
+            if (feof(fp) || bad) break;
+            continue;
+        }
+        if (n > max_bytes) break;
+        size_t ncap = cap > max_bytes / 2 ? max_bytes + 1 : 2 * cap;
+        char *g = realloc(buf, ncap + 1);
+        if (!g) free(buf);
+        buf = g, cap = ncap;
     }
     fclose(fp);
+    if (!buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory reading file", path);
+    if (bad || n > max_bytes) {
+        free(buf);
+        if (bad) return a3_err_set(err, A3_EIO, "%s: read failed", path);
+        return a3_err_set(err, A3_EFORMAT, "%s: file too large (more than %zu bytes)", path, max_bytes);
+    }
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;
