@@ -97,6 +97,9 @@ static void test_text_from_pipe(void)
     snprintf(args, sizeof args, "cache info %s/p.cache", g_dir);
     CHECK(run_a3(args, g_out, g_err) == 0);
     CHECKF(strlen(sum) == 64 && run_a3_file_has(g_out, sum), "cache does not record sha256 %s", sum);
+    /* a --seqlen beyond the context is clamped, and said so */
+    CHECK(run_a3("eval samples/sample-model --text samples/eval.txt --max-seqs 1 --seqlen 1000000", g_out, g_err) == 0);
+    CHECK(run_a3_file_has(g_err, "beyond the model's context"));
     /* a writer still blocked (a run that failed before opening the FIFO)
      * is released: it opens, then dies of SIGPIPE */
     int fd = open(fifo, O_RDONLY | O_NONBLOCK);

@@ -106,7 +106,10 @@ int a3_cmd_eval(int argc, char **argv)
     a3_model_set_threads(m, (int)o.threads);
     const a3_config *c = a3_model_config(m);
     if (!o.seqlen) o.seqlen = a3_eval_default_seqlen(c);
-    if (o.seqlen > c->max_seq) o.seqlen = c->max_seq;
+    if (o.seqlen > c->max_seq) {
+        fprintf(stderr, "eval: note: --seqlen %ld is beyond the model's context; using %d\n", o.seqlen, c->max_seq);
+        o.seqlen = c->max_seq;
+    }
     a3_seqs s;
     a3_eval_result r;
     cli_progress pr;
