@@ -443,7 +443,7 @@ static void test_state_commit_dir_progress(void)
     s.commit.done = 1, s.commit.total = 2;
     CHECK(strstr(ui_commit_progress_text(&s, 12, buf, sizeof buf), "1/2 layers") && strstr(buf, "ETA 2.0s"));
     s.commit.done = 2; /* every layer solved: the file is being written, no "ETA 0.0s" */
-    CHECKF(strstr(ui_commit_progress_text(&s, 13, buf, sizeof buf), "writing the model file") && !strstr(buf, "ETA"),
+    CHECKF(strstr(ui_commit_progress_text(&s, 13, buf, sizeof buf), "finishing the model files") && !strstr(buf, "ETA"),
            "%s", buf);
 }
 
@@ -540,6 +540,8 @@ static void header_params(char *out, size_t n)
 }
 
 static char g_shot_overview[8192], g_shot_detail[8192], g_shot_help[8192], g_shot_commit[8192];
+static char g_shot_summary[8192], g_shot_min[8192], g_shot_notice[4096], g_shot_70b[65536], g_shot_compare[8192];
+static char g_shot_message[8192], g_shot_80[8192];
 
 static void keep(char *dst, size_t n)
 {
@@ -661,6 +663,7 @@ static void test_tui_resize_small(void)
     CHECK(wait_for("needs at least 72x20; this terminal is 60x15"));
     tmux("resize-window -t tui -x 40 -y 12"); /* the notice itself fits (wrapped), to its last word */
     CHECK(wait_for("is 40x12.") && wait_for("72x20") && wait_for("q to quit.") && wait_for("Enlarge it"));
+    keep(g_shot_notice, sizeof g_shot_notice);
     tmux("resize-window -t tui -x 100 -y 30");
     CHECK(wait_for("QK rank /8"));
     keys("q");
@@ -688,11 +691,13 @@ static void test_tui_sizes_and_truncation(void)
     keys("-");
     CHECK(wait_for("[modified]"));
     CHECK(strstr(g_screen, " SYNTHETIC ") && strstr(g_screen, "-v2.json") && strstr(g_screen, "…"));
+    keep(g_shot_80, sizeof g_shot_80);
     /* 72x20: the loss of every kind and every total keeps its number */
     tmux("resize-window -t tui -x 72 -y 20");
     CHECK(wait_for("MLP 1") && wait_for("[modified]"));
     CHECK(strstr(g_screen, "loss QK ") && strstr(g_screen, " OV ") && strstr(g_screen, "ctx 2048") &&
           strstr(g_screen, "% model)"));
+    keep(g_shot_min, sizeof g_shot_min);
     /* the 7B MLP detail in integers; - changes the figure visibly */
     tmux("resize-window -t tui -x 80 -y 24");
     keys("l l Enter");
@@ -708,6 +713,7 @@ static void test_tui_sizes_and_truncation(void)
     CHECK(wait_for("(! full)"));
     keys("!");
     CHECK(wait_for("Last message (an error):") && wait_for("exceeds the full"));
+    keep(g_shot_message, sizeof g_shot_message);
     keys("Space");
     CHECK(wait_for("MLP width /11,008"));
     keys("q y");
@@ -728,6 +734,7 @@ static void test_tui_sizes_and_truncation(void)
     CHECK(strstr(g_screen, "◆") && strstr(g_screen, "◆ optimal")); /* the optimum in the overview */
     keys("l l S");
     CHECK(wait_for("rows by predicted loss of the MLP") && wait_for("by loss") && wait_for("MLP width /28,672 ▼"));
+    keep(g_shot_70b, sizeof g_shot_70b);
     keys(":");
     CHECK(wait_for("Go to layer (0-39):"));
     text("37");
@@ -771,6 +778,7 @@ static void test_tui_compare(void)
     keys("v Enter");
     CHECK(wait_for("comparing now (left) with base.json") && wait_for("1 of 2 layers differ"));
     CHECK(strstr(g_screen, "* 7/8") || strstr(g_screen, "~8/8")); /* one OV group narrowed: now/saved */
+    keep(g_shot_compare, sizeof g_shot_compare);
     keys("v");
     CHECK(wait_for("comparison closed") && wait_for("OV rank /8"));
     keys("q y");
@@ -858,6 +866,7 @@ static void test_tui_commit(void)
     text("256");
     keys("Enter");
     CHECK(wait_for("perplexity small.txt, stream, windows of 256 tokens") && !strstr(g_screen, "defaults"));
+    keep(g_shot_summary, sizeof g_shot_summary);
     keys("y");
     CHECK(wait_for("Write the compressed model to:") && wait_for("stories260K-a3"));
     keys("Enter"); /* applies, then evaluates with the settings shown */
@@ -912,19 +921,50 @@ static void write_screenshots(void)
     FILE *f = fopen(path, "w");
     if (!f) return;
     fprintf(f, "# a3 tui: screenshots\n\n"
-               "Captured text of `a3 tui` in a 100x30 terminal, written by `tests/test_tui.c`\n"
-               "(`A3_TUI_SCREENSHOTS=docs/TUI.md build/tests/test_tui`), not by hand. The\n"
-               "7B-shaped cache is SYNTHETIC (`a3 cache synth --like llama-7b --kv-heads 8`):\n"
-               "its curves are made up. Colours do not survive the capture: in a terminal each\n"
-               "bar is coloured by its predicted loss (with `NO_COLOR`, shaded `.:-=+*#%%@`).\n\n");
+               "Captured text of `a3 tui`, written by `tests/test_tui.c`\n"
+               "(`A3_TUI_SCREENSHOTS=docs/TUI.md build/tests/test_tui`), not by hand: 100x30\n"
+               "unless a section says otherwise. The 7B- and 70B-shaped caches are SYNTHETIC\n"
+               "(`a3 cache synth --like llama-7b --kv-heads 8`, `--like llama-70b --layers 40`):\n"
+               "their curves are made up. Colours do not survive the capture: in a terminal each\n"
+               "bar is coloured by its predicted loss (with `NO_COLOR`, shaded `.:-=+*#%%@`).\n\n"
+               "Reading the numbers: widths are integers (`11,008`); `~109` is the mean of a\n"
+               "cell's KV groups when they differ, rounded half up. Percentages say their base:\n"
+               "a budget is a share of the compressible part (QK, OV, MLP weights), the params\n"
+               "change in the header is of the whole model (`of model`) when its size is known.\n"
+               "A cell's loss is its predicted relative loss: the curve's loss at the kept width\n"
+               "over its loss at width 0, in percent, as `a3 plan --show` prints it. `◆` marks\n"
+               "the budget-optimal width (what `a` would choose); `L` a lock, which pins the\n"
+               "width the cell has (`a` and `u` re-allocate around it). `m` sets the multiple\n"
+               "(`a3 plan --multiple`): widths are multiples of it.\n\n");
     write_shot(f, "Overview", "After `b params=25` and `a` (greedy allocation), with `NO_COLOR=1`: every layer\n"
                               "a row; each cell the kept width, a bar of the kept fraction shaded by the\n"
-                              "predicted relative loss, and that loss.",
+                              "predicted relative loss with the budget-optimal width marked, and that loss.",
               g_shot_overview);
     write_shot(f, "Detail", "Enter on layer 0's OV cell, Tab to group 0: the loss curve against the kept width\n"
-                            "(▲ current, ◆ budget-optimal), the spectrum, and every KV group's curve.", g_shot_detail);
+                            "(▲ current, ◆ budget-optimal), the spectrum on a log scale (largest value at the\n"
+                            "top, 4 decades below it at the bottom, index 1 to head_dim under it), and every\n"
+                            "KV group's loss curve: each sparkline runs from width 0 (left) to full width\n"
+                            "(right), full height being that group's loss at width 0.", g_shot_detail);
     write_shot(f, "Help", "`?`", g_shot_help);
-    write_shot(f, "Commit", "`c` on stories260K with `--model`: applied, then perplexity on a short text.",
+    write_shot(f, "80x24", "A long plan name gives way (shortened in the middle) so that `[modified]` and\n"
+                           "`SYNTHETIC` stay on the title.", g_shot_80);
+    write_shot(f, "72x20, the minimum", "Every figure of the header keeps its number; the wordings get shorter.",
+               g_shot_min);
+    write_shot(f, "40x12", "Below the minimum size, the notice is wrapped to fit.", g_shot_notice);
+    write_shot(f, "The last message in full", "`!` after a message too long for the status line (which ends in\n"
+                                              "`(! full)`).", g_shot_message);
+    write_shot(f, "70B-shaped, 200x60", "`b 20`, `a`, then `S` on the MLP column: rows by predicted MLP loss, highest\n"
+                                        "first (`S` again: by kept cost, then layer order); `:` goes to a layer.",
+               g_shot_70b);
+    write_shot(f, "Compare", "`v` with the saved `base.json` after narrowing one OV group of layer 1: now/saved\n"
+                             "for every cell that differs.", g_shot_compare);
+    write_shot(f, "Commit: the summary", "`c` on stories260K with `--model`. The perplexity settings default to\n"
+                                         "`a3 eval`'s (stream protocol, windows of min(context, 2048), every token;\n"
+                                         "the text samples/eval.txt when there is one): `t` text, `p` protocol, `w`\n"
+                                         "window length. Here the text is set and the window changed to 256.",
+               g_shot_summary);
+    write_shot(f, "Commit: the result", "After `y` and the output directory (default: beside the cache): applied, then\n"
+                                        "perplexity of the original and the compressed model side by side.",
                g_shot_commit);
     fclose(f);
 }

@@ -59,7 +59,7 @@ void ui_cell_widths(const ui_state *s, const a3_plan *p, int l, int k, int *min,
     }
 }
 
-/* The granularity of a kind, as the allocators use it (plan.h). */
+/* The width unit of a kind: the multiple (QK: lcm(2, multiple)), as the allocators use it (plan.h). */
 static int unit_of(const ui_state *s, int k)
 {
     int m = s->plan->alloc.multiple;
@@ -600,7 +600,7 @@ void ui_step(ui_state *s, int dir, int big)
 }
 
 /* Parse "N" (a width) or "N%" (of the full width, rounded down to the
- * granularity) for kind k. -1 with a message if it is not valid. */
+ * multiple) for kind k. -1 with a message if it is not valid. */
 static int parse_width(ui_state *s, const char *text, int k, int *out)
 {
     char *end;

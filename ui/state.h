@@ -220,7 +220,7 @@ int ui_sel_comp(const ui_state *s);
 void ui_cell_widths(const ui_state *s, const a3_plan *p, int l, int k, int *min, int *max, int64_t *sum);
 int ui_full_width(const ui_state *s, int k);
 int ui_locked(const ui_state *s, int l, int k);
-/* Width step of kind k: small (the granularity) or big (~1/16 of full). */
+/* Width step of kind k: small (one multiple) or big (~1/16 of full). */
 int ui_step_size(const ui_state *s, int k, int big);
 /* Budget: the target cost to remove and what the plan removes (0 with no
  * budget); met is 1 when removed >= target. */

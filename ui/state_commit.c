@@ -94,6 +94,7 @@ void ui_eval_ask_text(ui_state *s)
 void ui_eval_toggle_protocol(ui_state *s)
 {
     s->eval.proto = s->eval.proto == A3_PROTO_STREAM ? A3_PROTO_PARAGRAPHS : A3_PROTO_STREAM;
+    ui_msg(s, 0, "perplexity protocol: %s", s->eval.proto == A3_PROTO_STREAM ? "stream" : "paragraphs");
 }
 
 void ui_eval_ask_seqlen(ui_state *s)
@@ -114,6 +115,7 @@ int ui_eval_set_seqlen_text(ui_state *s, const char *text)
         return -1;
     }
     s->eval.seqlen = (int)v;
+    ui_msg(s, 0, "perplexity windows of %ld tokens", v);
     return 0;
 }
 
@@ -229,8 +231,8 @@ char *ui_commit_progress_text(const ui_state *s, double now, char *buf, size_t n
     const ui_commit *c = &s->commit;
     double el = now - c->t0;
     if (c->phase == UI_COMMIT_RUNNING && c->total > 0 && c->done >= c->total) {
-        /* a3_apply reports layers; the file is written after the last one */
-        snprintf(buf, n, "%lld/%lld layers solved; writing the model file  %.1fs", (long long)c->done,
+        /* a3_apply reports layers; lm_head, config and tokenizer follow the last one */
+        snprintf(buf, n, "%lld/%lld layers solved; finishing the model files  %.1fs", (long long)c->done,
                  (long long)c->total, el);
         return buf;
     }

@@ -209,7 +209,11 @@ void ui_prompt_submit(ui_state *s)
         else ui_msg(s, 0, "nothing opened");
         break;
     case UI_ASK_OUT_DIR: submit_out_dir(s, text); break;
-    case UI_ASK_EVAL_TEXT: snprintf(s->eval.text, sizeof s->eval.text, "%s", text); break;
+    case UI_ASK_EVAL_TEXT:
+        snprintf(s->eval.text, sizeof s->eval.text, "%s", text);
+        if (*text) ui_msg(s, 0, "perplexity text: %s", text);
+        else ui_msg(s, 0, "no perplexity text: the commit only applies");
+        break;
     case UI_ASK_EVAL_SEQLEN: ui_eval_set_seqlen_text(s, text); break;
     default: break;
     }

@@ -10,10 +10,10 @@
 #include "views.h"
 
 /* The perplexity settings the commit will use (t, p, w change them). */
-static void eval_settings(ui_state *s, int y)
+static void eval_settings(ui_state *s, int y, const char *label)
 {
     char d[UI_PATH_MAX + 96];
-    ui_putf(y, 3, COLS - 4, "perplexity %s", ui_eval_describe(s, &s->eval, d, sizeof d));
+    ui_putf(y, 3, COLS - 4, "%s%s", label, ui_eval_describe(s, &s->eval, d, sizeof d));
 }
 
 static void summary(ui_state *s, int y)
@@ -38,7 +38,7 @@ static void summary(ui_state *s, int y)
             100 * s->loss.rel[2]);
     ui_putf(y + 8, 3, w, "methods    qk %s, ov %s, mlp %s", a3_plan_method_name(A3_COMP_QK, (int)p->qk_method),
             a3_plan_method_name(A3_COMP_OV, (int)p->ov_method), a3_plan_method_name(A3_COMP_MLP, (int)p->mlp_method));
-    eval_settings(s, y + 9);
+    eval_settings(s, y + 9, "perplexity ");
 }
 
 static void progress_bar(ui_state *s, int y)
@@ -98,21 +98,21 @@ void view_commit_draw(ui_state *s)
     case UI_COMMIT_APPLIED:
         ui_putf(y, 1, COLS - 2, "Wrote %s in %.1f s", c->out_dir, c->seconds);
         if (c->rep.n_damped) ui_putf(y + 1, 3, COLS - 4, "%d OV groups needed damping", c->rep.n_damped);
-        eval_settings(s, y + 3);
+        eval_settings(s, y + 3, "e evaluates: ");
         hints = "e evaluate  t text  p protocol  w window  Esc back";
         break;
     case UI_COMMIT_FAILED:
         attron(ui_attr(s, UI_PAIR_ERROR));
         ui_put(y, 1, COLS - 2, c->note);
         attroff(ui_attr(s, UI_PAIR_ERROR));
-        if (c->params_comp) eval_settings(s, y + 2);
+        if (c->params_comp) eval_settings(s, y + 2, "e evaluates: ");
         hints = c->params_comp ? "e evaluate  t text  p protocol  w window  ! full message  Esc back"
                                : "! full message  Esc back to the plan";
         break;
     case UI_COMMIT_EVALUATED:
         ui_putf(y, 1, COLS - 2, "Wrote %s; perplexity side by side:", c->out_dir);
         results(s, y + 2);
-        eval_settings(s, y + 10);
+        eval_settings(s, y + 10, "e again with: ");
         hints = "e evaluate again  t text  p protocol  w window  Esc back";
         break;
     }

@@ -37,7 +37,7 @@ static void totals(ui_state *s, int y)
     char a[32], b[32], c[32], d[32];
     int whole = s->cost.total >= 0 && s->cmp_cost.total >= 0;
     ui_putf(y, 0, COLS, "comparing now (left) with %s (right of each /)", s->cmp_path);
-    ui_putf(y + 1, 0, COLS, "params%s %s / %s   KV/token %s / %s   pred. loss QK %.2f/%.2f%% OV %.2f/%.2f%% MLP %.2f/%.2f%%",
+    ui_putf(y + 1, 0, COLS, "params%s %s / %s   KV/token %s / %s   loss QK %.2f/%.2f%% OV %.2f/%.2f%% MLP %.2f/%.2f%%",
             whole ? "" : " (compr.)", ui_fmt_count(a, sizeof a, whole ? s->cost.total : s->cost.compressible),
             ui_fmt_count(b, sizeof b, whole ? s->cmp_cost.total : s->cmp_cost.compressible),
             ui_fmt_bytes(c, sizeof c, s->cost.kv_bytes), ui_fmt_bytes(d, sizeof d, s->cmp_cost.kv_bytes),
@@ -47,7 +47,7 @@ static void totals(ui_state *s, int y)
 
 void view_compare_draw(ui_state *s)
 {
-    static const char *const NAME[A3_COMP_COUNT] = {"QK now/saved", "OV now/saved", "MLP now/saved"};
+    static const char *const NAME[A3_COMP_COUNT] = {"  QK now/saved", "  OV now/saved", "  MLP now/saved"};
     int cw = (COLS - LAYER_W) / 3, y0 = UI_HEADER_ROWS + 3, page = LINES - y0 - 2, n = s->plan->dims.n_layers;
     int differ = 0;
     if (!s->cmp) return;

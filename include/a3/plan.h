@@ -41,7 +41,7 @@
  * Allocators (a3_plan_allocate), both deterministic:
  *   uniform  one keep-fraction for every unlocked component the budget can
  *            shrink (the MLP stays whole under a kv budget), rounded down to
- *            each component's granularity, then single steps added back in
+ *            each component's multiple, then single steps added back in
  *            order of rounding remainder while the budget still holds; or,
  *            with no budget, the keep-fraction per kind in alloc.keep.
  *   greedy   from full width, repeatedly remove the unit with the smallest
@@ -191,7 +191,7 @@ typedef struct {
     double weight[A3_COMP_COUNT]; /* objective weight per kind, >= 0 */
     double keep[A3_COMP_COUNT];   /* uniform without a budget: keep-fraction
                                    * per kind in [0, 1] */
-    int multiple;                 /* width granularity M >= 1 */
+    int multiple;                 /* widths are multiples of M >= 1 (--multiple) */
     int min_rank[A3_COMP_COUNT];  /* smallest width an allocator picks,
                                    * 0..full (default QK 2, OV 1, MLP 1) */
 } a3_plan_alloc;
