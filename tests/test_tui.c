@@ -698,6 +698,10 @@ static void test_tui_sizes_and_truncation(void)
     CHECK(strstr(g_screen, "loss QK ") && strstr(g_screen, " OV ") && strstr(g_screen, "ctx 2048") &&
           strstr(g_screen, "% model)"));
     keep(g_shot_min, sizeof g_shot_min);
+    keys("l Enter Tab"); /* the detail title at the minimum: numbers kept, wording shortened */
+    CHECK(wait_for("layer 0 OV g0: kept ") && wait_for("%)") && wait_for("(g0 "));
+    keys("Escape");
+    CHECK(wait_for("OV rank /128"));
     /* the 7B MLP detail in integers; - changes the figure visibly */
     tmux("resize-window -t tui -x 80 -y 24");
     keys("l l Enter");

@@ -13,7 +13,15 @@
 static void eval_settings(ui_state *s, int y, const char *label)
 {
     char d[UI_PATH_MAX + 96];
-    ui_putf(y, 3, COLS - 4, "%s%s", label, ui_eval_describe(s, &s->eval, d, sizeof d));
+    ui_eval_opts e = s->eval;
+    int w = COLS - 4 - ui_cols(label);
+    ui_eval_describe(s, &e, d, sizeof d);
+    if (ui_cols(d) > w && e.text[0]) { /* the file name gives way, the settings stay */
+        int tw = ui_cols(e.text) - (ui_cols(d) - w);
+        ui_shorten(s, e.text, sizeof e.text, s->eval.text, tw > 8 ? tw : 8);
+        ui_eval_describe(s, &e, d, sizeof d);
+    }
+    ui_putf(y, 3, COLS - 4, "%s%s", label, d);
 }
 
 static void summary(ui_state *s, int y)

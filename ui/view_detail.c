@@ -75,27 +75,37 @@ static double plan_rel(const ui_state *s, const sel *c)
 
 static int col_of(double w, int full, int width) { return (int)lround(w / full * (width - 1)); }
 
+/* "layer 3 OV (group 2): kept 36/128, predicted loss 0.74% (this group
+ * 26.4%)  [locked]", shorter wordings when narrow: the numbers and the
+ * lock marker stay. */
 static void draw_title(ui_state *s, const sel *c, int y)
 {
     static const char *const KIND_NAME[A3_COMP_COUNT] = {"QK", "OV", "MLP"};
-    char grp[48] = "";
-    if (c->k != A3_COMP_MLP)
-        snprintf(grp, sizeof grp, c->g < 0 ? " (mean of %d groups)" : " (group %d)", c->g < 0 ? s->plan->dims.n_kv_heads : c->g);
+    char grp[48] = "", sgrp[16] = "", range[48] = "", own[48] = "", sown[32] = "", a[256], b[256];
     int mn, mx;
     int64_t sum;
+    if (c->k != A3_COMP_MLP) {
+        snprintf(grp, sizeof grp, c->g < 0 ? " (mean of %d groups)" : " (group %d)",
+                 c->g < 0 ? s->plan->dims.n_kv_heads : c->g);
+        if (c->g >= 0) snprintf(sgrp, sizeof sgrp, " g%d", c->g);
+    }
     ui_cell_widths(s, s->plan, c->l, c->k, &mn, &mx, &sum);
-    char range[48] = "";
     if (c->g < 0 && mn != mx) snprintf(range, sizeof range, " (groups %d-%d)", mn, mx);
-    attron(A_BOLD);
-    int x = ui_putf(y, 0, COLS, "layer %d %s%s: kept %s/%s%s", c->l, KIND_NAME[c->k], grp, c->cur_txt, c->full_txt, range);
-    attroff(A_BOLD);
-    x += ui_putf(y, x, COLS - x, ", predicted loss %.2f%%", 100 * plan_rel(s, c));
     if (c->g >= 0) { /* the group's own share: its loss over its loss at width 0 */
         double l0 = ui_group_loss(s, c->l, c->k, c->g, 0);
-        x += ui_putf(y, x, COLS - x, " (this group %.1f%%)",
-                     l0 > 0 ? 100 * ui_group_loss(s, c->l, c->k, c->g, (int)c->cur) / l0 : 0.0);
+        double own_pct = l0 > 0 ? 100 * ui_group_loss(s, c->l, c->k, c->g, (int)c->cur) / l0 : 0.0;
+        snprintf(own, sizeof own, " (this group %.1f%%)", own_pct);
+        snprintf(sown, sizeof sown, " (g%d %.1f%%)", c->g, own_pct);
     }
-    if (ui_locked(s, c->l, c->k)) ui_put(y, x, COLS - x, "  [locked]");
+    const char *lock = ui_locked(s, c->l, c->k) ? "  [locked]" : "";
+    snprintf(a, sizeof a, "layer %d %s%s: kept %s/%s%s, predicted loss %.2f%%%s%s", c->l, KIND_NAME[c->k], grp,
+             c->cur_txt, c->full_txt, range, 100 * plan_rel(s, c), own, lock);
+    snprintf(b, sizeof b, "layer %d %s%s: kept %s/%s%s, loss %.2f%%%s%s", c->l, KIND_NAME[c->k], sgrp, c->cur_txt,
+             c->full_txt, range, 100 * plan_rel(s, c), sown, lock[0] ? " [L]" : "");
+    const char *alts[] = {a, b};
+    attron(A_BOLD);
+    ui_put(y, 0, COLS, ui_fit(COLS, 2, alts));
+    attroff(A_BOLD);
 }
 
 /* Marker row under a plot: current and optimal widths as glyphs. */
@@ -238,7 +248,7 @@ void view_detail_draw(ui_state *s)
         draw_groups(s, &c, y1 + body - gh, rx, rw, gh);
     }
     ui_rule(s, LINES - 2, 0, COLS);
-    view_status_draw(s, "Tab group  +/- [/] width  hjkl move  a auto  L lock  Esc overview  ? help");
+    view_status_draw(s, "Tab group  +/- width  hjkl move  a auto  L lock  Esc back  ? help");
 }
 
 int view_detail_key(ui_state *s, int ch)
