@@ -28,12 +28,32 @@
 #include "a3/cache.h"
 #include "a3/model.h"
 #include "a3/plan.h"
+#include "a3/reduce.h"
 #include "a3/safetensors.h"
 #include "a3/util.h"
 
 #define A3_APPLY_SHARD_BYTES ((uint64_t)5000000000) /* 5 GB */
 /* Key apply adds to every output's config.json (value "a3 apply"). */
 #define A3_APPLY_MARKER "a3_output"
+
+/* Where the per-layer solutions come from when not from the one-shot
+ * solvers of include/a3/reduce.h (e.g. the sequential solver of
+ * include/a3/sequential.h). a3_apply calls begin_layer once per layer, in
+ * order 0..n_layers-1, with that layer's original weights, then qk and ov
+ * for every KV group and mlp once, with the contracts of a3_qk_select,
+ * a3_ov_solve and a3_mlp_select (+ a3_mlp_refit into new_down when the
+ * plan's MLP method is a3-refit; new_down is NULL otherwise). A non-zero
+ * return stops the run with that code. record_key/record_json, if set: a
+ * JSON object stored under that key in the output config's "a3" section. */
+typedef struct {
+    void *ctx;
+    int (*begin_layer)(void *ctx, int layer, const a3_layer_f32 *w, a3_err *err);
+    int (*qk)(void *ctx, int layer, int g, int rank, int32_t *idx, double *loss, a3_err *err);
+    int (*ov)(void *ctx, int layer, int g, int rank, float *new_v, float *new_bv, float *new_o,
+              double *loss, double *damping, a3_err *err);
+    int (*mlp)(void *ctx, int layer, int width, int32_t *keep, float *new_down, a3_err *err);
+    const char *record_key, *record_json;
+} a3_layer_solver;
 
 typedef struct {
     a3_dtype dtype;   /* output dtype; A3_DT_COUNT: the input's */
@@ -45,6 +65,7 @@ typedef struct {
                        * A3_EINVAL, nothing touched) */
     a3_progress_fn progress;
     void *ctx;
+    const a3_layer_solver *solver; /* NULL: one-shot from the cache */
 } a3_apply_opts;
 
 /* What the solves predicted, summed over layers and groups (mean loss per

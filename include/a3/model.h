@@ -75,6 +75,21 @@ int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n,
 int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq,
                        int seqlen, size_t max_rows,
                        const a3_layer_hooks *hooks, a3_err *err);
+/* One layer's matrices in float32, HF order, at the layer's shapes in the
+ * model file (for an original model: the uncompressed shapes), to run a
+ * modified copy of that layer, e.g. reduced components zero-padded back to
+ * the original shapes. Biases NULL when the model has none. The norms are
+ * the model's own. */
+typedef struct {
+    const float *wq, *wk, *wv, *wo; /* (q_out, d) (k_out, d) (v_out, d) (d, o_in) */
+    const float *bq, *bk, *bv;      /* (q_out) (k_out) (v_out) or NULL */
+    const float *wg, *wu, *wd;      /* (ff, d) (ff, d) (d, ff) */
+} a3_layer_mats;
+/* a3_model_run_layer with the layer's matrices taken from w instead of
+ * the file (w is borrowed for the call). */
+int a3_model_run_layer_mats(a3_model *m, int layer, const a3_layer_mats *w,
+                            float *x, int n_seq, int seqlen, size_t max_rows,
+                            const a3_layer_hooks *hooks, a3_err *err);
 /* out (rows, d) = final RMSNorm of x. */
 int a3_model_final_norm(const a3_model *m, const float *x, size_t rows,
                         float *out, a3_err *err);

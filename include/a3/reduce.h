@@ -70,11 +70,30 @@ int a3_mlp_order(const a3_cache *c, int layer, a3_mlp_method m,
 /* The refit's damping unit: mean(diag Ru) of the layer (1 if not > 0). */
 double a3_mlp_refit_damping(const double *Ru, int ff);
 
+/* OV from explicit statistics (the sequential solver, docs/SEQUENTIAL.md):
+ * minimise sum over the group's heads j of E||z_j Wo_j - y_j T S_j||^2 at
+ * rank r, where Cyy (hd, hd) = E[y^T y] is shared by the group's heads and
+ * Cyz (per, hd, hd) holds E[y_j^T z_j] per head. Cyz NULL means Cyz_j =
+ * Cyy for every head, which is a3_ov_solve with weighting Cyy. Outputs as
+ * a3_ov_solve; loss: sum of the dropped sigma^2 of Ly^-1 [Cyz_j Wo_j]_j
+ * (Cyy = Ly Ly^T), the error above the part no rank can remove. */
+int a3_ov_solve_stats(const double *Cyy, const double *Cyz, int layer, int g, int rank,
+                      const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o,
+                      double *loss, double *damping, a3_err *err);
+
 /* MLP: choose the kept neurons (ascending) at width w. */
 int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m,
                   const a3_layer_f32 *w, int32_t *keep, a3_err *err);
 /* Refit: new_down (d, width) = W_down Ru[:,S] Ru[S,S]^-1 (needs Ru). */
 int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width,
                  const a3_layer_f32 *w, float *new_down, a3_err *err);
+
+/* Refit from explicit statistics (the sequential solver): new_down (d,
+ * width) = (G[S,S]^-1 UY[S,:])^T with G (ff, ff) = E[u^T u] of the inputs
+ * the reduced MLP sees and UY (ff, d) = E[u^T y] against the target output
+ * y; the same damping (1e-10 of the mean diagonal) and solver as
+ * a3_mlp_refit, which is the case G = Ru, UY = Ru W_down^T. */
+int a3_mlp_refit_stats(const double *G, const double *UY, int ff, int d, const int32_t *keep, int width,
+                       int layer, float *new_down, a3_err *err);
 
 #endif

@@ -123,8 +123,12 @@ static int attention(apply_ctx *A, int l, const layer_in *li, layer_out *lo, a3_
     for (int g = 0; rc == A3_OK && g < nkv; g++) {
         int rq = a3_plan_qk(A->p, l)[g], rv = a3_plan_ov(A->p, l)[g];
         double lq, lv, damp;
-        rc = a3_qk_select(A->c, l, g, rq, A->p->qk_method, w, idx + (size_t)g * half, &lq, err);
-        if (rc == A3_OK) rc = a3_ov_solve(A->c, l, g, rv, A->p->ov_method, w, nv, w->bv ? nb : NULL, no, &lv, &damp, err);
+        const a3_layer_solver *S = A->o->solver;
+        rc = S ? S->qk(S->ctx, l, g, rq, idx + (size_t)g * half, &lq, err)
+               : a3_qk_select(A->c, l, g, rq, A->p->qk_method, w, idx + (size_t)g * half, &lq, err);
+        if (rc == A3_OK)
+            rc = S ? S->ov(S->ctx, l, g, rv, nv, w->bv ? nb : NULL, no, &lv, &damp, err)
+                   : a3_ov_solve(A->c, l, g, rv, A->p->ov_method, w, nv, w->bv ? nb : NULL, no, &lv, &damp, err);
         if (rc) break;
         A->rep->qk_loss += lq, A->rep->ov_loss += lv;
         if (damp > 0) A->rep->n_damped++, A->rep->max_damping = damp > A->rep->max_damping ? damp : A->rep->max_damping;
@@ -150,8 +154,9 @@ static int mlp(apply_ctx *A, int l, const layer_in *li, layer_out *lo, a3_err *e
     int32_t *keep = malloc((size_t)width * sizeof *keep + 1);
     float *refit = A->p->mlp_method == A3_MLP_METHOD_A3_REFIT ? malloc((size_t)d * width * 4 + 1) : NULL;
     int rc = !keep || (A->p->mlp_method == A3_MLP_METHOD_A3_REFIT && !refit) ? a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l) : A3_OK;
-    if (rc == A3_OK) rc = a3_mlp_select(A->c, l, width, A->p->mlp_method, w, keep, err);
-    if (rc == A3_OK && refit) rc = a3_mlp_refit(A->c, l, keep, width, w, refit, err);
+    if (rc == A3_OK && A->o->solver) rc = A->o->solver->mlp(A->o->solver->ctx, l, width, keep, refit, err);
+    else if (rc == A3_OK) rc = a3_mlp_select(A->c, l, width, A->p->mlp_method, w, keep, err);
+    if (rc == A3_OK && refit && !A->o->solver) rc = a3_mlp_refit(A->c, l, keep, width, w, refit, err);
     for (int j = 0; rc == A3_OK && j < width; j++) {
         int dst = pad ? keep[j] : j, n = keep[j];
         memcpy(lo->g + (size_t)dst * d, w->wg + (size_t)n * d, (size_t)d * 4);
@@ -229,7 +234,8 @@ static int one_layer(apply_ctx *A, int l, a3_err *err)
     int rc = layer_in_load(A->m, l, &li, err);
     if (rc == A3_OK && layer_out_alloc(A, l, &lo)) rc = a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
     else if (rc == A3_OK) {
-        rc = attention(A, l, &li, &lo, err);
+        if (A->o->solver) rc = A->o->solver->begin_layer(A->o->solver->ctx, l, &li.w, err);
+        if (rc == A3_OK) rc = attention(A, l, &li, &lo, err);
         if (rc == A3_OK) rc = mlp(A, l, &li, &lo, err);
         if (rc == A3_OK) rc = emit_layer(A, l, &lo, err);
         layer_out_free(&lo);
@@ -288,6 +294,14 @@ static int write_config(apply_ctx *A, const char *dir, a3_err *err)
         cJSON_AddItemToObject(a3, "methods", meth);
         cJSON_AddStringToObject(a3, "cache_fingerprint", A->c->fingerprint);
         cJSON_AddNumberToObject(a3, "head_dim", A->p->dims.head_dim);
+        if (A->o->solver && A->o->solver->record_key && A->o->solver->record_json) {
+            cJSON *rec = cJSON_Parse(A->o->solver->record_json);
+            if (!rec) {
+                cJSON_Delete(root);
+                return a3_err_set(err, A3_EINVAL, "%s: solver record is not valid JSON", dir);
+            }
+            cJSON_AddItemToObject(a3, A->o->solver->record_key, rec);
+        }
         cJSON_AddItemToObject(a3, "layers", A->layers);
         A->layers = NULL; /* now owned by root */
     }
@@ -384,7 +398,7 @@ static int check_inputs(const apply_ctx *A, a3_err *err)
     if (A->c->d != k->d || A->c->n_layers != k->n_layers || A->c->n_heads != k->n_heads ||
         A->c->n_kv_heads != k->n_kv_heads || A->c->head_dim != k->head_dim || A->c->d_ff != k->d_ff)
         return a3_err_set(err, A3_EMISMATCH, "the cache's dimensions do not match the model");
-    if (A->p->mlp_method == A3_MLP_METHOD_A3_REFIT && !A->c->mlp_full)
+    if (A->p->mlp_method == A3_MLP_METHOD_A3_REFIT && !A->c->mlp_full && !A->o->solver)
         return a3_err_set(err, A3_EINVAL, "%s: method a3-refit needs a cache calibrated with --mlp-full", A->p->source);
     return A3_OK;
 }

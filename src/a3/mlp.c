@@ -12,6 +12,9 @@
 #include "a3/linalg.h"
 #include "a3/reduce.h"
 
+static int refit_solve(double *A, double *B, int width, int d, double scale, int layer, float *new_down,
+                       a3_err *err);
+
 static int cmp_int(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
 
 static double row_norm(const float *r, int n)
@@ -88,10 +91,17 @@ int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, c
             if (r == 0) continue;
             for (int e = 0; e < d; e++) B[(size_t)i * d + e] += r * w->wd[(size_t)e * ff + n];
         }
-    /* Undamped first: exact whenever Ru[S,S] is positive definite. If it
-     * is not, damp by eps * mean(diag Ru) of the WHOLE layer, eps = 1e-10,
-     * 1e-8, ...: the same rule as the refit curve (src/calib/pred.c), so the
-     * curve predicts this solve. */
+    return refit_solve(A, B, width, d, a3_mlp_refit_damping(Ru, ff), layer, new_down, err);
+}
+
+/* Solve A X = B (A: width x width Gram matrix of the kept neurons, B:
+ * width x d), write X^T into new_down (d, width); frees A and B.
+ * Undamped first: exact whenever A is positive definite. If it is not,
+ * damp by eps * scale (mean diagonal of the WHOLE layer's Gram matrix),
+ * eps = 1e-10, 1e-8, ...: the same rule as the refit curve
+ * (src/calib/pred.c), so the curve predicts this solve. */
+static int refit_solve(double *A, double *B, int width, int d, double scale, int layer, float *new_down, a3_err *err)
+{
     double *A0 = malloc((size_t)width * width * 8), *B0 = malloc((size_t)width * d * 8);
     if (!A0 || !B0) {
         free(A), free(B), free(A0), free(B0);
@@ -99,7 +109,6 @@ int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, c
     }
     memcpy(A0, A, (size_t)width * width * 8), memcpy(B0, B, (size_t)width * d * 8);
     int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', width, d, A, width, B, d);
-    double scale = a3_mlp_refit_damping(Ru, ff);
     for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
         memcpy(A, A0, (size_t)width * width * 8), memcpy(B, B0, (size_t)width * d * 8);
         for (int i = 0; i < width; i++) A[(size_t)i * width + i] += eps * scale;
@@ -109,6 +118,22 @@ int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, c
     for (int e = 0; info == 0 && e < d; e++)
         for (int i = 0; i < width; i++) new_down[(size_t)e * width + i] = (float)B[(size_t)i * d + e];
     free(A), free(B);
-    if (info) return a3_err_set(err, A3_EFORMAT, "layer %d: MLP refit: Ru[S,S] is not positive definite", layer);
+    if (info) return a3_err_set(err, A3_EFORMAT, "layer %d: MLP refit: the kept neurons' Gram matrix is not positive definite", layer);
     return A3_OK;
+}
+
+int a3_mlp_refit_stats(const double *G, const double *UY, int ff, int d, const int32_t *keep, int width, int layer,
+                       float *new_down, a3_err *err)
+{
+    if (width == 0) return A3_OK;
+    double *A = malloc((size_t)width * width * 8), *B = malloc((size_t)width * d * 8);
+    if (!A || !B) {
+        free(A), free(B);
+        return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the MLP refit", layer);
+    }
+    for (int i = 0; i < width; i++) {
+        for (int j = 0; j < width; j++) A[(size_t)i * width + j] = G[(size_t)keep[i] * ff + keep[j]];
+        memcpy(B + (size_t)i * d, UY + (size_t)keep[i] * d, (size_t)d * sizeof *B);
+    }
+    return refit_solve(A, B, width, d, a3_mlp_refit_damping(G, ff), layer, new_down, err);
 }

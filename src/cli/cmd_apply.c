@@ -1,16 +1,22 @@
 /* a3 apply MODEL --cache CACHE --plan PLAN -o OUTDIR: the A3 reduction. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "a3/apply.h"
 #include "a3/cache.h"
+#include "a3/calib.h"
 #include "a3/plan.h"
+#include "a3/sequential.h"
 #include "cli.h"
 
 static const char *HELP =
     "usage: a3 apply MODEL_DIR --cache CACHE --plan PLAN.json -o OUT_DIR\n"
     "                [--dtype f32|f16|bf16] [--padded] [--max-shard-size SIZE]\n"
-    "                [--force] [--ignore-fingerprint]\n\n"
+    "                [--force] [--ignore-fingerprint] [--sequential (--text FILE...\n"
+    "                | --ids FILE) [--samples N] [--seqlen L] [--seed S]\n"
+    "                [--allow-short]]\n\n"
     "Compress a model with A3: for every layer, solve the QK, OV and MLP\n"
     "reductions the plan asks for from the calibration cache, and write the\n"
     "smaller model (safetensors + config.json with an \"a3\" section + the\n"
@@ -36,18 +42,39 @@ static const char *HELP =
     "  --ignore-fingerprint  use a cache or plan made for another model\n"
     "                  fingerprint (the weights changed since calibration)\n"
     "  --threads N     threads (default: all cores)\n\n"
+    "sequential reduction (beyond the paper, docs/SEQUENTIAL.md):\n"
+    "  --sequential    reduce the layers in order, each solved on the inputs\n"
+    "                  the already-reduced layers produce, so that it makes\n"
+    "                  up for their errors; needs calibration tokens, drawn\n"
+    "                  as 'a3 calibrate' draws them (same options and\n"
+    "                  defaults). Records \"sequential\" in the a3 section.\n"
+    "                  Costs about 4 calibration passes; memory: 2 x N x L x\n"
+    "                  d x 4 bytes of hidden states plus one layer (the\n"
+    "                  estimate is printed first)\n"
+    "  --text FILE...  calibration text (use other text than for evaluation)\n"
+    "  --ids FILE      pre-tokenized little-endian uint32 ids instead\n"
+    "  --samples N     windows (default 128)\n"
+    "  --seqlen L      tokens per window (default 2048, capped by context)\n"
+    "  --seed S        window seed (default 0)\n"
+    "  --allow-short   with too little text, use what there is\n\n"
+    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
+    "            4 plan/cache/model mismatch, 130 interrupted\n\n"
     "examples:\n"
     "  a3 apply model --cache model.cache --plan plan.json -o model-a3\n"
+    "  a3 eval model-a3 --text eval.txt\n"
     "  a3 apply model --cache model.cache --plan plan.json -o out --padded \\\n"
-    "      --max-shard-size 2GB\n\n"
-    "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
-    "            4 plan/cache/model mismatch, 130 interrupted\n";
+    "      --max-shard-size 2GB\n"
+    "  a3 apply model --cache model.cache --plan plan.json -o model-a3s \\\n"
+    "      --sequential --text train.txt --samples 64 --seqlen 512\n";
 
 typedef struct {
     const char *model, *cache, *plan, *out, *dtype;
     int padded, force, ignore_fp;
     uint64_t max_shard; /* 0: the library's default */
     long threads;
+    int sequential, allow_short, n_texts;
+    const char *texts[64], *ids;
+    long samples, seqlen, seed;
 } apply_opts;
 
 static int parse(int argc, char **argv, apply_opts *o)
@@ -63,6 +90,13 @@ static int parse(int argc, char **argv, apply_opts *o)
         if (!strcmp(a, "--padded")) { o->padded = 1; continue; }
         if (!strcmp(a, "--force")) { o->force = 1; continue; }
         if (!strcmp(a, "--ignore-fingerprint")) { o->ignore_fp = 1; continue; }
+        if (!strcmp(a, "--sequential")) { o->sequential = 1; continue; }
+        if (!strcmp(a, "--allow-short")) { o->allow_short = 1; continue; }
+        if (!strcmp(a, "--text")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-' && o->n_texts < 64) o->texts[o->n_texts++] = argv[++i];
+            if (!o->n_texts) return cli_usage("apply", "--text needs at least one file");
+            continue;
+        }
         if (!(v = cli_value("apply", argc, argv, &i))) return 2;
         if (!strcmp(a, "--cache")) o->cache = v;
         else if (!strcmp(a, "--plan")) o->plan = v;
@@ -73,10 +107,19 @@ static int parse(int argc, char **argv, apply_opts *o)
                 return cli_usage("apply", "--max-shard-size: expected a size like 5GB, 500MB or a byte count, got '%s'", v);
         }
         else if (!strcmp(a, "--threads")) { if (cli_int("apply", a, v, 1, 256, &o->threads)) return 2; }
+        else if (!strcmp(a, "--ids")) o->ids = v;
+        else if (!strcmp(a, "--samples")) { if (cli_int("apply", a, v, 1, 1 << 20, &o->samples)) return 2; }
+        else if (!strcmp(a, "--seqlen")) { if (cli_int("apply", a, v, 2, 1 << 20, &o->seqlen)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (cli_int("apply", a, v, 0, 1L << 62, &o->seed)) return 2; }
         else return cli_usage("apply", "unknown option '%s'", a);
     }
     if (!o->model || !o->cache || !o->plan || !o->out)
         return cli_usage("apply", "MODEL_DIR, --cache, --plan and -o are required");
+    int calib = o->n_texts || o->ids || o->samples || o->seqlen || o->seed || o->allow_short;
+    if (!o->sequential && calib)
+        return cli_usage("apply", "--text, --ids, --samples, --seqlen, --seed and --allow-short go with --sequential");
+    if (o->sequential && !o->n_texts == !o->ids) return cli_usage("apply", "--sequential needs --text FILE... or --ids FILE");
+    if (o->sequential && o->padded) return cli_usage("apply", "--sequential writes the reduced model; --padded is not supported with it");
     return 0;
 }
 
@@ -89,6 +132,47 @@ static int dtype_of(const char *s, a3_dtype *dt)
     return -1;
 }
 
+/* What the output config records about a sequential run. */
+static char *seq_record(const apply_opts *o, int nw, int L)
+{
+    cJSON *r = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(r, "texts");
+    if (o->ids) cJSON_AddItemToArray(t, cJSON_CreateString(o->ids));
+    for (int i = 0; i < o->n_texts; i++) cJSON_AddItemToArray(t, cJSON_CreateString(o->texts[i]));
+    cJSON_AddStringToObject(r, "tokens", o->ids ? "ids" : "text");
+    cJSON_AddNumberToObject(r, "samples", nw);
+    cJSON_AddNumberToObject(r, "seqlen", L);
+    cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+/* Calibration windows drawn as `a3 calibrate` draws them, then the solver. */
+static int seq_setup(const apply_opts *o, a3_model *m, const a3_plan *p, const a3_cache *c, cli_progress *pr,
+                     a3_seq **out, a3_err *err)
+{
+    const a3_config *k = a3_model_config(m);
+    int32_t *ids = NULL, *win = NULL;
+    size_t n;
+    int nw = 0, L = 0, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
+    if (seqlen > k->max_seq) seqlen = k->max_seq;
+    int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, err);
+    if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
+                                           o->allow_short, &win, &nw, &L, err);
+    free(ids);
+    char *rec = rc == A3_OK ? seq_record(o, nw, L) : NULL;
+    if (rc == A3_OK && !rec) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    if (rc == A3_OK) {
+        int refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
+        fprintf(stderr, "apply: sequential over %d windows x %d tokens = %lld tokens; memory estimate %.2f GiB\n", nw, L,
+                (long long)nw * L, (double)a3_seq_memory_estimate(k, nw, L, 0, refit) / 1073741824.0);
+        a3_seq_opts so = {.progress = cli_progress_cb, .ctx = pr, .record_json = rec, .target_layer_output = 1};
+        rc = a3_seq_new(m, p, c, win, nw, L, &so, out, err);
+    }
+    free(rec), free(win);
+    return rc;
+}
+
 static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err *err)
 {
     char fp[65];
@@ -99,18 +183,25 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
     if (rc == A3_OK) rc = a3_plan_validate(p, c, o->ignore_fp, err);
     a3_apply_opts ao = {.padded = o->padded, .force = o->force, .max_shard_bytes = o->max_shard};
     if (rc == A3_OK && dtype_of(o->dtype, &ao.dtype)) return a3_err_set(err, A3_EINVAL, "--dtype: expected f32, f16 or bf16");
+    /* One progress line: tokens through the layers when sequential (the
+     * solver reports them), else layers written. */
     cli_progress pr;
-    cli_progress_init(&pr, "layers");
-    ao.progress = cli_progress_cb, ao.ctx = &pr;
+    cli_progress_init(&pr, o->sequential ? "tok" : "layers");
+    a3_seq *seq = NULL;
+    if (rc == A3_OK && o->sequential) rc = seq_setup(o, m, p, c, &pr, &seq, err);
     a3_apply_report rep;
+    if (seq) ao.solver = a3_seq_solver(seq);
+    else ao.progress = cli_progress_cb, ao.ctx = &pr;
     if (rc == A3_OK) rc = a3_apply(m, c, p, &ao, o->out, &rep, err);
     cli_progress_end(&pr);
+    a3_seq_free(seq);
     if (rc) return rc;
     a3_cost_counts pc, full;
     a3_plan_costs(p, &pc);
     a3_plan_full_costs(p, &full);
     char line[160];
-    fprintf(stderr, "apply: wrote %s%s in %.1f s\n", o->out, o->padded ? " (padded)" : "", a3_now() - pr.t0);
+    fprintf(stderr, "apply: wrote %s%s%s in %.1f s\n", o->out, o->padded ? " (padded)" : "",
+            o->sequential ? " (sequential)" : "", a3_now() - pr.t0);
     printf("%s\n", a3_plan_fmt_change(line, sizeof line, pc.compressible, full.compressible, "compressible parameters"));
     printf("%s\n", a3_plan_fmt_change(line, sizeof line, pc.kv_bytes, full.kv_bytes, "KV-cache bytes per token"));
     if (rep.n_damped)

@@ -2,6 +2,7 @@
  * incremental decoding, parameter counts. */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -145,8 +146,11 @@ static int run_layers(a3_model *m, float *x, int n_seq, int seqlen, int pos0, kv
  * rows * (d + 3 * width + 2 * d_ff) floats. */
 #define LAYER_CHUNK_ROWS 8192
 
-int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq, int seqlen, size_t max_rows,
-                       const a3_layer_hooks *hooks, a3_err *err)
+/* A float32 matrix given by the caller, in the form the forward reads. */
+static wmat f32_mat(const float *p) { return (wmat){.raw = p, .dt = A3_DT_F32, .f32 = p}; }
+
+static int run_layer(a3_model *m, int layer, const a3_layer_mats *mats, float *x, int n_seq, int seqlen,
+                     size_t max_rows, const a3_layer_hooks *hooks, a3_err *err)
 {
     if (layer < 0 || layer >= m->cfg.n_layers || n_seq <= 0 || seqlen <= 0)
         return a3_err_set(err, A3_EINVAL, "%s: run_layer: bad layer or batch", m->dir);
@@ -158,13 +162,25 @@ int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq, int seqlen, 
     fbuf ws = {0};
     int rc = a3__scratch_init(m, &s, (size_t)per * seqlen, seqlen, err);
     if (rc) return rc;
-    rc = a3__layer_load(m, layer, (size_t)per * seqlen > A3_K_MATVEC_ROWS, &w, &ws, err);
+    float *norm_owned[2] = {NULL, NULL};
+    if (mats) { /* the file's norms (only those are converted), the matrices given */
+        char n1[96], n2[96];
+        snprintf(n1, sizeof n1, "model.layers.%d.input_layernorm.weight", layer);
+        snprintf(n2, sizeof n2, "model.layers.%d.post_attention_layernorm.weight", layer);
+        memset(&w, 0, sizeof w);
+        rc = a3__tensor_f32(m, n1, (size_t)m->cfg.d, &w.attn_norm, &norm_owned[0], err);
+        if (rc == A3_OK) rc = a3__tensor_f32(m, n2, (size_t)m->cfg.d, &w.mlp_norm, &norm_owned[1], err);
+        w.wq = f32_mat(mats->wq), w.wk = f32_mat(mats->wk), w.wv = f32_mat(mats->wv), w.wo = f32_mat(mats->wo);
+        w.bq = mats->bq, w.bk = mats->bk, w.bv = mats->bv;
+        w.wg = f32_mat(mats->wg), w.wu = f32_mat(mats->wu), w.wd = f32_mat(mats->wd);
+    } else rc = a3__layer_load(m, layer, (size_t)per * seqlen > A3_K_MATVEC_ROWS, &w, &ws, err);
     for (int b = 0; rc == A3_OK && b < n_seq; b += per) {
         int nb = n_seq - b < per ? n_seq - b : per;
         float *xb = x + (size_t)b * seqlen * m->cfg.d;
         rc = a3__layer_forward(m, layer, &w, xb, nb, seqlen, 0, NULL, hooks, &s, err);
     }
     a3__fbuf_free(&ws);
+    free(norm_owned[0]), free(norm_owned[1]);
     a3__scratch_free(&s);
     return rc;
 }
@@ -373,4 +389,16 @@ int64_t a3_model_kv_bytes_per_token(const a3_config *c, int elem_bytes)
     int64_t n = 0;
     for (int i = 0; i < c->n_layers * c->n_kv_heads; i++) n += c->qk_rank[i] + c->ov_rank[i];
     return n * elem_bytes;
+}
+
+int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq, int seqlen, size_t max_rows,
+                       const a3_layer_hooks *hooks, a3_err *err)
+{
+    return run_layer(m, layer, NULL, x, n_seq, seqlen, max_rows, hooks, err);
+}
+
+int a3_model_run_layer_mats(a3_model *m, int layer, const a3_layer_mats *w, float *x, int n_seq, int seqlen,
+                            size_t max_rows, const a3_layer_hooks *hooks, a3_err *err)
+{
+    return run_layer(m, layer, w, x, n_seq, seqlen, max_rows, hooks, err);
 }

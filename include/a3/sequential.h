@@ -1,0 +1,84 @@
+/* sequential: reduce the layers in order, each one solved on the inputs
+ * that the already-reduced layers produce (beyond the paper; the
+ * derivations, what is exact and what is approximated are in
+ * docs/SEQUENTIAL.md).
+ *
+ * Two hidden-state streams of the calibration tokens are kept: X, through
+ * the original layers, and X^ (X_hat), through the reduced ones. For layer
+ * l, with X and X^ its inputs:
+ *   1. QK: q, k of the original weights on both streams give Gq, Gk (on X),
+ *      their counterparts on X^ and the cross terms E[q^T q], E[k^T k]
+ *      between the streams; the kept RoPE pairs minimise the score error
+ *      ||q k^T - q^_S k^_S^T|| on these statistics.
+ *   2. OV: with the reduced QK in place, the attention outputs y of the
+ *      original v_proj on X^ (the reduced pattern) against the original z
+ *      on X: Cyy = E[y^T y], Cyz = E[y^T z]; a3_ov_solve_stats.
+ *   3. MLP: with the reduced attention in place, the intermediate u^ of the
+ *      original gate/up on X^ against u on X and the original output
+ *      y = u W_down: neurons scored on E[u^ u] and E[u^2]; refit (method
+ *      a3-refit) by least squares of y on u^_S (a3_mlp_refit_stats).
+ *   4. X^ goes through the reduced layer, X through the original one.
+ * With X^ = X (the first layer, or full ranks upstream) every step is the
+ * one-shot solve of include/a3/reduce.h (tests/test_sequential.c).
+ * Methods without activations (qk weight-norm, ov svd, mlp weight-norm)
+ * are the one-shot ones.
+ *
+ * The solver plugs into a3_apply (a3_apply_opts.solver), which calls it
+ * layer by layer and writes the model as usual.
+ *
+ * Memory: both streams (2 x n_windows x seqlen x d floats), one chunk of
+ * activations of each stream, the zero-padded reduced layer (one layer in
+ * float32), and the layer's statistics in float64 (a few hd x hd per head;
+ * with a3-refit also d_ff x d_ff + 2 d_ff x d). Time: per layer, partial
+ * passes of both streams up to q/k, up to z, up to u, and one whole pass
+ * of each: about 4 calibration passes in all (docs/SEQUENTIAL.md). */
+#ifndef A3_SEQUENTIAL_H
+#define A3_SEQUENTIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "a3/apply.h"
+#include "a3/cache.h"
+#include "a3/model.h"
+#include "a3/plan.h"
+#include "a3/util.h"
+
+typedef struct a3_seq a3_seq;
+
+typedef struct {
+    size_t chunk_rows;       /* rows per chunk, whole windows (0: 2048) */
+    a3_progress_fn progress; /* stage "layer l/n"; done/total: token rows
+                              * processed, 4 per token and layer */
+    void *ctx;
+    int target_layer_output; /* MLP refit target: the original layer's
+                              * output minus the reduced stream's residual,
+                              * y + h - h^, instead of the MLP output y */
+    const char *record_json; /* JSON object for the output config's "a3"
+                              * section, key "sequential" (copied; NULL: {}) */
+} a3_seq_opts;
+
+/* Peak bytes of the solver itself (both streams, chunk scratch, padded
+ * layer, statistics), not counting a3_apply's own layer buffers. */
+size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen,
+                              size_t chunk_rows, int refit);
+
+/* Set up for model m (original, uncompressed), plan p and cache c (used
+ * only by the methods without activations) over the calibration windows
+ * (n_windows x seqlen token ids, copied: embedded into both streams).
+ * A3_EUNSUPPORTED for a compressed model, A3_EINVAL for bad windows,
+ * A3_ENOMEM. *out NULL on failure. */
+int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c,
+               const int32_t *windows, int n_windows, int seqlen,
+               const a3_seq_opts *o, a3_seq **out, a3_err *err);
+void a3_seq_free(a3_seq *s); /* accepts NULL */
+
+/* The solver for a3_apply_opts.solver (valid while s lives). Layers must
+ * be solved in order; a3_apply does that. */
+const a3_layer_solver *a3_seq_solver(a3_seq *s);
+
+/* The stream after the last finished layer: X (reduced 0) or X^ (1),
+ * (n_windows * seqlen, d), before the final norm. For tests. */
+const float *a3_seq_stream(const a3_seq *s, int reduced);
+
+#endif

@@ -1,0 +1,586 @@
+/* sequential: see include/a3/sequential.h and docs/SEQUENTIAL.md.
+ *
+ * Statistics are sums over the calibration tokens in float64; a cross
+ * term X[a][b] is sum over tokens of hat_a * orig_b (hat: the reduced
+ * stream X^, orig: the original stream X). Each pass runs both streams
+ * chunk by chunk over the same windows: the original stream's activations
+ * of a chunk are captured first, then the reduced stream's hooks pair them
+ * row by row. Hooks stop a pass early (HOOK_STOP) once they have what the
+ * phase needs, so the partial passes cost only the layer up to that point. */
+#include "a3/sequential.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a3/linalg.h"
+#include "a3/reduce.h"
+
+#define HOOK_STOP 1 /* positive: a3_model_run_layer returns it unchanged */
+#define WIDEN_ROWS 256
+
+enum { PH_QK, PH_OV, PH_MLP, PH_ADVANCE };
+
+struct a3_seq {
+    a3_model *m;
+    const a3_plan *p;
+    const a3_cache *c;
+    a3_layer_solver solver;
+    char *record;
+    a3_progress_fn progress;
+    void *pctx;
+    int64_t done, total;
+    char stage[32];
+
+    int d, nh, nkv, hd, per, ff, nw, L, chunk_seqs, next_layer;
+    size_t N;
+    float *x, *xh;                /* (N, d) original / reduced stream */
+    float *buf;                   /* (chunk, d) a chunk of the reduced stream */
+    float *cq, *ck, *cv, *cz, *cu; /* (chunk, width) captured original activations */
+    float *ch;                    /* (chunk, d) original residual h = x + attn(x) */
+    size_t cur_off;               /* float offset of the current chunk in x / xh */
+    int drift;                    /* MLP refit target includes h - h^ */
+    double *wa, *wb;              /* (WIDEN_ROWS, max width) widening scratch */
+    double *wy;                   /* (WIDEN_ROWS, d) MLP target rows */
+
+    /* statistics of the current layer (sums) */
+    double *gq, *gqh, *xq;  /* (nkv, hd, hd) query terms summed over the group */
+    double *gk, *gkh, *xk;  /* (nkv, hd, hd) */
+    double *gvh, *xv;       /* (nkv, hd, hd) v^T v^, v^T v */
+    double *cyy, *cyz;      /* (nh, hd, hd) y^T y, y^T z */
+    double *du, *duh, *xu;  /* (ff) u*u, u^*u^, u^*u */
+    double *ruh, *uy, *wdd; /* (ff, ff), (ff, d), (d, ff) double W_down; refit only */
+    int refit;
+
+    /* the current layer's solution */
+    int32_t *idx;              /* (nkv, hd/2) */
+    double *qk_loss, *ov_loss, *ov_damp; /* (nkv) */
+    float *sv, *sbv, *so;      /* (nkv, hd, d), (nkv, hd), (nkv, per * d * hd) */
+    int32_t *keep;             /* (ff) */
+    float *sdown;              /* (d, ff) refit, width columns used */
+
+    /* the padded layer being run on X^ */
+    float *pq, *pk, *pv, *po, *pbq, *pbk, *pbv, *pg, *pu, *pd;
+    a3_layer_mats orig, pad;
+};
+
+/* ---- statistics ---------------------------------------------------------- */
+
+/* out[k / div] += A[:, k*hd..]^T B[:, k*hd..] for k < nblk, A and B
+ * (rows, width) float; B NULL means B = A. */
+static void acc_cross(a3_seq *s, const float *A, const float *B, size_t rows, int width, int nblk, int div,
+                      double *out)
+{
+    int hd = s->hd;
+    size_t hh = (size_t)hd * hd;
+    for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
+        size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
+        for (size_t i = 0; i < nr * (size_t)width; i++) s->wa[i] = A[r0 * width + i];
+        if (B)
+            for (size_t i = 0; i < nr * (size_t)width; i++) s->wb[i] = B[r0 * width + i];
+        const double *wb = B ? s->wb : s->wa;
+        for (int k = 0; k < nblk; k++)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hd, hd, (int)nr, 1.0, s->wa + (size_t)k * hd, width,
+                        wb + (size_t)k * hd, width, 1.0, out + (size_t)(k / div) * hh, hd);
+    }
+}
+
+static void stats_zero(a3_seq *s)
+{
+    size_t hh = (size_t)s->hd * s->hd, g = (size_t)s->nkv * hh, h = (size_t)s->nh * hh, f = (size_t)s->ff;
+    double *z[] = {s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv};
+    for (int i = 0; i < 8; i++) memset(z[i], 0, g * 8);
+    memset(s->cyy, 0, h * 8), memset(s->cyz, 0, h * 8);
+    memset(s->du, 0, f * 8), memset(s->duh, 0, f * 8), memset(s->xu, 0, f * 8);
+    if (s->refit) memset(s->ruh, 0, f * f * 8), memset(s->uy, 0, f * (size_t)s->d * 8);
+}
+
+/* MLP statistics of one chunk: u (original, captured) and uh (reduced);
+ * hh: the reduced stream's residual h^ at the MLP input. */
+static void acc_mlp(a3_seq *s, const float *uh, const float *hh, size_t rows)
+{
+    const float *u = s->cu;
+    size_t ff = (size_t)s->ff, d = (size_t)s->d;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t n = 0; n < ff; n++) {
+            double a = u[r * ff + n], b = uh[r * ff + n];
+            s->du[n] += a * a, s->duh[n] += b * b, s->xu[n] += b * a;
+        }
+    if (!s->refit) return;
+    for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
+        size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
+        for (size_t i = 0; i < nr * ff; i++) s->wa[i] = uh[r0 * ff + i], s->wb[i] = u[r0 * ff + i];
+        /* target rows y = u W_down^T in float64 (d wide) */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)d, (int)ff, 1.0, s->wb, (int)ff, s->wdd,
+                    (int)ff, 0.0, s->wy, (int)d);
+        if (s->drift) /* the layer output: y + h - h^ (zero when the streams agree) */
+            for (size_t i = 0; i < nr * d; i++) s->wy[i] += (double)s->ch[r0 * d + i] - (double)hh[r0 * d + i];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)ff, (int)nr, 1.0, s->wa, (int)ff, 1.0, s->ruh, (int)ff);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ff, (int)d, (int)nr, 1.0, s->wa, (int)ff, s->wy,
+                    (int)d, 1.0, s->uy, (int)d);
+    }
+}
+
+/* ---- hooks --------------------------------------------------------------- */
+
+typedef struct {
+    a3_seq *s;
+    int phase, hat;
+} hook_ctx;
+
+static void copy_rows(float *dst, const float *src, size_t rows, int width)
+{
+    memcpy(dst, src, rows * (size_t)width * sizeof(float));
+}
+
+static int on_qkv(void *ctx, int layer, const float *q, const float *k, const float *v, size_t rows)
+{
+    hook_ctx *h = ctx;
+    a3_seq *s = h->s;
+    int qw = s->nh * s->hd, kw = s->nkv * s->hd;
+    if (h->phase == PH_QK) {
+        if (!h->hat) {
+            copy_rows(s->cq, q, rows, qw), copy_rows(s->ck, k, rows, kw);
+            return HOOK_STOP;
+        }
+        acc_cross(s, s->cq, NULL, rows, qw, s->nh, s->per, s->gq);
+        acc_cross(s, q, NULL, rows, qw, s->nh, s->per, s->gqh);
+        acc_cross(s, q, s->cq, rows, qw, s->nh, s->per, s->xq);
+        acc_cross(s, s->ck, NULL, rows, kw, s->nkv, 1, s->gk);
+        acc_cross(s, k, NULL, rows, kw, s->nkv, 1, s->gkh);
+        acc_cross(s, k, s->ck, rows, kw, s->nkv, 1, s->xk);
+        return HOOK_STOP;
+    }
+    if (h->phase == PH_OV) {
+        if (!h->hat) copy_rows(s->cv, v, rows, kw);
+        else {
+            acc_cross(s, v, NULL, rows, kw, s->nkv, 1, s->gvh);
+            acc_cross(s, v, s->cv, rows, kw, s->nkv, 1, s->xv);
+        }
+    }
+    return 0;
+}
+
+static int on_z(void *ctx, int layer, const float *z, size_t rows)
+{
+    hook_ctx *h = ctx;
+    a3_seq *s = h->s;
+    int qw = s->nh * s->hd;
+    if (h->phase != PH_OV) return 0;
+    if (!h->hat) copy_rows(s->cz, z, rows, qw);
+    else {
+        acc_cross(s, z, NULL, rows, qw, s->nh, 1, s->cyy);
+        acc_cross(s, z, s->cz, rows, qw, s->nh, 1, s->cyz);
+    }
+    return HOOK_STOP;
+}
+
+static int on_u(void *ctx, int layer, const float *u, size_t rows)
+{
+    hook_ctx *h = ctx;
+    a3_seq *s = h->s;
+    if (h->phase != PH_MLP) return 0;
+    if (!h->hat) {
+        copy_rows(s->cu, u, rows, s->ff);
+        copy_rows(s->ch, s->x + s->cur_off, rows, s->d); /* runs in place: x holds h now */
+        return 0; /* the original stream runs on: this pass advances X */
+    }
+    acc_mlp(s, u, s->buf, rows); /* runs on buf: it holds h^ now */
+    return HOOK_STOP;
+}
+
+/* One pass of a phase over all chunks: the original stream (a copy of the
+ * chunk, or X itself in PH_MLP, which advances it), then the reduced one
+ * (a copy, or X^ itself in PH_ADVANCE). */
+static int pass(a3_seq *s, int l, int phase, a3_err *err)
+{
+    size_t d = (size_t)s->d, L = (size_t)s->L;
+    a3_layer_hooks ho = {.on_qkv = on_qkv, .on_z = on_z, .on_u = on_u}, hh = ho;
+    hook_ctx co = {s, phase, 0}, ch = {s, phase, 1};
+    ho.ctx = &co, hh.ctx = &ch;
+    int rc = A3_OK;
+    for (int b = 0; rc == A3_OK && b < s->nw; b += s->chunk_seqs) {
+        int nb = s->nw - b < s->chunk_seqs ? s->nw - b : s->chunk_seqs;
+        size_t rows = (size_t)nb * L, off = (size_t)b * L * d;
+        s->cur_off = off;
+        if (phase == PH_ADVANCE)
+            rc = a3_model_run_layer_mats(s->m, l, &s->pad, s->xh + off, nb, s->L, rows, NULL, err);
+        else {
+            float *xo = s->x + off;
+            if (phase != PH_MLP) memcpy(s->buf, xo, rows * d * sizeof(float)), xo = s->buf;
+            rc = a3_model_run_layer_mats(s->m, l, &s->orig, xo, nb, s->L, rows, &ho, err);
+            if (rc == HOOK_STOP || rc == A3_OK) {
+                memcpy(s->buf, s->xh + off, rows * d * sizeof(float));
+                rc = a3_model_run_layer_mats(s->m, l, phase == PH_QK ? &s->orig : &s->pad, s->buf, nb, s->L, rows,
+                                             &hh, err);
+            }
+            if (rc == HOOK_STOP) rc = A3_OK;
+        }
+        s->done += (int64_t)rows;
+        if (rc == A3_OK && s->progress && s->progress(s->pctx, s->stage, s->done, s->total))
+            rc = a3_err_set(err, A3_ECANCELED, "sequential: cancelled in layer %d", l);
+    }
+    return rc;
+}
+
+/* ---- solves -------------------------------------------------------------- */
+
+/* Mean score error of the QK group with dims `in` kept (in[a] != 0):
+ * sum_ab Gq Gk - 2 sum_{b kept} sum_a Xq[b][a] Xk[b][a]
+ * + sum_{a,b kept} Gq^ Gk^, over N^2 (docs/SEQUENTIAL.md, QK). */
+static double qk_loss(const a3_seq *s, int g, const char *in)
+{
+    size_t hh = (size_t)s->hd * s->hd, o = (size_t)g * hh;
+    int hd = s->hd;
+    double t = 0, n2 = (double)s->N * (double)s->N;
+    for (int a = 0; a < hd; a++)
+        for (int b = 0; b < hd; b++) {
+            size_t e = o + (size_t)a * hd + b;
+            t += s->gq[e] * s->gk[e];
+            if (in[a]) t -= 2 * s->xq[e] * s->xk[e];
+            if (in[a] && in[b]) t += s->gqh[e] * s->gkh[e];
+        }
+    return t / n2;
+}
+
+static int cmp_i32(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
+
+static int solve_qk(a3_seq *s, int l, int g, const a3_layer_f32 *w, a3_err *err)
+{
+    int hd = s->hd, half = hd / 2, keep = a3_plan_qk(s->p, l)[g] / 2;
+    size_t o = (size_t)g * hd * hd;
+    int32_t *idx = s->idx + (size_t)g * half;
+    char in[1024];
+    if (s->p->qk_method == A3_QK_METHOD_WEIGHT_NORM) {
+        double unused;
+        int rc = a3_qk_select(s->c, l, g, 2 * keep, s->p->qk_method, w, idx, &unused, err);
+        if (rc) return rc;
+    } else if (s->p->qk_method == A3_QK_METHOD_GREEDY_EXACT) {
+        /* backward elimination on the exact sequential loss */
+        memset(in, 1, (size_t)hd);
+        for (int alive = half; alive > keep; alive--) {
+            int best = -1;
+            double bl = 0;
+            for (int p = 0; p < half; p++) {
+                if (!in[p]) continue;
+                in[p] = in[p + half] = 0;
+                double v = qk_loss(s, g, in);
+                in[p] = in[p + half] = 1;
+                if (best < 0 || v < bl) best = p, bl = v;
+            }
+            in[best] = in[best + half] = 0;
+        }
+        for (int p = 0, k = 0; p < half; p++)
+            if (in[p]) idx[k++] = p;
+    } else {
+        /* diagonal score: the loss a pair removes when kept alone, with
+         * only the diagonal terms (= Gq[a,a] Gk[a,a] when X^ = X) */
+        double score[512];
+        int32_t order[512];
+        for (int p = 0; p < half; p++) {
+            score[p] = 0;
+            for (int t = 0; t < 2; t++) {
+                size_t a = o + (size_t)(p + t * half) * (hd + 1);
+                score[p] += 2 * s->xq[a] * s->xk[a] - s->gqh[a] * s->gkh[a];
+            }
+        }
+        if (a3_order_desc(score, half, order, NULL)) return a3_err_set(err, A3_ENOMEM, "out of memory");
+        memcpy(idx, order, (size_t)keep * sizeof *idx);
+    }
+    qsort(idx, (size_t)keep, sizeof *idx, cmp_i32);
+    memset(in, 0, (size_t)hd);
+    for (int k = 0; k < keep; k++) in[idx[k]] = in[idx[k] + half] = 1;
+    s->qk_loss[g] = qk_loss(s, g, in);
+    return A3_OK;
+}
+
+static int solve_ov(a3_seq *s, int l, int g, const a3_layer_f32 *w, double *cyy, double *cyz, a3_err *err)
+{
+    int hd = s->hd, per = s->per, r = a3_plan_ov(s->p, l)[g];
+    size_t hh = (size_t)hd * hd;
+    float *nv = s->sv + (size_t)g * hd * s->d, *nb = w->bv ? s->sbv + (size_t)g * hd : NULL;
+    float *no = s->so + (size_t)g * per * s->d * hd;
+    if (s->p->ov_method == A3_OV_METHOD_SVD)
+        return a3_ov_solve(s->c, l, g, r, s->p->ov_method, w, nv, nb, no, &s->ov_loss[g], &s->ov_damp[g], err);
+    memset(cyy, 0, hh * 8), memset(cyz, 0, hh * 8);
+    if (s->p->ov_method == A3_OV_METHOD_A3 && per > 1) { /* the paper's Gv for GQA */
+        for (size_t e = 0; e < hh; e++) cyy[e] = s->gvh[g * hh + e] / (double)s->N;
+        for (int j = 0; j < per; j++)
+            for (size_t e = 0; e < hh; e++) cyz[j * hh + e] = s->xv[g * hh + e] / (double)s->N;
+    } else { /* C_i (MHA) or the group's summed C (a3-csum): both the auto
+              * and the cross term summed over the group's heads, as the
+              * one-shot a3-csum weights every head with the summed C */
+        for (int j = 0; j < per; j++)
+            for (size_t e = 0; e < hh; e++) {
+                size_t i = (size_t)(g * per + j) * hh + e;
+                cyy[e] += s->cyy[i] / (double)s->N;
+                cyz[e] += s->cyz[i] / (double)s->N;
+            }
+        for (int j = 1; j < per; j++) memcpy(cyz + j * hh, cyz, hh * 8);
+    }
+    return a3_ov_solve_stats(cyy, cyz, l, g, r, w, nv, nb, no, &s->ov_loss[g], &s->ov_damp[g], err);
+}
+
+static int solve_mlp(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
+{
+    int width = s->p->mlp[l], ff = s->ff, d = s->d;
+    if (s->p->mlp_method == A3_MLP_METHOD_WEIGHT_NORM) return a3_mlp_select(s->c, l, width, s->p->mlp_method, w, s->keep, err);
+    double *score = malloc((size_t)ff * sizeof *score);
+    int32_t *order = malloc((size_t)ff * sizeof *order);
+    int rc = score && order ? A3_OK : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
+    for (int n = 0; rc == A3_OK && n < ff; n++) {
+        /* ||W_down[n,:]||^2 (2 E[u^ u] - E[u^^2]): the diagonal score, =
+         * D_n ||W_down[n,:]||^2 when X^ = X */
+        double dn = 0;
+        for (int e = 0; e < d; e++) dn += (double)w->wd[(size_t)e * ff + n] * w->wd[(size_t)e * ff + n];
+        score[n] = dn * (2 * s->xu[n] - s->duh[n]) / (double)s->N;
+    }
+    if (rc == A3_OK && a3_order_desc(score, ff, order, NULL)) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    if (rc == A3_OK) {
+        memcpy(s->keep, order, (size_t)width * sizeof *order);
+        qsort(s->keep, (size_t)width, sizeof *s->keep, cmp_i32);
+    }
+    free(score), free(order);
+    if (rc == A3_OK && s->refit) {
+        for (int i = 0; i < ff; i++) /* dsyrk filled the upper triangle */
+            for (int j = 0; j < i; j++) s->ruh[(size_t)i * ff + j] = s->ruh[(size_t)j * ff + i];
+        rc = a3_mlp_refit_stats(s->ruh, s->uy, ff, d, s->keep, width, l, s->sdown, err);
+    }
+    return rc;
+}
+
+/* ---- the zero-padded reduced layer ------------------------------------- */
+
+static void pad_qk(a3_seq *s, int l, const a3_layer_f32 *w)
+{
+    int hd = s->hd, half = hd / 2, d = s->d;
+    size_t qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
+    memset(s->pq, 0, qw * d * 4), memset(s->pk, 0, kw * d * 4);
+    if (w->bq) memset(s->pbq, 0, qw * 4), memset(s->pbk, 0, kw * 4);
+    for (int h = 0; h <= s->nh + s->nkv - 1; h++) { /* query heads, then key heads */
+        int is_q = h < s->nh, head = is_q ? h : h - s->nh, g = is_q ? h / s->per : head;
+        int keep = a3_plan_qk(s->p, l)[g] / 2;
+        const int32_t *idx = s->idx + (size_t)g * half;
+        for (int j = 0; j < keep; j++)
+            for (int t = 0; t < 2; t++) {
+                size_t row = (size_t)head * hd + idx[j] + t * half;
+                memcpy((is_q ? s->pq : s->pk) + row * d, (is_q ? w->wq : w->wk) + row * d, (size_t)d * 4);
+                if (w->bq) (is_q ? s->pbq : s->pbk)[row] = (is_q ? w->bq : w->bk)[row];
+            }
+    }
+    s->pad.wq = s->pq, s->pad.wk = s->pk;
+    s->pad.bq = w->bq ? s->pbq : NULL, s->pad.bk = w->bk ? s->pbk : NULL;
+}
+
+static void pad_ov(a3_seq *s, int l, const a3_layer_f32 *w)
+{
+    int hd = s->hd, d = s->d, per = s->per, qw = s->nh * hd;
+    memset(s->pv, 0, (size_t)s->nkv * hd * d * 4), memset(s->po, 0, (size_t)d * qw * 4);
+    if (w->bv) memset(s->pbv, 0, (size_t)s->nkv * hd * 4);
+    for (int g = 0; g < s->nkv; g++) {
+        int r = a3_plan_ov(s->p, l)[g];
+        memcpy(s->pv + (size_t)g * hd * d, s->sv + (size_t)g * hd * d, (size_t)r * d * 4);
+        if (w->bv) memcpy(s->pbv + (size_t)g * hd, s->sbv + (size_t)g * hd, (size_t)r * 4);
+        const float *no = s->so + (size_t)g * per * d * hd;
+        for (int j = 0; j < per; j++)
+            for (int e = 0; e < d; e++)
+                memcpy(s->po + (size_t)e * qw + (size_t)(g * per + j) * hd, no + ((size_t)j * d + e) * r, (size_t)r * 4);
+    }
+    s->pad.wv = s->pv, s->pad.wo = s->po, s->pad.bv = w->bv ? s->pbv : NULL;
+}
+
+static void pad_mlp(a3_seq *s, int l, const a3_layer_f32 *w)
+{
+    int d = s->d, ff = s->ff, width = s->p->mlp[l];
+    memset(s->pg, 0, (size_t)ff * d * 4), memset(s->pu, 0, (size_t)ff * d * 4), memset(s->pd, 0, (size_t)d * ff * 4);
+    for (int j = 0; j < width; j++) {
+        int n = s->keep[j];
+        memcpy(s->pg + (size_t)n * d, w->wg + (size_t)n * d, (size_t)d * 4);
+        memcpy(s->pu + (size_t)n * d, w->wu + (size_t)n * d, (size_t)d * 4);
+        for (int e = 0; e < d; e++)
+            s->pd[(size_t)e * ff + n] = s->refit ? s->sdown[(size_t)e * width + j] : w->wd[(size_t)e * ff + n];
+    }
+    s->pad.wg = s->pg, s->pad.wu = s->pu, s->pad.wd = s->pd;
+}
+
+/* ---- the solver interface ---------------------------------------------- */
+
+static int begin_layer(void *ctx, int l, const a3_layer_f32 *w, a3_err *err)
+{
+    a3_seq *s = ctx;
+    if (l != s->next_layer)
+        return a3_err_set(err, A3_EINVAL, "sequential: layer %d solved out of order (expected %d)", l, s->next_layer);
+    snprintf(s->stage, sizeof s->stage, "layer %d/%d", l + 1, s->p->dims.n_layers);
+    s->orig = (a3_layer_mats){w->wq, w->wk, w->wv, w->wo, w->bq, w->bk, w->bv, w->wg, w->wu, w->wd};
+    s->pad = s->orig;
+    stats_zero(s);
+    if (s->refit)
+        for (size_t i = 0; i < (size_t)s->d * s->ff; i++) s->wdd[i] = w->wd[i];
+    size_t hh = (size_t)s->hd * s->hd;
+    double *cyy = malloc(hh * 8), *cyz = malloc(hh * 8 * (size_t)s->per);
+    int rc = cyy && cyz ? A3_OK : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
+    if (rc == A3_OK) rc = pass(s, l, PH_QK, err);
+    for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_qk(s, l, g, w, err);
+    if (rc == A3_OK) pad_qk(s, l, w), rc = pass(s, l, PH_OV, err);
+    for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_ov(s, l, g, w, cyy, cyz, err);
+    if (rc == A3_OK) pad_ov(s, l, w), rc = pass(s, l, PH_MLP, err);
+    if (rc == A3_OK) rc = solve_mlp(s, l, w, err);
+    if (rc == A3_OK) pad_mlp(s, l, w), rc = pass(s, l, PH_ADVANCE, err);
+    free(cyy), free(cyz);
+    if (rc == A3_OK) s->next_layer = l + 1;
+    return rc;
+}
+
+static int check_current(const a3_seq *s, int l, a3_err *err)
+{
+    if (l + 1 != s->next_layer)
+        return a3_err_set(err, A3_EINVAL, "sequential: layer %d was not solved (call begin_layer first)", l);
+    return A3_OK;
+}
+
+static int get_qk(void *ctx, int l, int g, int rank, int32_t *idx, double *loss, a3_err *err)
+{
+    a3_seq *s = ctx;
+    int rc = check_current(s, l, err);
+    if (rc) return rc;
+    if (rank != a3_plan_qk(s->p, l)[g]) return a3_err_set(err, A3_EINVAL, "sequential: layer %d: qk[%d]: rank differs from the plan", l, g);
+    memcpy(idx, s->idx + (size_t)g * (s->hd / 2), (size_t)(rank / 2) * sizeof *idx);
+    *loss = s->qk_loss[g];
+    return A3_OK;
+}
+
+static int get_ov(void *ctx, int l, int g, int rank, float *new_v, float *new_bv, float *new_o, double *loss,
+                  double *damping, a3_err *err)
+{
+    a3_seq *s = ctx;
+    int rc = check_current(s, l, err);
+    if (rc) return rc;
+    if (rank != a3_plan_ov(s->p, l)[g]) return a3_err_set(err, A3_EINVAL, "sequential: layer %d: ov[%d]: rank differs from the plan", l, g);
+    memcpy(new_v, s->sv + (size_t)g * s->hd * s->d, (size_t)rank * s->d * 4);
+    if (new_bv) memcpy(new_bv, s->sbv + (size_t)g * s->hd, (size_t)rank * 4);
+    memcpy(new_o, s->so + (size_t)g * s->per * s->d * s->hd, (size_t)s->per * s->d * rank * 4);
+    *loss = s->ov_loss[g], *damping = s->ov_damp[g];
+    return A3_OK;
+}
+
+static int get_mlp(void *ctx, int l, int width, int32_t *keep, float *new_down, a3_err *err)
+{
+    a3_seq *s = ctx;
+    int rc = check_current(s, l, err);
+    if (rc) return rc;
+    if (width != s->p->mlp[l]) return a3_err_set(err, A3_EINVAL, "sequential: layer %d: mlp width differs from the plan", l);
+    if (new_down && !s->refit) return a3_err_set(err, A3_EINVAL, "sequential: layer %d: no refit was computed", l);
+    memcpy(keep, s->keep, (size_t)width * sizeof *keep);
+    if (new_down) memcpy(new_down, s->sdown, (size_t)s->d * width * 4);
+    return A3_OK;
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+static size_t chunk_seqs(size_t chunk_rows, int seqlen, int nw)
+{
+    size_t c = (chunk_rows ? chunk_rows : 2048) / (size_t)seqlen;
+    if (c < 1) c = 1;
+    if (c > (size_t)nw) c = (size_t)nw;
+    return c;
+}
+
+size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, size_t chunk_rows, int refit)
+{
+    size_t N = (size_t)n_windows * seqlen, d = (size_t)c->d, hd = (size_t)c->head_dim, ff = (size_t)c->d_ff;
+    size_t qw = (size_t)c->n_heads * hd, kw = (size_t)c->n_kv_heads * hd, hh = hd * hd;
+    size_t rows = chunk_seqs(chunk_rows, seqlen, n_windows) * (size_t)seqlen;
+    size_t wmax = qw > ff ? qw : ff;
+    size_t streams = 2 * N * d * 4;
+    size_t chunk = rows * (d + 2 * qw + 2 * kw + ff) * 4;                 /* copy + captures */
+    size_t fwd = rows * (d + 2 * qw + 2 * kw + 2 * ff) * 4 + 64 * (size_t)seqlen * 4 * 2; /* forward scratch */
+    size_t layer = (2 * qw * d + 2 * kw * d + 3 * ff * d + 2 * qw + 2 * kw) * 4; /* padded layer */
+    size_t sol = (kw * d + kw + (size_t)c->n_heads * d * hd + ff * d) * 4 + ff * 8;
+    size_t stats = (8 * (size_t)c->n_kv_heads + 2 * (size_t)c->n_heads) * hh * 8 + 3 * ff * 8;
+    size_t widen = (2 * WIDEN_ROWS * wmax + WIDEN_ROWS * d) * 8;
+    if (refit) stats += (ff * ff + 2 * ff * d) * 8;
+    return streams + chunk + fwd + layer + sol + stats + widen;
+}
+
+void a3_seq_free(a3_seq *s)
+{
+    if (!s) return;
+    void *b[] = {s->record, s->x, s->xh, s->buf, s->cq, s->ck, s->cv, s->cz, s->cu, s->ch, s->wa, s->wb, s->wy,
+                 s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv, s->cyy, s->cyz, s->du, s->duh,
+                 s->xu, s->ruh, s->uy, s->wdd, s->idx, s->qk_loss, s->ov_loss, s->ov_damp, s->sv, s->sbv,
+                 s->so, s->keep, s->sdown, s->pq, s->pk, s->pv, s->po, s->pbq, s->pbk, s->pbv, s->pg,
+                 s->pu, s->pd};
+    for (size_t i = 0; i < sizeof b / sizeof *b; i++) free(b[i]);
+    free(s);
+}
+
+static void *arr(size_t n, size_t size, int *ok)
+{
+    void *p = a3_malloc_array(n ? n : 1, size);
+    if (!p) *ok = 0;
+    return p;
+}
+
+int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *windows, int n_windows,
+               int seqlen, const a3_seq_opts *o, a3_seq **out, a3_err *err)
+{
+    const a3_config *k = a3_model_config(m);
+    *out = NULL;
+    if (k->compressed)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: sequential reduction needs the original model, not an A3-compressed one", a3_model_dir(m));
+    if (n_windows <= 0 || seqlen <= 0 || seqlen > k->max_seq)
+        return a3_err_set(err, A3_EINVAL, "sequential: need at least one window of 1..%d tokens", k->max_seq);
+    if (p->dims.d != k->d || p->dims.n_layers != k->n_layers || p->dims.n_heads != k->n_heads ||
+        p->dims.n_kv_heads != k->n_kv_heads || p->dims.head_dim != k->head_dim || p->dims.d_ff != k->d_ff)
+        return a3_err_set(err, A3_EMISMATCH, "%s: plan dimensions do not match the model", p->source);
+    if (k->head_dim > 1024)
+        return a3_err_set(err, A3_EUNSUPPORTED, "%s: head_dim %d: the sequential QK solve handles at most 1024", a3_model_dir(m), k->head_dim);
+    a3_seq *s = calloc(1, sizeof *s);
+    if (!s) return a3_err_set(err, A3_ENOMEM, "sequential: out of memory");
+    s->m = m, s->p = p, s->c = c;
+    s->progress = o ? o->progress : NULL, s->pctx = o ? o->ctx : NULL;
+    s->d = k->d, s->nh = k->n_heads, s->nkv = k->n_kv_heads, s->hd = k->head_dim, s->ff = k->d_ff;
+    s->per = s->nh / s->nkv, s->nw = n_windows, s->L = seqlen, s->N = (size_t)n_windows * seqlen;
+    s->chunk_seqs = (int)chunk_seqs(o ? o->chunk_rows : 0, seqlen, n_windows);
+    s->refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
+    s->drift = o ? o->target_layer_output : 0;
+    s->total = (int64_t)k->n_layers * 4 * (int64_t)s->N;
+    size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
+    size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
+    int ok = 1;
+    s->record = strdup(o && o->record_json ? o->record_json : "{}");
+    if (!s->record) ok = 0;
+    s->x = arr(s->N, d * 4, &ok), s->xh = arr(s->N, d * 4, &ok), s->buf = arr(rows, d * 4, &ok);
+    s->cq = arr(rows, qw * 4, &ok), s->ck = arr(rows, kw * 4, &ok), s->cv = arr(rows, kw * 4, &ok);
+    s->cz = arr(rows, qw * 4, &ok), s->cu = arr(rows, ff * 4, &ok), s->ch = arr(rows, d * 4, &ok);
+    s->wa = arr(WIDEN_ROWS, wmax * 8, &ok), s->wb = arr(WIDEN_ROWS, wmax * 8, &ok), s->wy = arr(WIDEN_ROWS, d * 8, &ok);
+    double **g[] = {&s->gq, &s->gqh, &s->xq, &s->gk, &s->gkh, &s->xk, &s->gvh, &s->xv};
+    for (int i = 0; i < 8; i++) *g[i] = arr((size_t)s->nkv, hh * 8, &ok);
+    s->cyy = arr((size_t)s->nh, hh * 8, &ok), s->cyz = arr((size_t)s->nh, hh * 8, &ok);
+    s->du = arr(ff, 8, &ok), s->duh = arr(ff, 8, &ok), s->xu = arr(ff, 8, &ok);
+    if (s->refit) s->ruh = arr(ff, ff * 8, &ok), s->uy = arr(ff, d * 8, &ok), s->wdd = arr(d, ff * 8, &ok);
+    s->idx = arr((size_t)s->nkv, hd / 2 * 4, &ok);
+    s->qk_loss = arr((size_t)s->nkv, 8, &ok), s->ov_loss = arr((size_t)s->nkv, 8, &ok), s->ov_damp = arr((size_t)s->nkv, 8, &ok);
+    s->sv = arr(kw, d * 4, &ok), s->sbv = arr(kw, 4, &ok), s->so = arr(qw, d * 4, &ok);
+    s->keep = arr(ff, 4, &ok), s->sdown = arr(d, ff * 4, &ok);
+    s->pq = arr(qw, d * 4, &ok), s->pk = arr(kw, d * 4, &ok), s->pv = arr(kw, d * 4, &ok), s->po = arr(d, qw * 4, &ok);
+    s->pbq = arr(qw, 4, &ok), s->pbk = arr(kw, 4, &ok), s->pbv = arr(kw, 4, &ok);
+    s->pg = arr(ff, d * 4, &ok), s->pu = arr(ff, d * 4, &ok), s->pd = arr(d, ff * 4, &ok);
+    int rc = ok ? A3_OK : a3_err_set(err, A3_ENOMEM, "sequential: out of memory for %zu tokens (about %.2f GiB)", s->N,
+                                     (double)a3_seq_memory_estimate(k, n_windows, seqlen, rows, s->refit) / 1073741824.0);
+    if (rc == A3_OK) rc = a3_model_embed(m, windows, s->N, s->x, err);
+    if (rc) {
+        a3_seq_free(s);
+        return rc;
+    }
+    memcpy(s->xh, s->x, s->N * d * 4);
+    s->solver = (a3_layer_solver){.ctx = s, .begin_layer = begin_layer, .qk = get_qk, .ov = get_ov, .mlp = get_mlp,
+                                  .record_key = "sequential", .record_json = s->record};
+    *out = s;
+    return A3_OK;
+}
+
+const a3_layer_solver *a3_seq_solver(a3_seq *s) { return &s->solver; }
+
+const float *a3_seq_stream(const a3_seq *s, int reduced) { return reduced ? s->xh : s->x; }
