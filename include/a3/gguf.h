@@ -140,7 +140,10 @@ int a3_gguf_write(a3_gguf_writer *w, const char *path, a3_progress_fn progress,
  *    merge producing the token, byte-fallback tokens typed BYTE) or "gpt2"
  *    (byte-level: the merges and a pre-tokenizer name llama.cpp knows,
  *    chosen from the pre-tokenizer regex; an unknown regex is refused,
- *    since llama.cpp would split text differently).
+ *    since llama.cpp would split text differently). A "llama" vocabulary
+ *    without a "<0x0A>" (or "\n") token is refused: llama.cpp cannot load
+ *    it. (Without byte-fallback tokens, llama.cpp also aborts on text with
+ *    characters outside the vocabulary; HF maps them to <unk>.)
  * 2-D weights are stored as opts.type; norms (and rope_freqs) stay F32; a
  * weight whose rows are not a multiple of 32 cannot be Q8_0 and is stored
  * F16 instead (counted in the report). Memory: one layer in float32.

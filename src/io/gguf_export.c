@@ -24,13 +24,15 @@
 
 enum { K_COPY, K_Q, K_K, K_V, K_O, K_BQ, K_BK, K_BV, K_ROPE_FREQS };
 
+#define VEC (-1) /* cols of a 1-D tensor */
+
 typedef struct export_ctx export_ctx;
 
 typedef struct {
     export_ctx *E;
     int kind, layer;
     char src[128];           /* safetensors name */
-    int64_t rows, cols;      /* source shape (cols 0: 1-D) */
+    int64_t rows, cols;      /* source shape; cols VEC: 1-D (a 2-D cols may be 0) */
 } fill_item;
 
 struct export_ctx {
@@ -45,11 +47,11 @@ static const int *ov_of(const a3_config *c, int l) { return c->ov_rank + (size_t
 
 static int load_src(const fill_item *it, float **out, a3_err *err)
 {
-    size_t n = (size_t)it->rows * (size_t)(it->cols ? it->cols : 1);
+    size_t n = (size_t)it->rows * (size_t)(it->cols != VEC ? it->cols : 1);
     int64_t shape[2] = {it->rows, it->cols};
     *out = a3_malloc_array(n ? n : 1, sizeof(float));
     if (!*out) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", it->src);
-    return a3_st_load_f32(a3_model_tensors(it->E->m), it->src, it->cols ? 2 : 1, shape, *out, err);
+    return a3_st_load_f32(a3_model_tensors(it->E->m), it->src, it->cols != VEC ? 2 : 1, shape, *out, err);
 }
 
 /* q or k (and their biases): per head of the group, kept pair j's two rows
@@ -126,7 +128,7 @@ static int fill(void *ctx, float *dst, size_t n, a3_err *err)
         if (it->kind == K_COPY) memcpy(dst, src, n * sizeof(float));
         else {
             memset(dst, 0, n * sizeof(float));
-            size_t width = it->cols ? (size_t)it->cols : 1;
+            size_t width = it->cols != VEC ? (size_t)it->cols : 1;
             switch (it->kind) {
             case K_Q: case K_BQ: place_qk(c, it->layer, 1, src, dst, width); break;
             case K_K: case K_BK: place_qk(c, it->layer, 0, src, dst, width); break;
@@ -149,19 +151,19 @@ typedef struct {
 } declare_ctx;
 
 /* Source tensor src (rows, cols) -> GGUF tensor name with out_rows rows;
- * 1-D (cols 0) tensors are F32. */
+ * 1-D (cols VEC) tensors are F32. */
 static int declare(declare_ctx *D, const char *name, int kind, int layer, const char *src, int64_t rows,
                    int64_t cols, int64_t out_rows, a3_err *err)
 {
     fill_item *it = &D->E->items[D->E->n_items++];
     *it = (fill_item){.E = D->E, .kind = kind, .layer = layer, .rows = rows, .cols = cols};
     snprintf(it->src, sizeof it->src, "%s", src);
-    int64_t ne[2] = {cols ? cols : out_rows, out_rows};
+    int64_t ne[2] = {cols != VEC ? cols : out_rows, out_rows};
     if (kind == K_O) ne[0] = (int64_t)D->E->c->n_heads * D->E->c->head_dim, ne[1] = rows;
-    a3_gguf_type t = cols ? D->type : A3_GGUF_F32;
+    a3_gguf_type t = cols != VEC ? D->type : A3_GGUF_F32;
     if (t == A3_GGUF_Q8_0 && ne[0] % A3_GGUF_QK8_0) t = A3_GGUF_F16, D->rep->n_fallback_f16++;
-    D->rep->params_written += ne[0] * (cols ? ne[1] : 1);
-    return a3_gguf_add_tensor(D->w, name, t, cols ? 2 : 1, ne, fill, it, err);
+    D->rep->params_written += ne[0] * (cols != VEC ? ne[1] : 1);
+    return a3_gguf_add_tensor(D->w, name, t, cols != VEC ? 2 : 1, ne, fill, it, err);
 }
 
 static int declare_layer(declare_ctx *D, int l, a3_err *err)
@@ -184,17 +186,17 @@ static int declare_layer(declare_ctx *D, int l, a3_err *err)
         snprintf(dst, sizeof dst, "blk.%d.%s", l, gg);                                                                  \
         if (rc == A3_OK) rc = declare(D, dst, kind, l, src, r, cc, out, err);                                           \
     } while (0)
-    T("attn_norm.weight", "input_layernorm.weight", K_COPY, d, 0, d);
+    T("attn_norm.weight", "input_layernorm.weight", K_COPY, d, VEC, d);
     T("attn_q.weight", "self_attn.q_proj.weight", K_Q, q_rows, d, qo);
     T("attn_k.weight", "self_attn.k_proj.weight", K_K, k_rows, d, ko);
     T("attn_v.weight", "self_attn.v_proj.weight", K_V, v_rows, d, ko);
     if (c->qkv_bias) {
-        T("attn_q.bias", "self_attn.q_proj.bias", K_BQ, q_rows, 0, qo);
-        T("attn_k.bias", "self_attn.k_proj.bias", K_BK, k_rows, 0, ko);
-        T("attn_v.bias", "self_attn.v_proj.bias", K_BV, v_rows, 0, ko);
+        T("attn_q.bias", "self_attn.q_proj.bias", K_BQ, q_rows, VEC, qo);
+        T("attn_k.bias", "self_attn.k_proj.bias", K_BK, k_rows, VEC, ko);
+        T("attn_v.bias", "self_attn.v_proj.bias", K_BV, v_rows, VEC, ko);
     }
     T("attn_output.weight", "self_attn.o_proj.weight", K_O, d, o_cols, d);
-    T("ffn_norm.weight", "post_attention_layernorm.weight", K_COPY, d, 0, d);
+    T("ffn_norm.weight", "post_attention_layernorm.weight", K_COPY, d, VEC, d);
     T("ffn_gate.weight", "mlp.gate_proj.weight", K_COPY, ff, d, ff);
     T("ffn_up.weight", "mlp.up_proj.weight", K_COPY, ff, d, ff);
     T("ffn_down.weight", "mlp.down_proj.weight", K_COPY, d, ff, d);
@@ -279,7 +281,7 @@ static int declare_all(declare_ctx *D, a3_err *err)
         rc = a3_gguf_add_tensor(D->w, "rope_freqs.weight", A3_GGUF_F32, 1, ne, fill, it, err);
     }
     for (int l = 0; rc == A3_OK && l < c->n_layers; l++) rc = declare_layer(D, l, err);
-    if (rc == A3_OK) rc = declare(D, "output_norm.weight", K_COPY, -1, "model.norm.weight", c->d, 0, c->d, err);
+    if (rc == A3_OK) rc = declare(D, "output_norm.weight", K_COPY, -1, "model.norm.weight", c->d, VEC, c->d, err);
     /* Tied embeddings: llama.cpp uses token_embd when output is absent. */
     if (rc == A3_OK && !c->tie_embeddings)
         rc = declare(D, "output.weight", K_COPY, -1, "lm_head.weight", c->vocab, c->d, c->vocab, err);

@@ -225,6 +225,16 @@ static int gpt2_pre(const vocab *v, const char **pre, a3_err *err)
                       v->path);
 }
 
+/* llama.cpp looks the newline up as "<0x0A>", else as "\n", when it loads
+ * a SentencePiece vocabulary, and aborts when neither exists. */
+static int has_newline(const vocab *v)
+{
+    for (int i = 0; i < v->n; i++)
+        if ((v->len[i] == 6 && memcmp(v->tok[i], "<0x0A>", 6) == 0) || (v->len[i] == 1 && v->tok[i][0] == '\n'))
+            return 1;
+    return 0;
+}
+
 /* Does the SentencePiece-style tokenizer prepend "▁" to the text? */
 static int spm_space_prefix(const cJSON *root)
 {
@@ -277,6 +287,9 @@ int a3_gguf_put_tokenizer(a3_gguf_writer *w, const char *dir, int n_vocab, const
     const char *model = byte_level ? "gpt2" : "llama", *pre = "default";
     if (rc == A3_OK && byte_level) rc = gpt2_pre(&v, &pre, err);
     if (rc == A3_OK && !byte_level) rc = spm_scores(&v, err);
+    if (rc == A3_OK && !byte_level && !has_newline(&v))
+        rc = a3_err_set(err, A3_EUNSUPPORTED,
+                        "%s: no <0x0A> or newline token: llama.cpp's SentencePiece tokenizer needs one to load", path);
     if (rc == A3_OK) rc = a3_gguf_kv_str(w, "tokenizer.ggml.model", model, err);
     if (rc == A3_OK) rc = a3_gguf_kv_str(w, "tokenizer.ggml.pre", pre, err);
     if (rc == A3_OK)

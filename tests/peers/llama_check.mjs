@@ -6,7 +6,8 @@
 //                      "score": [[ids...], ...],       // sequences to score
 //                      "greedy": {"prompt": [ids], "n": N},
 //                      "tokenize": ["text", ...],
-//                      "ppl": {"seqs": [[ids]...]}}]}  // like score, summed
+//                      "ppl": {"seqs": [[ids]...]} or
+//                             {"texts": ["..."], "seqlen": N}}]}  // summed
 // OUT.json: {"results": [{"nll": [[per-token NLL of ids[1..]]...],
 //                         "greedy": [ids], "tokens": [[ids]...],
 //                         "ppl": {"nll_sum": x, "n_pred": n}}]}
@@ -65,8 +66,15 @@ for (const j of job.jobs) {
         for (const s of j.score) r.nll.push(await scoreSeq(seq, s));
     }
     if (j.ppl) {
+        // seqs: id sequences; or texts: each tokenized by llama.cpp with
+        // BOS first and cut to seqlen (a3 eval's paragraphs protocol).
+        let seqs = j.ppl.seqs ?? [];
+        if (j.ppl.texts) {
+            const bos = model.tokens.bos;
+            seqs = j.ppl.texts.map(t => [...(bos != null ? [bos] : []), ...model.tokenize(t, false)].slice(0, j.ppl.seqlen));
+        }
         let sum = 0, n = 0;
-        for (const s of j.ppl.seqs) for (const x of await scoreSeq(seq, s)) sum += x, n++;
+        for (const s of seqs) if (s.length >= 2) for (const x of await scoreSeq(seq, s)) sum += x, n++;
         r.ppl = {nll_sum: sum, n_pred: n};
     }
     if (j.greedy) r.greedy = await greedy(seq, j.greedy.prompt, j.greedy.n);
