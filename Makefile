@@ -85,9 +85,12 @@ bench: $(BUILD)/a3 $(BENCHES)
 bench-scale: a3 $(BENCHES)
 	@BUILD=$(BUILD) scripts/bench_scale.py
 
-# docs/RESULTS.md: stories260K perplexity by method and budget (minutes).
+# docs/RESULTS.md: stories260K perplexity by method and budget (minutes),
+# then the "A3 + quantization" section (GGUF sizes and llama.cpp perplexity).
 results: a3
 	scripts/results.py
+	@scripts/setup_peers.sh
+	scripts/gguf_results.py
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)

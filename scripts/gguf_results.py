@@ -105,6 +105,18 @@ def table(name, rows, eval_desc):
         lines.append("| %s | %s | %s | %.1f KB | %.0f%% | %.3f | %s |" % (
             r["label"], r["params"], w, r["size"] / 1024, 100.0 * r["size"] / base, r["llama_ppl"],
             "%.3f" % r["a3_ppl"] if r["a3_ppl"] is not None else "n/a (a3 runs float weights)"))
+    # Findings computed from the rows: what Q8_0 adds, and whether A3 + Q8_0
+    # is smaller than Q8_0 alone (reduced MLP widths that are not multiples
+    # of 32 keep their down projections in F16).
+    q8 = [(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)]
+    worst = max(b["llama_ppl"] / a["llama_ppl"] for a, b in q8)
+    lines.append("\nQ8_0 changes llama.cpp's perplexity by at most %+.2f%% (F16 -> Q8_0, same model)." % (100 * (worst - 1)))
+    for a, b in q8[1:]:
+        lines.append("%s + Q8_0: %.1f KB, %s than Q8_0 alone (%.1f KB)%s." % (
+            a["label"], b["size"] / 1024, "smaller" if b["size"] < q8[0][1]["size"] else "LARGER",
+            q8[0][1]["size"] / 1024,
+            "; %d down projections stay F16 because their reduced widths are not multiples of 32 "
+            "(`a3 plan --multiple 32` avoids it, but also keeps heads narrower than 32 whole)" % b["fallback"] if b["fallback"] > q8[0][1]["fallback"] else ""))
     mism = [r["label"] for r in rows if r["llama_n"] != r["a3_n"]]
     lines.append("\nPredicted tokens: llama.cpp %d, a3 %d per model%s." % (
         rows[0]["llama_n"], rows[0]["a3_n"],
