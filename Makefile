@@ -73,9 +73,12 @@ setup:
 	@scripts/setup.sh
 
 # Sets up (installs packages if missing), builds, runs the pipeline.
+# The build's compiler lines go to demo-out/build.log, shown only when the
+# build fails.
 demo:
 	@scripts/setup.sh
-	@$(MAKE) --no-print-directory a3
+	@mkdir -p demo-out
+	@$(MAKE) --no-print-directory a3 >demo-out/build.log 2>&1 || { cat demo-out/build.log; exit 1; }
 	@scripts/demo.sh
 
 bench: $(BUILD)/a3 $(BENCHES)

@@ -26,10 +26,32 @@ $A3 plan "$OUT/sample.cache" --budget "$BUDGET" --strategy greedy --model "$M" -
 step "4/6  apply: write the compressed model"
 $A3 apply "$M" --cache "$OUT/sample.cache" --plan "$OUT/plan.json" -o "$OUT/sample-a3" --force
 
-step "5/6  evaluate on held-out text: original, then compressed"
-$A3 eval "$M" --text samples/eval.txt --seqlen 256 | tee "$OUT/eval-original.txt"
-$A3 eval "$OUT/sample-a3" --text samples/eval.txt --seqlen 256 | tee "$OUT/eval-compressed.txt"
-$A3 info "$OUT/sample-a3" | sed -n '1,3p;/parameters/p;/KV cache/p'
+step "5/6  evaluate on held-out text: original and compressed side by side"
+$A3 eval "$M" --text samples/eval.txt --seqlen 256 >"$OUT/eval-original.txt"
+$A3 eval "$OUT/sample-a3" --text samples/eval.txt --seqlen 256 >"$OUT/eval-compressed.txt"
+$A3 info "$M" >"$OUT/info-original.txt"
+$A3 info "$OUT/sample-a3" >"$OUT/info-compressed.txt"
+# One row per figure: original, compressed, and the change (compressed /
+# original - 1) from the two runs' own outputs.
+awk '
+    function row(name, a, b) {
+        printf "  %-20s %14s %14s %+9.1f%%\n", name, a, b, (a > 0 ? 100 * (b / a - 1) : 0)
+    }
+    FNR == 1 { f++ }
+    /^mean NLL/    { nll[f] = $3 }
+    /^perplexity/  { ppl[f] = $2 }
+    /^speed/       { tps[f] = $2 }
+    /^parameters/  { par[f] = $2 }
+    /^KV cache/    { kv[f] = $3 }
+    END {
+        printf "  %-20s %14s %14s %10s\n", "", "original", "compressed", "change"
+        row("perplexity", ppl[1], ppl[2])
+        row("mean NLL (nats)", nll[1], nll[2])
+        row("parameters", par[3], par[4])
+        row("KV cache bytes/tok", kv[3], kv[4])
+        row("tokens/s", tps[1], tps[2])
+    }' "$OUT/eval-original.txt" "$OUT/eval-compressed.txt" "$OUT/info-original.txt" "$OUT/info-compressed.txt" |
+    tee "$OUT/side-by-side.txt"
 # The sample model was trained on lowercased stories.
 for m in "$M" "$OUT/sample-a3"; do
     printf '\n%s:\n  ' "$m"
