@@ -309,6 +309,10 @@ static void test_bad_configs(void)
     } cases[] = {
         {"{", "not valid JSON"},
         {"[]", "not a JSON object"},
+        /* strict JSON (a3/json.h): cJSON alone accepted both */
+        {"{\"architectures\":[\"LlamaForCausalLM\"]} trailing", "data after the value at line 1, column 40"},
+        {"{\"hidden_size\":8,\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":16}", "\"hidden_size\" appears twice"},
+        {"{\"architectures\":[\"Llama\xff" "ForCausalLM\"]}", "not valid UTF-8"},
         {"{\"architectures\":[\"GPT2LMHeadModel\"]}", "architectures"},
         {"{\"architectures\":[\"LlamaForCausalLM\"]}", "hidden_size"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":-4,\"num_hidden_layers\":1,\"num_attention_heads\":1,\"intermediate_size\":4,\"vocab_size\":4}", "hidden_size"},

@@ -6,6 +6,7 @@
 
 #include <sys/wait.h>
 
+#include "a3/json.h"
 #include "a3/util.h"
 #include "test.h"
 
@@ -98,10 +99,47 @@ static void test_read_pipe(void)
     waitpid(pid, NULL, 0);
 }
 
+static void test_json_strict(void)
+{
+    static const struct {
+        const char *text, *expect;
+    } bad[] = {
+        {"{\"a\":1}x", "data after the value at line 1, column 8"},
+        {"{\"a\":1}\n\n  {}", "data after the value at line 3, column 3"},
+        {"{\"a\":1,\"b\":{\"c\":1,\"c\":2}}", "key \"c\" appears twice"},
+        {"{\"a\":1,\"a\":1}", "key \"a\" appears twice"},
+        {"{\"k\":\"\xc3\x28\"}", "not valid UTF-8"},
+        {"{\"a\":", "syntax error at line 1, column 5"},
+        {"{\"\x1b[31m\":1,\"\x1b[31m\":2}", "key \"\\x1b[31m\" appears twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cJSON *r = (cJSON *)1;
+        a3_err err = {0};
+        CHECKF(a3_json_parse("f.json", bad[i].text, strlen(bad[i].text), &r, &err) == A3_EFORMAT && !r &&
+                   strstr(err.msg, bad[i].expect) && strstr(err.msg, "f.json"),
+               "case %zu: '%s'", i, err.msg);
+    }
+    const char *ok = " {\"a\":[{\"x\":1},{\"x\":2}],\"b\":\"caf\xc3\xa9\"}\n";
+    cJSON *r = NULL;
+    a3_err err = {0};
+    CHECK(a3_json_parse("f.json", ok, strlen(ok), &r, &err) == A3_OK && r);
+    cJSON_Delete(r);
+    /* a large object: duplicates found by sorting, not pairwise */
+    size_t cap = 200000 * 16, n = 0;
+    char *big = malloc(cap);
+    if (!big) return;
+    n += (size_t)snprintf(big + n, cap - n, "{");
+    for (int i = 0; i < 200000; i++) n += (size_t)snprintf(big + n, cap - n, "%s\"t%d\":%d", i ? "," : "", i, i);
+    n += (size_t)snprintf(big + n, cap - n, ",\"t123456\":0}");
+    CHECK(a3_json_parse("big.json", big, n, &r, &err) == A3_EFORMAT && strstr(err.msg, "t123456"));
+    free(big);
+}
+
 int main(void)
 {
     RUN(test_escape);
     RUN(test_find_nonfinite);
     RUN(test_read_pipe);
+    RUN(test_json_strict);
     return test_summary("util");
 }

@@ -1,5 +1,6 @@
 /* config: parse a HF config.json into a3_config (see include/a3/config.h). */
 #include "a3/config.h"
+#include "a3/json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -275,15 +276,16 @@ int a3_config_load(const char *dir, a3_config *cfg, a3_err *err)
     char *path = a3_path_join(dir, "config.json");
     if (!path) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", dir);
     char *text = NULL;
-    int rc = a3_read_file(path, 16u << 20, &text, NULL, err);
+    size_t len;
+    int rc = a3_read_file(path, 16u << 20, &text, &len, err);
     if (rc) {
         free(path);
         return rc;
     }
-    cJSON *root = cJSON_Parse(text);
+    cJSON *root = NULL;
+    rc = a3_json_parse(path, text, len, &root, err); /* strict: see a3/json.h */
     free(text);
-    if (!root) rc = a3_err_set(err, A3_EFORMAT, "%s: not valid JSON", path);
-    else rc = parse_root(root, path, cfg, err);
+    if (rc == A3_OK) rc = parse_root(root, path, cfg, err);
     if (rc == A3_OK) rc = a3_config_init_full(cfg, err);
     if (rc == A3_OK) rc = parse_a3(root, path, cfg, err);
     cJSON_Delete(root);

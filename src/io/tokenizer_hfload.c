@@ -4,6 +4,7 @@
  * types, unknown normalizers or pre-tokenizers, dropout, subword prefixes)
  * is refused with "<file>: <field>: <what>". */
 #include "tokenizer_impl.h"
+#include "a3/json.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -691,14 +692,11 @@ int a3_tok_load_hf(const char *path, a3_tokenizer **out, a3_err *err)
     size_t n;
     hf_ctx c = {path, err};
     int rc = a3_read_file(path, TOK_MAX_JSON, &text, &n, err);
-    const char *end = NULL;
-    cJSON *root = rc ? NULL : cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    cJSON *root = NULL;
+    if (rc == A3_OK) rc = a3_json_parse(path, text, n, &root, err); /* strict: see a3/json.h */
     a3_tokenizer *t = tok_new(TOK_KIND_HF);
     if (rc == A3_OK && !t) rc = OOM(&c);
-    if (rc == A3_OK && !cJSON_IsObject(root)) {
-        size_t off = end && end >= text && end <= text + n ? (size_t)(end - text) : n;
-        rc = FAIL(&c, A3_EFORMAT, "%s: not a JSON object (parse error near byte %zu)", path, off);
-    }
+    if (rc == A3_OK && !cJSON_IsObject(root)) rc = FAIL(&c, A3_EFORMAT, "%s: not a JSON object", path);
     if (rc == A3_OK) rc = hf_parse(t, &c, root);
     cJSON_Delete(root);
     free(text);
@@ -722,8 +720,9 @@ static int read_json(const char *path, cJSON **root, a3_err *err)
     size_t n;
     int rc = a3_read_file(path, (size_t)64 << 20, &text, &n, err);
     if (rc) return rc;
-    *root = cJSON_ParseWithLength(text, n);
+    rc = a3_json_parse(path, text, n, root, err);
     free(text);
+    if (rc) return rc;
     if (!cJSON_IsObject(*root)) {
         cJSON_Delete(*root);
         *root = NULL;
