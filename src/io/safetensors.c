@@ -498,8 +498,11 @@ static st_entry **entry_ptrs(a3_st_set *st, size_t first, size_t last)
 }
 
 /* Duplicate names within one file, then overlapping byte ranges. Empty
- * tensors occupy no bytes and so overlap nothing. */
-static int check_file_entries(a3_st_set *st, size_t first, size_t last, const char *path, a3_err *err)
+ * tensors occupy no bytes and so overlap nothing. The format also says the
+ * data section is entirely indexed: no hole between tensors and nothing
+ * after the last one (data_len bytes in all). */
+static int check_file_entries(a3_st_set *st, size_t first, size_t last, const char *path, size_t data_len,
+                              a3_err *err)
 {
     size_t n = last - first;
     st_entry **v = entry_ptrs(st, first, last);
@@ -516,8 +519,15 @@ static int check_file_entries(a3_st_set *st, size_t first, size_t last, const ch
         if (reach && v[i]->begin < reach->end)
             rc = a3_err_set(err, A3_EFORMAT, "%s: %s: bytes [%zu, %zu) overlap tensor '%s'", path,
                             PNAME(v[i]->t.name), v[i]->begin, v[i]->end, PNAME(reach->t.name));
+        else if (v[i]->begin > (reach ? reach->end : 0))
+            rc = a3_err_set(err, A3_EFORMAT, "%s: %s: %zu bytes before it belong to no tensor", path,
+                            PNAME(v[i]->t.name), v[i]->begin - (reach ? reach->end : 0));
         if (!reach || v[i]->end > reach->end) reach = v[i];
     }
+    size_t used = reach ? reach->end : 0;
+    if (rc == A3_OK && used < data_len)
+        rc = a3_err_set(err, A3_EFORMAT, "%s: %zu bytes after the last tensor's data (truncated header or appended junk)",
+                        path, data_len - used);
     free(v);
     return rc;
 }
@@ -561,7 +571,7 @@ static int load_file(a3_st_set *st, const char *path, const char *shard, a3_err 
         rc = add_entry(st, mi, it, data_start, err);
     }
     cJSON_Delete(root);
-    if (rc == A3_OK) rc = check_file_entries(st, first, st->n, path, err);
+    if (rc == A3_OK) rc = check_file_entries(st, first, st->n, path, st->maps[mi].size - data_start, err);
     return rc;
 }
 
