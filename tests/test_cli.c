@@ -94,6 +94,8 @@ static void test_text_from_pipe(void)
     snprintf(args, sizeof args, "calibrate samples/sample-model --text '%s' --samples 2 --seqlen 32 -o %s/p.cache", fifo,
              g_dir);
     CHECK(run_a3(args, g_out, g_err) == 0);
+    /* 64 tokens for head_dim 16: 4 per head dimension, below the 16 stated */
+    CHECKF(run_a3_file_has(g_err, "thin statistics: 64 tokens"), "no warning for thin statistics");
     snprintf(args, sizeof args, "cache info %s/p.cache", g_dir);
     CHECK(run_a3(args, g_out, g_err) == 0);
     CHECKF(strlen(sum) == 64 && run_a3_file_has(g_out, sum), "cache does not record sha256 %s", sum);

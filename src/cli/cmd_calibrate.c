@@ -45,6 +45,8 @@ static const char *HELP =
     "and the TUI read (not for --shard: run 'a3 probe' after merging).\n"
     "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
     "layer in float32; the estimate is printed before starting.\n"
+    "Fewer than 16 tokens per head dimension (or fewer distinct tokens than\n"
+    "head_dim) get a warning: such statistics make unreliable loss curves.\n"
     "Ctrl-C stops at the next chunk of tokens, keeping finished layers in\n"
     "CACHE.ckpt for --resume (a second Ctrl-C quits at once). A resumed run\n"
     "writes the same bytes as an uninterrupted one (it keeps the first run's\n"
@@ -146,6 +148,26 @@ static int calib_cb(void *ctx, const char *stage, int64_t done, int64_t total)
     return 0;
 }
 
+/* Below THIN_PER_DIM tokens per head dimension, or with fewer distinct
+ * tokens than head_dim, the per-head statistics (head_dim x head_dim) are
+ * close to singular and the loss curves say almost nothing: a plan made
+ * from them predicts ~0 loss for cuts that ruin the model. */
+#define THIN_PER_DIM 16
+static void warn_thin(const int32_t *win, size_t n, const a3_config *k)
+{
+    unsigned char *seen = calloc((size_t)k->vocab, 1);
+    size_t distinct = 0;
+    for (size_t i = 0; seen && i < n; i++)
+        if (win[i] >= 0 && win[i] < k->vocab && !seen[win[i]]++) distinct++;
+    int counted = seen != NULL;
+    free(seen);
+    if (n >= (size_t)THIN_PER_DIM * (size_t)k->head_dim && (!counted || distinct >= (size_t)k->head_dim)) return;
+    fprintf(stderr,
+            "calibrate: warning: thin statistics: %zu tokens (%zu distinct) for head_dim %d; below %d tokens per\n"
+            "  head dimension or %d distinct tokens the loss curves are unreliable (use more, varied text)\n",
+            n, distinct, k->head_dim, THIN_PER_DIM, k->head_dim);
+}
+
 static int run(calib_opts *o, a3_model *m, a3_err *err)
 {
     const a3_config *k = a3_model_config(m);
@@ -168,6 +190,7 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
         memmove(win, win + (size_t)lo * L, (size_t)(hi - lo) * L * sizeof *win);
         nw = hi - lo;
     }
+    warn_thin(win, (size_t)nw * L, k);
     double est = (double)a3_calib_memory_estimate(k, nw, L, o->mlp_full), lim = o->max_memory ? o->max_memory : 0.9 * available_memory();
     fprintf(stderr, "calibrate: %d windows x %d tokens = %lld tokens; peak memory estimate %.2f GiB\n", nw, L,
             (long long)nw * L, est / 1073741824.0);
