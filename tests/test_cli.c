@@ -108,6 +108,27 @@ static void test_text_from_pipe(void)
     if (fd >= 0) close(fd);
 }
 
+/* A plan key and a config value holding ESC sequences and a newline:
+ * the error is one line, the ESC shown as \x1b, never sent raw. */
+static void test_untrusted_text_escaped(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
+    char plan[160], args[400];
+    snprintf(plan, sizeof plan, "%s/evil.json", g_dir);
+    FILE *f = fopen(plan, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("{\"format\":\"a3-plan\",\"version\":1,\"\\u001b]0;owned\\u0007\\u001b[2J\\nx\":1}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "plan --show %s", plan);
+    CHECK(run_a3(args, g_out, g_err) == 1);
+    size_t n;
+    char *e = run_a3_slurp(g_err, &n);
+    CHECKF(e && !strchr(e, 0x1b) && !strchr(e, 0x07) && strchr(e, '\n') == e + n - 1 && strstr(e, "\\x1b]0;owned"),
+           "stderr: %s", e ? e : "");
+    free(e);
+}
+
 int main(void)
 {
     if (!test_tmpdir(g_dir, sizeof g_dir)) return fprintf(stderr, "mkdtemp failed\n"), 1;
@@ -117,6 +138,7 @@ int main(void)
     RUN(test_output_option);
     RUN(test_help_command);
     RUN(test_text_from_pipe);
+    RUN(test_untrusted_text_escaped);
     test_rm_rf(g_dir);
     return test_summary("cli");
 }

@@ -11,7 +11,12 @@
 
 int cli_fail(const char *cmd, const a3_err *err)
 {
-    fprintf(stderr, "a3 %s: %s\n", cmd, err->msg[0] ? err->msg : "failed");
+    /* The message is one line by contract; any control character in it
+     * came from a file or an argument: escaped, so no input can rewrite
+     * the terminal or add lines (library sites escape too, this is the
+     * net for the rest). */
+    char esc[2 * sizeof err->msg];
+    fprintf(stderr, "a3 %s: %s\n", cmd, err->msg[0] ? a3_escape(err->msg, esc, sizeof esc) : "failed");
     /* After Ctrl-C whatever failed (a read cut short by the signal...)
      * failed because the user asked to stop. */
     if (a3_cleanup_interrupted()) return 130;

@@ -78,7 +78,7 @@ static int parse_arch(const cJSON *root, const char *path, a3_config *c, a3_err 
         }
     return a3_err_set(err, A3_EUNSUPPORTED,
                       "%s: architectures: '%.64s' is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
-                      path, a0->valuestring);
+                      path, A3_ESC(a0->valuestring));
 }
 
 static int parse_rope_scaling(const cJSON *root, const char *path, a3_config *c, a3_err *err)
@@ -92,7 +92,7 @@ static int parse_rope_scaling(const cJSON *root, const char *path, a3_config *c,
     if (strcmp(t->valuestring, "default") == 0) return A3_OK;
     if (strcmp(t->valuestring, "llama3") != 0)
         return a3_err_set(err, A3_EUNSUPPORTED, "%s: rope_scaling.rope_type: '%.32s' is not supported (only llama3)",
-                          path, t->valuestring);
+                          path, A3_ESC(t->valuestring));
     int rc;
     if ((rc = get_num(rs, path, "factor", -1, 1e-6, 1e6, &c->rs_factor, err)) ||
         (rc = get_num(rs, path, "low_freq_factor", -1, 1e-6, 1e6, &c->rs_low, err)) ||

@@ -26,7 +26,9 @@ static int fail(const reader *r, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return a3_err_set(r->err, A3_EFORMAT, "%s: %s: %s", r->name, path, what);
+    /* keys and values come from the file: escaped (a3_escape) */
+    char esc[sizeof what];
+    return a3_err_set(r->err, A3_EFORMAT, "%s: %s: %s", r->name, A3_ESC(path), a3_escape(what, esc, sizeof esc));
 }
 
 /* path.key (or key at the top level) into buf. */
