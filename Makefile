@@ -94,6 +94,7 @@ results: a3
 	scripts/results.py
 	@scripts/setup_peers.sh
 	scripts/gguf_results.py
+	scripts/results_seq.py
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)

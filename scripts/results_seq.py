@@ -15,7 +15,7 @@ the TEST split (paragraphs 0..499, the reference protocol of
 ../shared/data/README.md), which is never used for a choice.
 Usage: scripts/results_seq.py [--out docs/RESULTS.md] [--a3 ./a3] [--quick]
 """
-import argparse, json, os, re, resource, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
 
 SHARED = "../shared/data"
 TRAIN = SHARED + "/text/tinystories/train-head.txt"
@@ -44,9 +44,12 @@ def run(cmd, rss=False):
 
 def peak_rss(cmd):
     t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    err = p.stderr.read().decode()
+    with tempfile.TemporaryFile() as ef:  # a file, not a pipe: no deadlock on long stderr
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ef)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        ef.seek(0)
+        err = ef.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit("results_seq: command failed: %s\n%s" % (" ".join(cmd), err[-2000:]))
     return ru.ru_maxrss, time.time() - t0, err
