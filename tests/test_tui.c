@@ -521,7 +521,7 @@ static int start_at(const char *env, const char *args, int w, int h, const char 
              "2>>tui-stderr.log; echo A3_EXIT=\\$?; sleep 60\"",
              w, h, tmpdir(), env, a3_bin(), args))
         return 0;
-    return wait_for(wait);
+    return wait_screen(wait, 0, 90); /* loading a 70B-shaped cache under ASan on a loaded machine takes a while */
 }
 
 static int start(const char *env, const char *args) { return start_at(env, args, 100, 30, "? help"); }
