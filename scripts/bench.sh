@@ -52,3 +52,6 @@ echo "== planner"
 echo "== planner TUI (synthetic 7B-shaped cache)"
 "$A3" cache synth --like llama-7b --kv-heads 8 -o "$tmp/7b.a3c" >/dev/null
 "$B/bench_tui" "$tmp/7b.a3c"
+
+echo "== decoding and prefill against the bandwidth bound, llama.cpp and PyTorch"
+BUILD=$BUILD scripts/bench_speed.py

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""bench_speed.py: decoding and prefill speed of a3 against the memory
+bandwidth bound, llama.cpp and PyTorch (issue 13), run by `make bench`.
+
+Models: random-weight F16 models with the layer shapes of LLaMA-1B (d 2048,
+GQA 32/8, MLP 8192; 8 of its 16 layers) and LLaMA-7B (d 4096, MLP 11008;
+4 of its 32 layers), vocabulary 32000, made by `a3 synth`; each also
+compressed by a3 (calibrate on samples/calib.txt, plan params=30%, apply).
+Fewer layers keep the files (1.1 and 2.1 GB) and the run time small; every
+bound is computed for the file that ran.
+
+Decoding: `a3 generate` tokens/s (its stderr line: the steps after the
+prompt) against (a) the bandwidth bound = bytes of weights read per token
+(every tensor but the embedding table, of which one row) / read bandwidth
+measured here (bench_membw, a threaded streaming read of 2 GiB), and (b)
+llama.cpp (node-llama-cpp, prebuilt, tests/peers) on a GGUF of the same
+model made by `a3 export`. Interleaved rounds, best of ROUNDS per figure.
+
+Prefill: `a3 eval --ids` (one window of N ids, logits of every position)
+against llama.cpp (one batch of N) and PyTorch (Debian python3-torch,
+float32 weights, logits of every position), N = 512 and 2048, 1 and 2
+threads, one run each, interleaved, as ratios. a3's and PyTorch's NLLs on
+the same ids are compared as a check that both computed the same thing.
+
+Writes its section of docs/PERFORMANCE.md between the speed markers and
+prints it. Environment: BUILD (build dir), A3_BENCH_DIR (scratch for the
+models, default build/bench-speed; removed unless A3_BENCH_KEEP=1),
+A3_BENCH_ROUNDS (decode rounds, default 3), A3_BENCH_PREFILL=0 (skip the
+prefill part), A3_BENCH_SEQLENS (prefill lengths, default 512,2048)."""
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+A3 = os.path.join(BUILD, "a3")
+MEMBW = os.path.join(BUILD, "bench", "bench_membw")
+WORK = os.path.abspath(os.environ.get("A3_BENCH_DIR", os.path.join(BUILD, "bench-speed")))
+KEEP = os.environ.get("A3_BENCH_KEEP") == "1"
+ROUNDS = int(os.environ.get("A3_BENCH_ROUNDS", "3"))
+DO_PREFILL = os.environ.get("A3_BENCH_PREFILL", "1") != "0"
+PEERS = os.path.join(ROOT, "tests", "peers")
+LLAMA_PEER = os.path.join(ROOT, "tests", "bench", "llama_peer.mjs")
+TORCH_PEER = os.path.join(ROOT, "tests", "bench", "torch_peer.py")
+DOC = os.path.join(ROOT, "docs", "PERFORMANCE.md")
+MODELS = [("llama-1b", 8), ("llama-7b", 4)]
+DECODE_N = 32
+THREADS = [1, 2]
+SEQLENS = [int(x) for x in os.environ.get("A3_BENCH_SEQLENS", "512,2048").split(",")]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-400:]}")
+    return r
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def st_bytes(model_dir):
+    """Bytes of weights a decoding step reads: every tensor except the
+    embedding table (one row of it) -- with tied embeddings the table is
+    the lm_head and counts whole."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    files = [os.path.join(model_dir, "model.safetensors")]
+    idx = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        with open(idx) as f:
+            files = sorted({os.path.join(model_dir, v) for v in json.load(f)["weight_map"].values()})
+    total = emb = 0
+    for p in files:
+        with open(p, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            h = json.loads(f.read(n))
+        for name, t in h.items():
+            if name == "__metadata__":
+                continue
+            b = t["data_offsets"][1] - t["data_offsets"][0]
+            total += b
+            if name == "model.embed_tokens.weight" and not cfg.get("tie_word_embeddings"):
+                emb = b
+    row = emb // cfg["vocab_size"] if emb else 0
+    return total - emb + row, total
+
+
+def write_ids(path, n):
+    """Pseudo-random ids in [3, 500): valid for any of the vocabularies."""
+    s, ids = 12345, []
+    for _ in range(n):
+        s = (s * 1103515245 + 12345) % 2147483648
+        ids.append(3 + s % 497)
+    with open(path, "wb") as f:
+        f.write(struct.pack(f"<{n}I", *ids))
+
+
+def doctor():
+    out = run([A3, "doctor"]).stdout
+    m = re.search(r"sgemm_gflops=([\d.]+) kernel=(\S+) threads=(\d+)", out)
+    return {"gflops": float(m.group(1)), "kernel": m.group(2), "threads": int(m.group(3))} if m else {}
+
+
+def membw(threads):
+    out = run([MEMBW, "2048", str(threads), "3"]).stdout
+    m = re.search(r"read_gbs=([\d.]+).*matvec=(\S+)", out)
+    return float(m.group(1)), m.group(2)
+
+
+def have_llama():
+    return (shutil.which("node") and os.path.isdir(os.path.join(PEERS, "node_modules", "node-llama-cpp")))
+
+
+def have_torch():
+    return subprocess.run(["/usr/bin/python3", "-c", "import torch, numpy"], capture_output=True).returncode == 0
+
+
+def setup_peers():
+    setup = os.path.join(ROOT, "scripts", "setup_peers.sh")
+    if os.path.exists(setup):
+        subprocess.run([setup])
+    if not have_torch() and shutil.which("apt-get"):
+        log("bench_speed: installing python3-torch (Debian) for the PyTorch peer")
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "python3-torch", "python3-numpy"],
+                       capture_output=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def make_models():
+    """(name, original dir, compressed dir or None, gguf paths) per preset."""
+    os.makedirs(WORK, exist_ok=True)
+    out = []
+    tok = os.path.join(ROOT, "samples", "sample-model", "tokenizer.json")
+    for preset, layers in MODELS:
+        d = os.path.join(WORK, f"{preset}-{layers}l")
+        if not os.path.exists(os.path.join(d, "config.json")):
+            log(f"bench_speed: a3 synth --like {preset} --layers {layers}")
+            run([A3, "synth", "--like", preset, "--layers", str(layers), "--dtype", "f16", "-o", d])
+        if not os.path.exists(os.path.join(d, "tokenizer.json")):
+            # generate and export need a tokenizer; ids stay below its 512 entries
+            shutil.copy(tok, os.path.join(d, "tokenizer.json"))
+        comp = d + "-a3"
+        if not os.path.exists(os.path.join(comp, "config.json")):
+            try:
+                cache, plan = d + ".a3c", d + ".plan.json"
+                log(f"bench_speed: compressing {preset} (calibrate, plan params=30%, apply)")
+                if not os.path.exists(cache):
+                    run([A3, "calibrate", d, "--text", os.path.join(ROOT, "samples", "calib.txt"),
+                         "--samples", "8", "--seqlen", "128", "-o", cache])
+                run([A3, "plan", cache, "--budget", "params=30%", "-o", plan])
+                run([A3, "apply", d, "--cache", cache, "--plan", plan, "-o", comp])
+            except RuntimeError as e:
+                log(f"bench_speed: compressed {preset} skipped: {e}")
+                comp = None
+        ggufs = {}
+        for tag, m in (("orig", d), ("a3", comp)):
+            if not m:
+                continue
+            g = m + ".gguf"
+            if not os.path.exists(g):
+                try:
+                    run([A3, "export", m, "-o", g, "--type", "f16"])
+                except RuntimeError as e:
+                    log(f"bench_speed: GGUF of {m} skipped (llama.cpp figures missing): {e}")
+                    continue
+            ggufs[tag] = g
+        out.append((f"{preset} ({layers} layers)", d, comp, ggufs))
+    return out
+
+
+def a3_decode(model, threads):
+    r = run([A3, "generate", model, "--prompt", "Once upon a time", "-n", str(DECODE_N),
+             "--threads", str(threads)])
+    m = re.search(r"decoded (\d+) tokens in ([\d.]+) s", r.stderr)
+    return int(m.group(1)) / float(m.group(2))
+
+
+def llama(gguf, mode, threads, n):
+    r = run(["node", LLAMA_PEER, gguf, mode, str(threads), str(n), PEERS])
+    m = re.search(r"tokens_per_s=([\d.]+).*cpu_backend=(\S+)", r.stdout)
+    return float(m.group(1)), m.group(2)
+
+
+def a3_prefill(model, ids, n, threads):
+    r = run([A3, "eval", model, "--ids", ids, "--seqlen", str(n), "--max-seqs", "1", "--threads", str(threads)])
+    speed = re.search(r"speed\s+([\d.]+) tokens/s", r.stdout)
+    nll = re.search(r"mean NLL\s+([\d.]+)", r.stdout)
+    return float(speed.group(1)), float(nll.group(1))
+
+
+def torch_prefill(model, ids, threads):
+    r = run(["/usr/bin/python3", TORCH_PEER, model, ids, str(threads)])
+    m = re.search(r"tokens_per_s=([\d.]+).*nll=([\d.]+) torch=(\S+)", r.stdout)
+    return float(m.group(1)), float(m.group(2)), m.group(3)
+
+
+def fmt_ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def main():
+    if not os.path.exists(A3) or not os.path.exists(MEMBW):
+        raise SystemExit("bench_speed: build a3 and the benchmarks first (make bench)")
+    setup_peers()
+    doc = doctor()
+    models = make_models()
+    use_llama, use_torch = have_llama(), have_torch()
+    lines = []
+    notes = []
+    if not use_llama:
+        notes.append("llama.cpp: skipped (node or tests/peers/node_modules missing; scripts/setup_peers.sh)")
+    if not use_torch:
+        notes.append("PyTorch: skipped (python3-torch not installed and could not be installed)")
+    t_start, load0 = time.time(), load()
+
+    # ---- decoding ------------------------------------------------------
+    dec = {}  # (model, tag, threads) -> best tokens/s ; ("bw", threads) -> best GB/s
+    backend = "?"
+    impl = "?"
+    for rnd in range(ROUNDS):
+        for threads in THREADS:
+            gbs, impl = membw(threads)
+            dec[("bw", threads)] = max(dec.get(("bw", threads), 0), gbs)
+            for name, d, comp, ggufs in models:
+                for tag, m in (("orig", d), ("a3", comp)):
+                    if not m:
+                        continue
+                    k = (name, tag, threads)
+                    dec[("a3",) + k] = max(dec.get(("a3",) + k, 0), a3_decode(m, threads))
+                    if use_llama and tag in ggufs:
+                        v, backend = llama(ggufs[tag], "decode", threads, DECODE_N)
+                        dec[("ll",) + k] = max(dec.get(("ll",) + k, 0), v)
+        log(f"bench_speed: decode round {rnd + 1}/{ROUNDS} done (load {load():.1f})")
+    load_dec = load()
+
+    lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt of 5 tokens; rate of the steps "
+                 f"after the prompt), best of {ROUNDS} interleaved rounds. a3 matvec code: {impl}; "
+                 f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Bound = weight bytes "
+                 f"read per token / read bandwidth measured in the same rounds (bench_membw, 2 GiB).")
+    lines.append("")
+    lines.append("| model | threads | bandwidth GB/s | weights read/token | bound tok/s | a3 tok/s | a3 / bound "
+                 "| llama.cpp tok/s | a3 / llama.cpp |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, d, comp, ggufs in models:
+        for tag, m in (("orig", d), ("a3", comp)):
+            if not m:
+                continue
+            rd, _ = st_bytes(m)
+            for threads in THREADS:
+                bw = dec[("bw", threads)] * 1e9
+                bound = bw / rd
+                a = dec.get(("a3", name, tag, threads))
+                ll = dec.get(("ll", name, tag, threads))
+                label = name if tag == "orig" else name + ", a3 params=30%"
+                lines.append(f"| {label} | {threads} | {bw / 1e9:.1f} | {rd / 1e9:.3f} GB | {bound:.2f} | "
+                             f"{a:.2f} | {a / bound:.0%} | {f'{ll:.2f}' if ll else 'n/a'} | "
+                             f"{fmt_ratio(a, ll)} |")
+    lines.append("")
+    for name, d, comp, ggufs in models:
+        if not comp:
+            continue
+        ro, _ = st_bytes(d)
+        rc, _ = st_bytes(comp)
+        for threads in THREADS:
+            so, sc = dec[("a3", name, "orig", threads)], dec[("a3", name, "a3", threads)]
+            lines.append(f"- {name}, {threads} thread(s): compressed model decodes {sc / so:.2f}x as fast as "
+                         f"the original; byte ratio (original / compressed weights read per token) "
+                         f"{ro / rc:.2f}x.")
+    lines.append(f"- load average (1 min) {load0:.1f} at the start, {load_dec:.1f} after decoding.")
+    lines.append("")
+
+    # ---- prefill -------------------------------------------------------
+    if DO_PREFILL:
+        ptab = []
+        checks = []
+        tver = "?"
+        for n in SEQLENS:
+            ids = os.path.join(WORK, f"ids{n}.bin")
+            write_ids(ids, n)
+            for threads in THREADS:
+                for name, d, comp, ggufs in models:
+                    a, nll = a3_prefill(d, ids, n, threads)
+                    ll = llama(ggufs["orig"], "prefill", threads, n)[0] if use_llama and "orig" in ggufs else None
+                    tp = None
+                    if use_torch:
+                        tp, tnll, tver = torch_prefill(d, ids, threads)
+                        checks.append(abs(nll - tnll))
+                    ptab.append((name, n, threads, a, ll, tp, load()))
+                    log(f"bench_speed: prefill {name} n={n} threads={threads}: a3 {a:.1f}, llama.cpp {ll}, "
+                        f"torch {tp} tok/s (load {load():.1f})")
+        lines.append(f"Prefill: `a3 eval --ids` on one window of N ids (OpenBLAS kernel {doc.get('kernel')}, "
+                     f"sgemm {doc.get('gflops')} GFLOP/s at {doc.get('threads')} threads in `a3 doctor`), "
+                     f"llama.cpp one batch of N (CPU backend {backend}), PyTorch {tver} float32 "
+                     f"(`torch_peer.py`); one run each, interleaved.")
+        lines.append("")
+        lines.append("| model | N | threads | a3 tok/s | llama.cpp tok/s | PyTorch tok/s | a3 / llama.cpp "
+                     "| a3 / PyTorch | load |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, n, threads, a, ll, tp, ld in ptab:
+            lines.append(f"| {name} | {n} | {threads} | {a:.1f} | {f'{ll:.1f}' if ll else 'n/a'} | "
+                         f"{f'{tp:.1f}' if tp else 'n/a'} | {fmt_ratio(a, ll)} | {fmt_ratio(a, tp)} | {ld:.1f} |")
+        lines.append("")
+        if checks:
+            lines.append(f"- a3 and PyTorch mean NLL on the same ids agree to {max(checks):.1e} nats "
+                         f"(largest difference over the runs).")
+        lines.append("- a3 eval and PyTorch compute the logits of every position (the lm_head over N "
+                     "rows); llama.cpp only those of the last token.")
+    for n_ in notes:
+        lines.append(f"- {n_}")
+    lines.append(f"- total {time.time() - t_start:.0f} s; load average at the end {load():.1f} "
+                 f"(up to 8 helpers share these 2 cores: ratios are measured interleaved).")
+
+    body = "\n".join(lines)
+    print(body)
+    write_doc(body)
+    if not KEEP:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+def write_doc(body):
+    begin, end = "<!-- BEGIN speed -->", "<!-- END speed -->"
+    text = open(DOC).read() if os.path.exists(DOC) else "# Performance\n"
+    section = (f"{begin}\n## Decoding and prefill against the bandwidth bound and peers "
+               f"(`make bench`, scripts/bench_speed.py)\n\n{body}\n{end}")
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = DOC + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, DOC)
+
+
+if __name__ == "__main__":
+    main()
