@@ -417,6 +417,15 @@ static void test_nonfinite_weights(void)
             int rc = a3_eval_nll(m, &q, &r, NULL, NULL, &err);
             CHECKF(rc == A3_EFORMAT && strstr(err.msg, cases[i].expect) && strstr(err.msg, "NaN/Inf"),
                    "case %zu: rc %d, '%s'", i, rc, err.msg);
+            /* decoding reads the stored weights through the matvec kernel:
+             * the same error, one token at a time */
+            a3_decoder *dec = NULL;
+            float lg[101];
+            rc = a3_decoder_new(m, 8, &dec, &err);
+            for (int t = 0; rc == 0 && t < 8; t++) rc = a3_decoder_step(dec, tok + t, 1, lg, &err);
+            CHECKF(rc == A3_EFORMAT && strstr(err.msg, cases[i].expect) && strstr(err.msg, "NaN/Inf"),
+                   "decoder case %zu: rc %d, '%s'", i, rc, err.msg);
+            a3_decoder_free(dec);
             a3_seqs_free(&q);
             a3_model_free(m);
         }
