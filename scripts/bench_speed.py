@@ -12,7 +12,7 @@ bound is computed for the file that ran.
 Decoding: `a3 generate` tokens/s (its stderr line: the steps after the
 prompt) against (a) the bandwidth bound = bytes of weights read per token
 (every tensor but the embedding table, of which one row) / read bandwidth
-measured here (bench_membw, a threaded streaming read of 2 GiB), and (b)
+measured here (bench_membw, a threaded streaming read of 1 GiB), and (b)
 llama.cpp (node-llama-cpp, prebuilt, tests/peers) on a GGUF of the same
 model made by `a3 export`. Interleaved rounds, best of ROUNDS per figure.
 
@@ -26,7 +26,11 @@ Writes its section of docs/PERFORMANCE.md between the speed markers and
 prints it. Environment: BUILD (build dir), A3_BENCH_DIR (scratch for the
 models, default build/bench-speed; removed unless A3_BENCH_KEEP=1),
 A3_BENCH_ROUNDS (decode rounds, default 3), A3_BENCH_PREFILL=0 (skip the
-prefill part), A3_BENCH_SEQLENS (prefill lengths, default 512,2048)."""
+prefill part), A3_BENCH_SEQLENS (prefill lengths, default 512,2048),
+A3_BENCH_THREADS (default 1,2), A3_BENCH_MODELS (default llama-1b,llama-7b),
+A3_BENCH_COMPRESS=0 (skip the compressed models), A3_BENCH_DECODE_N (new
+tokens per decoding run, default 32). The defaults are the full report;
+the others exist to get partial figures on a crowded machine."""
 import json
 import os
 import re
@@ -48,9 +52,11 @@ PEERS = os.path.join(ROOT, "tests", "peers")
 LLAMA_PEER = os.path.join(ROOT, "tests", "bench", "llama_peer.mjs")
 TORCH_PEER = os.path.join(ROOT, "tests", "bench", "torch_peer.py")
 DOC = os.path.join(ROOT, "docs", "PERFORMANCE.md")
-MODELS = [("llama-1b", 8), ("llama-7b", 4)]
-DECODE_N = 32
-THREADS = [1, 2]
+MODELS = [m for m in [("llama-1b", 8), ("llama-7b", 4)]
+          if m[0] in os.environ.get("A3_BENCH_MODELS", "llama-1b,llama-7b").split(",")]
+COMPRESS = os.environ.get("A3_BENCH_COMPRESS", "1") != "0"
+DECODE_N = int(os.environ.get("A3_BENCH_DECODE_N", "32"))
+THREADS = [int(x) for x in os.environ.get("A3_BENCH_THREADS", "1,2").split(",")]
 SEQLENS = [int(x) for x in os.environ.get("A3_BENCH_SEQLENS", "512,2048").split(",")]
 
 
@@ -113,7 +119,7 @@ def doctor():
 
 
 def membw(threads):
-    out = run([MEMBW, "2048", str(threads), "3"]).stdout
+    out = run([MEMBW, "1024", str(threads), "3"]).stdout
     m = re.search(r"read_gbs=([\d.]+).*matvec=(\S+)", out)
     return float(m.group(1)), m.group(2)
 
@@ -150,8 +156,8 @@ def make_models():
         if not os.path.exists(os.path.join(d, "tokenizer.json")):
             # generate and export need a tokenizer; ids stay below its 512 entries
             shutil.copy(tok, os.path.join(d, "tokenizer.json"))
-        comp = d + "-a3"
-        if not os.path.exists(os.path.join(comp, "config.json")):
+        comp = d + "-a3" if COMPRESS else None
+        if comp and not os.path.exists(os.path.join(comp, "config.json")):
             try:
                 cache, plan = d + ".a3c", d + ".plan.json"
                 log(f"bench_speed: compressing {preset} (calibrate, plan params=30%, apply)")
@@ -180,7 +186,7 @@ def make_models():
 
 
 def a3_decode(model, threads):
-    r = run([A3, "generate", model, "--prompt", "Once upon a time", "-n", str(DECODE_N),
+    r = run([A3, "generate", model, "--prompt", "a", "-n", str(DECODE_N),
              "--threads", str(threads)])
     m = re.search(r"decoded (\d+) tokens in ([\d.]+) s", r.stderr)
     return int(m.group(1)) / float(m.group(2))
@@ -244,10 +250,10 @@ def main():
         log(f"bench_speed: decode round {rnd + 1}/{ROUNDS} done (load {load():.1f})")
     load_dec = load()
 
-    lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt of 5 tokens; rate of the steps "
+    lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt \"a\"; rate of the steps "
                  f"after the prompt), best of {ROUNDS} interleaved rounds. a3 matvec code: {impl}; "
                  f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Bound = weight bytes "
-                 f"read per token / read bandwidth measured in the same rounds (bench_membw, 2 GiB).")
+                 f"read per token / read bandwidth measured in the same rounds (bench_membw, 1 GiB).")
     lines.append("")
     lines.append("| model | threads | bandwidth GB/s | weights read/token | bound tok/s | a3 tok/s | a3 / bound "
                  "| llama.cpp tok/s | a3 / llama.cpp |")
