@@ -9,7 +9,7 @@
 CC      ?= cc
 BUILD   ?= build
 VERSION := 0.1.0
-PKGS    := openblas lapacke libcjson ncursesw libpcre2-8
+PKGS    := openblas lapacke libcjson ncursesw libpcre2-8 libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -march=x86-64-v2

@@ -2,7 +2,7 @@
 # Installs the build dependencies on Debian/Ubuntu (as root or with sudo).
 # Does nothing when they are already present.
 set -eu
-pkgs="build-essential pkg-config libopenblas-dev liblapacke-dev libcjson-dev libncurses-dev libpcre2-dev tmux"
+pkgs="build-essential pkg-config libopenblas-dev liblapacke-dev libcjson-dev libncurses-dev libpcre2-dev libutf8proc-dev tmux"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

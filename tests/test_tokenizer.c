@@ -566,7 +566,10 @@ static void test_hf_sp(void)
      * "hello" gets no "▁": [h e l l o] -> [h e llo]. */
     CHECK_IDS(t, "<s>hello", 0, 1, 11, 12, 18);
     CHECK_IDS(t, "hello hello", 0, 19, 19);
-    CHECK(a3_tok_bos(t) == 1); /* no post-processor: by name "<s>" */
+    /* No post-processor: nothing is added and there is no BOS, although an
+     * added token is named "<s>" (HF adds nothing either). */
+    CHECK(a3_tok_bos(t) == -1 && a3_tok_eos(t) == 2);
+    CHECK_IDS(t, "hello", 1, 19);
     CHECK(round_trips(t, "hello hello", 11));
     a3_tok_free(t);
 }
@@ -611,6 +614,15 @@ static const char bl_json[] = BL_HEAD BL_SPLIT BL_MODEL("false");
 static const char bl_ignore_json[] = BL_HEAD BL_SPLIT BL_MODEL("true");
 static const char bl_gpt2_json[] = BL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
                                            "\"trim_offsets\":true,\"use_regex\":true}," BL_MODEL("false");
+
+/* Llama 3's first release: no BOS template, a ByteLevel post-processor. */
+#define BL_HEAD_L3BASE                                                                                    \
+    "{\"version\":\"1.0\",\"added_tokens\":["                                                             \
+    "{\"id\":26,\"content\":\"<|begin_of_text|>\",\"special\":true,\"normalized\":false},"                \
+    "{\"id\":27,\"content\":\"<|end_of_text|>\",\"special\":true,\"normalized\":false}],"                 \
+    "\"normalizer\":null,\"post_processor\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"             \
+    "\"trim_offsets\":false,\"use_regex\":true},\"decoder\":{\"type\":\"ByteLevel\"},"
+static const char bl_l3base_json[] = BL_HEAD_L3BASE BL_SPLIT BL_MODEL("false");
 
 static const char bl_text[] = "I'm 12345 h\xC3\xA9llo!!\n";
 
@@ -739,19 +751,31 @@ static void test_load_dir(void)
     CHECKF(a3_tok_load_dir(dir, &t, &e) == 0, "%s", e.msg);
     if (t) CHECK(a3_tok_vocab_size(t) == 269);
     a3_tok_free(t);
-    /* tokenizer.json wins; tokenizer_config.json's null BOS means none,
-     * config.json supplies EOS. */
+    /* tokenizer.json wins; what encoding adds stays the post-processor's
+     * (tokenizer_config.json's bos_token and add_bos_token are not read, as
+     * in HF); config.json supplies EOS. */
     tmp_text("model/tokenizer.json", bl_json);
     tmp_text("model/tokenizer_config.json", "{\"bos_token\":null,\"add_bos_token\":false}");
-    tmp_text("model/config.json", "{\"bos_token_id\":26,\"eos_token_id\":[3,27]}");
+    tmp_text("model/config.json", "{\"bos_token_id\":27,\"eos_token_id\":[3,27]}");
     CHECKF(a3_tok_load_dir(dir, &t, &e) == 0, "%s", e.msg);
-    if (t) CHECK(a3_tok_bos(t) == -1 && a3_tok_eos(t) == 3 && a3_tok_vocab_size(t) == 28);
-    if (t) CHECK_IDS(t, "I'm", 1, 0, 16); /* add_bos with no BOS adds nothing */
+    if (t) CHECK(a3_tok_bos(t) == 26 && a3_tok_eos(t) == 3 && a3_tok_vocab_size(t) == 28);
+    if (t) CHECK_IDS(t, "I'm", 1, 26, 0, 16);
     a3_tok_free(t);
-    tmp_text("model/tokenizer_config.json", "{\"bos_token\":{\"content\":\"<|end_of_text|>\"}}");
+    /* tokenizer_config.json's eos_token comes before config.json's. */
+    tmp_text("model/tokenizer_config.json", "{\"bos_token\":{\"content\":\"<|end_of_text|>\"},"
+                                            "\"eos_token\":{\"content\":\"<|end_of_text|>\"}}");
     CHECKF(a3_tok_load_dir(dir, &t, &e) == 0, "%s", e.msg);
-    if (t) CHECK(a3_tok_bos(t) == 27 && a3_tok_eos(t) == 3);
+    if (t) CHECK(a3_tok_bos(t) == 26 && a3_tok_eos(t) == 27);
     a3_tok_free(t);
+    /* Llama 3's first tokenizer.json: a ByteLevel post-processor only, so
+     * no BOS although tokenizer_config.json names one (HF adds none). */
+    tmp_text("model/tokenizer.json", bl_l3base_json);
+    CHECKF(a3_tok_load_dir(dir, &t, &e) == 0, "%s", e.msg);
+    if (t) CHECK(a3_tok_bos(t) == -1 && a3_tok_eos(t) == 27);
+    if (t) CHECK_IDS(t, "I'm", 1, 0, 16);
+    a3_tok_free(t);
+    tmp_text("model/tokenizer.json", bl_json);
+    tmp_text("model/tokenizer_config.json", "{}");
     tmp_text("model/config.json", "{\"eos_token_id\":5000}");
     CHECK(a3_tok_load_dir(dir, &t, &e) == A3_EFORMAT && t == NULL && strstr(e.msg, "config.json"));
     tmp_text("model/config.json", "{not json");

@@ -4,9 +4,15 @@
  *  - HF tokenizer.json, model type BPE, in the two forms in real use:
  *    SentencePiece-style (Llama 2, Mistral, TinyLlama: normalizer/pre-tokenizer
  *    replaces ' ' with U+2581 "▁" and prepends one, byte_fallback tokens
- *    <0xNN>) and byte-level (GPT-2, Llama 3, Qwen2, SmolLM: bytes mapped to
+ *    <0xNN>) and byte-level (GPT-2, Llama 3, Qwen2/3, SmolLM: bytes mapped to
  *    printable unicode, split by the pre-tokenizer regex with PCRE2).
- *    Merges by rank; added/special tokens matched before BPE.
+ *    Merges by rank; added/special tokens matched before BPE; normalizers
+ *    Prepend, Replace and the Unicode forms NFC/NFD/NFKC/NFKD (utf8proc);
+ *    special tokens added by the post-processor (TemplateProcessing,
+ *    RobertaProcessing, BertProcessing, ByteLevel, Sequence of them).
+ *    Identical ids to Hugging Face tokenizers 0.23.2 on the Llama 2, Llama 3,
+ *    Llama 3.1, Mistral v0.1 and Qwen3 tokenizer.json files
+ *    (tests/test_tokenizer_hf.c).
  *  - llama2.c tokenizer.bin (int32 max_token_length, then per token float32
  *    score, int32 len, bytes): greedy merging of the adjacent pair whose
  *    concatenation has the highest score, after a leading space is added;
@@ -29,33 +35,49 @@ typedef struct a3_tokenizer a3_tokenizer;
  * says "<file>: <field or what>: <detail>": A3_EIO (cannot read),
  * A3_EFORMAT (malformed or hostile content), A3_EUNSUPPORTED (a model type
  * or pipeline step a3 does not reproduce exactly: WordPiece, Unigram,
- * Lowercase, Whitespace, dropout, ...). NFC normalizers are accepted and
- * treated as the identity (exact for text already in NFC).
+ * Lowercase, Whitespace, a post-processor other than the ones above,
+ * dropout, ...).
  * llama2.c: vocab_size > 0 requires exactly that many tokens in the file;
  * vocab_size <= 0 reads as many as the file holds. BOS 1, EOS 2, unk 0.
- * HF: BOS/EOS from the post-processor template, else added tokens named
- * <s>/</s>, <|begin_of_text|>/<|end_of_text|>/<|endoftext|>, else -1. */
+ * HF: BOS is the first token the post-processor adds before the text (-1
+ * if it adds none); EOS the last it adds after the text, else an added
+ * token named </s>, <|end_of_text|> or <|endoftext|>, else -1. Plain
+ * vocabulary entries never become BOS/EOS. */
 int a3_tok_load_hf(const char *path, a3_tokenizer **out, a3_err *err);
 int a3_tok_load_llama2c(const char *path, int vocab_size, a3_tokenizer **out,
                         a3_err *err);
 /* Directory: tokenizer.json if present, else tokenizer.bin. With
- * tokenizer.json, BOS/EOS are then taken from tokenizer_config.json
- * (bos_token / eos_token; an explicit null means none), else from
- * config.json (bos_token_id / eos_token_id, first of a list). */
+ * tokenizer.json, EOS is then taken from tokenizer_config.json (eos_token;
+ * an explicit null means none), else from config.json (eos_token_id, first
+ * of a list). BOS and what encoding adds stay the post-processor's, as in
+ * HF (tokenizer_config.json's bos_token / add_bos_token are not read). */
 int a3_tok_load_dir(const char *dir, a3_tokenizer **out, a3_err *err);
 void a3_tok_free(a3_tokenizer *t);
 
 int a3_tok_vocab_size(const a3_tokenizer *t);
 int a3_tok_bos(const a3_tokenizer *t); /* -1 if none */
 int a3_tok_eos(const a3_tokenizer *t); /* -1 if none */
+/* The special tokens encoding with add_special puts before (after = 0) or
+ * after (after = 1) the text: their count, and *ids pointing at them (owned
+ * by the tokenizer). */
+int a3_tok_special(const a3_tokenizer *t, int after, const int32_t **ids);
+/* Token id's vocabulary entry as stored (HF: "▁the", "Ġthe", "<0x0A>";
+ * llama2.c: " the"), not NUL-terminated; "" (length 0) for ids outside the
+ * vocabulary or gaps in HF ids. */
+const char *a3_tok_piece(const a3_tokenizer *t, int id, size_t *len);
+/* "llama2.c tokenizer.bin", "tokenizer.json, byte-level BPE", ... */
+const char *a3_tok_kind(const a3_tokenizer *t);
 
-/* Encode UTF-8 text of length len (no BOS/EOS added; add_bos adds one when
- * the tokenizer has it). *ids is malloc'd (never NULL on success, even for
- * no ids), caller frees. Invalid UTF-8 is encoded byte by byte (byte
- * fallback) rather than refused. The tokenizer is only read: concurrent
- * encodes with one tokenizer are safe. */
+/* Encode UTF-8 text of length len. add_special adds the special tokens the
+ * post-processor puts around one sequence (HF's add_special_tokens; BOS
+ * for llama2.c, Llama 2, Llama 3.1; nothing for Qwen). *ids is malloc'd
+ * (never NULL on success, even for no ids), caller frees. Invalid UTF-8 is
+ * encoded byte by byte (byte fallback, or the bytes' byte-level tokens)
+ * rather than refused; HF cannot take such text, so there is nothing to
+ * match. The tokenizer is only read: concurrent encodes with one tokenizer
+ * are safe. */
 int a3_tok_encode(const a3_tokenizer *t, const char *text, size_t len,
-                  int add_bos, int32_t **ids, size_t *n_ids, a3_err *err);
+                  int add_special, int32_t **ids, size_t *n_ids, a3_err *err);
 
 /* Decode one token given the previous one (SentencePiece drops the leading
  * space after BOS), appending its bytes to buf. Returns bytes written, or a

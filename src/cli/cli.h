@@ -23,6 +23,7 @@ int a3_cmd_cache(int argc, char **argv);
 int a3_cmd_plan(int argc, char **argv);
 int a3_cmd_export(int argc, char **argv);
 int a3_cmd_probe(int argc, char **argv);
+int a3_cmd_tokenize(int argc, char **argv);
 
 /* The prediction sidecar at out for cache c of model m: curves (reused
  * from an existing sidecar of the same cache), then, when win is not NULL,

@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
     {"info", a3_cmd_info, "architecture, parameter counts, KV-cache size of a model"},
     {"eval", a3_cmd_eval, "perplexity of a model on a text file"},
     {"generate", a3_cmd_generate, "generate text from a prompt"},
+    {"tokenize", a3_cmd_tokenize, "show how a text tokenizes, write an --ids file"},
     {"calibrate", a3_cmd_calibrate, "gather A3 statistics and loss curves into a cache"},
     {"cache", a3_cmd_cache, "inspect or merge calibration caches"},
     {"plan", a3_cmd_plan, "make or show a rank plan under a budget"},

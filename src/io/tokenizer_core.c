@@ -1,8 +1,6 @@
-/* tokenizer: shared tables, the BPE merge engine, llama2.c tokenizer.bin,
- * decoding, pre-tokenized id files. See include/a3/tokenizer.h; the HF
- * tokenizer.json reader is in tokenizer_hf.c, the writer in
- * tokenizer_save.c. */
-#include "tokenizer_impl.h"
+/* tokenizer_core: the tokenizer object, its lookup tables, the BPE merge
+ * engine, decoding and freeing (the bottom layer; see tokenizer_core.h). */
+#include "tokenizer_core.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -23,7 +21,23 @@ a3_tokenizer *tok_new(int kind)
 void a3_tok_free(a3_tokenizer *t)
 {
     if (!t) return;
-    tok_hf_free(t);
+    for (size_t i = 0; i < t->n_added; i++) {
+        free(t->added[i].content);
+        free(t->added[i].pat);
+    }
+    free(t->added);
+    free(t->raw_m.order);
+    free(t->norm_m.order);
+    for (size_t i = 0; i < t->n_norm; i++) {
+        free(t->norm[i].a);
+        free(t->norm[i].b);
+    }
+    free(t->norm);
+    for (size_t i = 0; i < t->n_pre; i++)
+        if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
+    free(t->pre);
+    free(t->before);
+    free(t->after);
     free(t->arena);
     free(t->off);
     free(t->len);
@@ -43,6 +57,16 @@ void a3_tok_free(a3_tokenizer *t)
 int a3_tok_vocab_size(const a3_tokenizer *t) { return t->n_vocab; }
 int a3_tok_bos(const a3_tokenizer *t) { return t->bos; }
 int a3_tok_eos(const a3_tokenizer *t) { return t->eos; }
+
+const char *a3_tok_piece(const a3_tokenizer *t, int id, size_t *len)
+{
+    if (id < 0 || id >= t->n_vocab) {
+        *len = 0;
+        return "";
+    }
+    *len = t->len[id];
+    return t->arena + t->off[id];
+}
 
 int tok_buf_put(tok_buf *b, const void *p, size_t n)
 {
@@ -65,7 +89,7 @@ int tok_buf_put(tok_buf *b, const void *p, size_t n)
 }
 
 /* Grow *p (elements of size sz) so that it holds at least need elements. */
-static int tok_grow(void **p, size_t *cap, size_t need, size_t sz)
+int tok_grow(void **p, size_t *cap, size_t need, size_t sz)
 {
     if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 64;
@@ -105,14 +129,28 @@ int tok_sym_push(tok_work *w, int32_t id)
     return 0;
 }
 
+void tok_work_free(tok_work *w)
+{
+    free(w->ids);
+    free(w->sym);
+    free(w->prev);
+    free(w->next);
+    free(w->heap);
+    free(w->word.p);
+    free(w->normed.p);
+    for (int i = 0; i < TOK_MAX_LEVELS; i++) {
+        free(w->level_buf[i].p);
+        free(w->spans[i]);
+    }
+    if (w->md) pcre2_match_data_free(w->md);
+}
+
 const char *tok_piece(const a3_tokenizer *t, int32_t id, uint32_t *len)
 {
     *len = t->len[id];
     return t->arena + t->off[id];
 }
 
-/* Length of the UTF-8 character at s (1 for an invalid or truncated
- * sequence, so every byte is consumed exactly once). */
 size_t tok_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
@@ -128,7 +166,16 @@ size_t tok_utf8_len(const unsigned char *s, size_t n)
     return k;
 }
 
-/* "<0xNN>" (uppercase or lowercase hex) -> NN, else -1. */
+uint32_t tok_utf8_cp(const unsigned char *s, size_t n, size_t *len)
+{
+    size_t k = tok_utf8_len(s, n);
+    *len = k;
+    if (k == 1) return s[0];
+    uint32_t c = s[0] & (0x7F >> k);
+    for (size_t i = 1; i < k; i++) c = c << 6 | (s[i] & 0x3F);
+    return c;
+}
+
 int tok_parse_byte_piece(const char *s, size_t n)
 {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
@@ -178,6 +225,20 @@ int32_t tok_lookup(const a3_tokenizer *t, const char *s, size_t n)
         int32_t id = v - 1;
         if (t->len[id] == n && memcmp(t->arena + t->off[id], s, n) == 0) return id;
     }
+}
+
+int32_t tok_added_id(const a3_tokenizer *t, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].content_len == n && memcmp(t->added[i].content, name, n) == 0) return t->added[i].id;
+    return -1;
+}
+
+int32_t tok_name_id(const a3_tokenizer *t, const char *name)
+{
+    int32_t id = tok_added_id(t, name);
+    return id >= 0 ? id : tok_lookup(t, name, strlen(name));
 }
 
 /* Index every id (HF: only those in model.vocab). With allow_dups the lowest
@@ -434,318 +495,3 @@ int a3_tok_decode(const a3_tokenizer *t, int prev, int id, char *buf, size_t cap
     return (int)n;
 }
 
-/* ---- llama2.c tokenizer.bin -------------------------------------------- */
-
-typedef struct {
-    const unsigned char *p;
-    size_t n, at;
-} tok_reader;
-
-static int rd_i32(tok_reader *r, int32_t *v)
-{
-    if (r->n - r->at < 4) return -1;
-    const unsigned char *q = r->p + r->at;
-    *v = (int32_t)((uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24);
-    r->at += 4;
-    return 0;
-}
-
-static int rd_f32(tok_reader *r, float *v)
-{
-    int32_t bits;
-    if (rd_i32(r, &bits)) return -1;
-    memcpy(v, &bits, sizeof *v);
-    return 0;
-}
-
-/* Read one token record (float score, int32 len, bytes) into arena. */
-static int l2c_read_token(tok_reader *r, const char *path, int32_t i, int32_t max_len,
-                          float *score, tok_buf *arena, a3_err *err)
-{
-    int32_t n;
-    if (rd_f32(r, score) || rd_i32(r, &n))
-        return a3_err_set(err, A3_EFORMAT, "%s: truncated at token %d header", path, (int)i);
-    if (n < 0 || n > max_len)
-        return a3_err_set(err, A3_EFORMAT, "%s: token %d length %d outside 0..max_token_length %d",
-                          path, (int)i, (int)n, (int)max_len);
-    if (r->n - r->at < (size_t)n)
-        return a3_err_set(err, A3_EFORMAT, "%s: truncated in token %d (%d bytes, %zu left)", path,
-                          (int)i, (int)n, r->n - r->at);
-    if (tok_buf_put(arena, r->p + r->at, (size_t)n))
-        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
-    r->at += (size_t)n;
-    return A3_OK;
-}
-
-/* Parse all token records; vocab_size > 0 demands exactly that many. */
-static int l2c_parse(a3_tokenizer *t, tok_reader *r, const char *path, int vocab_size,
-                     tok_buf *arena, a3_err *err)
-{
-    int32_t max_len;
-    if (rd_i32(r, &max_len)) return a3_err_set(err, A3_EFORMAT, "%s: too short for header", path);
-    if (max_len <= 0 || max_len > TOK_MAX_PIECE)
-        return a3_err_set(err, A3_EFORMAT, "%s: bad max_token_length %d", path, (int)max_len);
-    size_t cap = 0, cap2 = 0, cap3 = 0;
-    for (int32_t i = 0; vocab_size > 0 ? i < vocab_size : r->at < r->n; i++) {
-        if (i >= TOK_MAX_VOCAB)
-            return a3_err_set(err, A3_EFORMAT, "%s: more than %d tokens", path, TOK_MAX_VOCAB);
-        if (tok_grow((void **)&t->score, &cap, (size_t)i + 1, sizeof *t->score) ||
-            tok_grow((void **)&t->off, &cap2, (size_t)i + 1, sizeof *t->off) ||
-            tok_grow((void **)&t->len, &cap3, (size_t)i + 1, sizeof *t->len))
-            return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
-        t->off[i] = arena->n;
-        int rc = l2c_read_token(r, path, i, max_len, &t->score[i], arena, err);
-        if (rc) return rc;
-        t->len[i] = (uint32_t)(arena->n - t->off[i]);
-        t->n_vocab = i + 1;
-    }
-    if (r->at != r->n)
-        return a3_err_set(err, A3_EFORMAT, "%s: %zu trailing bytes after %d tokens (vocab size mismatch?)",
-                          path, r->n - r->at, (int)t->n_vocab);
-    if (t->n_vocab < 259)
-        return a3_err_set(err, A3_EFORMAT, "%s: only %d tokens; llama2.c needs ids 3..258 for byte fallback",
-                          path, (int)t->n_vocab);
-    return A3_OK;
-}
-
-static int cmp_float_desc(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return x > y ? -1 : x < y ? 1 : 0;
-}
-
-/* Rank of score among the distinct scores sorted high to low. */
-static uint32_t l2c_rank(const float *distinct, size_t n, float score)
-{
-    size_t lo = 0, hi = n;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (distinct[mid] >= score) lo = mid;
-        else hi = mid;
-    }
-    return (uint32_t)lo;
-}
-
-/* Tokens run.c can produce by merging: canonical (lowest id of its piece)
- * and a score that can pass run.c's "score > best", best starting at -1e10
- * (so NaN and scores <= -1e10 never merge). */
-static int l2c_mergeable(const a3_tokenizer *t, int32_t id)
-{
-    return t->canon[id] == id && t->score[id] > -1e10f;
-}
-
-/* Every way to write a token as the concatenation of two tokens is a merge,
- * since run.c looks up each adjacent concatenation. Equal scores share a
- * rank, so the engine's leftmost-on-ties matches run.c's strict ">". */
-static int l2c_build_pairs(a3_tokenizer *t)
-{
-    size_t n_pairs = 0, n = 0;
-    float *distinct = a3_malloc_array((size_t)t->n_vocab, sizeof *distinct);
-    if (!distinct) return A3_ENOMEM;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        if (!l2c_mergeable(t, id)) continue;
-        distinct[n++] = t->score[id];
-        n_pairs += t->len[id];
-    }
-    qsort(distinct, n, sizeof *distinct, cmp_float_desc);
-    size_t n_distinct = 0;
-    for (size_t i = 0; i < n; i++)
-        if (n_distinct == 0 || distinct[i] != distinct[n_distinct - 1]) distinct[n_distinct++] = distinct[i];
-    int rc = tok_pairmap_init(&t->pairs, n_pairs + 1);
-    for (int32_t id = 0; rc == A3_OK && id < t->n_vocab; id++) {
-        if (!l2c_mergeable(t, id)) continue;
-        uint32_t rank = l2c_rank(distinct, n_distinct, t->score[id]), len;
-        const char *s = tok_piece(t, id, &len);
-        for (uint32_t k = 1; k < len; k++) {
-            int32_t a = tok_lookup(t, s, k), b = tok_lookup(t, s + k, len - k);
-            if (a >= 0 && b >= 0) tok_pairmap_put(&t->pairs, a, b, rank, id);
-        }
-    }
-    free(distinct);
-    return rc;
-}
-
-static int l2c_build_canon(a3_tokenizer *t)
-{
-    t->canon = a3_malloc_array((size_t)t->n_vocab, sizeof *t->canon);
-    if (!t->canon) return A3_ENOMEM;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        uint32_t n;
-        const char *s = tok_piece(t, id, &n);
-        t->canon[id] = tok_lookup(t, s, n);
-    }
-    return A3_OK;
-}
-
-/* run.c decode: "<0xNN>" pieces are the raw byte, others their bytes. */
-static int l2c_decode_piece(const a3_tokenizer *t, int32_t id, tok_buf *out)
-{
-    uint32_t n;
-    const char *s = tok_piece(t, id, &n);
-    int byte = tok_parse_byte_piece(s, n);
-    if (byte >= 0) {
-        char c = (char)byte;
-        return tok_buf_put(out, &c, 1);
-    }
-    return tok_buf_put(out, s, n);
-}
-
-static int l2c_finish(a3_tokenizer *t, const char *path, a3_err *err)
-{
-    int32_t unused;
-    if (tok_strmap_build(t, 1, &unused) || l2c_build_canon(t) || l2c_build_pairs(t) ||
-        tok_build_cuts(t) || tok_build_decode(t, l2c_decode_piece))
-        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
-    for (int b = 0; b < 256; b++) t->byte_id[b] = b + 3; /* run.c: byte + 3 */
-    t->unk = 0;
-    t->bos = 1;
-    t->eos = 2;
-    t->strip_first_space = 1;
-    return A3_OK;
-}
-
-int a3_tok_load_llama2c(const char *path, int vocab_size, a3_tokenizer **out, a3_err *err)
-{
-    *out = NULL;
-    char *data = NULL;
-    size_t n = 0;
-    int rc = a3_read_file(path, TOK_MAX_JSON, &data, &n, err);
-    if (rc) return rc;
-    a3_tokenizer *t = tok_new(TOK_KIND_LLAMA2C);
-    tok_buf arena = {0};
-    if (!t || tok_buf_put(&arena, "", 0)) {
-        rc = a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    tok_reader r = {(const unsigned char *)data, n, 0};
-    rc = l2c_parse(t, &r, path, vocab_size, &arena, err);
-    t->arena = arena.p;
-    arena.p = NULL;
-    if (rc == A3_OK) rc = l2c_finish(t, path, err);
-    if (rc) goto fail;
-    free(data);
-    *out = t;
-    return A3_OK;
-fail:
-    free(arena.p);
-    free(data);
-    a3_tok_free(t);
-    return rc;
-}
-
-/* run.c's character loop: a lead byte and up to 3 following continuation
- * bytes form one unit, looked up as a piece, else emitted as byte + 3 ids.
- * Invalid UTF-8 falls out of the same rule (no validation, as in run.c). */
-static int l2c_symbols(const a3_tokenizer *t, tok_work *w, const unsigned char *s, size_t n)
-{
-    if (n == 0) return 0;
-    int32_t space = tok_lookup(t, " ", 1);
-    if (tok_sym_add(t, w, space >= 0 ? space : t->byte_id[' '])) return -1;
-    size_t start = 0, k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) k = 0;
-        if (k == 0) start = i;
-        k++;
-        if (i + 1 < n && (s[i + 1] & 0xC0) == 0x80 && k < 4) continue;
-        int32_t id = tok_lookup(t, (const char *)s + start, k);
-        if (id >= 0) {
-            if (tok_sym_add(t, w, id)) return -1;
-        } else {
-            for (size_t j = start; j < start + k; j++)
-                if (tok_sym_add(t, w, t->byte_id[s[j]])) return -1;
-        }
-        k = 0;
-    }
-    return 0;
-}
-
-/* The whole text is one merge sequence (BOS included, as in run.c),
- * merged stretch by stretch between cuts. */
-static int l2c_encode(const a3_tokenizer *t, tok_work *w, const char *text, size_t len, int add_bos)
-{
-    w->n_sym = 0;
-    if (add_bos && tok_sym_add(t, w, t->bos)) return A3_ENOMEM;
-    if (l2c_symbols(t, w, (const unsigned char *)text, len) || tok_sym_flush(t, w)) return A3_ENOMEM;
-    return A3_OK;
-}
-
-/* ---- encode entry ------------------------------------------------------ */
-
-static void tok_work_free(tok_work *w)
-{
-    free(w->ids);
-    free(w->sym);
-    free(w->prev);
-    free(w->next);
-    free(w->heap);
-    free(w->word.p);
-    free(w->normed.p);
-    for (int i = 0; i < TOK_MAX_LEVELS; i++) {
-        free(w->level_buf[i].p);
-        free(w->spans[i]);
-    }
-    if (w->md) pcre2_match_data_free(w->md);
-}
-
-int a3_tok_encode(const a3_tokenizer *t, const char *text, size_t len, int add_bos,
-                  int32_t **ids, size_t *n_ids, a3_err *err)
-{
-    tok_work w;
-    memset(&w, 0, sizeof w);
-    *ids = NULL;
-    *n_ids = 0;
-    int rc;
-    if (t->kind == TOK_KIND_LLAMA2C) {
-        rc = l2c_encode(t, &w, text, len, add_bos && t->bos >= 0);
-    } else {
-        rc = add_bos && t->bos >= 0 && tok_ids_push(&w, t->bos) ? A3_ENOMEM : A3_OK;
-        if (rc == A3_OK) rc = tok_hf_encode(t, &w, text, len);
-    }
-    if (rc == A3_OK && !w.ids && tok_ids_push(&w, 0) == 0) w.n_ids = 0; /* never NULL */
-    if (rc == A3_OK && !w.ids) rc = A3_ENOMEM;
-    if (rc) {
-        tok_work_free(&w);
-        if (rc == A3_ENOMEM) return a3_err_set(err, rc, "tokenizer: out of memory encoding %zu bytes", len);
-        return a3_err_set(err, rc, "tokenizer: pre-tokenizer regex failed on the text (PCRE2 error or limit)");
-    }
-    *ids = w.ids;
-    *n_ids = w.n_ids;
-    w.ids = NULL;
-    tok_work_free(&w);
-    return A3_OK;
-}
-
-/* ---- pre-tokenized ids ------------------------------------------------- */
-
-int a3_tok_read_ids(const char *path, int32_t **ids, size_t *n_ids, a3_err *err)
-{
-    *ids = NULL;
-    *n_ids = 0;
-    char *data;
-    size_t n;
-    int rc = a3_read_file(path, (size_t)1 << 34, &data, &n, err);
-    if (rc) return rc;
-    if (n % 4 != 0) {
-        free(data);
-        return a3_err_set(err, A3_EFORMAT, "%s: size %zu is not a multiple of 4 (uint32 ids)", path, n);
-    }
-    int32_t *v = a3_malloc_array(n / 4 ? n / 4 : 1, sizeof *v);
-    if (!v) {
-        free(data);
-        return a3_err_set(err, A3_ENOMEM, "%s: out of memory", path);
-    }
-    const unsigned char *p = (const unsigned char *)data;
-    for (size_t i = 0; i < n / 4; i++, p += 4) {
-        uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        if (x > INT32_MAX) {
-            free(v);
-            free(data);
-            return a3_err_set(err, A3_EFORMAT, "%s: id %u at index %zu out of range", path, x, i);
-        }
-        v[i] = (int32_t)x;
-    }
-    free(data);
-    *ids = v;
-    *n_ids = n / 4;
-    return A3_OK;
-}

@@ -1,14 +1,25 @@
-/* Private to the tokenizer module (src/io/tokenizer*.c): the tokenizer
- * object, its lookup tables, the per-call scratch state and the BPE merge
- * engine shared by the llama2.c and the HF code paths.
+/* Private to the tokenizer module: the tokenizer object and its core
+ * machinery. The module is layered, each file with one job, and every
+ * dependency points down (no file calls a layer above it):
+ *
+ *   API      tokenizer.c        a3_tok_encode (adds the post-processor's
+ *                               special tokens), a3_tok_read_ids
+ *   loaders  tokenizer_hfload.c tokenizer.json and model directories -> object
+ *            tokenizer_save.c   llama2.c object -> tokenizer.json
+ *   models   tokenizer_hf.c     HF pipeline: added tokens, pre-tokenizer, BPE
+ *            tokenizer_norm.c   HF normalizers (Unicode forms via utf8proc)
+ *            tokenizer_l2c.c    llama2.c tokenizer.bin: read and encode
+ *            (declared in tokenizer_model.h)
+ *   core     tokenizer_core.c   this header: the object, lookup tables, the
+ *                               BPE merge engine, decoding, freeing
  *
  * Both BPE flavours reduce to one algorithm: repeatedly merge the adjacent
  * pair with the best (lowest) rank, the leftmost one on ties. For HF the rank
  * is the merge's index in model.merges; for llama2.c it is the position of
  * the merged token's score among the distinct scores sorted high to low, so
  * equal scores share a rank and the leftmost pair wins as in run.c. */
-#ifndef A3_TOKENIZER_IMPL_H
-#define A3_TOKENIZER_IMPL_H
+#ifndef A3_TOKENIZER_CORE_H
+#define A3_TOKENIZER_CORE_H
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -62,11 +73,20 @@ typedef struct {
     uint32_t start[257];
 } tok_matcher;
 
-enum tok_norm_op { TOK_NORM_PREPEND, TOK_NORM_REPLACE, TOK_NORM_NFC, TOK_NORM_COUNT };
+/* HF normalizer steps a3 reproduces; the Unicode forms use utf8proc. */
+enum tok_norm_op {
+    TOK_NORM_PREPEND,
+    TOK_NORM_REPLACE,
+    TOK_NORM_NFC,
+    TOK_NORM_NFD,
+    TOK_NORM_NFKC,
+    TOK_NORM_NFKD,
+    TOK_NORM_COUNT
+};
 
 typedef struct {
     int op;
-    char *a, *b; /* PREPEND: a; REPLACE: a -> b */
+    char *a, *b; /* PREPEND: a; REPLACE: a -> b; unused by the forms */
     size_t a_len, b_len;
 } tok_norm;
 
@@ -116,6 +136,12 @@ struct a3_tokenizer {
      * which keeps a whole-text merge (llama2.c, SentencePiece) local. */
     unsigned char *cut;
     float *score;    /* llama2.c scores, (n_vocab) */
+    /* Special tokens the post-processor puts around one sequence (HF:
+     * TemplateProcessing, RobertaProcessing, BertProcessing, in a Sequence
+     * or not; llama2.c: BOS before). bos is before[0] or -1; eos is the
+     * end-of-sequence token generation stops at (see tokenizer.h). */
+    int32_t *before, *after;
+    size_t n_before, n_after;
     int32_t bos, eos, unk;
     int32_t byte_id[256]; /* byte fallback ids, or byte-level base ids; -1 */
     int strip_first_space; /* decode: drop one leading ' ' at text start */
@@ -165,13 +191,26 @@ typedef struct {
     pcre2_match_data *md;
 } tok_work;
 
-/* tokenizer.c: shared helpers. */
+/* ---- core functions (tokenizer_core.c) ---------------------------------
+ * Return 0 or -1 / an A3_E* code on allocation failure; they never fail
+ * otherwise and never set an a3_err (callers name the file). */
+
+/* A new empty tokenizer (no ids, bos/eos/unk -1); a3_tok_free frees it and
+ * everything the loaders attach, HF parts included. */
 a3_tokenizer *tok_new(int kind);
 int tok_buf_put(tok_buf *b, const void *p, size_t n);
+int tok_grow(void **p, size_t *cap, size_t need, size_t sz);
 int tok_ids_push(tok_work *w, int32_t id);
 int tok_sym_push(tok_work *w, int32_t id);
+void tok_work_free(tok_work *w);
 const char *tok_piece(const a3_tokenizer *t, int32_t id, uint32_t *len);
+/* Id of a model piece (lowest id on duplicates), -1 if none. */
 int32_t tok_lookup(const a3_tokenizer *t, const char *s, size_t n);
+/* Id of a token by name as HF's token_to_id finds it: added tokens first,
+ * then the model's vocabulary; -1 if none. */
+int32_t tok_name_id(const a3_tokenizer *t, const char *name);
+/* Id of an added token with this content, -1 if none. */
+int32_t tok_added_id(const a3_tokenizer *t, const char *name);
 int tok_strmap_build(a3_tokenizer *t, int allow_dups, int32_t *dup_id);
 int tok_pairmap_init(tok_pairmap *m, size_t n);
 void tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_t id);
@@ -182,22 +221,16 @@ int tok_build_cuts(a3_tokenizer *t);
 int tok_sym_add(const a3_tokenizer *t, tok_work *w, int32_t id);
 /* Merge the pending symbols and append them to the output ids. */
 int tok_sym_flush(const a3_tokenizer *t, tok_work *w);
-int tok_set_pieces(a3_tokenizer *t, tok_buf *arena, size_t *off, uint32_t *len);
+/* "<0xNN>" (either case of hex) -> NN, else -1. */
 int tok_parse_byte_piece(const char *s, size_t n);
+/* Length of the UTF-8 character at s: 1..4, and 1 for an invalid or
+ * truncated sequence (so every byte is consumed exactly once). */
 size_t tok_utf8_len(const unsigned char *s, size_t n);
+/* Code point of the character at s (its length in *len); an invalid byte
+ * decodes as itself. */
+uint32_t tok_utf8_cp(const unsigned char *s, size_t n, size_t *len);
 /* Fill dec_* by calling fn(t, id, out) for every id. */
 typedef int (*tok_dec_fn)(const a3_tokenizer *t, int32_t id, tok_buf *out);
 int tok_build_decode(a3_tokenizer *t, tok_dec_fn fn);
-
-/* tokenizer_hf.c */
-extern const char tok_gpt2_pattern[];
-int tok_hf_encode(const a3_tokenizer *t, tok_work *w, const char *text, size_t len);
-int tok_hf_normalize(const a3_tokenizer *t, const char *s, size_t n, tok_buf *out, tok_buf *tmp);
-int tok_hf_replace(const char *s, size_t n, const tok_norm *op, tok_buf *out);
-void tok_bytelevel_table(a3_tokenizer *t);
-int tok_bytelevel_decode(const a3_tokenizer *t, const char *s, size_t n, tok_buf *out);
-
-/* tokenizer_hfload.c */
-void tok_hf_free(a3_tokenizer *t);
 
 #endif

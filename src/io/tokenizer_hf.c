@@ -1,9 +1,10 @@
-/* tokenizer_hf: HF tokenizer.json (model type BPE) loading and encoding.
+/* tokenizer_hf: encoding with a HF tokenizer.json (model type BPE), the
+ * model layer (see tokenizer_core.h; loading is tokenizer_hfload.c).
  *
  * Encoding follows the tokenizers library's pipeline:
  *  1. added tokens with normalized=false are cut out of the raw text
  *     (leftmost-longest, honouring lstrip/rstrip/single_word);
- *  2. each remaining piece is normalized (Prepend, Replace, NFC) and the
+ *  2. each remaining piece is normalized (tokenizer_norm.c) and the
  *     normalized added tokens are cut out of it;
  *  3. the pre-tokenizer steps (Split regex, Digits, ByteLevel, Metaspace)
  *     split each piece further, in order, each with its delimiter behaviour;
@@ -12,7 +13,7 @@
  *     unknown ones, then merges by rank (tok_bpe).
  * The pipeline is walked depth-first so a multi-megabyte text never needs a
  * list of all its pieces. */
-#include "tokenizer_impl.h"
+#include "tokenizer_model.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +31,6 @@ static int is_space_cp(uint32_t c)
            c == 0x205F || c == 0x3000;
 }
 
-/* Decode the character at s (invalid bytes decode as themselves). */
-static uint32_t utf8_cp(const unsigned char *s, size_t n, size_t *len)
-{
-    size_t k = tok_utf8_len(s, n);
-    *len = k;
-    if (k == 1) return s[0];
-    uint32_t c = s[0] & (0x7F >> k);
-    for (size_t i = 1; i < k; i++) c = c << 6 | (s[i] & 0x3F);
-    return c;
-}
 
 /* ---- GPT-2 byte <-> unicode -------------------------------------------- */
 
@@ -70,7 +61,7 @@ int tok_bytelevel_decode(const a3_tokenizer *t, const char *s, size_t n, tok_buf
 {
     for (size_t i = 0; i < n;) {
         size_t k;
-        uint32_t cp = utf8_cp((const unsigned char *)s + i, n - i, &k);
+        uint32_t cp = tok_utf8_cp((const unsigned char *)s + i, n - i, &k);
         int b = k > 1 || cp < 0x80 ? (cp < 0x144 ? t->bl_rev[cp] : -1) : -1;
         char c = (char)b;
         if (b >= 0 ? tok_buf_put(out, &c, 1) : tok_buf_put(out, s + i, k)) return -1;
@@ -88,7 +79,7 @@ static size_t space_before(const char *s, size_t from, size_t end)
     size_t b = end - 1;
     while (b > from && end - b < 4 && ((unsigned char)s[b] & 0xC0) == 0x80) b--;
     size_t k;
-    uint32_t c = utf8_cp((const unsigned char *)s + b, end - b, &k);
+    uint32_t c = tok_utf8_cp((const unsigned char *)s + b, end - b, &k);
     return b + k == end && is_space_cp(c) ? k : 0;
 }
 
@@ -112,7 +103,7 @@ static int added_match_at(const tok_added *a, const char *s, size_t from, size_t
         for (size_t k; b > from && (k = space_before(s, from, b)) > 0;) b -= k;
     if (a->rstrip)
         for (size_t k; e < n;) {
-            uint32_t c = utf8_cp((const unsigned char *)s + e, n - e, &k);
+            uint32_t c = tok_utf8_cp((const unsigned char *)s + e, n - e, &k);
             if (!is_space_cp(c)) break;
             e += k;
         }
@@ -154,28 +145,6 @@ int tok_hf_replace(const char *s, size_t n, const tok_norm *op, tok_buf *out)
         }
     }
     return tok_buf_put(out, s + last, n - last);
-}
-
-/* Apply the normalizer steps to s into *out (tmp is scratch). NFC is the
- * identity here: exact for text already in NFC, which is nearly all text. */
-int tok_hf_normalize(const a3_tokenizer *t, const char *s, size_t n, tok_buf *out, tok_buf *tmp)
-{
-    out->n = 0;
-    if (tok_buf_put(out, s, n)) return -1;
-    for (size_t k = 0; k < t->n_norm; k++) {
-        const tok_norm *op = &t->norm[k];
-        if (op->op == TOK_NORM_NFC || out->n == 0) continue;
-        tmp->n = 0;
-        if (op->op == TOK_NORM_PREPEND) {
-            if (tok_buf_put(tmp, op->a, op->a_len) || tok_buf_put(tmp, out->p, out->n)) return -1;
-        } else if (tok_hf_replace(out->p, out->n, op, tmp)) {
-            return -1;
-        }
-        tok_buf swap = *out;
-        *out = *tmp;
-        *tmp = swap;
-    }
-    return 0;
 }
 
 /* ---- BPE on one word --------------------------------------------------- */

@@ -1,9 +1,10 @@
 /* tokenizer_hfload: reading HF tokenizer.json (model type BPE) into the
- * tables tokenizer_hf.c encodes with, and a3_tok_load_dir. Every field is
- * checked; anything the encoder would not reproduce exactly (other model
- * types, unknown normalizers or pre-tokenizers, dropout, subword prefixes)
- * is refused with "<file>: <field>: <what>". */
-#include "tokenizer_impl.h"
+ * tables tokenizer_hf.c encodes with, and a3_tok_load_dir (the loader
+ * layer; see tokenizer_core.h). Every field is checked; anything the
+ * encoder would not reproduce exactly (other model types, normalizers,
+ * pre-tokenizers, post-processors or decoders it does not know, dropout,
+ * subword prefixes) is refused with "<file>: <field>: <what>". */
+#include "tokenizer_model.h"
 #include "a3/json.h"
 
 #include <math.h>
@@ -74,25 +75,6 @@ static char *dup_bytes(const char *s, size_t n)
     memcpy(p, s, n);
     p[n] = 0;
     return p;
-}
-
-void tok_hf_free(a3_tokenizer *t)
-{
-    for (size_t i = 0; i < t->n_added; i++) {
-        free(t->added[i].content);
-        free(t->added[i].pat);
-    }
-    free(t->added);
-    free(t->raw_m.order);
-    free(t->norm_m.order);
-    for (size_t i = 0; i < t->n_norm; i++) {
-        free(t->norm[i].a);
-        free(t->norm[i].b);
-    }
-    free(t->norm);
-    for (size_t i = 0; i < t->n_pre; i++)
-        if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
-    free(t->pre);
 }
 
 /* ---- model: vocab and merges ------------------------------------------ */
@@ -276,7 +258,7 @@ static int norm_add(a3_tokenizer *t, int op, const char *a, const char *b)
     n->b_len = b ? strlen(b) : 0;
     n->a = dup_bytes(a ? a : "", n->a_len);
     n->b = dup_bytes(b ? b : "", n->b_len);
-    t->n_norm++; /* counted even on failure so tok_hf_free frees it */
+    t->n_norm++; /* counted even on failure so a3_tok_free frees it */
     return n->a && n->b ? 0 : -1;
 }
 
@@ -294,7 +276,10 @@ static int load_normalizer(a3_tokenizer *t, const hf_ctx *c, const cJSON *o, int
     }
     if (strcmp(type, "Prepend") == 0 && jstr(o, "prepend"))
         return norm_add(t, TOK_NORM_PREPEND, jstr(o, "prepend"), NULL) ? OOM(c) : A3_OK;
-    if (strcmp(type, "NFC") == 0) return norm_add(t, TOK_NORM_NFC, NULL, NULL) ? OOM(c) : A3_OK;
+    const char *forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
+    const int form_ops[] = {TOK_NORM_NFC, TOK_NORM_NFD, TOK_NORM_NFKC, TOK_NORM_NFKD};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(type, forms[i]) == 0) return norm_add(t, form_ops[i], NULL, NULL) ? OOM(c) : A3_OK;
     if (strcmp(type, "Replace") == 0) {
         int is_regex;
         const char *pat = jpattern(o, &is_regex), *content = jstr(o, "content");
@@ -304,7 +289,7 @@ static int load_normalizer(a3_tokenizer *t, const hf_ctx *c, const cJSON *o, int
         return norm_add(t, TOK_NORM_REPLACE, pat, content) ? OOM(c) : A3_OK;
     }
     return FAIL(c, A3_EUNSUPPORTED,
-                "%s: normalizer.type: %s is not supported (only Sequence, Prepend, Replace, NFC)", c->path, type);
+                "%s: normalizer.type: %s is not supported (only Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD)", c->path, type);
 }
 
 /* ---- added tokens ------------------------------------------------------ */
@@ -587,58 +572,128 @@ static int hf_decode_piece(const a3_tokenizer *t, int32_t id, tok_buf *out)
     return t->dec_space ? tok_hf_replace(s, n, &rep, out) : tok_buf_put(out, s, n);
 }
 
-/* ---- special tokens ---------------------------------------------------- */
+/* ---- post-processor: special tokens ----------------------------------- */
 
-/* Id of a token by name: added tokens first (HF's id lookup order). */
-static int32_t name_id(const a3_tokenizer *t, const char *name)
+/* Put ids around what earlier steps produced: a later post-processor wraps
+ * the output of an earlier one (HF's Sequence). */
+static int wrap_ids(a3_tokenizer *t, const int32_t *pre, size_t n_pre, const int32_t *post, size_t n_post)
 {
-    size_t n = strlen(name);
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].content_len == n && memcmp(t->added[i].content, name, n) == 0) return t->added[i].id;
-    return tok_lookup(t, name, n);
-}
-
-static int32_t template_id(const a3_tokenizer *t, const cJSON *post, const char *name)
-{
-    const cJSON *ids = jget(jget(jget(post, "special_tokens"), name), "ids");
-    int32_t id;
-    if (cJSON_GetArraySize(ids) >= 1 && jid(cJSON_GetArrayItem(ids, 0), t->n_vocab, &id) == 0) return id;
-    return name_id(t, name);
-}
-
-/* BOS = a special token before $A in the single template, EOS one after. */
-static void load_post(a3_tokenizer *t, const cJSON *o, int depth)
-{
-    const char *type = jtype(o);
-    const cJSON *e;
-    if (strcmp(type, "Sequence") == 0 && depth < MAX_DEPTH) {
-        cJSON_ArrayForEach(e, jget(o, "processors")) load_post(t, e, depth + 1);
-    } else if (strcmp(type, "TemplateProcessing") == 0) {
-        int seen_seq = 0;
-        cJSON_ArrayForEach(e, jget(o, "single")) {
-            const char *name = jstr(jget(e, "SpecialToken"), "id");
-            if (jget(e, "Sequence")) seen_seq = 1;
-            if (!name) continue;
-            int32_t id = template_id(t, o, name);
-            if (!seen_seq && t->bos < 0) t->bos = id;
-            if (seen_seq && t->eos < 0) t->eos = id;
-        }
-    } else if (strcmp(type, "RobertaProcessing") == 0 || strcmp(type, "BertProcessing") == 0) {
-        int32_t id;
-        if (t->bos < 0 && jid(cJSON_GetArrayItem(jget(o, "cls"), 1), t->n_vocab, &id) == 0) t->bos = id;
-        if (t->eos < 0 && jid(cJSON_GetArrayItem(jget(o, "sep"), 1), t->n_vocab, &id) == 0) t->eos = id;
+    int32_t *b = a3_malloc_array(t->n_before + n_pre + 1, sizeof *b);
+    int32_t *a = a3_malloc_array(t->n_after + n_post + 1, sizeof *a);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return -1;
     }
+    if (n_pre) memcpy(b, pre, n_pre * sizeof *b);
+    if (t->n_before) memcpy(b + n_pre, t->before, t->n_before * sizeof *b);
+    if (t->n_after) memcpy(a, t->after, t->n_after * sizeof *a);
+    if (n_post) memcpy(a + t->n_after, post, n_post * sizeof *a);
+    free(t->before);
+    free(t->after);
+    t->before = b;
+    t->after = a;
+    t->n_before += n_pre;
+    t->n_after += n_post;
+    return 0;
 }
 
-static void default_specials(a3_tokenizer *t, const cJSON *root)
+/* The ids of template special token `name` (special_tokens[name].ids),
+ * appended to *v; HF refuses a template naming an undeclared token. */
+static int template_ids(a3_tokenizer *t, const hf_ctx *c, const cJSON *post, const char *name, int32_t **v,
+                        size_t *n, size_t *cap)
 {
-    load_post(t, jget(root, "post_processor"), 0);
-    const char *bos_names[] = {"<s>", "<|begin_of_text|>"};
+    const cJSON *ids = jget(jget(jget(post, "special_tokens"), name), "ids"), *e;
+    if (!cJSON_IsArray(ids))
+        return FAIL(c, A3_EFORMAT, "%s: post_processor.special_tokens: \"%.40s\" used by the template but not declared",
+                    c->path, name);
+    cJSON_ArrayForEach(e, ids) {
+        int32_t id;
+        if (jid(e, t->n_vocab, &id))
+            return FAIL(c, A3_EFORMAT, "%s: post_processor.special_tokens[\"%.40s\"].ids: not ids in 0..%d", c->path,
+                        name, (int)t->n_vocab - 1);
+        if (tok_grow((void **)v, cap, *n + 1, sizeof **v)) return OOM(c);
+        (*v)[(*n)++] = id;
+    }
+    return A3_OK;
+}
+
+/* TemplateProcessing's single template: special tokens, then $A once, then
+ * special tokens. */
+static int load_template(a3_tokenizer *t, const hf_ctx *c, const cJSON *o)
+{
+    const cJSON *single = jget(o, "single"), *e;
+    if (!cJSON_IsArray(single))
+        return FAIL(c, A3_EFORMAT, "%s: post_processor.single: missing or not an array", c->path);
+    int32_t *v[2] = {NULL, NULL};
+    size_t n[2] = {0, 0}, cap[2] = {0, 0};
+    int seen = 0, rc = A3_OK;
+    cJSON_ArrayForEach(e, single) {
+        const char *name = jstr(jget(e, "SpecialToken"), "id"), *seq = jstr(jget(e, "Sequence"), "id");
+        if (seq && strcmp(seq, "A") == 0 && !seen) seen = 1;
+        else if (name) rc = template_ids(t, c, o, name, &v[seen], &n[seen], &cap[seen]);
+        else
+            rc = FAIL(c, A3_EUNSUPPORTED, "%s: post_processor.single: only special tokens around one $A are supported",
+                      c->path);
+        if (rc) break;
+    }
+    if (rc == A3_OK && !seen) rc = FAIL(c, A3_EUNSUPPORTED, "%s: post_processor.single: no $A", c->path);
+    if (rc == A3_OK && wrap_ids(t, v[0], n[0], v[1], n[1])) rc = OOM(c);
+    free(v[0]);
+    free(v[1]);
+    return rc;
+}
+
+/* RobertaProcessing and BertProcessing: cls $A sep, each a [name, id]. */
+static int load_cls_sep(a3_tokenizer *t, const hf_ctx *c, const cJSON *o, const char *type)
+{
+    int32_t cls, sep;
+    if (jid(cJSON_GetArrayItem(jget(o, "cls"), 1), t->n_vocab, &cls) ||
+        jid(cJSON_GetArrayItem(jget(o, "sep"), 1), t->n_vocab, &sep))
+        return FAIL(c, A3_EFORMAT, "%s: post_processor.%s: cls and sep must be [name, id] with an id in 0..%d",
+                    c->path, type, (int)t->n_vocab - 1);
+    return wrap_ids(t, &cls, 1, &sep, 1) ? OOM(c) : A3_OK;
+}
+
+/* The special tokens HF's post-processor adds around one sequence
+ * (add_special_tokens=true). ByteLevel only adjusts offsets, not ids. */
+static int load_post(a3_tokenizer *t, const hf_ctx *c, const cJSON *o, int depth)
+{
+    if (jnull(o)) return A3_OK;
+    const char *type = jtype(o);
+    if (strcmp(type, "Sequence") == 0 && depth < MAX_DEPTH) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, jget(o, "processors")) {
+            int rc = load_post(t, c, e, depth + 1);
+            if (rc) return rc;
+        }
+        return A3_OK;
+    }
+    if (strcmp(type, "TemplateProcessing") == 0) return load_template(t, c, o);
+    if (strcmp(type, "RobertaProcessing") == 0 || strcmp(type, "BertProcessing") == 0)
+        return load_cls_sep(t, c, o, type);
+    if (strcmp(type, "ByteLevel") == 0) return A3_OK;
+    return FAIL(c, A3_EUNSUPPORTED,
+                "%s: post_processor.type: %s is not supported (only Sequence, TemplateProcessing, ByteLevel, "
+                "RobertaProcessing, BertProcessing)",
+                c->path, type);
+}
+
+/* BOS is what the post-processor puts first (so a3_tok_bos and what encode
+ * adds agree); EOS what it puts last, else a special added token with one of
+ * the usual names. Plain vocabulary entries never count: Qwen's vocabulary
+ * has an ordinary "<s>". */
+static int load_specials(a3_tokenizer *t, const hf_ctx *c, const cJSON *root)
+{
+    int rc = load_post(t, c, jget(root, "post_processor"), 0);
+    if (rc) return rc;
+    t->bos = t->n_before ? t->before[0] : -1;
+    t->eos = t->n_after ? t->after[t->n_after - 1] : -1;
     const char *eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>"};
-    for (size_t i = 0; t->bos < 0 && i < 2; i++) t->bos = name_id(t, bos_names[i]);
-    for (size_t i = 0; t->eos < 0 && i < 3; i++) t->eos = name_id(t, eos_names[i]);
+    for (size_t i = 0; t->eos < 0 && i < 3; i++) t->eos = tok_added_id(t, eos_names[i]);
     const char *unk = jstr(jget(root, "model"), "unk_token");
     t->unk = unk ? tok_lookup(t, unk, strlen(unk)) : -1;
+    return A3_OK;
 }
 
 /* ---- whole file -------------------------------------------------------- */
@@ -673,7 +728,8 @@ static int hf_parse(a3_tokenizer *t, const hf_ctx *c, const cJSON *root)
         t->dec_byte_fallback = t->byte_fallback;
     }
     byte_tables(t);
-    default_specials(t, root);
+    rc = load_specials(t, c, root);
+    if (rc) return rc;
     if (tok_build_cuts(t) || tok_build_decode(t, hf_decode_piece)) return OOM(c);
     return A3_OK;
 }
@@ -731,36 +787,37 @@ static int read_json(const char *path, cJSON **root, a3_err *err)
     return A3_OK;
 }
 
-/* tokenizer_config.json names its special tokens ("<s>" or {"content":
- * "<s>"}); an explicit null means the tokenizer has none (Qwen2's BOS). */
-static void tokcfg_special(const a3_tokenizer *t, const cJSON *cfg, const char *key, int32_t *id,
-                           int *set)
+/* tokenizer_config.json's eos_token: "</s>" or {"content": "</s>"}; an
+ * explicit null means none. */
+static void tokcfg_eos(const a3_tokenizer *t, const cJSON *cfg, int32_t *id, int *set)
 {
-    const cJSON *v = jget(cfg, key);
+    const cJSON *v = jget(cfg, "eos_token");
     const char *name = cJSON_IsString(v) ? v->valuestring : jstr(v, "content");
     if (cJSON_IsNull(v)) {
         *id = -1;
         *set = 1;
-    } else if (name && name_id(t, name) >= 0) {
-        *id = name_id(t, name);
+    } else if (name && tok_name_id(t, name) >= 0) {
+        *id = tok_name_id(t, name);
         *set = 1;
     }
 }
 
-/* config.json's bos_token_id / eos_token_id (an int, or a list: first). */
-static int cfg_special(const a3_tokenizer *t, const cJSON *cfg, const char *key, const char *path,
-                       int32_t *id, a3_err *err)
+/* config.json's eos_token_id (an int, or a list: the first). */
+static int cfg_eos(const a3_tokenizer *t, const cJSON *cfg, const char *path, int32_t *id, a3_err *err)
 {
-    const cJSON *v = jget(cfg, key);
+    const cJSON *v = jget(cfg, "eos_token_id");
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (jnull(v)) return A3_OK;
     if (jid(v, t->n_vocab, id))
-        return a3_err_set(err, A3_EFORMAT, "%s: %s: not an id in 0..%d", path, key, (int)t->n_vocab - 1);
+        return a3_err_set(err, A3_EFORMAT, "%s: eos_token_id: not an id in 0..%d", path, (int)t->n_vocab - 1);
     return A3_OK;
 }
 
-/* BOS/EOS from the model directory: tokenizer_config.json, then config.json,
- * then what tokenizer.json itself implies. */
+/* EOS (where generation stops) from the model directory: tokenizer_config.json,
+ * then config.json, then what tokenizer.json implies. BOS is not taken from
+ * them: whether and which tokens encoding adds is the post-processor's
+ * business alone, as in HF (Llama 3's first tokenizer.json adds none although
+ * tokenizer_config.json names a bos_token). */
 static int apply_configs(a3_tokenizer *t, const char *dir, a3_err *err)
 {
     char *p1 = a3_path_join(dir, "tokenizer_config.json"), *p2 = a3_path_join(dir, "config.json");
@@ -768,18 +825,13 @@ static int apply_configs(a3_tokenizer *t, const char *dir, a3_err *err)
     int rc = !p1 || !p2 ? a3_err_set(err, A3_ENOMEM, "%s: out of memory", dir) : A3_OK;
     if (rc == A3_OK) rc = read_json(p1, &tc, err);
     if (rc == A3_OK) rc = read_json(p2, &mc, err);
-    int32_t bos = t->bos, eos = t->eos;
-    int bos_set = 0, eos_set = 0;
+    int32_t eos = t->eos;
+    int eos_set = 0;
     if (rc == A3_OK) {
-        tokcfg_special(t, tc, "bos_token", &bos, &bos_set);
-        tokcfg_special(t, tc, "eos_token", &eos, &eos_set);
-        if (!bos_set) rc = cfg_special(t, mc, "bos_token_id", p2, &bos, err);
-        if (!eos_set && rc == A3_OK) rc = cfg_special(t, mc, "eos_token_id", p2, &eos, err);
+        tokcfg_eos(t, tc, &eos, &eos_set);
+        if (!eos_set) rc = cfg_eos(t, mc, p2, &eos, err);
     }
-    if (rc == A3_OK) {
-        t->bos = bos;
-        t->eos = eos;
-    }
+    if (rc == A3_OK) t->eos = eos;
     cJSON_Delete(tc);
     cJSON_Delete(mc);
     free(p1);

@@ -15,7 +15,7 @@
  * scores are minus the merge order), and tokens with two overlapping splits
  * (t1 t2 = t2 t3) never meet; see the tests for a vocabulary where a shared
  * score makes them differ. */
-#include "tokenizer_impl.h"
+#include "tokenizer_core.h"
 
 #include <stdlib.h>
 #include <string.h>
