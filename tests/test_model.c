@@ -318,7 +318,7 @@ static void test_bad_configs(void)
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":-4,\"num_hidden_layers\":1,\"num_attention_heads\":1,\"intermediate_size\":4,\"vocab_size\":4}", "hidden_size"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":4,\"num_key_value_heads\":3,\"intermediate_size\":4,\"vocab_size\":4}", "num_key_value_heads"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":2}}", "rope_scaling"},
-        {"{\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"max_position_embeddings\":4096,\"sliding_window\":1024}", "sliding_window"},
+        {"{\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"max_position_embeddings\":4096,\"sliding_window\":0}", "sliding_window"},
         {"{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"use_sliding_window\":true}", "use_sliding_window"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"hidden_act\":\"gelu\"}", "hidden_act"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4,\"vocab_size\":4,\"head_dim\":3}", "head_dim"},

@@ -1,7 +1,10 @@
 /* config: a model's hyper-parameters, read from a HF config.json.
  *
- * Supported: LlamaForCausalLM, MistralForCausalLM (sliding_window null or
- * >= context), Qwen2ForCausalLM (q/k/v biases; use_sliding_window false).
+ * Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM (q/k/v
+ * biases). A sliding window (Mistral's sliding_window, Qwen2's with
+ * use_sliding_window) is accepted: a3 runs full attention, which is the same
+ * computation for sequences no longer than the window, and refuses longer
+ * ones (a3_config_check_seqlen).
  * Honoured: num_key_value_heads, head_dim, rms_norm_eps, rope_theta,
  * rope_scaling {rope_type "llama3"}, tie_word_embeddings, bos/eos_token_id,
  * torch_dtype, attention_bias, mlp_bias (refused if true).
@@ -33,6 +36,7 @@ typedef struct {
     int d_ff;        /* intermediate_size (original) */
     int vocab;
     int max_seq;     /* max_position_embeddings */
+    int sliding_window; /* attention window in tokens; 0 = none */
     float rms_eps;
     double rope_theta;
     int rope_llama3; /* rope_scaling type llama3 present */
@@ -63,6 +67,15 @@ int a3_config_init_full(a3_config *cfg, a3_err *err);
 void a3_config_free(a3_config *cfg);
 
 const char *a3_arch_name(a3_arch a); /* "LlamaForCausalLM", ... */
+
+/* A3_EUNSUPPORTED with "<dir>/config.json: sliding_window: ..." when
+ * sequences of seqlen tokens (positions 0..seqlen-1 attending to each other)
+ * would reach beyond the model's sliding window, where full attention is
+ * no longer the model's computation; A3_OK otherwise. */
+int a3_config_check_seqlen(const a3_config *c, const char *dir, int seqlen, a3_err *err);
+/* The longest sequence a3 computes exactly: the context length, or the
+ * sliding window when it is shorter (for default sequence lengths). */
+int a3_config_max_seqlen(const a3_config *c);
 
 /* Group of query head h. */
 static inline int a3_config_group(const a3_config *c, int h)

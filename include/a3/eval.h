@@ -49,7 +49,8 @@ int a3_seqs_from_ids(const int32_t *ids, size_t n, int seqlen, int max_seqs,
 void a3_seqs_free(a3_seqs *s);
 
 /* The window length `a3 eval` uses without --seqlen, and the TUI's commit
- * by default: min(the model's context, 2048). */
+ * by default: min(the model's context, or its sliding window when shorter,
+ * 2048). */
 #define A3_EVAL_SEQLEN_MAX_DEFAULT 2048
 int a3_eval_default_seqlen(const a3_config *c);
 

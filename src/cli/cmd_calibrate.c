@@ -173,8 +173,9 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
     const a3_config *k = a3_model_config(m);
     int32_t *ids = NULL, *win = NULL;
     size_t n;
-    int nw, L, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
-    if (seqlen > k->max_seq) seqlen = k->max_seq;
+    int nw, L, seqlen = (int)(o->seqlen ? o->seqlen : 2048), cap = o->seqlen ? k->max_seq : a3_config_max_seqlen(k);
+    if (seqlen > cap) seqlen = cap;
+    if (a3_config_check_seqlen(k, a3_model_dir(m), seqlen, err)) return A3_EUNSUPPORTED; /* before tokenizing */
     for (int i = 0; i < o->n_texts; i++) o->sha_p[i] = o->sha[i];
     int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, o->sha, err);
     if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,

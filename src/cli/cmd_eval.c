@@ -110,6 +110,10 @@ int a3_cmd_eval(int argc, char **argv)
         fprintf(stderr, "eval: note: --seqlen %ld is beyond the model's context; using %d\n", o.seqlen, c->max_seq);
         o.seqlen = c->max_seq;
     }
+    if (a3_config_check_seqlen(c, o.model, (int)o.seqlen, &err)) { /* before tokenizing */
+        a3_model_free(m);
+        return cli_fail("eval", &err);
+    }
     a3_seqs s;
     a3_eval_result r;
     cli_progress pr;

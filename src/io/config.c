@@ -119,12 +119,19 @@ static int refuse_unsupported(const cJSON *root, const char *path, a3_config *c,
         return a3_err_set(err, A3_EUNSUPPORTED, "%s: attention_bias: attention biases are supported for Qwen2 only", path);
     if (get_bool(root, "use_qk_norm", 0) || cJSON_GetObjectItemCaseSensitive(root, "qk_layernorm"))
         return a3_err_set(err, A3_EUNSUPPORTED, "%s: use_qk_norm: QK-norm is not supported", path);
-    if (c->arch == A3_ARCH_QWEN2 && get_bool(root, "use_sliding_window", 0))
-        return a3_err_set(err, A3_EUNSUPPORTED, "%s: use_sliding_window: sliding-window attention is not supported", path);
+    /* A sliding window changes nothing for sequences no longer than it
+     * (every key is inside the window), so the model is accepted and only
+     * longer sequences are refused (a3_config_check_seqlen). Mistral applies
+     * sliding_window unless it is null; Qwen2 only with use_sliding_window. */
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-    if (c->arch == A3_ARCH_MISTRAL && cJSON_IsNumber(sw) && sw->valuedouble < c->max_seq)
-        return a3_err_set(err, A3_EUNSUPPORTED, "%s: sliding_window: %.0f is below the context length %d (sliding-window attention is not supported)",
-                          path, sw->valuedouble, c->max_seq);
+    int qwen_sw = c->arch == A3_ARCH_QWEN2 && get_bool(root, "use_sliding_window", 0);
+    c->sliding_window = 0;
+    if (qwen_sw && (!sw || cJSON_IsNull(sw)))
+        return a3_err_set(err, A3_EFORMAT, "%s: sliding_window: missing although use_sliding_window is true", path);
+    if ((c->arch == A3_ARCH_MISTRAL || qwen_sw) && sw && !cJSON_IsNull(sw)) {
+        int rc = get_int(root, path, "sliding_window", -1, 1, INT32_MAX, &c->sliding_window, err);
+        if (rc) return rc;
+    }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pretraining_tp");
     if (cJSON_IsNumber(pt) && pt->valuedouble > 1)
         return a3_err_set(err, A3_EUNSUPPORTED, "%s: pretraining_tp: values above 1 are not supported", path);
@@ -302,4 +309,18 @@ void a3_config_free(a3_config *c)
     free(c->rope_idx);
     free(c->mlp_width);
     c->qk_rank = c->ov_rank = c->rope_idx = c->mlp_width = NULL;
+}
+
+int a3_config_check_seqlen(const a3_config *c, const char *dir, int seqlen, a3_err *err)
+{
+    if (c->sliding_window <= 0 || seqlen <= c->sliding_window) return A3_OK;
+    return a3_err_set(err, A3_EUNSUPPORTED,
+                      "%s/config.json: sliding_window: a %d-token sequence is longer than the model's window of %d "
+                      "(a3 runs full attention, the same only up to the window; use %d or fewer)",
+                      dir ? dir : ".", seqlen, c->sliding_window, c->sliding_window);
+}
+
+int a3_config_max_seqlen(const a3_config *c)
+{
+    return c->sliding_window > 0 && c->sliding_window < c->max_seq ? c->sliding_window : c->max_seq;
 }

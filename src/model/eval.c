@@ -207,5 +207,6 @@ int a3_eval_nll(a3_model *m, const a3_seqs *s, a3_eval_result *res, a3_progress_
 
 int a3_eval_default_seqlen(const a3_config *c)
 {
-    return c->max_seq < A3_EVAL_SEQLEN_MAX_DEFAULT ? c->max_seq : A3_EVAL_SEQLEN_MAX_DEFAULT;
+    int max = a3_config_max_seqlen(c); /* the context, or a shorter sliding window */
+    return max < A3_EVAL_SEQLEN_MAX_DEFAULT ? max : A3_EVAL_SEQLEN_MAX_DEFAULT;
 }

@@ -154,6 +154,7 @@ static int run_layer(a3_model *m, int layer, const a3_layer_mats *mats, float *x
 {
     if (layer < 0 || layer >= m->cfg.n_layers || n_seq <= 0 || seqlen <= 0)
         return a3_err_set(err, A3_EINVAL, "%s: run_layer: bad layer or batch", m->dir);
+    if (a3_config_check_seqlen(&m->cfg, m->dir, seqlen, err)) return A3_EUNSUPPORTED;
     if (!max_rows) max_rows = LAYER_CHUNK_ROWS;
     int per = (size_t)seqlen >= max_rows ? 1 : (int)(max_rows / (size_t)seqlen);
     if (per > n_seq) per = n_seq;
@@ -196,6 +197,7 @@ int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen, 
                      a3_err *err)
 {
     if (n_seq <= 0 || seqlen <= 0) return a3_err_set(err, A3_EINVAL, "%s: empty batch", m->dir);
+    if (a3_config_check_seqlen(&m->cfg, m->dir, seqlen, err)) return A3_EUNSUPPORTED;
     size_t rows = (size_t)n_seq * seqlen;
     int rc;
     float *x = a3_malloc_array(rows, (size_t)m->cfg.d * sizeof(float));
@@ -283,6 +285,7 @@ int a3_decoder_new(a3_model *m, int max_len, a3_decoder **out, a3_err *err)
     const a3_config *c = &m->cfg;
     *out = NULL;
     if (max_len <= 0) return a3_err_set(err, A3_EINVAL, "%s: decoder length must be positive", m->dir);
+    if (a3_config_check_seqlen(c, m->dir, max_len, err)) return A3_EUNSUPPORTED;
     a3_decoder *d = calloc(1, sizeof *d);
     if (!d) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
     d->m = m;

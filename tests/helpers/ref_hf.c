@@ -78,20 +78,22 @@ static void attend(const a3_config *c, const double *q, const double *kc, const 
                    double *z)
 {
     int hd = c->head_dim, g = c->n_heads / c->n_kv_heads, kvw = c->n_kv_heads * hd;
+    /* HF's sliding window (Mistral): key s is seen iff pos - s < window. */
+    int s0 = c->sliding_window > 0 && pos - c->sliding_window + 1 > 0 ? pos - c->sliding_window + 1 : 0;
     double *p = malloc((size_t)(pos + 1) * sizeof(double));
     for (int h = 0; h < c->n_heads; h++) {
         int kh = h / g;
         double mx = -INFINITY, sum = 0;
-        for (int s = 0; s <= pos; s++) {
+        for (int s = s0; s <= pos; s++) {
             double dot = 0;
             for (int i = 0; i < hd; i++) dot += q[h * hd + i] * kc[(size_t)s * kvw + kh * hd + i];
             p[s] = dot / sqrt((double)hd);
             if (p[s] > mx) mx = p[s];
         }
-        for (int s = 0; s <= pos; s++) sum += (p[s] = exp(p[s] - mx));
+        for (int s = s0; s <= pos; s++) sum += (p[s] = exp(p[s] - mx));
         for (int i = 0; i < hd; i++) {
             double acc = 0;
-            for (int s = 0; s <= pos; s++) acc += p[s] / sum * vc[(size_t)s * kvw + kh * hd + i];
+            for (int s = s0; s <= pos; s++) acc += p[s] / sum * vc[(size_t)s * kvw + kh * hd + i];
             z[h * hd + i] = acc;
         }
     }
