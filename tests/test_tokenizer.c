@@ -664,6 +664,156 @@ static void test_hf_bytelevel(void)
     a3_tok_free(t);
 }
 
+/* ---- post-processors, normalizers, specials ----------------------------- */
+
+/* sp_json's pipeline with another post-processor. */
+static a3_tokenizer *sp_with_post(const char *name, const char *post)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"version\":\"1.0\"," SP_ADDED
+             "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"▁\"},"
+             "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"▁\"}]},"
+             "\"pre_tokenizer\":null,\"post_processor\":%s,\"decoder\":null," SP_MODEL,
+             post);
+    return load_json(name, json);
+}
+
+#define TPL_TOKEN(name, idlist) "\"" name "\":{\"id\":\"" name "\",\"ids\":[" idlist "],\"tokens\":[]}"
+
+/* What HF's post-processors add around one sequence: the single template's
+ * special tokens before and after $A (several ids each allowed),
+ * Roberta/Bert cls + sep, ByteLevel nothing, and a Sequence applying each
+ * in turn (a later one wraps the earlier one's output). */
+static void test_post_processors(void)
+{
+    a3_tokenizer *t = sp_with_post(
+        "tpl.json", "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
+                    "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
+                    "\"pair\":[],\"special_tokens\":{" TPL_TOKEN("<s>", "1") "," TPL_TOKEN("</s>", "2,3") "}}");
+    if (t) {
+        CHECK_IDS(t, "hello", 1, 1, 19, 2, 3);
+        CHECK_IDS(t, "hello", 0, 19);
+        CHECK_IDS(t, "", 1, 1, 2, 3);
+        const int32_t *v;
+        CHECK(a3_tok_special(t, 0, &v) == 1 && v[0] == 1 && a3_tok_special(t, 1, &v) == 2 && v[1] == 3);
+        CHECK(a3_tok_bos(t) == 1 && a3_tok_eos(t) == 3); /* EOS: the last one after */
+    }
+    a3_tok_free(t);
+    t = sp_with_post("roberta.json", "{\"type\":\"RobertaProcessing\",\"sep\":[\"</s>\",2],\"cls\":[\"<s>\",1],"
+                                     "\"trim_offsets\":true,\"add_prefix_space\":true}");
+    if (t) CHECK_IDS(t, "hello", 1, 1, 19, 2);
+    a3_tok_free(t);
+    t = sp_with_post("bert.json", "{\"type\":\"BertProcessing\",\"sep\":[\"</s>\",2],\"cls\":[\"<unk>\",0]}");
+    if (t) CHECK_IDS(t, "hello", 1, 0, 19, 2);
+    a3_tok_free(t);
+    t = sp_with_post("seq.json",
+                     "{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\",\"trim_offsets\":false},"
+                     "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],"
+                     "\"special_tokens\":{" TPL_TOKEN("<s>", "1") "}},"
+                     "{\"type\":\"RobertaProcessing\",\"sep\":[\"</s>\",2],\"cls\":[\"<unk>\",0]}]}");
+    if (t) {
+        CHECK_IDS(t, "hello", 1, 0, 1, 19, 2);
+        CHECK(a3_tok_bos(t) == 0 && a3_tok_eos(t) == 2);
+    }
+    a3_tok_free(t);
+    t = sp_with_post("bl_only.json", "{\"type\":\"ByteLevel\",\"add_prefix_space\":true}");
+    if (t) {
+        CHECK_IDS(t, "hello", 1, 19);
+        CHECK(a3_tok_bos(t) == -1 && a3_tok_eos(t) == 2); /* EOS by the added token's name */
+    }
+    a3_tok_free(t);
+}
+
+/* Qwen's vocabulary holds "<s>" and "</s>" as ordinary tokens: they are
+ * neither BOS nor EOS; its added "<|endoftext|>" is the EOS. */
+static void test_plain_vocab_specials(void)
+{
+    static const char json[] =
+        "{\"added_tokens\":[{\"id\":3,\"content\":\"<|endoftext|>\",\"special\":true,\"normalized\":false}],"
+        "\"post_processor\":{\"type\":\"ByteLevel\"},\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"use_regex\":false},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"<s>\":0,\"</s>\":1,\"a\":2},\"merges\":[]}}";
+    a3_tokenizer *t = load_json("qwenlike.json", json);
+    if (t) CHECK(a3_tok_bos(t) == -1 && a3_tok_eos(t) == 3);
+    a3_tok_free(t);
+    static const char json2[] =
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"<s>\":0,\"</s>\":1,\"a\":2},\"merges\":[]}}";
+    t = load_json("plain.json", json2);
+    if (t) CHECK(a3_tok_bos(t) == -1 && a3_tok_eos(t) == -1);
+    a3_tok_free(t);
+}
+
+/* Unicode normalizers (utf8proc), expected forms written out by hand:
+ * é = U+00E9 (C3 A9) = e + U+0301 (CC 81); "ﬁ" U+FB01 (EF AC 81) is "fi"
+ * under NFKC/NFKD only. */
+#define NF_JSON(form)                                                                                     \
+    "{\"normalizer\":{\"type\":\"" form "\"},\"pre_tokenizer\":null,"                                     \
+    "\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"<0xFF>\":0,\"\xC3\xA9\":1,\"e\":2,"  \
+    "\"\xCC\x81\":3,\"f\":4,\"i\":5,\"fi\":6,\"\xEF\xAC\x81\":7,\"<0xEF>\":8,\"<0xAC>\":9,\"<0x81>\":10,"  \
+    "\"<0xC3>\":11,\"<0xA9>\":12,\"<0xCC>\":13},\"merges\":[\"f i\"]}}"
+
+static void test_normalizers(void)
+{
+    static const char nfc[] = NF_JSON("NFC"), nfd[] = NF_JSON("NFD"), nfkc[] = NF_JSON("NFKC"),
+                      nfkd[] = NF_JSON("NFKD");
+    a3_tokenizer *t = load_json("nfc.json", nfc);
+    if (t) {
+        CHECK_IDS(t, "e\xCC\x81", 0, 1);
+        CHECK_IDS(t, "\xC3\xA9", 0, 1);
+        CHECK_IDS(t, "\xEF\xAC\x81", 0, 7);
+        /* An invalid byte passes through (byte fallback) and does not stop
+         * the valid text after it from composing. */
+        CHECK_IDS(t, "\xFF" "e\xCC\x81", 0, 0, 1);
+    }
+    a3_tok_free(t);
+    t = load_json("nfd.json", nfd);
+    if (t) {
+        CHECK_IDS(t, "\xC3\xA9", 0, 2, 3);
+        CHECK_IDS(t, "\xEF\xAC\x81", 0, 7);
+    }
+    a3_tok_free(t);
+    t = load_json("nfkc.json", nfkc);
+    if (t) {
+        CHECK_IDS(t, "\xEF\xAC\x81", 0, 6);
+        CHECK_IDS(t, "e\xCC\x81", 0, 1);
+    }
+    a3_tok_free(t);
+    t = load_json("nfkd.json", nfkd);
+    if (t) CHECK_IDS(t, "\xEF\xAC\x81\xC3\xA9", 0, 6, 2, 3);
+    a3_tok_free(t);
+}
+
+/* Pieces of several "▁" decode to as many spaces (Llama 2 has "▁▁" ...
+ * "▁▁▁▁▁▁▁▁▁▁▁▁▁▁▁▁"), with the Replace decoder and with Metaspace. */
+static void test_decode_spaces(void)
+{
+    static const char *const decoders[] = {
+        "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"▁\"},\"content\":\" \"},"
+        "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]}",
+        "{\"type\":\"Metaspace\",\"replacement\":\"▁\",\"prepend_scheme\":\"always\",\"split\":false}",
+    };
+    for (int k = 0; k < 2; k++) {
+        char json[2048], name[32];
+        snprintf(json, sizeof json,
+                 "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"▁\"},"
+                 "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"▁\"}]},\"decoder\":%s,"
+                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"▁\":0,\"▁▁\":1,\"▁▁▁\":2,\"x\":3,\"▁x\":4},"
+                 "\"merges\":[\"▁ ▁\",\"▁▁ ▁\",\"▁ x\"]}}",
+                 decoders[k]);
+        snprintf(name, sizeof name, "dec%d.json", k);
+        a3_tokenizer *t = load_json(name, json);
+        if (!t) continue;
+        char buf[32];
+        CHECK(a3_tok_decode(t, 3, 2, buf, sizeof buf) == 3 && memcmp(buf, "   ", 3) == 0);
+        CHECK(a3_tok_decode(t, 3, 1, buf, sizeof buf) == 2 && memcmp(buf, "  ", 2) == 0);
+        /* "   x": "▁▁▁▁x"; "▁ ▁" (rank 0) twice, leftmost first, then no
+         * merge joins "▁▁ ▁▁" or "▁▁ x": [▁▁ ▁▁ x]. */
+        CHECK_IDS(t, "   x", 0, 1, 1, 3);
+        CHECK(round_trips(t, "   x  x", 7));
+        a3_tok_free(t);
+    }
+}
+
 /* ---- corrupt tokenizer.json -------------------------------------------- */
 
 static void test_hf_corrupt(void)
@@ -720,6 +870,30 @@ static void test_hf_corrupt(void)
         {"step after ByteLevel", "{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"ByteLevel\"},"
                                  "{\"type\":\"Digits\"}]},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
          "after ByteLevel", A3_EUNSUPPORTED},
+        {"regex Replace normalizer", "{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" +\"},\"content\":\" \"},"
+                                     "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "normalizer.Replace", A3_EUNSUPPORTED},
+        {"unknown post-processor", "{\"post_processor\":{\"type\":\"Whatever\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},"
+                                   "\"merges\":[]}}",
+         "post_processor.type", A3_EUNSUPPORTED},
+        {"template token not declared", "{\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":"
+                                        "{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":{}},"
+                                        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "post_processor.special_tokens", A3_EFORMAT},
+        {"template id out of range", "{\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":"
+                                     "{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":{\"<s>\":"
+                                     "{\"ids\":[7]}}},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "post_processor.special_tokens", A3_EFORMAT},
+        {"template without $A", "{\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[],\"special_tokens\":{}},"
+                                "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "post_processor.single", A3_EUNSUPPORTED},
+        {"template with $B", "{\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":{\"id\":\"A\"}},"
+                             "{\"Sequence\":{\"id\":\"B\"}}],\"special_tokens\":{}},"
+                             "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "post_processor.single", A3_EUNSUPPORTED},
+        {"Roberta without ids", "{\"post_processor\":{\"type\":\"RobertaProcessing\",\"cls\":[\"<s>\"],\"sep\":[\"</s>\",0]},"
+                                "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "post_processor.RobertaProcessing", A3_EFORMAT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char name[32];
@@ -854,6 +1028,10 @@ int main(void)
     RUN(test_tok512_save_hf);
     RUN(test_hf_sp);
     RUN(test_hf_bytelevel);
+    RUN(test_post_processors);
+    RUN(test_plain_vocab_specials);
+    RUN(test_normalizers);
+    RUN(test_decode_spaces);
     RUN(test_hf_corrupt);
     RUN(test_load_dir);
     RUN(test_read_ids);
