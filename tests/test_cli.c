@@ -11,7 +11,8 @@ static char g_dir[64], g_out[128], g_err[128];
 
 /* Every command and subcommand with a --help. */
 static const char *const CMDS[] = {"info", "eval", "generate", "calibrate", "cache", "cache info", "cache merge",
-                                   "cache synth", "plan", "tui", "apply", "export", "convert", "synth", "doctor"};
+                                   "cache synth", "plan", "tui", "apply", "export", "convert", "synth", "doctor",
+                                   "tokenize"};
 #define N_CMDS (sizeof CMDS / sizeof CMDS[0])
 
 static int max_line(const char *s)
@@ -43,7 +44,8 @@ static void test_help_examples(void)
 static void test_output_option(void)
 {
     if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
-    static const char *const writers[] = {"calibrate", "cache merge", "cache synth", "plan", "apply", "export", "convert", "synth"};
+    static const char *const writers[] = {"calibrate", "cache merge", "cache synth", "plan", "apply", "export", "convert", "synth",
+                                          "tokenize"};
     for (size_t i = 0; i < sizeof writers / sizeof writers[0]; i++) {
         for (int form = 0; form < 2; form++) {
             char args[256];

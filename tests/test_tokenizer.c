@@ -14,6 +14,7 @@
  *    gives those same ids on that file too). */
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "a3/tokenizer.h"
 #include "test.h"
@@ -1013,6 +1014,108 @@ static void cleanup_tmp(void)
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", tmp_dir);
 }
 
+/* ---- a3 tokenize --------------------------------------------------------- */
+
+/* Run `$A3_BIN args` through sh; exit status. */
+static int run_sh(const char *bin, const char *args, const char *out, const char *errf)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2> '%s'", bin, args, out, errf);
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Lines of a file, and the widest (in bytes: an upper bound of columns). */
+static int file_lines(const char *path, int *widest)
+{
+    FILE *f = fopen(path, "rb");
+    int lines = 0, cur = 0, c;
+    *widest = 0;
+    while (f && (c = fgetc(f)) != EOF) {
+        if (c == '\n') {
+            lines++;
+            cur = 0;
+        } else if ((c & 0xC0) != 0x80 && ++cur > *widest) {
+            *widest = cur;
+        }
+    }
+    if (f) fclose(f);
+    return lines;
+}
+
+/* The CLI writes what the library encodes; errors are one line with the
+ * documented exit codes. */
+static void test_cli_tokenize(void)
+{
+    const char *bin = getenv("A3_BIN");
+    if (!bin || access(bin, X_OK) != 0) SKIP("A3_BIN not set (run via make check)");
+    const char *model = "samples/sample-model", *text = "samples/eval.txt";
+    char out[256], errf[256], ids[256], args[1024];
+    snprintf(out, sizeof out, "%s/cli.out", tmp_dir);
+    snprintf(errf, sizeof errf, "%s/cli.err", tmp_dir);
+    snprintf(ids, sizeof ids, "%s/cli.ids", tmp_dir);
+    a3_tokenizer *t = NULL;
+    a3_err e = {0};
+    char *s = NULL;
+    size_t n = 0;
+    CHECKF(a3_tok_load_dir(model, &t, &e) == 0 && a3_read_file(text, 1 << 24, &s, &n, &e) == 0, "%s", e.msg);
+    if (!t || !s) {
+        a3_tok_free(t);
+        free(s);
+        return;
+    }
+    for (int special = 1; special >= 0; special--) {
+        snprintf(args, sizeof args, "tokenize %s --text %s --output '%s' %s", model, text, ids,
+                 special ? "" : "--no-special");
+        CHECK(run_sh(bin, args, out, errf) == 0);
+        int32_t *want = NULL, *got = NULL;
+        size_t nw = 0, ng = 0;
+        CHECK(a3_tok_encode(t, s, n, special, &want, &nw, &e) == 0);
+        CHECK(a3_tok_read_ids(ids, &got, &ng, &e) == 0 && ng == nw && nw > 100 &&
+              memcmp(got, want, nw * sizeof *got) == 0 && (got[0] == 1) == special);
+        free(want);
+        free(got);
+    }
+    /* Standard input and --show: a header, one line per token, the summary
+     * (5 lines), all within 80 columns. */
+    int32_t *ids_v = NULL;
+    size_t nv = 0;
+    CHECK(a3_tok_encode(t, s, n < 2000 ? n : 2000, 1, &ids_v, &nv, &e) == 0);
+    snprintf(args, sizeof args, "tokenize %s - --show < '%s'", model, tmp_file("head.txt", s, n < 2000 ? n : 2000));
+    CHECK(run_sh(bin, args, out, errf) == 0);
+    int widest, lines = file_lines(out, &widest);
+    CHECKF(lines == (int)nv + 6 && widest <= 80, "%d lines for %zu tokens, %d columns", lines, nv, widest);
+    free(ids_v);
+    /* Errors: missing file 1, usage 2, unsupported 3; one line each. */
+    static const struct {
+        const char *args;
+        int code;
+        const char *has;
+    } bad[] = {
+        {"tokenize samples/sample-model --text /nonexistent/t.txt", 1, "/nonexistent/t.txt"},
+        {"tokenize samples/sample-model", 2, "--text"},
+        {"tokenize --text samples/eval.txt", 2, "MODEL_DIR"},
+        {"tokenize samples --text samples/eval.txt", 1, "tokenizer.json"},
+        {"tokenize TMP/wp.json --text samples/eval.txt", 3, "model.type"},
+    };
+    tmp_text("wp.json", "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char a[512];
+        const char *tmpk = strstr(bad[i].args, "TMP");
+        if (tmpk) snprintf(a, sizeof a, "%.*s%s%s", (int)(tmpk - bad[i].args), bad[i].args, tmp_dir, tmpk + 3);
+        else snprintf(a, sizeof a, "%s", bad[i].args);
+        CHECKF(run_sh(bin, a, out, errf) == bad[i].code, "a3 %s", a);
+        int w, l = file_lines(errf, &w);
+        char *msg = NULL;
+        size_t ml;
+        CHECKF(l == 1 && a3_read_file(errf, 4096, &msg, &ml, NULL) == 0 && strstr(msg, bad[i].has), "a3 %s: %s", a,
+               msg ? msg : "(no message)");
+        free(msg);
+    }
+    free(s);
+    a3_tok_free(t);
+}
+
 int main(void)
 {
     if (!test_tmpdir(tmp_dir, sizeof tmp_dir)) {
@@ -1033,6 +1136,7 @@ int main(void)
     RUN(test_normalizers);
     RUN(test_decode_spaces);
     RUN(test_hf_corrupt);
+    RUN(test_cli_tokenize);
     RUN(test_load_dir);
     RUN(test_read_ids);
     RUN(test_save_refusals);

@@ -11,14 +11,15 @@
 static const char *HELP =
     "usage: a3 tokenize MODEL_DIR (--text FILE | -) [--ids-out FILE] [--show]\n"
     "                   [--no-special]\n\n"
-    "Tokenize a UTF-8 text with a model's tokenizer exactly as eval, calibrate\n"
-    "and generate do, and print a summary: the tokenizer, the special tokens\n"
-    "it adds, the number of tokens. MODEL_DIR is a model directory\n"
-    "(tokenizer.json, else tokenizer.bin) or a tokenizer.json / llama2.c\n"
-    "tokenizer.bin file itself.\n\n"
+    "Tokenize a UTF-8 text with a model's tokenizer as one stream, exactly as\n"
+    "eval (stream protocol) and calibrate do, and print a summary: the\n"
+    "tokenizer, the special tokens it adds, the number of tokens. MODEL_DIR is\n"
+    "a model directory (tokenizer.json, else tokenizer.bin) or a\n"
+    "tokenizer.json / llama2.c tokenizer.bin file itself.\n\n"
     "options:\n"
     "  --text FILE      the text (- or a lone - reads standard input)\n"
-    "  --ids-out FILE   write the ids as little-endian uint32, the format\n"
+    "  -o, --output FILE, --ids-out FILE\n"
+    "                   write the ids as little-endian uint32, the format\n"
     "                   --ids of eval and calibrate reads (written atomically)\n"
     "  --show           one line per token: position, id, the text it decodes\n"
     "                   to (escaped, in quotes) and its vocabulary piece\n"
@@ -51,7 +52,7 @@ static int parse(int argc, char **argv, tok_opts *o)
         }
         if (!strcmp(a, "--show")) o->show = 1;
         else if (!strcmp(a, "--no-special")) o->no_special = 1;
-        else if (!strcmp(a, "--text") || !strcmp(a, "--ids-out")) {
+        else if (!strcmp(a, "--text") || !strcmp(a, "--ids-out") || !strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!(v = cli_value("tokenize", argc, argv, &i))) return 2;
             if (!strcmp(a, "--text")) {
                 if (o->text) return cli_usage("tokenize", "give one text");
@@ -146,10 +147,11 @@ static void show(const a3_tokenizer *t, const int32_t *ids, size_t n)
         size_t plen;
         const char *piece = a3_tok_piece(t, ids[i], &plen);
         printf("%7zu %8d  ", i, (int)ids[i]);
-        put_escaped(buf, w > 0 ? (size_t)w : 0, 28);
+        /* 18 + 30 + 2 + 30 columns at most (put_escaped's cut at 22). */
+        put_escaped(buf, w > 0 ? (size_t)w : 0, 22);
         if (w < 0 || (size_t)w != plen || memcmp(buf, piece, plen) != 0) {
             fputs("  ", stdout);
-            put_escaped(piece, plen, 28);
+            put_escaped(piece, plen, 22);
         }
         fputc('\n', stdout);
     }
@@ -203,7 +205,8 @@ int a3_cmd_tokenize(int argc, char **argv)
     }
     if (rc == A3_OK) {
         if (o.show) show(t, ids, n);
-        printf("tokenizer  %s (%s, vocab %d)\n", o.model, a3_tok_kind(t), a3_tok_vocab_size(t));
+        printf("tokenizer  %s\n", o.model);
+        printf("kind       %s, vocabulary %d\n", a3_tok_kind(t), a3_tok_vocab_size(t));
         special_line(t, o.no_special);
         printf("text       %s, %zu bytes\n", stdin_text ? "standard input" : o.text, len);
         printf("tokens     %zu", n);
