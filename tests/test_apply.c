@@ -586,6 +586,61 @@ static void test_sharded_equals_single(void)
     }
 }
 
+/* A cache opened lazily (as `a3 apply` does) with one byte of layer 1's GQ
+ * matrix flipped: it opens (only the curves are read), and apply stops
+ * with the section's CRC error when it reaches layer 1, writing nothing;
+ * a sound copy applies to the same model as the in-memory cache. */
+static void test_lazy_cache_corrupt_gram(void)
+{
+    fixture f;
+    if (fixture_up(&f, "gqa")) SKIP("fixture failed");
+    a3_plan *p = full_plan(&f);
+    char path[200], out[200];
+    snprintf(path, sizeof path, "%s/c.a3c", f.tmp);
+    a3_err err = {0};
+    a3_calib_meta meta = {.model_path = f.dir, .config = a3_model_config(f.m), .fingerprint = f.c->fingerprint,
+                          .n_windows = NW, .seqlen = L, .seed = 1, .n_tokens = f.c->n_tokens, .mlp_full = 1,
+                          .created = "2026-01-01T00:00:00Z"};
+    f.c->meta_json = a3_calib_meta_json(&meta, &err);
+    CHECKF(f.c->meta_json && a3_cache_save(f.c, path, &err) == 0, "save: %s", err.msg);
+    a3_cache *good = NULL, *bad = NULL;
+    CHECK(a3_cache_open(path, NULL, NULL, &good, &err) == 0);
+    a3_apply_opts o = {.dtype = A3_DT_COUNT};
+    snprintf(out, sizeof out, "%s/lazy-ok", f.tmp);
+    CHECKF(p && good && a3_apply(f.m, good, p, &o, out, NULL, &err) == 0, "apply: %s", err.msg);
+    snprintf(out, sizeof out, "%s/full-ok", f.tmp);
+    CHECKF(p && a3_apply(f.m, f.c, p, &o, out, NULL, &err) == 0, "apply: %s", err.msg);
+    char a[200], b[200];
+    snprintf(a, sizeof a, "%s/lazy-ok", f.tmp), snprintf(b, sizeof b, "%s/full-ok", f.tmp);
+    CHECK(same_tensors(a, b));
+    /* Where layer 1's GQ payload starts: header, metadata and its CRC, every
+     * section of layer 0, then GQ's own 24-byte header (kinds in order). */
+    size_t n = 0, at = 24 + strlen(f.c->meta_json) + 4;
+    for (int sct = 0; sct < A3_SEC_COUNT; sct++) {
+        size_t len = a3_cache_section_len(f.c, (a3_cache_section)sct);
+        size_t es = sct == A3_SEC_QK_ORDER || sct == A3_SEC_MLP_ORDER ? 4 : 8;
+        if (len) at += 24 + len * es;
+    }
+    at += 24 + 17;
+    unsigned char *bytes = tf_read_bytes(path, &n);
+    CHECK(bytes && at < n);
+    if (bytes && at < n) {
+        bytes[at] ^= 0x40;
+        CHECK(tf_write_bytes(path, bytes, n) == 0);
+    }
+    free(bytes);
+    CHECK(a3_cache_open(path, NULL, NULL, &bad, &err) == 0);
+    snprintf(out, sizeof out, "%s/lazy-bad", f.tmp);
+    int rc = p && bad ? a3_apply(f.m, bad, p, &o, out, NULL, &err) : -1;
+    CHECKF(rc == A3_EFORMAT && strstr(err.msg, "c.a3c: section GQ layer 1: CRC mismatch"), "rc %d '%s'", rc, err.msg);
+    CHECK(access(out, F_OK) != 0);
+    a3_cache *eager = NULL;
+    CHECK(a3_cache_load(path, &eager, &err) == A3_EFORMAT && strstr(err.msg, "section GQ layer 1: CRC mismatch"));
+    a3_cache_free(good), a3_cache_free(bad), a3_cache_free(eager);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
 int main(void)
 {
     RUN(test_full_rank_mha);
@@ -599,5 +654,6 @@ int main(void)
     RUN(test_zero_widths);
     RUN(test_nonfinite_weight);
     RUN(test_sharded_equals_single);
+    RUN(test_lazy_cache_corrupt_gram);
     return test_summary("apply");
 }

@@ -623,6 +623,78 @@ static void expect_fail(const char *what, const char *path, int code, const char
     if (rc == A3_OK) a3_cache_free(c);
 }
 
+static int save_good(const char *dir, blob good[2]);
+
+static int count_progress(void *ctx, const char *stage, int64_t done, int64_t total)
+{
+    int64_t *n = ctx;
+    (*n)++;
+    return done > total;
+}
+
+/* a3_cache_open on the same damage: everything but a matrix payload
+ * (GQ, GK, GV, C, RU, WO_GRAM) fails at open with the same message; a
+ * damaged matrix opens and then fails, with that message, when its layer
+ * is needed, never handing out the bad values. */
+static void expect_fail_open(const char *what, const char *path, int code, const char *expect)
+{
+    static const char *const matrix_payload[] = {"section C layer 0: CRC", "section GK layer 1: element"};
+    int deferred = 0;
+    for (size_t i = 0; expect && i < 2; i++) deferred |= strstr(expect, matrix_payload[i]) != NULL;
+    a3_cache *c = (a3_cache *)&c;
+    a3_err err = {0};
+    int rc = a3_cache_open(path, NULL, NULL, &c, &err);
+    CHECKF((rc == A3_OK) == deferred, "%s: open rc %d, deferred %d: %s", what, rc, deferred, err.msg);
+    if (rc) {
+        CHECKF(c == NULL && (!expect || strstr(err.msg, expect)), "%s: open message '%s'", what, err.msg);
+        return;
+    }
+    for (int l = 0; rc == A3_OK && l < c->n_layers; l++) {
+        rc = a3_cache_need(c, l, &err);
+        if (rc) CHECKF(!c->layers[l].gq && !c->layers[l].gk && !c->layers[l].c, "%s: layer %d half loaded", what, l);
+    }
+    CHECKF(rc == code && strstr(err.msg, expect) && strncmp(err.msg, path, strlen(path)) == 0,
+           "%s: need rc %d '%s'", what, rc, err.msg);
+    a3_cache_free(c);
+}
+
+/* Open leaves the matrices on disk; need reads exactly what load reads;
+ * release gives them back and a second need reads them again. */
+static void test_open_lazy(void)
+{
+    char dir[64];
+    blob good[2] = {{NULL, 0}, {NULL, 0}};
+    CHECK(test_tmpdir(dir, sizeof dir) != NULL);
+    CHECK(save_good(dir, good) == 0);
+    char *p = a3_path_join(dir, "good1.a3c");
+    a3_cache *eager = NULL, *lazy = NULL;
+    a3_err err = {0};
+    int64_t calls = 0, last = 0;
+    CHECK(a3_cache_load(p, &eager, &err) == A3_OK && eager->file == NULL);
+    CHECK(a3_cache_open(p, count_progress, &calls, &lazy, &err) == A3_OK);
+    if (eager && lazy) {
+        last = calls;
+        CHECKF(calls == 2 * (A3_SEC_COUNT), "progress called %lld times", (long long)calls);
+        for (int l = 0; l < lazy->n_layers; l++) {
+            CHECK(!lazy->layers[l].gq && !lazy->layers[l].gk && !lazy->layers[l].gv && !lazy->layers[l].c &&
+                  !lazy->layers[l].ru && !lazy->layers[l].wo_gram);
+            CHECK(lazy->layers[l].qk_loss && lazy->layers[l].mlp_loss && lazy->layers[l].ov_sv && lazy->layers[l].d);
+        }
+        CHECK(a3_cache_need(lazy, 1, &err) == A3_OK && lazy->layers[1].gq && !lazy->layers[0].gq);
+        CHECK(a3_cache_need(lazy, 0, &err) == A3_OK && a3_cache_need(lazy, 0, &err) == A3_OK);
+        CHECK(caches_equal(eager, lazy));
+        a3_cache_release(lazy, 1);
+        CHECK(!lazy->layers[1].gq && !lazy->layers[1].ru);
+        CHECK(a3_cache_need(lazy, 1, &err) == A3_OK && caches_equal(eager, lazy));
+        CHECK(a3_cache_need(lazy, 99, &err) == A3_OK); /* out of range: nothing to do */
+        (void)last;
+    }
+    a3_cache_free(eager), a3_cache_free(lazy);
+    free(good[0].b), free(good[1].b);
+    free(p);
+    rm_rf(dir);
+}
+
 static int save_good(const char *dir, blob good[2])
 {
     a3_err err = {0};
@@ -657,6 +729,7 @@ static void test_corrupt_table(void)
         CHECKF(k->mutate(&f) == 0, "%s: mutation failed", k->name);
         CHECK(write_bytes(p, f.b, f.n) == 0);
         expect_fail(k->name, p, k->code, k->expect);
+        expect_fail_open(k->name, p, k->code, k->expect);
         free(f.b);
     }
     free(good[0].b), free(good[1].b);
@@ -843,6 +916,7 @@ int main(void)
     RUN(test_atomic_save);
     RUN(test_save_refuses);
     RUN(test_corrupt_table);
+    RUN(test_open_lazy);
     RUN(test_truncate_and_flip);
     RUN(test_fingerprint);
     RUN(test_cli_info);

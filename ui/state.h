@@ -198,6 +198,8 @@ typedef struct ui_state {
 
 typedef struct {
     const char *cache, *plan, *model; /* plan, model may be NULL */
+    a3_progress_fn load_progress;     /* opening the cache (may be NULL) */
+    void *load_ctx;
 } ui_options;
 
 /* ---- lifetime ---------------------------------------------------------- */

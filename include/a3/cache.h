@@ -86,6 +86,8 @@ typedef struct {
     double *wo_gram, *down_norm;
 } a3_cache_layer;
 
+typedef struct a3_cache_file a3_cache_file;
+
 typedef struct {
     /* dims (copied into the metadata) */
     int d, n_layers, n_heads, n_kv_heads, head_dim, d_ff;
@@ -94,6 +96,8 @@ typedef struct {
     char fingerprint[65]; /* model fingerprint, hex SHA-256 */
     char *meta_json;      /* full metadata JSON as stored (owned) */
     a3_cache_layer *layers; /* (n_layers) */
+    a3_cache_file *file;    /* a3_cache_open: where the matrices still on
+                             * disk are; NULL when everything is in memory */
 } a3_cache;
 
 /* Allocate a zeroed cache for the given dims (all arrays allocated; ru only
@@ -122,6 +126,25 @@ int a3_cache_save(const a3_cache *c, const char *path, a3_err *err);
  * with a3_cache_free. A3_EFORMAT for a malformed file, A3_EUNSUPPORTED for
  * a newer format version, A3_EIO/A3_ENOMEM; *out is NULL on failure. */
 int a3_cache_load(const char *path, a3_cache **out, a3_err *err);
+
+/* Open for planning: the header, the metadata and every section except the
+ * matrices (GQ, GK, GV, C, RU, WO_GRAM: 99% of the bytes) are read and
+ * checked as a3_cache_load does (so a corrupt curve is an error here); the
+ * matrices' headers are checked and their places remembered, their
+ * pointers stay NULL. The file is kept open. progress (may be NULL) is
+ * called with sections done/total; non-zero cancels (A3_ECANCELED).
+ * A 70B-shaped cache (1.7 GB) opens holding ~30 MB instead of 1.7 GB. */
+int a3_cache_open(const char *path, a3_progress_fn progress, void *ctx,
+                  a3_cache **out, a3_err *err);
+/* Make layer `layer`'s matrices available: read and CRC- and
+ * value-checked now (a corrupt matrix is an error here, before any use),
+ * or nothing when they are in memory already (a3_cache_load, a3_cache_new,
+ * or needed before). Anything that reads gq, gk, gv, c, ru or wo_gram of a
+ * cache from a3_cache_open calls this first (a3_apply does, per layer). */
+int a3_cache_need(const a3_cache *c, int layer, a3_err *err);
+/* Give a needed layer's matrices back (a3_cache_open caches only; a later
+ * need reads them again). */
+void a3_cache_release(const a3_cache *c, int layer);
 
 /* The informative metadata fields, parsed from c->meta_json. Strings are
  * owned by the struct and never NULL ("" when the field is absent); the

@@ -231,7 +231,11 @@ static int one_layer(apply_ctx *A, int l, a3_err *err)
 {
     layer_in li;
     layer_out lo;
-    int rc = layer_in_load(A->m, l, &li, err);
+    /* The cache's matrices of this layer only, read (and CRC-checked) now
+     * when the cache was opened lazily, given back below. */
+    int rc = a3_cache_need(A->c, l, err);
+    if (rc) return rc;
+    rc = layer_in_load(A->m, l, &li, err);
     if (rc == A3_OK && layer_out_alloc(A, l, &lo)) rc = a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
     else if (rc == A3_OK) {
         if (A->o->solver) rc = A->o->solver->begin_layer(A->o->solver->ctx, l, &li.w, err);
@@ -241,6 +245,7 @@ static int one_layer(apply_ctx *A, int l, a3_err *err)
         layer_out_free(&lo);
     }
     layer_in_free(&li);
+    a3_cache_release(A->c, l);
     return rc;
 }
 

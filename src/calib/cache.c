@@ -225,7 +225,34 @@ static void layer_set(a3_cache_layer *L, a3_cache_section s, void *p)
     }
 }
 
-static a3_cache *cache_alloc(const dims *m)
+/* The sections read only when a solver needs them (a3_cache_need): the
+ * head_dim^2 and d_ff^2 matrices, 99% of a cache's bytes. Everything else
+ * (curves, orders, scores, per-neuron vectors) is read at open. */
+static int sec_lazy(a3_cache_section s)
+{
+    return s == A3_SEC_GQ || s == A3_SEC_GK || s == A3_SEC_GV || s == A3_SEC_C || s == A3_SEC_RU ||
+           s == A3_SEC_WO_GRAM;
+}
+
+/* Open-time state of a cache whose matrices are still on disk. */
+struct a3_cache_file {
+    char *path;
+    FILE *fp;            /* kept open: later reads see the file that was checked */
+    uint64_t size;
+    uint64_t *off;       /* (n_layers x A3_SEC_COUNT) payload offsets */
+    uint32_t *crc;       /* their stored CRCs */
+    uint8_t *loaded;     /* (n_layers) 1 when the layer's matrices are in memory */
+};
+
+static void file_free(a3_cache_file *f)
+{
+    if (!f) return;
+    if (f->fp) fclose(f->fp);
+    free(f->path), free(f->off), free(f->crc), free(f->loaded);
+    free(f);
+}
+
+static a3_cache *cache_alloc_lazy(const dims *m, int lazy)
 {
     char why[160];
     if (dims_check(m, why, sizeof why)) return NULL;
@@ -239,7 +266,7 @@ static a3_cache *cache_alloc(const dims *m)
         for (int s = 0; s < A3_SEC_COUNT; s++) {
             size_t n;
             if (dims_len(m, (a3_cache_section)s, &n)) goto fail;
-            if (n == 0) continue;
+            if (n == 0 || (lazy && sec_lazy((a3_cache_section)s))) continue;
             void *p = a3_calloc(n, type_size(sec_type((a3_cache_section)s)));
             if (!p) goto fail;
             layer_set(&c->layers[l], (a3_cache_section)s, p);
@@ -249,6 +276,8 @@ fail:
     a3_cache_free(c);
     return NULL;
 }
+
+static a3_cache *cache_alloc(const dims *m) { return cache_alloc_lazy(m, 0); }
 
 a3_cache *a3_cache_new(int d, int n_layers, int n_heads, int n_kv_heads, int head_dim, int d_ff, int mlp_full)
 {
@@ -263,6 +292,7 @@ void a3_cache_free(a3_cache *c)
         for (int s = 0; s < A3_SEC_COUNT; s++) free(layer_get(&c->layers[l], (a3_cache_section)s));
     free(c->layers);
     free(c->meta_json);
+    file_free(c->file);
     free(c);
 }
 
@@ -549,6 +579,9 @@ typedef struct {
     FILE *fp;
     uint64_t size; /* file size at open */
     uint64_t pos;  /* bytes consumed */
+    int lazy;      /* leave the matrices on disk (a3_cache_open) */
+    a3_progress_fn progress;
+    void *ctx;
 } reader;
 
 /* Read exactly n bytes of `what`, or fail naming the offset. */
@@ -665,6 +698,18 @@ static int load_section(reader *r, a3_cache *c, const dims *m, uint8_t *seen, ui
     uint8_t *p = a3_cache_section_ptr(c, l, s);
     char what[48], why[200];
     snprintf(what, sizeof what, "section %s layer %d", SEC_NAMES[s], l);
+    if (c->file && sec_lazy(s)) { /* remember where it is; a3_cache_need reads it */
+        size_t si = (size_t)l * A3_SEC_COUNT + s;
+        c->file->off[si] = r->pos, c->file->crc[si] = crc;
+        if ((uint64_t)(n * es) > r->size - r->pos)
+            return a3_err_set(err, A3_EFORMAT, "%s: truncated: %s needs %zu bytes at offset %" PRIu64 ", file is %" PRIu64
+                              " bytes", r->path, what, n * es, r->pos, r->size);
+        if (fseeko(r->fp, (off_t)(n * es), SEEK_CUR) != 0)
+            return a3_err_set(err, A3_EIO, "%s: seek failed: %s", r->path, strerror(errno));
+        r->pos += n * es;
+        seen[si] = 1;
+        return A3_OK;
+    }
     rc = rd(r, p, n * es, what, err);
     if (rc) return rc;
     uint32_t got = a3_crc32(p, n * es);
@@ -697,7 +742,11 @@ static int load_sections(reader *r, a3_cache *c, const file_head *h, a3_err *err
     uint8_t *seen = a3_calloc((size_t)c->n_layers, A3_SEC_COUNT), *scratch = malloc(scratch_bytes(&m));
     int rc = seen && scratch ? A3_OK : a3_err_set(err, A3_ENOMEM, "%s: out of memory", r->path);
     /* Bounded by the file: a section too many is a duplicate or past the end. */
-    for (uint32_t i = 0; rc == A3_OK && i < h->n_sec; i++) rc = load_section(r, c, &m, seen, scratch, i, err);
+    for (uint32_t i = 0; rc == A3_OK && i < h->n_sec; i++) {
+        rc = load_section(r, c, &m, seen, scratch, i, err);
+        if (rc == A3_OK && r->progress && r->progress(r->ctx, "open cache", i + 1, h->n_sec))
+            rc = a3_err_set(err, A3_ECANCELED, "%s: opening cancelled", r->path);
+    }
     if (rc == A3_OK) rc = load_tail(r, c, seen, err);
     free(seen);
     free(scratch);
@@ -722,7 +771,20 @@ static int load_fp(reader *r, a3_cache **out, a3_err *err)
         free(text);
         return rc;
     }
-    a3_cache *c = cache_alloc(&mc.m); /* at most the file's size */
+    a3_cache *c = cache_alloc_lazy(&mc.m, r->lazy); /* at most the file's size */
+    if (c && r->lazy) {
+        size_t ns = (size_t)mc.m.n_layers * A3_SEC_COUNT;
+        c->file = calloc(1, sizeof *c->file);
+        if (c->file) {
+            c->file->path = strdup(r->path), c->file->size = r->size;
+            c->file->off = a3_calloc(ns, sizeof *c->file->off), c->file->crc = a3_calloc(ns, sizeof *c->file->crc);
+            c->file->loaded = a3_calloc((size_t)mc.m.n_layers, 1);
+        }
+        if (!c->file || !c->file->path || !c->file->off || !c->file->crc || !c->file->loaded) {
+            a3_cache_free(c);
+            c = NULL;
+        }
+    }
     if (!c) {
         free(text);
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for %zu bytes of statistics", r->path, need);
@@ -736,7 +798,7 @@ static int load_fp(reader *r, a3_cache **out, a3_err *err)
     return rc;
 }
 
-int a3_cache_load(const char *path, a3_cache **out, a3_err *err)
+int a3_cache_open(const char *path, a3_progress_fn progress, void *ctx, a3_cache **out, a3_err *err)
 {
     *out = NULL;
     FILE *fp = fopen(path, "rb");
@@ -746,10 +808,82 @@ int a3_cache_load(const char *path, a3_cache **out, a3_err *err)
     if (fstat(fileno(fp), &st) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode)) rc = a3_err_set(err, A3_EIO, "%s: not a regular file", path);
     else {
-        reader r = {path, fp, (uint64_t)st.st_size, 0};
+        reader r = {path, fp, (uint64_t)st.st_size, 0, 1, progress, ctx};
         rc = load_fp(&r, out, err);
     }
-    fclose(fp);
+    if (rc == A3_OK) (*out)->file->fp = fp; /* the matrices are read from it later */
+    else fclose(fp);
+    return rc;
+}
+
+/* One matrix section of layer l from the file into a new array: CRC over
+ * the bytes as stored, then host order and the value checks of the eager
+ * reader. */
+static int need_section(const a3_cache *c, int l, a3_cache_section s, uint8_t *scratch, a3_err *err)
+{
+    a3_cache_file *f = c->file;
+    size_t n = a3_cache_section_len(c, s), es = type_size(sec_type(s)), i = (size_t)l * A3_SEC_COUNT + s;
+    if (n == 0) return A3_OK;
+    char what[48], why[200];
+    snprintf(what, sizeof what, "section %s layer %d", SEC_NAMES[s], l);
+    uint8_t *p = a3_malloc_array(n, es);
+    if (!p) return a3_err_set(err, A3_ENOMEM, "%s: %s: out of memory", f->path, what);
+    int rc = A3_OK;
+    if (fseeko(f->fp, (off_t)f->off[i], SEEK_SET) != 0)
+        rc = a3_err_set(err, A3_EIO, "%s: %s: seek failed: %s", f->path, what, strerror(errno));
+    else if (fread(p, 1, n * es, f->fp) != n * es)
+        rc = ferror(f->fp) ? a3_err_set(err, A3_EIO, "%s: %s: read failed: %s", f->path, what, strerror(errno))
+                           : a3_err_set(err, A3_EFORMAT, "%s: %s: truncated (file shrank since it was opened?)",
+                                        f->path, what);
+    uint32_t got = rc ? 0 : a3_crc32(p, n * es);
+    if (rc == A3_OK && got != f->crc[i])
+        rc = a3_err_set(err, A3_EFORMAT, "%s: %s: CRC mismatch (stored %08" PRIx32 ", computed %08" PRIx32 ")",
+                        f->path, what, f->crc[i], got);
+    if (rc == A3_OK && !host_is_le()) swap_elems(p, n, es);
+    dims m = dims_of(c);
+    if (rc == A3_OK && check_values(&m, s, p, n, scratch, why, sizeof why))
+        rc = a3_err_set(err, A3_EFORMAT, "%s: %s: %s", f->path, what, why);
+    if (rc) free(p);
+    else layer_set(&c->layers[l], s, p);
+    return rc;
+}
+
+int a3_cache_need(const a3_cache *c, int layer, a3_err *err)
+{
+    if (!c->file || layer < 0 || layer >= c->n_layers || c->file->loaded[layer]) return A3_OK;
+    dims m = dims_of(c);
+    uint8_t *scratch = malloc(scratch_bytes(&m));
+    int rc = scratch ? A3_OK : a3_err_set(err, A3_ENOMEM, "%s: out of memory", c->file->path);
+    for (int s = 0; rc == A3_OK && s < A3_SEC_COUNT; s++)
+        if (sec_lazy((a3_cache_section)s)) rc = need_section(c, layer, (a3_cache_section)s, scratch, err);
+    free(scratch);
+    if (rc == A3_OK) c->file->loaded[layer] = 1;
+    else a3_cache_release(c, layer);
+    return rc;
+}
+
+void a3_cache_release(const a3_cache *c, int layer)
+{
+    if (!c->file || layer < 0 || layer >= c->n_layers) return;
+    for (int s = 0; s < A3_SEC_COUNT; s++)
+        if (sec_lazy((a3_cache_section)s)) {
+            free(layer_get(&c->layers[layer], (a3_cache_section)s));
+            layer_set(&c->layers[layer], (a3_cache_section)s, NULL);
+        }
+    c->file->loaded[layer] = 0;
+}
+
+int a3_cache_load(const char *path, a3_cache **out, a3_err *err)
+{
+    a3_cache *c = NULL;
+    *out = NULL;
+    int rc = a3_cache_open(path, NULL, NULL, &c, err);
+    for (int l = 0; rc == A3_OK && l < c->n_layers; l++) rc = a3_cache_need(c, l, err);
+    if (rc == A3_OK) { /* all in memory: a plain cache again */
+        file_free(c->file);
+        c->file = NULL;
+        *out = c;
+    } else a3_cache_free(c);
     return rc;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "a3/cache.h"
 #include "a3/util.h"
 
 int a3_cmd_convert(int argc, char **argv);
@@ -70,5 +71,9 @@ typedef struct {
 void cli_progress_init(cli_progress *p, const char *unit);
 int cli_progress_cb(void *ctx, const char *stage, int64_t done, int64_t total);
 void cli_progress_end(cli_progress *p);
+
+/* a3_cache_open (curves now, matrices when a solver needs them) with a
+ * progress line on stderr once opening has taken longer than 0.2 s. */
+int cli_cache_open(const char *path, a3_cache **out, a3_err *err);
 
 #endif

@@ -220,7 +220,7 @@ int a3_cmd_apply(int argc, char **argv)
     a3_plan *p = NULL;
     int rc = a3_model_open(o.model, &m, &err);
     if (rc == A3_OK) a3_model_set_threads(m, (int)o.threads);
-    if (rc == A3_OK) rc = a3_cache_load(o.cache, &c, &err);
+    if (rc == A3_OK) rc = cli_cache_open(o.cache, &c, &err);
     if (rc == A3_OK) rc = a3_plan_load(o.plan, &p, &err);
     if (rc == A3_OK) rc = run(&o, m, c, p, &err);
     a3_plan_free(p);

@@ -185,7 +185,7 @@ static int cmd_info(int argc, char **argv)
     a3_err err = {0};
     a3_cache *c = NULL;
     a3_cache_meta m;
-    if (a3_cache_load(path, &c, &err)) return cli_fail("cache info", &err);
+    if (cli_cache_open(path, &c, &err)) return cli_fail("cache info", &err);
     if (a3_cache_meta_parse(c, &m, &err)) {
         a3_cache_free(c);
         return cli_fail("cache info", &err);

@@ -298,7 +298,7 @@ static int show(const plan_opts *o)
     a3_cache *c = NULL;
     double *rel = NULL;
     int rc = a3_plan_load(o->show, &p, &err);
-    if (!rc && o->cache) rc = a3_cache_load(o->cache, &c, &err);
+    if (!rc && o->cache) rc = cli_cache_open(o->cache, &c, &err);
     if (!rc && c) rc = a3_plan_validate(p, c, o->force, &err);
     if (!rc && c && !(rel = malloc((size_t)p->dims.n_layers * A3_COMP_COUNT * sizeof *rel)))
         rc = a3_err_set(&err, A3_ENOMEM, "out of memory");
@@ -388,7 +388,7 @@ static int make(const plan_opts *o)
     a3_cache *c = NULL;
     a3_plan *p = NULL;
     a3_pred *pr = NULL;
-    int rc = a3_cache_load(o->cache, &c, &err);
+    int rc = cli_cache_open(o->cache, &c, &err);
     if (!rc) rc = a3_plan_from_cache(c, &p, &err);
     if (!rc && o->model) rc = take_model(o, c, p, &err);
     if (!rc && !o->no_pred)

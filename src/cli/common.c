@@ -121,3 +121,19 @@ void cli_progress_end(cli_progress *p)
     if (p->tty && p->active) fputc('\n', stderr);
     p->active = 0;
 }
+
+/* Quiet for the first 0.2 s: a cache that opens at once prints nothing. */
+static int cache_open_cb(void *ctx, const char *stage, int64_t done, int64_t total)
+{
+    cli_progress *p = ctx;
+    return a3_now() - p->t0 < 0.2 ? 0 : cli_progress_cb(ctx, stage, done, total);
+}
+
+int cli_cache_open(const char *path, a3_cache **out, a3_err *err)
+{
+    cli_progress pr;
+    cli_progress_init(&pr, "sections");
+    int rc = a3_cache_open(path, cache_open_cb, &pr, out, err);
+    cli_progress_end(&pr);
+    return rc;
+}
