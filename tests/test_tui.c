@@ -102,7 +102,7 @@ static int stories(void)
 
 static int open_state(ui_state *s, const char *cache, const char *plan, const char *model)
 {
-    ui_options o = {cache, plan, model};
+    ui_options o = {.cache = cache, .plan = plan, .model = model};
     a3_err e = {0};
     int rc = ui_state_init(s, &o, &e);
     if (rc) fprintf(stderr, "  ui_state_init: %s\n", e.msg);

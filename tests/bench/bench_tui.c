@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     }
     int n = argc > 2 ? atoi(argv[2]) : 2000;
     ui_state s;
-    ui_options o = {argv[1], NULL, NULL};
+    ui_options o = {.cache = argv[1]};
     a3_err err = {0};
     setlocale(LC_ALL, "C.UTF-8"); /* the multibyte path: the slower one */
     setlocale(LC_NUMERIC, "C");
