@@ -379,7 +379,7 @@ static void test_state_model_mismatch(void)
     ui_state s;
     snprintf(model, sizeof model, "%s/synth-tiny", tmpdir());
     if (sh("'%s' synth --like tiny -o '%s' >/dev/null 2>&1", a3_bin(), model)) SKIP("a3 synth failed");
-    ui_options o = {cache_7b(), NULL, model};
+    ui_options o = {.cache = cache_7b(), .model = model};
     a3_err e = {0};
     CHECK(ui_state_init(&s, &o, &e) == A3_EMISMATCH);
     CHECKF(!strstr(e.msg, "plan") && strstr(e.msg, "not the model of cache") && strstr(e.msg, "the cache's"), "%s",

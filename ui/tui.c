@@ -230,7 +230,8 @@ static int parse(int argc, char **argv, ui_options *o)
 }
 
 /* Before the first frame (curses is not up yet): after 0.2 s of opening
- * the cache, a plain line on stderr with the sections read so far, so a
+ * the cache, a plain line on the terminal (stdout, the TUI's screen; stderr
+ * stays for errors) with the sections read so far, so a
  * big cache never shows a blank screen. *ctx is the start time, made
  * negative once the line is shown. */
 static int loading_line(void *ctx, const char *stage, int64_t done, int64_t total)
@@ -238,9 +239,9 @@ static int loading_line(void *ctx, const char *stage, int64_t done, int64_t tota
     double *t0 = ctx, el = a3_now() - fabs(*t0);
     if (el < 0.2 || (done < total && done % 16)) return 0;
     if (*t0 > 0) *t0 = -*t0;
-    fprintf(stderr, "\rloading the cache: %lld/%lld sections (%.0f%%), %.1f s\033[K", (long long)done,
+    fprintf(stdout, "\rloading the cache: %lld/%lld sections (%.0f%%), %.1f s\033[K", (long long)done,
             (long long)total, 100.0 * (double)done / (double)total, el);
-    fflush(stderr);
+    fflush(stdout);
     return 0;
 }
 
@@ -262,7 +263,7 @@ int a3_cmd_tui(int argc, char **argv)
     double t0 = a3_now();
     o.load_progress = loading_line, o.load_ctx = &t0;
     int init_rc = ui_state_init(&s, &o, &err);
-    if (t0 < 0) fputs("\r\033[K", stderr); /* the loading line, if shown */
+    if (t0 < 0) fputs("\r\033[K", stdout), fflush(stdout); /* the loading line, if shown */
     if (init_rc) { /* before curses: errors print plainly */
         fprintf(stderr, "a3 tui: %s\n", err.msg);
         return a3_err_exit_status(err.code);
