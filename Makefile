@@ -32,7 +32,7 @@ BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*
 # Keep objects of the test and benchmark programs (they are intermediate
 # files of the two-step link rules, which make would otherwise delete).
 .PRECIOUS: $(BUILD)/%.o
-.PHONY: all check test sanitize demo bench bench-scale results setup clean format
+.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale results setup clean format
 all: a3
 
 a3: $(BUILD)/a3
@@ -87,6 +87,12 @@ bench: $(BUILD)/a3 $(BENCHES)
 # docs/PERFORMANCE.md: throughput, memory and solve-time report (issue 7; ~12 min).
 bench-scale: a3 $(BENCHES)
 	@BUILD=$(BUILD) scripts/bench_scale.py
+
+# docs/PERFORMANCE.md, section "scale": apply of a 7B-shaped model (streaming
+# shards, peak heap and mapped pages) and cache opening at 7B/70B
+# (scripts/bench_apply_scale.py; ~40 min with an existing model, see --help).
+bench-apply-scale: a3
+	@BUILD=$(BUILD) scripts/bench_apply_scale.py
 
 # docs/RESULTS.md: stories260K perplexity by method and budget (minutes),
 # then the "A3 + quantization" section (GGUF sizes and llama.cpp perplexity).

@@ -152,6 +152,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-apply", action="store_true")
     ap.add_argument("--keep-model", action="store_true")
+    ap.add_argument("--apply-from", help="with --no-apply: take the 'Apply at 7B' subsection from this earlier "
+                    "output of the script (a 30-minute run), with a note naming it")
+    ap.add_argument("--apply-note", default="", help="what that earlier run measured (e.g. its commit)")
     a = ap.parse_args()
     a3 = os.path.abspath(a.a3)
     work = a.work or tempfile.mkdtemp(prefix="a3-bench-apply-")
@@ -260,6 +263,15 @@ def main():
                          "mapped pages are the input model's, read once front to back: the kernel keeps "
                          "or drops them as memory allows, they are not the process's to free.")
             lines.append("")
+        elif a.apply_from:
+            old = open(a.apply_from).read()
+            m = re.search(r"### Apply at 7B.*?(?=\n### |<!-- END scale -->|\Z)", old, re.S)
+            if m:
+                lines.append(m.group(0).rstrip())
+                lines.append("")
+                lines.append("(Apply figures from an earlier run of this script%s.)" %
+                             (": " + a.apply_note if a.apply_note else ""))
+                lines.append("")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if made_model and not a.keep_model:
