@@ -95,12 +95,14 @@ bench-apply-scale: a3
 	@BUILD=$(BUILD) scripts/bench_apply_scale.py
 
 # docs/RESULTS.md: stories260K perplexity by method and budget (minutes),
-# then the "A3 + quantization" section (GGUF sizes and llama.cpp perplexity).
+# then the "A3 + quantization" section (GGUF sizes and llama.cpp perplexity),
+# then predicted against measured NLL change (scripts/results_predict.py).
 results: a3
 	scripts/results.py
 	@scripts/setup_peers.sh
 	scripts/gguf_results.py
 	scripts/results_seq.py
+	scripts/results_predict.py
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)

@@ -392,7 +392,8 @@ static void test_probe_matches_apply(void)
         CHECK(memcmp(q->mlp[A3_MLP_METHOD_A3_REFIT], f.pr->mlp[A3_MLP_METHOD_A3_REFIT],
                      (size_t)k->n_layers * (k->d_ff + 1) * 8) == 0);
         CHECK(memcmp(q->probe_dnll, f.pr->probe_dnll, (size_t)k->n_layers * 3 * A3_PROBE_LEVELS * 8) == 0);
-        CHECK_NEAR(a3_pred_nll(q, 1, A3_COMP_MLP, 0.1), a3_pred_nll(f.pr, 1, A3_COMP_MLP, 0.1), 0);
+        CHECK_NEAR(a3_pred_nll_single(q, 1, A3_COMP_MLP, 0.1), a3_pred_nll_single(f.pr, 1, A3_COMP_MLP, 0.1), 0);
+        CHECK(q->joint_known && q->joint_dnll == f.pr->joint_dnll && q->joint_sum == f.pr->joint_sum);
     }
     a3_pred_free(q);
     /* a plan on the sidecar: exact curves, predicted NLL = sum of the
@@ -412,9 +413,10 @@ static void test_probe_matches_apply(void)
     a3_plan_loss lo;
     CHECK(a3_plan_predict_with(pl, f.c, f.pr, rel, &lo, &err) == 0);
     for (int l2 = 0; l2 < k->n_layers; l2++)
-        for (int kind = 0; kind < 3; kind++) sum += a3_pred_nll(f.pr, l2, (a3_comp)kind, rel[l2 * 3 + kind]);
+        for (int kind = 0; kind < 3; kind++) sum += a3_pred_nll_single(f.pr, l2, (a3_comp)kind, rel[l2 * 3 + kind]);
     CHECK(pl->loss.exact && pl->loss.nll_known && lo.nll_known);
-    CHECK_NEAR(pl->loss.dnll, sum, 1e-12);
+    CHECK_NEAR(pl->loss.dnll, a3_pred_nll_total(f.pr, sum), 1e-12);
+    CHECK(f.pr->joint_known);
     CHECK(sum > 0);
     char *txt = NULL;
     size_t tl;
@@ -424,7 +426,7 @@ static void test_probe_matches_apply(void)
     CHECK(txt && strstr(txt, "\"curves\": \"exact\"") &&
           strstr(txt, "\"predicted\": {\"nll_change\": 0."));
     CHECKF(txt && a3_plan_parse("p.json", txt, tl, &back, &err) == 0, "%s", err.msg);
-    CHECK(back && back->loss.nll_known && fabs(back->loss.dnll - sum) <= 1e-5 * sum && back->loss.exact);
+    CHECK(back && back->loss.nll_known && fabs(back->loss.dnll - pl->loss.dnll) <= 1e-5 * pl->loss.dnll && back->loss.exact);
     a3_plan_free(back), back = NULL;
     char *bad = txt ? strstr(txt, "\"perplexity_ratio\": ") : NULL;
     if (bad) {
@@ -455,14 +457,20 @@ static void test_pred_nll_interpolation(void)
     p->layers_done = p->n_layers;
     double *r = p->probe_rel + A3_PROBE_LEVELS * 1, *d = p->probe_dnll + A3_PROBE_LEVELS * 1; /* layer 0, OV */
     r[0] = 0.25, d[0] = 0.5, r[1] = 1.0, d[1] = 1.25;
-    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 0.125), 0.25, 1e-15);
-    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 0.625), 0.875, 1e-15);
+    CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 0.125), 0.25, 1e-15);
+    CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 0.625), 0.875, 1e-15);
     CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 2.0, 1e-15);
     d[0] = -0.1, d[1] = 1.0; /* a noisy negative change counts as 0 */
-    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 0.25), 0, 1e-15);
+    CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 0.25), 0, 1e-15);
     CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 1.0, 1e-15);
     d[0] = 0.8, d[1] = 0.4; /* non-decreasing */
-    CHECK_NEAR(a3_pred_nll(p, 0, A3_COMP_OV, 1.0), 0.8, 1e-15);
+    CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 1.0), 0.8, 1e-15);
+    /* interaction: S (1 + c S), c = (J - S_j) / S_j^2, factor in [0.5, 4] */
+    CHECK_NEAR(a3_pred_nll_total(p, 0.3), 0.3, 0); /* no joint run */
+    p->joint_known = 1, p->joint_sum = 0.5, p->joint_dnll = 0.75; /* c = 1 */
+    CHECK_NEAR(a3_pred_nll_total(p, 0.5), 0.75, 1e-15);
+    CHECK_NEAR(a3_pred_nll_total(p, 0.2), 0.24, 1e-15);
+    CHECK_NEAR(a3_pred_nll_total(p, 10), 40, 1e-12);
     fixture_down(&f);
 }
 

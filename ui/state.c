@@ -1,5 +1,6 @@
 /* state: the planner's model: loading, derived numbers, selection, edits
  * and undo (see state.h). No curses here. */
+#include "a3/pred.h"
 #include "state.h"
 
 #include <cjson/cJSON.h>
@@ -234,7 +235,7 @@ static void update_optimal(ui_state *s, int force)
     int rc = a3_plan_copy(s->plan, &p, &e);
     if (!rc) {
         p->alloc.strategy = A3_STRATEGY_GREEDY;
-        rc = a3_plan_allocate(p, s->cache, &e);
+        rc = a3_plan_allocate_with(p, s->cache, s->pred, &e);
     }
     if (rc) {
         snprintf(s->opt_why, sizeof s->opt_why, "%s", e.msg);
@@ -306,7 +307,7 @@ static void recompute(ui_state *s, int force_opt)
     a3_plan_costs(s->plan, &s->cost);
     a3_plan_full_costs(s->plan, &s->full);
     a3_err e = {0};
-    s->loss_ok = a3_plan_predict(s->plan, s->cache, s->rel, &s->loss, &e) == 0;
+    s->loss_ok = a3_plan_predict_with(s->plan, s->cache, s->pred, s->rel, &s->loss, &e) == 0;
     if (s->loss_ok) { /* what a save records, kept current */
         s->plan->loss = s->loss;
         s->plan->loss_known = 1;
@@ -405,6 +406,8 @@ int ui_state_init(ui_state *s, const ui_options *o, a3_err *err)
     snprintf(s->cache_path, sizeof s->cache_path, "%s", o->cache);
     /* Curves only: the matrices are read when a commit's apply needs them. */
     int rc = a3_cache_open(o->cache, o->load_progress, o->load_ctx, &s->cache, err);
+    int rc = a3_cache_load(o->cache, &s->cache, err);
+    if (!rc) rc = a3_pred_load_for(o->cache, s->cache, &s->pred, err);
     if (!rc) rc = load_plan(s, o->plan, err);
     if (!rc && o->model) rc = open_model(s, o->model, err);
     if (rc) {
@@ -440,12 +443,13 @@ void ui_state_free(ui_state *s)
     a3_plan_free(s->cmp);
     a3_plan_free(s->plan);
     a3_cache_free(s->cache);
+    a3_pred_free(s->pred);
     a3_model_free(s->model);
     free(s->rel);
     free(s->cmp_rel);
     free(s->order);
     free(s->opt_key.lock);
-    s->opt = s->plan = s->cmp = NULL, s->cache = NULL, s->model = NULL, s->rel = s->cmp_rel = NULL;
+    s->opt = s->plan = s->cmp = NULL, s->cache = NULL, s->pred = NULL, s->model = NULL, s->rel = s->cmp_rel = NULL;
     s->order = NULL, s->opt_key.lock = NULL;
 }
 
@@ -676,7 +680,7 @@ void ui_allocate(ui_state *s, a3_strategy strategy)
     a3_err e = {0};
     p->alloc.strategy = strategy;
     double t0 = a3_now();
-    if (a3_plan_allocate(p, s->cache, &e)) {
+    if (a3_plan_allocate_with(p, s->cache, s->pred, &e)) {
         a3_plan_free(p);
         ui_msg(s, 1, "%s", e.msg);
         return;

@@ -141,6 +141,7 @@ typedef enum {
 typedef struct ui_state {
     /* inputs */
     a3_cache *cache;
+    a3_pred *pred;               /* CACHE.pred (exact curves, probe), or NULL */
     char cache_path[UI_PATH_MAX];
     char model_dir[UI_PATH_MAX]; /* "" without --model */
     a3_model *model;             /* NULL without --model */

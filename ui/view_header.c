@@ -122,12 +122,21 @@ static void totals_rows(ui_state *s)
     ui_put(2, 0, COLS, ui_fit(COLS, 3, row2));
     ui_fmt_count(a, sizeof a, ff), ui_fmt_count(b, sizeof b, fc);
     if (s->loss_ok) {
-        snprintf(m1, sizeof m1, "FLOPs/tok@%d %s %s %s (%s)  pred. loss QK %.2f%% OV %.2f%% MLP %.2f%%", s->plan->context,
-                 a, ar, b, pc3, 100 * s->loss.rel[0], 100 * s->loss.rel[1], 100 * s->loss.rel[2]);
-        snprintf(m2, sizeof m2, "FLOPs@%d %s%s%s (%s)  loss QK %.2f%% OV %.2f%% MLP %.2f%%", s->plan->context, a, ar, b,
-                 pc3, 100 * s->loss.rel[0], 100 * s->loss.rel[1], 100 * s->loss.rel[2]);
-        snprintf(m3, sizeof m3, "loss QK %.2f%% OV %.2f%% MLP %.2f%%  FLOPs %s", 100 * s->loss.rel[0],
-                 100 * s->loss.rel[1], 100 * s->loss.rel[2], pc3);
+        /* the predicted NLL change (probe in CACHE.pred) next to the losses;
+         * "estimate" when the MLP losses are the diagonal estimate */
+        char nll[64] = "", nll2[40] = "";
+        const char *est = s->loss.exact ? "" : " (estimate)", *est2 = s->loss.exact ? "" : " est.";
+        if (s->loss.nll_known) {
+            snprintf(nll, sizeof nll, "  NLL %+.3f (ppl x%.3f)", s->loss.dnll, exp(s->loss.dnll));
+            snprintf(nll2, sizeof nll2, "  NLL %+.3f", s->loss.dnll);
+        }
+        snprintf(m1, sizeof m1, "FLOPs/tok@%d %s %s %s (%s)  pred. loss QK %.2f%% OV %.2f%% MLP %.2f%%%s%s",
+                 s->plan->context, a, ar, b, pc3, 100 * s->loss.rel[0], 100 * s->loss.rel[1], 100 * s->loss.rel[2],
+                 est, nll);
+        snprintf(m2, sizeof m2, "FLOPs@%d %s%s%s (%s)  loss QK %.2f%% OV %.2f%% MLP %.2f%%%s%s", s->plan->context, a,
+                 ar, b, pc3, 100 * s->loss.rel[0], 100 * s->loss.rel[1], 100 * s->loss.rel[2], est2, nll2);
+        snprintf(m3, sizeof m3, "loss QK %.2f%% OV %.2f%% MLP %.2f%%%s%s  FLOPs %s", 100 * s->loss.rel[0],
+                 100 * s->loss.rel[1], 100 * s->loss.rel[2], est2, nll2, pc3);
     } else {
         snprintf(m1, sizeof m1, "FLOPs/tok@%d %s %s %s (%s)  pred. loss unknown", s->plan->context, a, ar, b, pc3);
         snprintf(m2, sizeof m2, "FLOPs@%d %s%s%s (%s)  loss unknown", s->plan->context, a, ar, b, pc3);

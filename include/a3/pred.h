@@ -52,10 +52,14 @@
  * points; the predicted NLL change of a plan is the sum over layers and
  * kinds, rel(l, k) from the curves of the plan's methods (first order:
  * perturbations of different components add up; the curves measure the
- * squared error, to which a small NLL change is proportional). Cost:
- * 1 + 6 n_layers truncated runs, each from layer l to the end, i.e. about
- * 1 + 3 (n_layers + 1) forward passes over the probe tokens (the clean
- * hidden state at layer l is reused). Layers finish in order and the
+ * squared error, to which a small NLL change is proportional), corrected
+ * for interaction by one joint run with every component at its first cut
+ * at once: with S_j the sum of the single predictions there and J the
+ * measured change, a plan whose single predictions sum to S is predicted
+ * S (1 + c S), c = (J - S_j) / S_j^2 (errors compound, so c > 0 as a
+ * rule). Cost: 1 + 6 n_layers truncated runs, each from layer l to the
+ * end, plus the joint run, i.e. about 2 + 3 (n_layers + 1) forward passes
+ * over the probe tokens (the clean hidden state at layer l is reused). Layers finish in order and the
  * sidecar is saved after each one, so an interrupted probe resumes at the
  * next layer.
  *
@@ -69,7 +73,8 @@
  *               "mlp": {"a3": [..], "weight-norm": [..], "a3-refit": [..] | null}},
  *    "probe": null | {"windows": hex64, "tokens": N, "samples": n, "seqlen": L,
  *               "base_nll": x, "layers_done": k, "target": 0.3,
- *               "rel": [..], "dnll": [..]}}   (layers_done x 3 kinds x
+ *               "rel": [..], "dnll": [..],
+ *               "joint": null | {"sum": S_j, "dnll": J}}}   (layers_done x 3 kinds x
  *    A3_PROBE_LEVELS each, flat;
  *    the curves are flat arrays in the index order of the struct below)
  * Loading checks the format, dims, array lengths, finite values and that
@@ -102,6 +107,8 @@ struct a3_pred {
     char probe_windows[65]; /* hex SHA-256 of the probe's token ids (LE u32) */
     double probe_target, base_nll;
     double *probe_rel, *probe_dnll; /* (n_layers, 3, A3_PROBE_LEVELS) */
+    int joint_known;                /* the joint run was made */
+    double joint_sum, joint_dnll;   /* its summed and measured NLL change */
 };
 /* typedef a3_pred is in plan.h */
 
@@ -119,10 +126,14 @@ int a3_pred_curves(a3_model *m, const a3_cache *c, a3_pred *p,
 double a3_pred_loss(const a3_pred *p, a3_comp k, int m, int l, int g, int width);
 /* Whether the probe is complete (every layer measured). */
 int a3_pred_has_probe(const a3_pred *p);
-/* Predicted NLL change (nats) of layer l's kind k at relative loss rel:
- * piecewise linear through (0, 0) and the probe's points (rel_i, dnll_i),
- * the dnll made non-negative and non-decreasing (measurement noise). */
-double a3_pred_nll(const a3_pred *p, int l, a3_comp k, double rel);
+/* Predicted NLL change (nats) of layer l's kind k alone at relative loss
+ * rel: piecewise linear through (0, 0) and the probe's points (rel_i,
+ * dnll_i), the dnll made non-negative and non-decreasing (noise). */
+double a3_pred_nll_single(const a3_pred *p, int l, a3_comp k, double rel);
+/* Predicted NLL change of a plan whose components alone sum to S:
+ * S (1 + c S), with c from the joint run, (J - S_j) / S_j^2, and the
+ * factor 1 + c S kept within [0.5, 4]; S without a joint run. */
+double a3_pred_nll_total(const a3_pred *p, double S);
 /* Sensitivity s[l][k] for the greedy allocator's linear objective: the
  * steeper of the probe points' secants dnll_i / rel_i (>= 0). */
 double a3_pred_scale(const a3_pred *p, int l, a3_comp k);

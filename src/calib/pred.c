@@ -80,7 +80,7 @@ static int probe_points(const a3_pred *p, int l, a3_comp k, double *r, double *d
     return n;
 }
 
-double a3_pred_nll(const a3_pred *p, int l, a3_comp k, double rel)
+double a3_pred_nll_single(const a3_pred *p, int l, a3_comp k, double rel)
 {
     double r[A3_PROBE_LEVELS], d[A3_PROBE_LEVELS], r0 = 0, d0 = 0;
     int n = probe_points(p, l, k, r, d);
@@ -91,6 +91,13 @@ double a3_pred_nll(const a3_pred *p, int l, a3_comp k, double rel)
     }
     double slope = n > 1 ? (d[n - 1] - d[n - 2]) / (r[n - 1] - r[n - 2]) : d[0] / r[0];
     return d0 + slope * (rel - r0); /* past the last point (rel > 1 cannot happen) */
+}
+
+double a3_pred_nll_total(const a3_pred *p, double S)
+{
+    if (!p->joint_known || !(p->joint_sum > 0)) return S;
+    double c = (p->joint_dnll - p->joint_sum) / (p->joint_sum * p->joint_sum);
+    return S * fmin(fmax(1 + c * S, 0.5), 4.0);
 }
 
 double a3_pred_scale(const a3_pred *p, int l, a3_comp k)

@@ -105,6 +105,13 @@ static cJSON *to_json(const a3_pred *p)
         }
         cJSON_AddItemToObject(pr, "rel", rel);
         cJSON_AddItemToObject(pr, "dnll", dn);
+        if (p->joint_known) {
+            cJSON *j = cJSON_CreateObject();
+            if (!j) goto fail;
+            cJSON_AddItemToObject(pr, "joint", j);
+            cJSON_AddItemToObject(j, "sum", num17(p->joint_sum));
+            cJSON_AddItemToObject(j, "dnll", num17(p->joint_dnll));
+        } else cJSON_AddNullToObject(pr, "joint");
     } else cJSON_AddNullToObject(r, "probe");
     return r;
 fail:
@@ -211,6 +218,14 @@ static int from_json(const cJSON *r, const char *path, const a3_cache *c, a3_pre
     if (get_array(cJSON_GetObjectItemCaseSensitive(pr, "rel"), n, p->probe_rel) ||
         get_array(cJSON_GetObjectItemCaseSensitive(pr, "dnll"), n, p->probe_dnll))
         return bad(err, path, "probe.rel/dnll", "missing, wrong length or not finite numbers");
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(pr, "joint");
+    if (j && !cJSON_IsNull(j)) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "sum"), *jd = cJSON_GetObjectItemCaseSensitive(j, "dnll");
+        if (!cJSON_IsNumber(js) || !cJSON_IsNumber(jd) || !isfinite(js->valuedouble) || !isfinite(jd->valuedouble) ||
+            done != nl)
+            return bad(err, path, "probe.joint", "expected {\"sum\": x, \"dnll\": x} after all layers");
+        p->joint_known = 1, p->joint_sum = js->valuedouble, p->joint_dnll = jd->valuedouble;
+    }
     return A3_OK;
 }
 

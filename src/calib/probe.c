@@ -13,13 +13,15 @@
 #include "a3/sha256.h"
 #include "pred_internal.h"
 
+/* The truncations in force: per layer, a bit per kind (active), and that
+ * kind's data. One component for the per-component runs, every component
+ * of every layer for the joint run. */
 typedef struct {
     const a3_cache *c;
-    a3_comp kind;
-    int layer;
-    float *P;         /* (n_kv, hd, hd) OV projectors, float32 */
-    uint8_t *dropq;   /* (n_kv, hd): query/key dims zeroed */
-    uint8_t *dropu;   /* (d_ff): neurons zeroed */
+    uint8_t *active;  /* (n_layers) bits 1 << kind */
+    float *P;         /* (n_layers, n_kv, hd, hd) OV projectors, float32 */
+    uint8_t *dropq;   /* (n_layers, n_kv, hd): query dims zeroed */
+    uint8_t *dropu;   /* (n_layers, d_ff): neurons zeroed */
     float *vbuf;      /* (hd) */
 } trunc_ctx;
 
@@ -29,17 +31,18 @@ static int edit_qkv(void *ctx, int l, float *q, float *k, float *v, size_t rows)
     const a3_cache *c = t->c;
     int hd = c->head_dim, per = c->n_heads / c->n_kv_heads, nkv = c->n_kv_heads, nh = c->n_heads;
     (void)k;
-    if (l != t->layer) return 0;
-    if (t->kind == A3_COMP_QK) { /* dropped pairs leave the scores: zero their query dims */
+    if (t->active[l] & (1u << A3_COMP_QK)) { /* dropped pairs leave the scores: zero their query dims */
+        const uint8_t *drop = t->dropq + (size_t)l * nkv * hd;
         for (size_t r = 0; r < rows; r++)
             for (int i = 0; i < nh; i++)
                 for (int a = 0; a < hd; a++)
-                    if (t->dropq[(i / per) * hd + a]) q[r * (size_t)nh * hd + (size_t)i * hd + a] = 0;
-    } else if (t->kind == A3_COMP_OV) { /* v -> v P per group */
+                    if (drop[(i / per) * hd + a]) q[r * (size_t)nh * hd + (size_t)i * hd + a] = 0;
+    }
+    if (t->active[l] & (1u << A3_COMP_OV)) { /* v -> v P per group */
         for (size_t r = 0; r < rows; r++)
             for (int g = 0; g < nkv; g++) {
                 float *row = v + r * (size_t)nkv * hd + (size_t)g * hd;
-                const float *P = t->P + (size_t)g * hd * hd;
+                const float *P = t->P + ((size_t)l * nkv + g) * hd * hd;
                 for (int b = 0; b < hd; b++) {
                     float s = 0;
                     for (int a = 0; a < hd; a++) s += row[a] * P[a * hd + b];
@@ -55,10 +58,11 @@ static int edit_u(void *ctx, int l, float *u, size_t rows)
 {
     trunc_ctx *t = ctx;
     int ff = t->c->d_ff;
-    if (l != t->layer || t->kind != A3_COMP_MLP) return 0;
+    if (!(t->active[l] & (1u << A3_COMP_MLP))) return 0;
+    const uint8_t *drop = t->dropu + (size_t)l * ff;
     for (size_t r = 0; r < rows; r++)
         for (int n = 0; n < ff; n++)
-            if (t->dropu[n]) u[r * (size_t)ff + n] = 0;
+            if (drop[n]) u[r * (size_t)ff + n] = 0;
     return 0;
 }
 
@@ -86,12 +90,12 @@ static int nll_of(a3_model *m, const float *x, const int32_t *win, int nw, int L
     return rc;
 }
 
-/* Layers from..n_layers-1 over x in place (hooks on layer `from` only). */
+/* Layers from..n_layers-1 over x in place. */
 static int run_from(a3_model *m, int from, float *x, int nw, int L, const a3_layer_hooks *hk, a3_err *err)
 {
     int rc = 0;
     for (int l = from; rc == 0 && l < a3_model_config(m)->n_layers; l++)
-        rc = a3_model_run_layer(m, l, x, nw, L, 0, l == from ? hk : NULL, err);
+        rc = a3_model_run_layer(m, l, x, nw, L, 0, hk, err);
     return rc;
 }
 
@@ -122,13 +126,14 @@ static int setup(const a3_cache *c, const a3_pred *p, int l, a3_comp k, int w, c
 {
     int hd = c->head_dim, half = hd / 2, nkv = c->n_kv_heads, ff = c->d_ff;
     double lost = 0, total = 0;
-    t->kind = k, t->layer = l;
+    t->active[l] |= (uint8_t)(1u << k);
     if (k == A3_COMP_QK) {
         int keep = w / 2;
-        memset(t->dropq, 0, (size_t)nkv * hd);
+        uint8_t *drop = t->dropq + (size_t)l * nkv * hd;
+        memset(drop, 0, (size_t)nkv * hd);
         for (int g = 0; g < nkv; g++) {
             const int32_t *order = c->layers[l].qk_order + (size_t)g * half;
-            for (int j = keep; j < half; j++) t->dropq[g * hd + order[j]] = t->dropq[g * hd + order[j] + half] = 1;
+            for (int j = keep; j < half; j++) drop[g * hd + order[j]] = drop[g * hd + order[j] + half] = 1;
             lost += a3_pred_loss(p, k, A3_QK_METHOD_A3, l, g, w);
             total += a3_pred_loss(p, k, A3_QK_METHOD_A3, l, g, 0);
         }
@@ -140,19 +145,50 @@ static int setup(const a3_cache *c, const a3_pred *p, int l, a3_comp k, int w, c
                 free(P);
                 return -1;
             }
-            for (size_t e = 0; e < (size_t)hd * hd; e++) t->P[(size_t)g * hd * hd + e] = (float)P[e];
+            for (size_t e = 0; e < (size_t)hd * hd; e++) t->P[((size_t)l * nkv + g) * hd * hd + e] = (float)P[e];
             lost += a3_pred_loss(p, k, A3_OV_METHOD_A3, l, g, w);
             total += a3_pred_loss(p, k, A3_OV_METHOD_A3, l, g, 0);
         }
         free(P);
     } else {
-        memset(t->dropu, 0, (size_t)ff);
-        for (int j = w; j < ff; j++) t->dropu[c->layers[l].mlp_order[j]] = 1;
+        uint8_t *drop = t->dropu + (size_t)l * ff;
+        memset(drop, 0, (size_t)ff);
+        for (int j = w; j < ff; j++) drop[c->layers[l].mlp_order[j]] = 1;
         lost = a3_pred_loss(p, k, A3_MLP_METHOD_A3, l, 0, w);
         total = a3_pred_loss(p, k, A3_MLP_METHOD_A3, l, 0, 0);
     }
     *rel = total > 0 ? lost / total : 0;
     return 0;
+}
+
+/* The joint run: every component of every layer at its level-0 cut at
+ * once; its NLL change against the sum of the per-component predictions
+ * there gives the interaction term (include/a3/pred.h). One forward pass
+ * plus one layer load per layer. x, y: scratch hidden states. */
+static int joint_run(a3_model *m, const a3_cache *c, a3_pred *p, trunc_ctx *t, const int32_t *win, int nw, int L,
+                     float *x, float *y, float *xn, float *lg, a3_err *err)
+{
+    int nl = c->n_layers, rc = 0;
+    double sum = 0, nll = 0;
+    memset(t->active, 0, (size_t)nl);
+    for (int l = 0; !rc && l < nl; l++) {
+        a3_layer_in li;
+        rc = a3_layer_in_load(m, l, &li, err);
+        for (int k = 0; !rc && k < A3_COMP_COUNT; k++) {
+            double rel;
+            if (setup(c, p, l, (a3_comp)k, a3_probe_width(c, p, l, (a3_comp)k, 0), &li.w, t, &rel))
+                rc = a3_err_set(err, A3_EFORMAT, "probe: layer %d: OV projector failed (statistics not definite)", l);
+            sum += a3_pred_nll_single(p, l, (a3_comp)k, rel);
+        }
+        a3_layer_in_free(&li);
+    }
+    a3_layer_hooks hk = {.ctx = t, .edit_qkv = edit_qkv, .edit_u = edit_u};
+    if (!rc) rc = a3_model_embed(m, win, (size_t)nw * L, y, err);
+    if (!rc) rc = run_from(m, 0, y, nw, L, &hk, err);
+    if (!rc) rc = nll_of(m, y, win, nw, L, xn, lg, &nll, err);
+    (void)x;
+    if (!rc) p->joint_sum = sum, p->joint_dnll = nll - p->base_nll, p->joint_known = 1;
+    return rc;
 }
 
 static void windows_hash(const int32_t *win, size_t n, char hex[65])
@@ -189,9 +225,10 @@ int a3_probe(a3_model *m, const a3_cache *c, a3_pred *p, const int32_t *win, int
     size_t rows = (size_t)nw * L, d = (size_t)k->d;
     float *x = a3_malloc_array(rows, d * 4), *y = a3_malloc_array(rows, d * 4), *xn = a3_malloc_array(rows, d * 4);
     float *lg = a3_malloc_array((size_t)L, (size_t)k->vocab * 4);
-    trunc_ctx t = {.c = c, .P = a3_malloc_array((size_t)nkv * hd, (size_t)hd * 4), .dropq = malloc((size_t)nkv * hd),
-                   .dropu = malloc((size_t)c->d_ff), .vbuf = malloc((size_t)hd * 4)};
-    int rc = x && y && xn && lg && t.P && t.dropq && t.dropu && t.vbuf
+    trunc_ctx t = {.c = c, .active = calloc((size_t)nl, 1), .P = a3_malloc_array((size_t)nl * nkv * hd, (size_t)hd * 4),
+                   .dropq = a3_malloc_array((size_t)nl * nkv, (size_t)hd), .dropu = a3_malloc_array((size_t)nl, (size_t)c->d_ff),
+                   .vbuf = malloc((size_t)hd * 4)};
+    int rc = x && y && xn && lg && t.active && t.P && t.dropq && t.dropu && t.vbuf
                  ? A3_OK
                  : a3_err_set(err, A3_ENOMEM, "probe: out of memory (%zu tokens)", rows);
     int64_t total = 1 + A3_COMP_COUNT * A3_PROBE_LEVELS * (int64_t)(nl - p->layers_done), done = 0;
@@ -212,6 +249,7 @@ int a3_probe(a3_model *m, const a3_cache *c, a3_pred *p, const int32_t *win, int
             a3_comp kind = (a3_comp)(i / A3_PROBE_LEVELS);
             int lv = i % A3_PROBE_LEVELS;
             double rel, nll = 0;
+            memset(t.active, 0, (size_t)nl);
             if (setup(c, p, l, kind, a3_probe_width(c, p, l, kind, lv), &li.w, &t, &rel)) {
                 rc = a3_err_set(err, A3_EFORMAT, "probe: layer %d: OV projector failed (statistics not definite)", l);
                 break;
@@ -231,6 +269,8 @@ int a3_probe(a3_model *m, const a3_cache *c, a3_pred *p, const int32_t *win, int
         }
     }
     if (rc == A3_ECANCELED && !err->code) a3_err_set(err, A3_ECANCELED, "probe: interrupted after %d layers", p->layers_done);
-    free(x), free(y), free(xn), free(lg), free(t.P), free(t.dropq), free(t.dropu), free(t.vbuf);
+    if (!rc && p->layers_done == nl && !p->joint_known) rc = joint_run(m, c, p, &t, win, nw, L, x, y, xn, lg, err);
+    if (!rc && p->joint_known && o && o->save_path) rc = a3_pred_save(p, o->save_path, err);
+    free(x), free(y), free(xn), free(lg), free(t.active), free(t.P), free(t.dropq), free(t.dropu), free(t.vbuf);
     return rc;
 }

@@ -504,9 +504,10 @@ int a3_plan_predict_with(const a3_plan *p, const a3_cache *c, const a3_pred *pr,
             if (rel_out) rel_out[(size_t)l * A3_COMP_COUNT + (size_t)k] = r;
             out->rel[k] += r;
             out->objective += p->alloc.weight[k] * r;
-            if (probe) out->dnll += a3_pred_nll(pr, l, (a3_comp)k, r);
+            if (probe) out->dnll += a3_pred_nll_single(pr, l, (a3_comp)k, r);
         }
     for (int k = 0; k < A3_COMP_COUNT; k++) out->rel[k] /= p->dims.n_layers;
+    if (probe) out->dnll = a3_pred_nll_total(pr, out->dnll);
     out->exact = curves_exact(p, pr);
     out->nll_known = probe;
     return A3_OK;
