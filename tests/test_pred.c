@@ -393,7 +393,8 @@ static void test_probe_matches_apply(void)
                      (size_t)k->n_layers * (k->d_ff + 1) * 8) == 0);
         CHECK(memcmp(q->probe_dnll, f.pr->probe_dnll, (size_t)k->n_layers * 3 * A3_PROBE_LEVELS * 8) == 0);
         CHECK_NEAR(a3_pred_nll_single(q, 1, A3_COMP_MLP, 0.1), a3_pred_nll_single(f.pr, 1, A3_COMP_MLP, 0.1), 0);
-        CHECK(q->joint_known && q->joint_dnll == f.pr->joint_dnll && q->joint_sum == f.pr->joint_sum);
+        CHECK(q->joint_known && q->joint_dnll == f.pr->joint_dnll && q->joint_sum == f.pr->joint_sum &&
+              q->joint_root == f.pr->joint_root);
     }
     a3_pred_free(q);
     /* a plan on the sidecar: exact curves, predicted NLL = sum of the
@@ -409,13 +410,16 @@ static void test_probe_matches_apply(void)
     pl->budget = A3_BUDGET_PARAMS, pl->budget_pct = 30, pl->alloc.strategy = A3_STRATEGY_GREEDY;
     pl->mlp_method = A3_MLP_METHOD_A3_REFIT;
     CHECKF(a3_plan_allocate_with(pl, f.c, f.pr, &err) == 0, "%s", err.msg);
-    double rel[64], sum = 0;
+    double rel[64], sum = 0, root = 0;
     a3_plan_loss lo;
     CHECK(a3_plan_predict_with(pl, f.c, f.pr, rel, &lo, &err) == 0);
     for (int l2 = 0; l2 < k->n_layers; l2++)
-        for (int kind = 0; kind < 3; kind++) sum += a3_pred_nll_single(f.pr, l2, (a3_comp)kind, rel[l2 * 3 + kind]);
+        for (int kind = 0; kind < 3; kind++) {
+            double fi = a3_pred_nll_single(f.pr, l2, (a3_comp)kind, rel[l2 * 3 + kind]);
+            sum += fi, root += sqrt(fi);
+        }
     CHECK(pl->loss.exact && pl->loss.nll_known && lo.nll_known);
-    CHECK_NEAR(pl->loss.dnll, a3_pred_nll_total(f.pr, sum), 1e-12);
+    CHECK_NEAR(pl->loss.dnll, a3_pred_nll_total(f.pr, sum, root), 1e-12);
     CHECK(f.pr->joint_known);
     CHECK(sum > 0);
     char *txt = NULL;
@@ -465,12 +469,14 @@ static void test_pred_nll_interpolation(void)
     CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 1.0, 1e-15);
     d[0] = 0.8, d[1] = 0.4; /* non-decreasing */
     CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 1.0), 0.8, 1e-15);
-    /* interaction: S (1 + c S), c = (J - S_j) / S_j^2, factor in [0.5, 4] */
-    CHECK_NEAR(a3_pred_nll_total(p, 0.3), 0.3, 0); /* no joint run */
-    p->joint_known = 1, p->joint_sum = 0.5, p->joint_dnll = 0.75; /* c = 1 */
-    CHECK_NEAR(a3_pred_nll_total(p, 0.5), 0.75, 1e-15);
-    CHECK_NEAR(a3_pred_nll_total(p, 0.2), 0.24, 1e-15);
-    CHECK_NEAR(a3_pred_nll_total(p, 10), 40, 1e-12);
+    /* interaction: (1 - kappa) S + kappa R^2, kappa = (J - S_j) / (R_j^2 - S_j) */
+    CHECK_NEAR(a3_pred_nll_total(p, 0.3, 1.0), 0.3, 0); /* no joint run */
+    p->joint_known = 1, p->joint_sum = 1.0, p->joint_root = 3.0, p->joint_dnll = 2.0; /* kappa = 1/8 */
+    CHECK_NEAR(a3_pred_kappa(p), 0.125, 1e-15);
+    CHECK_NEAR(a3_pred_nll_total(p, 1.0, 3.0), 2.0, 1e-15); /* reproduces the joint run */
+    CHECK_NEAR(a3_pred_nll_total(p, 0.5, 0.5 / sqrt(0.5)), 0.5, 1e-15); /* one component: no interaction */
+    p->joint_dnll = 0.5; /* sub-additive noise: kappa clamped to 0 */
+    CHECK_NEAR(a3_pred_nll_total(p, 1.0, 3.0), 1.0, 1e-15);
     fixture_down(&f);
 }
 

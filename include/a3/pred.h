@@ -53,11 +53,15 @@
  * kinds, rel(l, k) from the curves of the plan's methods (first order:
  * perturbations of different components add up; the curves measure the
  * squared error, to which a small NLL change is proportional), corrected
- * for interaction by one joint run with every component at its first cut
- * at once: with S_j the sum of the single predictions there and J the
- * measured change, a plan whose single predictions sum to S is predicted
- * S (1 + c S), c = (J - S_j) / S_j^2 (errors compound, so c > 0 as a
- * rule). Cost: 1 + 6 n_layers truncated runs, each from layer l to the
+ * for interaction: the NLL change is second order in the perturbation of
+ * the output, and the perturbations e_i of different components are
+ * correlated, |sum e_i|^2 = sum |e_i|^2 + kappa sum_{i != j} |e_i| |e_j|,
+ * so with f_i ~ |e_i|^2 a plan is predicted
+ *   sum f_i + kappa sum_{i != j} sqrt(f_i f_j) = (1 - kappa) S + kappa R^2,
+ * S = sum f_i, R = sum sqrt f_i. kappa is measured by one joint run with
+ * every component at its first cut at once: kappa = (J - S_j) /
+ * (R_j^2 - S_j), clamped to [0, 1]. Many small cuts (uniform plans) thus
+ * cost more than the same S in a few components, as measured. Cost: 1 + 6 n_layers truncated runs, each from layer l to the
  * end, plus the joint run, i.e. about 2 + 3 (n_layers + 1) forward passes
  * over the probe tokens (the clean hidden state at layer l is reused). Layers finish in order and the
  * sidecar is saved after each one, so an interrupted probe resumes at the
@@ -74,7 +78,7 @@
  *    "probe": null | {"windows": hex64, "tokens": N, "samples": n, "seqlen": L,
  *               "base_nll": x, "layers_done": k, "target": 0.3,
  *               "rel": [..], "dnll": [..],
- *               "joint": null | {"sum": S_j, "dnll": J}}}   (layers_done x 3 kinds x
+ *               "joint": null | {"sum": S_j, "root": R_j, "dnll": J}}}   (layers_done x 3 kinds x
  *    A3_PROBE_LEVELS each, flat;
  *    the curves are flat arrays in the index order of the struct below)
  * Loading checks the format, dims, array lengths, finite values and that
@@ -108,7 +112,9 @@ struct a3_pred {
     double probe_target, base_nll;
     double *probe_rel, *probe_dnll; /* (n_layers, 3, A3_PROBE_LEVELS) */
     int joint_known;                /* the joint run was made */
-    double joint_sum, joint_dnll;   /* its summed and measured NLL change */
+    double joint_sum, joint_root;   /* sum of the single predictions f_i
+                                     * there, and sum of their sqrt */
+    double joint_dnll;              /* its measured NLL change J */
 };
 /* typedef a3_pred is in plan.h */
 
@@ -130,10 +136,12 @@ int a3_pred_has_probe(const a3_pred *p);
  * rel: piecewise linear through (0, 0) and the probe's points (rel_i,
  * dnll_i), the dnll made non-negative and non-decreasing (noise). */
 double a3_pred_nll_single(const a3_pred *p, int l, a3_comp k, double rel);
-/* Predicted NLL change of a plan whose components alone sum to S:
- * S (1 + c S), with c from the joint run, (J - S_j) / S_j^2, and the
- * factor 1 + c S kept within [0.5, 4]; S without a joint run. */
-double a3_pred_nll_total(const a3_pred *p, double S);
+/* Predicted NLL change of a plan whose single predictions are f_i, given
+ * S = sum f_i and R = sum sqrt(f_i): (1 - kappa) S + kappa R^2, with
+ * kappa in [0, 1] from the joint run (see above); S without one. */
+double a3_pred_nll_total(const a3_pred *p, double S, double R);
+/* kappa of the joint run (0 without one). */
+double a3_pred_kappa(const a3_pred *p);
 /* Sensitivity s[l][k] for the greedy allocator's linear objective: the
  * steeper of the probe points' secants dnll_i / rel_i (>= 0). */
 double a3_pred_scale(const a3_pred *p, int l, a3_comp k);

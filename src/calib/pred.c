@@ -93,11 +93,17 @@ double a3_pred_nll_single(const a3_pred *p, int l, a3_comp k, double rel)
     return d0 + slope * (rel - r0); /* past the last point (rel > 1 cannot happen) */
 }
 
-double a3_pred_nll_total(const a3_pred *p, double S)
+double a3_pred_kappa(const a3_pred *p)
 {
-    if (!p->joint_known || !(p->joint_sum > 0)) return S;
-    double c = (p->joint_dnll - p->joint_sum) / (p->joint_sum * p->joint_sum);
-    return S * fmin(fmax(1 + c * S, 0.5), 4.0);
+    double den = p->joint_root * p->joint_root - p->joint_sum;
+    if (!p->joint_known || !(den > 0)) return 0;
+    return fmin(fmax((p->joint_dnll - p->joint_sum) / den, 0.0), 1.0);
+}
+
+double a3_pred_nll_total(const a3_pred *p, double S, double R)
+{
+    double k = a3_pred_kappa(p);
+    return (1 - k) * S + k * R * R;
 }
 
 double a3_pred_scale(const a3_pred *p, int l, a3_comp k)

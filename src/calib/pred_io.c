@@ -110,6 +110,7 @@ static cJSON *to_json(const a3_pred *p)
             if (!j) goto fail;
             cJSON_AddItemToObject(pr, "joint", j);
             cJSON_AddItemToObject(j, "sum", num17(p->joint_sum));
+            cJSON_AddItemToObject(j, "root", num17(p->joint_root));
             cJSON_AddItemToObject(j, "dnll", num17(p->joint_dnll));
         } else cJSON_AddNullToObject(pr, "joint");
     } else cJSON_AddNullToObject(r, "probe");
@@ -221,10 +222,12 @@ static int from_json(const cJSON *r, const char *path, const a3_cache *c, a3_pre
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(pr, "joint");
     if (j && !cJSON_IsNull(j)) {
         const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "sum"), *jd = cJSON_GetObjectItemCaseSensitive(j, "dnll");
-        if (!cJSON_IsNumber(js) || !cJSON_IsNumber(jd) || !isfinite(js->valuedouble) || !isfinite(jd->valuedouble) ||
-            done != nl)
-            return bad(err, path, "probe.joint", "expected {\"sum\": x, \"dnll\": x} after all layers");
-        p->joint_known = 1, p->joint_sum = js->valuedouble, p->joint_dnll = jd->valuedouble;
+        const cJSON *jr = cJSON_GetObjectItemCaseSensitive(j, "root");
+        if (!cJSON_IsNumber(js) || !cJSON_IsNumber(jd) || !cJSON_IsNumber(jr) || !isfinite(js->valuedouble) ||
+            !isfinite(jd->valuedouble) || !isfinite(jr->valuedouble) || done != nl)
+            return bad(err, path, "probe.joint", "expected {\"sum\": x, \"root\": x, \"dnll\": x} after all layers");
+        p->joint_known = 1, p->joint_sum = js->valuedouble, p->joint_root = jr->valuedouble;
+        p->joint_dnll = jd->valuedouble;
     }
     return A3_OK;
 }

@@ -169,7 +169,7 @@ static int joint_run(a3_model *m, const a3_cache *c, a3_pred *p, trunc_ctx *t, c
                      float *x, float *y, float *xn, float *lg, a3_err *err)
 {
     int nl = c->n_layers, rc = 0;
-    double sum = 0, nll = 0;
+    double sum = 0, root = 0, nll = 0;
     memset(t->active, 0, (size_t)nl);
     for (int l = 0; !rc && l < nl; l++) {
         a3_layer_in li;
@@ -178,7 +178,8 @@ static int joint_run(a3_model *m, const a3_cache *c, a3_pred *p, trunc_ctx *t, c
             double rel;
             if (setup(c, p, l, (a3_comp)k, a3_probe_width(c, p, l, (a3_comp)k, 0), &li.w, t, &rel))
                 rc = a3_err_set(err, A3_EFORMAT, "probe: layer %d: OV projector failed (statistics not definite)", l);
-            sum += a3_pred_nll_single(p, l, (a3_comp)k, rel);
+            double f = a3_pred_nll_single(p, l, (a3_comp)k, rel);
+            sum += f, root += sqrt(f);
         }
         a3_layer_in_free(&li);
     }
@@ -187,7 +188,7 @@ static int joint_run(a3_model *m, const a3_cache *c, a3_pred *p, trunc_ctx *t, c
     if (!rc) rc = run_from(m, 0, y, nw, L, &hk, err);
     if (!rc) rc = nll_of(m, y, win, nw, L, xn, lg, &nll, err);
     (void)x;
-    if (!rc) p->joint_sum = sum, p->joint_dnll = nll - p->base_nll, p->joint_known = 1;
+    if (!rc) p->joint_sum = sum, p->joint_root = root, p->joint_dnll = nll - p->base_nll, p->joint_known = 1;
     return rc;
 }
 

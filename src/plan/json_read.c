@@ -366,7 +366,10 @@ static int read_loss(const reader *r, const cJSON *s, a3_plan *p)
         static const int nn[] = {1, 1};
         double v[2];
         if ((rc = read_numbers(r, pr, "summary.predicted", pk, 2, nn, v))) return rc;
-        if (isfinite(v[0]) != isfinite(v[1]) || (isfinite(v[0]) && fabs(exp(v[0]) - v[1]) > 1e-5 * v[1]))
+        /* both printed with 6 significant digits: log(ratio) agrees with
+         * nll_change to 1e-5 (1 + |nll_change|) */
+        if (isfinite(v[0]) != isfinite(v[1]) ||
+            (isfinite(v[0]) && !(v[1] > 0 && fabs(log(v[1]) - v[0]) <= 1e-5 * (1 + fabs(v[0])))))
             return fail(r, "summary.predicted.perplexity_ratio", "expected exp(nll_change)");
         p->loss.nll_known = isfinite(v[0]) != 0;
         p->loss.dnll = p->loss.nll_known ? v[0] : 0;

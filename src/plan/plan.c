@@ -498,16 +498,20 @@ int a3_plan_predict_with(const a3_plan *p, const a3_cache *c, const a3_pred *pr,
     if (rc) return rc;
     memset(out, 0, sizeof *out);
     int probe = pr && a3_pred_has_probe(pr);
+    double root = 0;
     for (int l = 0; l < p->dims.n_layers; l++)
         for (int k = 0; k < A3_COMP_COUNT; k++) {
             double r = layer_rel(p, c, pr, (a3_comp)k, l);
             if (rel_out) rel_out[(size_t)l * A3_COMP_COUNT + (size_t)k] = r;
             out->rel[k] += r;
             out->objective += p->alloc.weight[k] * r;
-            if (probe) out->dnll += a3_pred_nll_single(pr, l, (a3_comp)k, r);
+            if (probe) {
+                double f = a3_pred_nll_single(pr, l, (a3_comp)k, r);
+                out->dnll += f, root += sqrt(f);
+            }
         }
     for (int k = 0; k < A3_COMP_COUNT; k++) out->rel[k] /= p->dims.n_layers;
-    if (probe) out->dnll = a3_pred_nll_total(pr, out->dnll);
+    if (probe) out->dnll = a3_pred_nll_total(pr, out->dnll, root);
     out->exact = curves_exact(p, pr);
     out->nll_known = probe;
     return A3_OK;
