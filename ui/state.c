@@ -406,7 +406,6 @@ int ui_state_init(ui_state *s, const ui_options *o, a3_err *err)
     snprintf(s->cache_path, sizeof s->cache_path, "%s", o->cache);
     /* Curves only: the matrices are read when a commit's apply needs them. */
     int rc = a3_cache_open(o->cache, o->load_progress, o->load_ctx, &s->cache, err);
-    int rc = a3_cache_load(o->cache, &s->cache, err);
     if (!rc) rc = a3_pred_load_for(o->cache, s->cache, &s->pred, err);
     if (!rc) rc = load_plan(s, o->plan, err);
     if (!rc && o->model) rc = open_model(s, o->model, err);
