@@ -732,9 +732,10 @@ static void test_determinism(void)
 }
 
 /* A 7B-shaped cache (32 layers, 32 query heads, 8 KV groups, head_dim 128,
- * d_ff 11008) allocates in well under 100 ms; the bound here is loose so
- * that sanitizer builds pass, bench_plan prints the real figure. */
-static void test_speed_7b(void)
+ * d_ff 11008): both allocators meet the budget at that size. How long they
+ * take is bench_plan's business (a timed unit test fails on a loaded
+ * machine and proves nothing on a quiet one). */
+static void test_budget_7b(void)
 {
     shape sh = {4096, 32, 32, 8, 128, 11008, 0, 32000, 0};
     a3_cache *c = make_cache(&sh, 3, 0);
@@ -742,11 +743,8 @@ static void test_speed_7b(void)
     if (!c) return;
     for (int s = 0; s < 2; s++) {
         a3_err err = {0};
-        double t0 = a3_now();
         a3_plan *p = plan_for(c, s ? A3_STRATEGY_GREEDY : A3_STRATEGY_UNIFORM, A3_BUDGET_PARAMS, 20, 1, &err);
-        double dt = a3_now() - t0;
         CHECKF(p != NULL, "%s", err.msg);
-        CHECKF(dt < 2.0, "%s took %.3f s", s ? "greedy" : "uniform", dt);
         if (p) check_budget(p, 1, "7b");
         a3_plan_free(p);
     }
@@ -1146,7 +1144,7 @@ int main(void)
     RUN(test_locks);
     RUN(test_min_rank_and_options);
     RUN(test_determinism);
-    RUN(test_speed_7b);
+    RUN(test_budget_7b);
     RUN(test_round_trip);
     RUN(test_layout);
     RUN(test_malformed_table);
