@@ -44,6 +44,29 @@ static int dead_pid(void)
     return (int)p;
 }
 
+/* Waits (up to secs) until pid sleeps in open() of a FIFO with no other
+ * end ("wait_for_partner" in /proc/PID/wchan): the point the FIFO was put
+ * there to stop it at. A fixed sleep is not enough: under ASan on a loaded
+ * machine the run may still be computing, and a signal that arrives before
+ * it blocks finds it at another point (or, for calibrate, lets it reach the
+ * FIFO afterwards and wait there for ever). Returns 1 once blocked, 0 on
+ * timeout or when the process is gone. */
+static int wait_fifo_blocked(int pid, int secs)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/%d/wchan", pid);
+    for (int i = 0; i < secs * 100; i++) {
+        FILE *f = fopen(path, "r");
+        if (!f) return 0;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        if (strcmp(buf, "wait_for_partner") == 0) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
 /* Model m (8 small layers, random weights), ids file, cache, plan. */
 static int setup(void)
 {
@@ -79,7 +102,7 @@ static void test_apply_sigint(void)
     int seen = run_a3_wait_for_file(tmpdir, 30, pid);
     CHECKF(seen, "OUT.tmp.<pid> never appeared");
     if (!seen) return;
-    usleep(100000); /* let it reach the FIFO (any point would do) */
+    CHECKF(wait_fifo_blocked(pid, 120) == 1, "apply never blocked on the tokenizer FIFO");
     kill(pid, SIGINT);
     CHECK(run_a3_wait(pid) == 130);
     CHECKF(access(tmpdir, F_OK) != 0, "%s left behind", tmpdir);
@@ -136,7 +159,8 @@ static void test_calibrate_interrupt_resume(void)
     snprintf(fifo, sizeof fifo, "%s/layer-001.bin.tmp.%d", ck, pid);
     CHECK(mkfifo(fifo, 0644) == 0);
     run_a3_go(go);
-    usleep(300000); /* layer 0 done, blocked opening the FIFO; earlier is fine too */
+    int blocked = wait_fifo_blocked(pid, 120); /* layer 1 done, blocked opening the FIFO */
+    CHECKF(blocked == 1, "calibrate never blocked on the checkpoint FIFO");
     kill(pid, SIGINT);
     CHECK(run_a3_wait(pid) == 130);
     char *e = run_a3_slurp(err, NULL);
