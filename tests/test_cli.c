@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "helpers/run_a3.h"
+#include "a3/tokenizer.h"
 #include "test.h"
 
 static char g_dir[64], g_out[128], g_err[128];
@@ -131,6 +132,41 @@ static void test_untrusted_text_escaped(void)
     free(e);
 }
 
+/* An ids file with an id the model has no row for: exit 1 (bad input
+ * file), the message names the ids file and the position, for every
+ * command that reads --ids; a tokenizer larger than the model's vocabulary
+ * is refused where it is loaded (a3_tok_check_vocab). */
+static void test_ids_outside_vocab(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
+    if (access("samples/sample-model/config.json", R_OK) != 0) SKIP("samples/sample-model not found");
+    char ids[160], args[600];
+    snprintf(ids, sizeof ids, "%s/bad.ids", g_dir);
+    FILE *f = fopen(ids, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    /* little-endian uint32: 1 5 6 7 512 8 -- 512 is one past the sample's 512-token vocabulary */
+    static const unsigned char b[] = {1, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0, 0, 2, 0, 0, 8, 0, 0, 0};
+    CHECK(fwrite(b, 1, sizeof b, f) == sizeof b);
+    fclose(f);
+    const char *cmds[] = {"eval samples/sample-model --ids '%s'",
+                          "calibrate samples/sample-model --ids '%s' --samples 1 --seqlen 4 --allow-short -o %s/x.cache"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, cmds[i], ids, g_dir);
+        CHECKF(run_a3(args, g_out, g_err) == 1, "a3 %s: expected exit 1", args);
+        CHECKF(run_a3_file_has(g_err, ids) && run_a3_file_has(g_err, "token id 512 at position 4") &&
+                   run_a3_file_has(g_err, "outside the model's vocabulary (512)"),
+               "a3 %s: message does not name the file and the id", args);
+    }
+    a3_tokenizer *t = NULL;
+    a3_err e = {0};
+    CHECK(a3_tok_load_dir("samples/sample-model", &t, &e) == 0);
+    if (!t) return;
+    CHECK(a3_tok_check_vocab(t, "samples/sample-model", 512, &e) == 0);
+    CHECK(a3_tok_check_vocab(t, "samples/sample-model", 511, &e) == A3_EMISMATCH && strstr(e.msg, "more than the model's vocab_size 511"));
+    a3_tok_free(t);
+}
+
 int main(void)
 {
     if (!test_tmpdir(g_dir, sizeof g_dir)) return fprintf(stderr, "mkdtemp failed\n"), 1;
@@ -141,6 +177,7 @@ int main(void)
     RUN(test_help_command);
     RUN(test_text_from_pipe);
     RUN(test_untrusted_text_escaped);
+    RUN(test_ids_outside_vocab);
     test_rm_rf(g_dir);
     return test_summary("cli");
 }

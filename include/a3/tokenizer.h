@@ -103,4 +103,17 @@ int a3_tok_save_hf(const a3_tokenizer *t, const char *path, a3_err *err);
 int a3_tok_read_ids(const char *path, int32_t **ids, size_t *n_ids,
                     a3_err *err);
 
+/* Token ids read from src (an ids file or a text) against the model's
+ * vocabulary: A3_EFORMAT naming src, the id and its position when one is
+ * not in [0, vocab). Checked where the ids are read, so the error names
+ * the file instead of surfacing later as the model's complaint. */
+int a3_tok_check_ids(const char *src, const int32_t *ids, size_t n, int vocab,
+                     a3_err *err);
+
+/* A tokenizer (loaded from dir) that can emit ids the model has no row
+ * for: A3_EMISMATCH when it has more than vocab tokens. Fewer is normal
+ * (embedding matrices are often padded). */
+int a3_tok_check_vocab(const a3_tokenizer *t, const char *dir, int vocab,
+                       a3_err *err);
+
 #endif

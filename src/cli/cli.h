@@ -38,9 +38,10 @@ int cli_pred_run(a3_model *m, const a3_cache *c, const char *out, const int32_t 
 /* Token stream of text files (each tokenized with model's tokenizer, BOS
  * first, concatenated) or of an ids file (ids_path non-NULL). With sha
  * non-NULL, sha[i] gets the hex SHA-256 of text i as read (a pipe or
- * /dev/stdin cannot be read a second time to hash it). */
-int cli_tokenize(const char *model, const char *const *texts, int n_texts, const char *ids_path, int32_t **ids,
-                 size_t *n, char (*sha)[65], a3_err *err);
+ * /dev/stdin cannot be read a second time to hash it). Every id is checked
+ * against vocab, and the tokenizer's size too (errors name the file). */
+int cli_tokenize(const char *model, int vocab, const char *const *texts, int n_texts, const char *ids_path,
+                 int32_t **ids, size_t *n, char (*sha)[65], a3_err *err);
 
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
 int cli_fail(const char *cmd, const a3_err *err);

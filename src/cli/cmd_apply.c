@@ -156,7 +156,7 @@ static int seq_setup(const apply_opts *o, a3_model *m, const a3_plan *p, const a
     size_t n;
     int nw = 0, L = 0, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
     if (seqlen > k->max_seq) seqlen = k->max_seq;
-    int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, NULL, err);
+    int rc = cli_tokenize(o->model, k->vocab, o->texts, o->n_texts, o->ids, &ids, &n, NULL, err);
     if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
                                            o->allow_short, &win, &nw, &L, err);
     free(ids);

@@ -178,7 +178,7 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
     if (seqlen > cap) seqlen = cap;
     if (a3_config_check_seqlen(k, a3_model_dir(m), seqlen, err)) return A3_EUNSUPPORTED; /* before tokenizing */
     for (int i = 0; i < o->n_texts; i++) o->sha_p[i] = o->sha[i];
-    int rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, o->sha, err);
+    int rc = cli_tokenize(o->model, k->vocab, o->texts, o->n_texts, o->ids, &ids, &n, o->sha, err);
     if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
                                            o->allow_short, &win, &nw, &L, err);
     free(ids);

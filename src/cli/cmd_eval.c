@@ -78,12 +78,20 @@ static int build_seqs(const eval_opts *o, a3_model *m, a3_seqs *s, a3_err *err)
         int32_t *ids;
         size_t n;
         if ((rc = a3_tok_read_ids(o->ids, &ids, &n, err))) return rc;
+        if ((rc = a3_tok_check_ids(o->ids, ids, n, a3_model_config(m)->vocab, err))) {
+            free(ids);
+            return rc;
+        }
         rc = a3_seqs_from_ids(ids, n, (int)o->seqlen, (int)o->max_seqs, o->max_tokens, s, err);
         free(ids);
         return rc;
     }
     a3_tokenizer *tok;
     if ((rc = a3_tok_load_dir(a3_model_dir(m), &tok, err))) return rc;
+    if ((rc = a3_tok_check_vocab(tok, a3_model_dir(m), a3_model_config(m)->vocab, err))) {
+        a3_tok_free(tok);
+        return rc;
+    }
     char *text;
     size_t len;
     rc = a3_read_file(o->text, (size_t)1 << 32, &text, &len, err);

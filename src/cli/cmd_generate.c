@@ -146,6 +146,11 @@ int a3_cmd_generate(int argc, char **argv)
         a3_model_free(m);
         return cli_fail("generate", &err);
     }
+    if (a3_tok_check_vocab(tok, o.model, a3_model_config(m)->vocab, &err)) {
+        a3_tok_free(tok);
+        a3_model_free(m);
+        return cli_fail("generate", &err);
+    }
     int rc = run(&o, m, tok, &err);
     a3_tok_free(tok);
     a3_model_free(m);

@@ -154,7 +154,7 @@ static int run(const probe_opts *o, a3_model *m, a3_err *err)
     if (!rc) rc = a3_model_fingerprint(o->model, fp, err);
     if (!rc && strcmp(fp, c->fingerprint))
         rc = a3_err_set(err, A3_EMISMATCH, "%s: calibrated on another model than %s", o->cache, o->model);
-    if (!rc && !o->curves_only) rc = cli_tokenize(o->model, o->texts, o->n_texts, o->ids, &ids, &n, NULL, err);
+    if (!rc && !o->curves_only) rc = cli_tokenize(o->model, a3_model_config(m)->vocab, o->texts, o->n_texts, o->ids, &ids, &n, NULL, err);
     if (!rc && !o->curves_only)
         rc = a3_calib_windows(ids, n, (int)o->samples, seqlen, (uint64_t)o->seed, 1, &win, &nw, &L, err);
     if (!rc) rc = cli_pred_run(m, c, o->out ? o->out : out, win, nw, L, o->keep, err);

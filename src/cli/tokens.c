@@ -7,12 +7,17 @@
 #include "a3/tokenizer.h"
 #include "cli.h"
 
-int cli_tokenize(const char *model, const char *const *texts, int n_texts, const char *ids_path, int32_t **ids,
-                 size_t *n, char (*sha)[65], a3_err *err)
+int cli_tokenize(const char *model, int vocab, const char *const *texts, int n_texts, const char *ids_path,
+                 int32_t **ids, size_t *n, char (*sha)[65], a3_err *err)
 {
-    if (ids_path) return a3_tok_read_ids(ids_path, ids, n, err);
+    if (ids_path) {
+        int rc = a3_tok_read_ids(ids_path, ids, n, err);
+        if (rc == A3_OK && (rc = a3_tok_check_ids(ids_path, *ids, *n, vocab, err))) free(*ids), *ids = NULL, *n = 0;
+        return rc;
+    }
     a3_tokenizer *tok = NULL;
     int rc = a3_tok_load_dir(model, &tok, err);
+    if (rc == A3_OK) rc = a3_tok_check_vocab(tok, model, vocab, err);
     *ids = NULL, *n = 0;
     for (int i = 0; rc == A3_OK && i < n_texts; i++) {
         char *text;

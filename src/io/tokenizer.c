@@ -84,3 +84,21 @@ int a3_tok_read_ids(const char *path, int32_t **ids, size_t *n_ids, a3_err *err)
     *n_ids = n / 4;
     return A3_OK;
 }
+
+int a3_tok_check_ids(const char *src, const int32_t *ids, size_t n, int vocab, a3_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return a3_err_set(err, A3_EFORMAT, "%s: token id %d at position %zu is outside the model's vocabulary (%d)",
+                              src, ids[i], i, vocab);
+    return A3_OK;
+}
+
+int a3_tok_check_vocab(const a3_tokenizer *t, const char *dir, int vocab, a3_err *err)
+{
+    int nt = a3_tok_vocab_size(t);
+    if (nt > vocab)
+        return a3_err_set(err, A3_EMISMATCH, "%s: the tokenizer has %d tokens, more than the model's vocab_size %d",
+                          dir, nt, vocab);
+    return A3_OK;
+}
