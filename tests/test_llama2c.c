@@ -969,6 +969,43 @@ static void test_convert_tokenizer_roundtrip(void)
     rm_rf(dir);
 }
 
+/* A tokenizer.bin whose piece is not UTF-8 (token 300's bytes set to 0xff)
+ * cannot become tokenizer.json: the error names the user's tokenizer.bin,
+ * not the temporary output, and nothing is left behind. */
+static void test_convert_bad_tokenizer_named(void)
+{
+    char b1[4096], b2[4096];
+    const char *ck = stories_path(b1, sizeof b1, "stories260K.bin");
+    const char *tk = stories_path(b2, sizeof b2, "tok512.bin");
+    if (!ck || !tk) SKIP("../shared/data/models/stories260K not found");
+    char dir[64], out[128], bad[128];
+    if (!test_tmpdir(dir, sizeof dir)) SKIP("mkdtemp failed");
+    snprintf(out, sizeof out, "%s/hf", dir);
+    snprintf(bad, sizeof bad, "%s/bad.bin", dir);
+    FILE *f = fopen(tk, "rb");
+    unsigned char buf[16384];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 4 && n < sizeof buf);
+    size_t off = 4; /* int32 max_token_length, then per token: f32 score, i32 length, bytes */
+    for (int i = 0; i <= 300 && off + 8 <= n; i++) {
+        int32_t len;
+        memcpy(&len, buf + off + 4, 4);
+        off += 8;
+        if (i == 300) memset(buf + off, 0xff, (size_t)len);
+        off += (size_t)len;
+    }
+    f = fopen(bad, "wb");
+    CHECK(f && fwrite(buf, 1, n, f) == n);
+    if (f) fclose(f);
+    a3_err err = {0};
+    CHECK(a3_llama2c_convert(ck, bad, out, NULL, &err) == A3_EUNSUPPORTED);
+    CHECKF(strncmp(err.msg, bad, strlen(bad)) == 0 && strstr(err.msg, "token 300") && !strstr(err.msg, ".tmp."),
+           "%s", err.msg);
+    CHECK(count_entries(dir) == 1); /* bad.bin only */
+    rm_rf(dir);
+}
+
 int main(void)
 {
     RUN(test_layout_legacy_shared);
@@ -981,6 +1018,7 @@ int main(void)
     RUN(test_convert_contents);
     RUN(test_convert_tied);
     RUN(test_convert_atomic);
+    RUN(test_convert_bad_tokenizer_named);
     RUN(test_random_v1_gqa);
     RUN(test_random_legacy_mqa);
     RUN(test_stories_freq_tables);

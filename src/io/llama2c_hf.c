@@ -290,27 +290,36 @@ static int sync_dir(const char *dir, a3_err *err)
     return rc;
 }
 
-static int write_tokenizer(const a3_tokenizer *tok, const char *dir, a3_err *err)
+/* A vocabulary tokenizer.json cannot express (invalid UTF-8 pieces, byte
+ * pieces out of place) is the input's fault: the error names src, the
+ * user's tokenizer.bin, not the temporary file being written. */
+static int write_tokenizer(const a3_tokenizer *tok, const char *src, const char *dir, a3_err *err)
 {
     char *path = a3_path_join(dir, "tokenizer.json");
     if (!path) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", dir);
     int rc = a3_tok_save_hf(tok, path, err);
+    size_t pl = strlen(path);
+    if ((rc == A3_EUNSUPPORTED || rc == A3_EFORMAT) && !strncmp(err->msg, path, pl) && err->msg[pl] == ':') {
+        char detail[sizeof err->msg];
+        snprintf(detail, sizeof detail, "%s", err->msg + pl + (err->msg[pl + 1] == ' ' ? 2 : 1));
+        a3_err_set(err, rc, "%s: %s (cannot be written as tokenizer.json)", src, detail);
+    }
     free(path);
     return rc;
 }
 
 /* Fill the tmp directory; the caller removes it on failure. */
-static int write_all(const a3_llama2c *m, const a3_tokenizer *tok, a3_dtype dt,
+static int write_all(const a3_llama2c *m, const a3_tokenizer *tok, const char *tok_src, a3_dtype dt,
                      const a3_llama2c_convert_opts *opts, const char *tmp, a3_err *err)
 {
     int rc = write_config(&m->config, dt, tmp, err);
     if (rc == A3_OK) rc = write_weights(m, dt, opts, tmp, err);
-    if (rc == A3_OK && tok) rc = write_tokenizer(tok, tmp, err);
+    if (rc == A3_OK && tok) rc = write_tokenizer(tok, tok_src, tmp, err);
     if (rc == A3_OK) rc = sync_dir(tmp, err);
     return rc;
 }
 
-static int convert_into(const a3_llama2c *m, const a3_tokenizer *tok, const char *out, int exists,
+static int convert_into(const a3_llama2c *m, const a3_tokenizer *tok, const char *tok_src, const char *out, int exists,
                         const a3_llama2c_convert_opts *opts, a3_err *err)
 {
     a3_dtype dt = opts ? opts->dtype : A3_DT_F32;
@@ -320,7 +329,7 @@ static int convert_into(const a3_llama2c *m, const a3_tokenizer *tok, const char
     if (mkdir(tmp, 0755) != 0) rc = a3_err_set(err, A3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     else {
         a3_cleanup_add(tmp); /* removed on SIGINT/SIGTERM (a3/cleanup.h) */
-        rc = write_all(m, tok, dt, opts, tmp, err);
+        rc = write_all(m, tok, tok_src, dt, opts, tmp, err);
         if (rc == A3_OK) rc = install(tmp, out, exists, err);
         if (rc != A3_OK) remove_flat_dir(tmp);
         a3_cleanup_forget(tmp);
@@ -341,7 +350,7 @@ int a3_llama2c_convert(const char *ckpt_path, const char *tok_path, const char *
     a3_tokenizer *tok = NULL;
     int rc = a3_llama2c_open(ckpt_path, &m, err);
     if (rc == A3_OK && tok_path) rc = a3_tok_load_llama2c(tok_path, m->config.vocab_size, &tok, err);
-    if (rc == A3_OK) rc = convert_into(m, tok, out_dir, exists, opts, err);
+    if (rc == A3_OK) rc = convert_into(m, tok, tok_path, out_dir, exists, opts, err);
     if (tok) a3_tok_free(tok);
     a3_llama2c_close(m);
     return rc;
