@@ -485,6 +485,8 @@ static int m_dims_missing(blob *f) { return edit_meta(f, "\"d_ff\":12,", ""); }
 static int m_dims_negative(blob *f) { return edit_meta(f, "\"head_dim\":8", "\"head_dim\":-8"); }
 static int m_dims_fraction(blob *f) { return edit_meta(f, "\"n_heads\":4", "\"n_heads\":4.5"); }
 static int m_dims_huge(blob *f) { return edit_meta(f, "\"d_ff\":12", "\"d_ff\":1e12"); }
+/* A head_dim config.json would refuse (the curves' per-pair scratch holds 1024) */
+static int m_dims_head(blob *f) { return edit_meta(f, "\"head_dim\":8", "\"head_dim\":2048"); }
 static int m_dims_odd(blob *f) { return edit_meta(f, "\"head_dim\":8", "\"head_dim\":7"); }
 static int m_dims_gqa(blob *f) { return edit_meta(f, "\"n_kv_heads\":2", "\"n_kv_heads\":3"); }
 /* Within the caps but far more than the file holds: refused before allocating. */
@@ -579,6 +581,7 @@ static const corrupt_case CASES[] = {
     {"dims fractional", 0, m_dims_fraction, A3_EFORMAT, "model.n_heads"},
     {"dims huge", 0, m_dims_huge, A3_EFORMAT, "model.d_ff"},
     {"head_dim odd", 0, m_dims_odd, A3_EFORMAT, "odd"},
+    {"head_dim beyond config's bound", 0, m_dims_head, A3_EFORMAT, "head_dim 2048 outside [1, 1024]"},
     {"n_heads not a multiple", 0, m_dims_gqa, A3_EFORMAT, "multiple"},
     {"dims larger than file", 0, m_dims_big, A3_EFORMAT, "the dims imply"},
     {"fingerprint 65 digits", 0, m_fingerprint, A3_EFORMAT, "fingerprint"},

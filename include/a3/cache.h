@@ -53,7 +53,8 @@
  * checked against the dims too, so a short file cannot claim huge arrays). */
 #define A3_CACHE_META_MAX ((size_t)16 << 20) /* metadata JSON bytes */
 #define A3_CACHE_MAX_DIM (1 << 20)           /* d, d_ff */
-#define A3_CACHE_MAX_COUNT (1 << 12)         /* n_layers, n_heads, head_dim */
+#define A3_CACHE_MAX_COUNT (1 << 12)         /* n_layers, n_heads */
+#define A3_CACHE_MAX_HEAD_DIM 1024           /* config.json's bound; the QK curves keep per-pair scratch on the stack */
 
 typedef enum {
     A3_SEC_GQ,        /* (n_heads, hd, hd) f64: sum of q_i^T q_i, pre-RoPE */

@@ -164,10 +164,11 @@ static int dims_check(const dims *m, char *why, size_t n)
 {
     if (m->d < 1 || m->d > A3_CACHE_MAX_DIM || m->d_ff < 1 || m->d_ff > A3_CACHE_MAX_DIM)
         return why_set(why, n, "d %d or d_ff %d outside [1, %d]", m->d, m->d_ff, A3_CACHE_MAX_DIM);
-    if (m->n_layers < 1 || m->n_layers > A3_CACHE_MAX_COUNT || m->n_heads < 1 || m->n_heads > A3_CACHE_MAX_COUNT ||
-        m->head_dim < 1 || m->head_dim > A3_CACHE_MAX_COUNT)
-        return why_set(why, n, "n_layers %d, n_heads %d or head_dim %d outside [1, %d]", m->n_layers, m->n_heads,
-                       m->head_dim, A3_CACHE_MAX_COUNT);
+    if (m->n_layers < 1 || m->n_layers > A3_CACHE_MAX_COUNT || m->n_heads < 1 || m->n_heads > A3_CACHE_MAX_COUNT)
+        return why_set(why, n, "n_layers %d or n_heads %d outside [1, %d]", m->n_layers, m->n_heads,
+                       A3_CACHE_MAX_COUNT);
+    if (m->head_dim < 1 || m->head_dim > A3_CACHE_MAX_HEAD_DIM)
+        return why_set(why, n, "head_dim %d outside [1, %d]", m->head_dim, A3_CACHE_MAX_HEAD_DIM);
     if (m->n_kv_heads < 1 || m->n_kv_heads > m->n_heads || m->n_heads % m->n_kv_heads)
         return why_set(why, n, "n_heads %d is not a multiple of n_kv_heads %d", m->n_heads, m->n_kv_heads);
     if (m->head_dim % 2) return why_set(why, n, "head_dim %d is odd (RoPE works on pairs)", m->head_dim);
