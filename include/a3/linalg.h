@@ -16,4 +16,11 @@ double a3_chol_damped(double *L, const double *W, int n);
  * that order. -1 on allocation failure. */
 int a3_order_desc(const double *score, int n, int32_t *order, double *sorted);
 
+/* The QK loss of keeping the first k RoPE pairs of order (pair p = dims p
+ * and p + hd/2), for every k: loss[k] = sum over dropped dims a, b of
+ * gq[a,b] gk[a,b] / div, loss[hd/2] = 0 (hd/2 + 1 values). Pairs are added
+ * to the dropped set from the back of the order, so the whole curve costs
+ * O(hd^2). Shared by the cache's curves and the exact-curve module. */
+void a3_qk_drop_loss(const double *gq, const double *gk, int hd, const int32_t *order, double div, double *loss);
+
 #endif

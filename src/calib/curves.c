@@ -39,19 +39,7 @@ static int qk_group(a3_cache *c, int layer, int g, double *gq)
     if (a3_order_desc(score, half, order, L->qk_score + (size_t)g * half)) return -1;
     /* Drop pairs from the lowest score up: loss(k) has pairs order[k..] dropped. */
     double *loss = L->qk_loss + (size_t)g * (half + 1);
-    int dropped[1024], nd = 0;
-    double acc = 0;
-    loss[half] = 0;
-    for (int k = half - 1; k >= 0; k--) {
-        int P[2] = {order[k], order[k] + half};
-        for (int x = 0; x < 2; x++) {
-            int a = P[x];
-            for (int y = 0; y < nd; y++) acc += 2 * gq[a * hd + dropped[y]] * gk[a * hd + dropped[y]];
-            acc += gq[a * hd + a] * gk[a * hd + a];
-            dropped[nd++] = a;
-        }
-        loss[k] = acc / n2;
-    }
+    a3_qk_drop_loss(gq, gk, hd, order, n2, loss);
     return 0;
 }
 

@@ -116,24 +116,10 @@ double a3_pred_scale(const a3_pred *p, int l, a3_comp k)
 
 /* ---- QK ---------------------------------------------------------------- */
 
-/* loss[k] for k kept pairs of `order`: sum over dropped dims a, b of
- * H[a,b], H = Gq o Gk (both mean per token), by adding pairs to the dropped
- * set from the back of the order. */
+/* loss[k] for k kept pairs of `order` (Gq, Gk mean per token). */
 static void qk_curve(const double *gq, const double *gk, int hd, const int32_t *order, double *loss)
 {
-    int half = hd / 2, dropped[1024], nd = 0;
-    double acc = 0;
-    loss[half] = 0;
-    for (int k = half - 1; k >= 0; k--) {
-        int P[2] = {order[k], order[k] + half};
-        for (int x = 0; x < 2; x++) {
-            int a = P[x];
-            for (int y = 0; y < nd; y++) acc += 2 * gq[a * hd + dropped[y]] * gk[a * hd + dropped[y]];
-            acc += gq[a * hd + a] * gk[a * hd + a];
-            dropped[nd++] = a;
-        }
-        loss[k] = acc;
-    }
+    a3_qk_drop_loss(gq, gk, hd, order, 1.0, loss);
 }
 
 static int qk_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, double *gq, double *gk, a3_err *err)

@@ -54,3 +54,24 @@ int a3_order_desc(const double *score, int n, int32_t *order, double *sorted)
     free(s);
     return 0;
 }
+
+void a3_qk_drop_loss(const double *gq, const double *gk, int hd, const int32_t *order, double div, double *loss)
+{
+    int half = hd / 2;
+    double acc = 0;
+    loss[half] = 0;
+    for (int k = half - 1; k >= 0; k--) {
+        for (int x = 0; x < 2; x++) {
+            int a = order[k] + x * half;
+            /* cross terms with the dims dropped before: pairs order[k+1..], then this pair's first dim */
+            for (int j = half - 1; j > k; j--)
+                for (int y = 0; y < 2; y++) {
+                    int b = order[j] + y * half;
+                    acc += 2 * gq[a * hd + b] * gk[a * hd + b];
+                }
+            if (x) acc += 2 * gq[a * hd + order[k]] * gk[a * hd + order[k]];
+            acc += gq[a * hd + a] * gk[a * hd + a];
+        }
+        loss[k] = acc / div;
+    }
+}
