@@ -22,6 +22,7 @@
 
 #include "a3/gguf.h"
 #include "a3/tokenizer.h"
+#include "tokenizer_core.h"
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
@@ -127,22 +128,6 @@ static int load_vocab(vocab *v, a3_err *err)
     return A3_OK;
 }
 
-/* Merge k as its two sides ("a b" string or ["a", "b"] array). */
-static int merge_sides(const cJSON *m, const char **a, size_t *na, const char **b, size_t *nb)
-{
-    if (cJSON_IsString(m)) {
-        const char *s = m->valuestring, *sp = strchr(s, ' ');
-        if (!sp || strchr(sp + 1, ' ')) return -1;
-        *a = s, *na = (size_t)(sp - s), *b = sp + 1, *nb = strlen(sp + 1);
-        return 0;
-    }
-    if (cJSON_GetArraySize(m) != 2) return -1;
-    const cJSON *x = cJSON_GetArrayItem(m, 0), *y = cJSON_GetArrayItem(m, 1);
-    if (!cJSON_IsString(x) || !cJSON_IsString(y)) return -1;
-    *a = x->valuestring, *na = strlen(*a), *b = y->valuestring, *nb = strlen(*b);
-    return 0;
-}
-
 /* SentencePiece scores from the merge ranks (see the file comment). */
 static int spm_scores(vocab *v, a3_err *err)
 {
@@ -157,7 +142,7 @@ static int spm_scores(vocab *v, a3_err *err)
         if (rc) break;
         const char *a, *b;
         size_t na, nb;
-        if (merge_sides(m, &a, &na, &b, &nb)) {
+        if (tok_merge_parts(m, &a, &na, &b, &nb)) {
             rc = a3_err_set(err, A3_EFORMAT, "%s: model.merges[%d]: not a pair", v->path, k);
             break;
         }
@@ -191,7 +176,7 @@ static int gpt2_merges(const vocab *v, a3_gguf_writer *w, a3_err *err)
         if (rc) break;
         const char *a, *b;
         size_t na, nb;
-        if (merge_sides(m, &a, &na, &b, &nb)) rc = a3_err_set(err, A3_EFORMAT, "%s: model.merges[%d]: not a pair", v->path, k);
+        if (tok_merge_parts(m, &a, &na, &b, &nb)) rc = a3_err_set(err, A3_EFORMAT, "%s: model.merges[%d]: not a pair", v->path, k);
         else if (!(s[k] = malloc(na + nb + 2))) rc = a3_err_set(err, A3_ENOMEM, "%s: out of memory", v->path);
         else {
             memcpy(s[k], a, na), s[k][na] = ' ', memcpy(s[k] + na + 1, b, nb);

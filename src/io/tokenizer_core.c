@@ -3,6 +3,7 @@
 #include "tokenizer_core.h"
 
 #include <assert.h>
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -495,3 +496,23 @@ int a3_tok_decode(const a3_tokenizer *t, int prev, int id, char *buf, size_t cap
     return (int)n;
 }
 
+int tok_merge_parts(const cJSON *m, const char **a, size_t *al, const char **b, size_t *bl)
+{
+    if (cJSON_IsString(m)) {
+        const char *s = m->valuestring, *sp = strchr(s, ' ');
+        if (!sp || strchr(sp + 1, ' ')) return -1;
+        *a = s;
+        *al = (size_t)(sp - s);
+        *b = sp + 1;
+        *bl = strlen(sp + 1);
+        return 0;
+    }
+    if (cJSON_GetArraySize(m) != 2) return -1;
+    const cJSON *x = cJSON_GetArrayItem(m, 0), *y = cJSON_GetArrayItem(m, 1);
+    if (!cJSON_IsString(x) || !cJSON_IsString(y)) return -1;
+    *a = x->valuestring;
+    *al = strlen(*a);
+    *b = y->valuestring;
+    *bl = strlen(*b);
+    return 0;
+}

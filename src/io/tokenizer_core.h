@@ -233,4 +233,10 @@ uint32_t tok_utf8_cp(const unsigned char *s, size_t n, size_t *len);
 typedef int (*tok_dec_fn)(const a3_tokenizer *t, int32_t id, tok_buf *out);
 int tok_build_decode(a3_tokenizer *t, tok_dec_fn fn);
 
+/* A tokenizer.json merge as its two sides: "a b" (exactly one space, as HF
+ * requires) or ["a", "b"]. -1 when it is neither. The pointers borrow from
+ * m. Shared by the tokenizer.json loader and the GGUF vocabulary writer. */
+struct cJSON;
+int tok_merge_parts(const struct cJSON *m, const char **a, size_t *al, const char **b, size_t *bl);
+
 #endif

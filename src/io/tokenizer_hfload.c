@@ -189,28 +189,6 @@ static int load_vocab(a3_tokenizer *t, const hf_ctx *c, const cJSON *model, cons
     return A3_OK;
 }
 
-/* A merge as "a b" (exactly one space, as HF requires) or ["a", "b"]. */
-static int merge_parts(const cJSON *m, const char **a, size_t *al, const char **b, size_t *bl)
-{
-    if (cJSON_IsString(m)) {
-        const char *s = m->valuestring, *sp = strchr(s, ' ');
-        if (!sp || strchr(sp + 1, ' ')) return -1;
-        *a = s;
-        *al = (size_t)(sp - s);
-        *b = sp + 1;
-        *bl = strlen(sp + 1);
-        return 0;
-    }
-    if (cJSON_GetArraySize(m) != 2) return -1;
-    const cJSON *x = cJSON_GetArrayItem(m, 0), *y = cJSON_GetArrayItem(m, 1);
-    if (!cJSON_IsString(x) || !cJSON_IsString(y)) return -1;
-    *a = x->valuestring;
-    *al = strlen(*a);
-    *b = y->valuestring;
-    *bl = strlen(*b);
-    return 0;
-}
-
 static int load_merges(a3_tokenizer *t, const hf_ctx *c, const cJSON *model)
 {
     const cJSON *merges = jget(model, "merges"), *m;
@@ -223,7 +201,7 @@ static int load_merges(a3_tokenizer *t, const hf_ctx *c, const cJSON *model)
     cJSON_ArrayForEach(m, merges) {
         const char *a, *b;
         size_t al, bl;
-        if (merge_parts(m, &a, &al, &b, &bl)) {
+        if (tok_merge_parts(m, &a, &al, &b, &bl)) {
             rc = FAIL(c, A3_EFORMAT, "%s: model.merges[%u]: not \"a b\" or [\"a\", \"b\"]", c->path, rank);
             break;
         }
