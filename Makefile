@@ -52,6 +52,8 @@ $(BUILD)/%.o: %.c $(wildcard include/a3/*.h) $(wildcard src/*/*.h) $(wildcard ui
 # The TUI test and benchmark compile ui/*.c into themselves (the library
 # holds no curses code), so they follow those sources too.
 $(BUILD)/tests/test_tui.o $(BUILD)/tests/bench/bench_tui.o: $(wildcard ui/*.c)
+# The option parser's test compiles src/cli/opt.c into itself likewise.
+$(BUILD)/tests/test_cli_opt.o: src/cli/opt.c
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HELP_OBJ) $(BUILD)/liba3.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -8,6 +8,7 @@
 
 #include "a3/cache.h"
 #include "a3/util.h"
+#include "opt.h"
 
 int a3_cmd_convert(int argc, char **argv);
 int a3_cmd_info(int argc, char **argv);
@@ -45,16 +46,14 @@ int cli_tokenize(const char *model, int vocab, const char *const *texts, int n_t
 
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
 int cli_fail(const char *cmd, const a3_err *err);
-/* Usage error: message, hint to --help, exit status 2. */
-int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* cli_opt_fn for --dtype: f32, f16 or bf16 (any case) into the a3_dtype
+ * at ctx. */
+int cli_opt_dtype(const char *cmd, const char *opt, const char *val, void *ctx);
 /* True if argv[i] is -h or --help. */
 int cli_is_help(const char *arg);
 /* True if arg names the output: -o or --output, the one spelling every
  * command that writes something accepts. */
 int cli_is_output(const char *arg);
-/* Parse helpers: return 0 or print a usage error and return 2. */
-int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
-int cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);
 /* Fetch the value of option argv[*i] (advancing *i), or NULL after printing
  * a usage error. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);

@@ -28,19 +28,12 @@ int a3_cmd_cache_merge(int argc, char **argv)
     int n = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return 1;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i])) {
-            free(paths);
-            return fputs(HELP, stdout), 0;
-        }
-        if (cli_is_output(argv[i])) {
-            const char *v = cli_value("cache merge", argc, argv, &i);
-            if (!v) return free(paths), 2;
-            out = v;
-        } else if (argv[i][0] == '-') {
-            free(paths);
-            return cli_usage("cache merge", "unknown option '%s'", argv[i]);
-        } else paths[n++] = argv[i];
+    const cli_opt opts[] = {CLI_OUTPUT(&out), {0}};
+    const cli_opt pos[] = {CLI_LIST_CAP("SHARD.cache", paths, &n, argc), {0}};
+    int prc = cli_parse(&(cli_spec){"cache merge", HELP, opts, pos}, argc, argv);
+    if (prc) {
+        free(paths);
+        return prc < 0 ? 0 : prc;
     }
     if (!out || n < 1) {
         free(paths);

@@ -193,20 +193,14 @@ typedef struct {
 
 static int parse(int argc, char **argv, synth_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) return fputs(HELP, stdout), -1;
-        if (!(v = cli_value("cache synth", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--like")) o->like = v;
-        else if (cli_is_output(a)) o->out = v;
-        else if (!strcmp(a, "--layers")) {
-            if (cli_int("cache synth", a, v, 1, A3_CACHE_MAX_COUNT, &o->layers)) return 2;
-        } else if (!strcmp(a, "--kv-heads")) {
-            if (cli_int("cache synth", a, v, 1, A3_CACHE_MAX_COUNT, &o->kv_heads)) return 2;
-        } else if (!strcmp(a, "--seed")) {
-            if (cli_int("cache synth", a, v, 0, 1L << 40, &o->seed)) return 2;
-        } else return cli_usage("cache synth", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_STR("--like", &o->like),
+                            CLI_OUTPUT(&o->out),
+                            CLI_INT("--layers", &o->layers, 1, A3_CACHE_MAX_COUNT),
+                            CLI_INT("--kv-heads", &o->kv_heads, 1, A3_CACHE_MAX_COUNT),
+                            CLI_INT("--seed", &o->seed, 0, 1L << 40),
+                            {0}};
+    int rc = cli_parse(&(cli_spec){"cache synth", HELP, opts, NULL}, argc, argv);
+    if (rc) return rc;
     if (!o->like || !o->out) return cli_usage("cache synth", "--like and -o are required");
     return 0;
 }

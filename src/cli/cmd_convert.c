@@ -7,75 +7,40 @@
 
 static const char *const CMD = "convert";
 
-static void help(void)
-{
-    printf("usage: a3 convert CHECKPOINT.bin --tokenizer TOKENIZER.bin -o OUTDIR\n"
-           "                  [--dtype f32|f16|bf16] [--force]\n\n"
-           "Convert a llama2.c float32 checkpoint (legacy or version 1 layout) to a\n"
-           "Hugging Face directory: config.json (LlamaForCausalLM), model.safetensors\n"
-           "(wq/wk rows reordered for HF's rotate-half RoPE) and tokenizer.json.\n"
-           "OUTDIR appears atomically; nothing is left behind on failure.\n\n"
-           "options:\n"
-           "  --tokenizer PATH  llama2.c tokenizer.bin for this model (required)\n"
-           "  -o, --output DIR  output directory (must not exist unless --force)\n"
-           "  --dtype D         stored weight dtype: f32 (default), f16 or bf16\n"
-           "  --force           replace an existing OUTDIR (only a file or a model\n"
-           "                    directory: one holding config.json, no subdirectories)\n"
-           "  -h, --help        show this help\n\n"
-           "example:\n"
-           "  a3 convert stories260K.bin --tokenizer tok512.bin -o stories260K-hf\n\n"
-           "exit codes: 0 ok, 1 bad or unreadable input, 2 usage error,\n"
-           "            3 unsupported checkpoint (e.g. int8 version 2)\n");
-}
+static const char *HELP =
+    "usage: a3 convert CHECKPOINT.bin --tokenizer TOKENIZER.bin -o OUTDIR\n"
+    "                  [--dtype f32|f16|bf16] [--force]\n\n"
+    "Convert a llama2.c float32 checkpoint (legacy or version 1 layout) to a\n"
+    "Hugging Face directory: config.json (LlamaForCausalLM), model.safetensors\n"
+    "(wq/wk rows reordered for HF's rotate-half RoPE) and tokenizer.json.\n"
+    "OUTDIR appears atomically; nothing is left behind on failure.\n\n"
+    "options:\n"
+    "  --tokenizer PATH  llama2.c tokenizer.bin for this model (required)\n"
+    "  -o, --output DIR  output directory (must not exist unless --force)\n"
+    "  --dtype D         stored weight dtype: f32 (default), f16 or bf16\n"
+    "  --force           replace an existing OUTDIR (only a file or a model\n"
+    "                    directory: one holding config.json, no subdirectories)\n"
+    "  -h, --help        show this help\n\n"
+    "example:\n"
+    "  a3 convert stories260K.bin --tokenizer tok512.bin -o stories260K-hf\n\n"
+    "exit codes: 0 ok, 1 bad or unreadable input, 2 usage error,\n"
+    "            3 unsupported checkpoint (e.g. int8 version 2)\n";
 
 typedef struct {
     const char *ckpt, *tok, *out;
     a3_llama2c_convert_opts opts;
 } convert_args;
 
-static int parse_dtype(const char *v, a3_dtype *dt)
-{
-    if (strcmp(v, "f32") == 0 || strcmp(v, "F32") == 0) *dt = A3_DT_F32;
-    else if (strcmp(v, "f16") == 0 || strcmp(v, "F16") == 0) *dt = A3_DT_F16;
-    else if (strcmp(v, "bf16") == 0 || strcmp(v, "BF16") == 0) *dt = A3_DT_BF16;
-    else return cli_usage(CMD, "--dtype: expected f32, f16 or bf16, got '%s'", v);
-    return 0;
-}
-
-/* One option at argv[*i]; returns 0, 2 (usage error) or -1 (help shown). */
-static int parse_one(int argc, char **argv, int *i, convert_args *a)
-{
-    const char *arg = argv[*i], *v;
-    if (cli_is_help(arg)) {
-        help();
-        return -1;
-    }
-    if (strcmp(arg, "--force") == 0) {
-        a->opts.force = 1;
-        return 0;
-    }
-    if (strcmp(arg, "--tokenizer") == 0 || cli_is_output(arg) ||
-        strcmp(arg, "--dtype") == 0) {
-        if (!(v = cli_value(CMD, argc, argv, i))) return 2;
-        if (strcmp(arg, "--tokenizer") == 0) a->tok = v;
-        else if (strcmp(arg, "--dtype") == 0) return parse_dtype(v, &a->opts.dtype);
-        else a->out = v;
-        return 0;
-    }
-    if (arg[0] == '-' && arg[1]) return cli_usage(CMD, "unknown option '%s'", arg);
-    if (a->ckpt) return cli_usage(CMD, "more than one checkpoint given ('%s', '%s')", a->ckpt, arg);
-    a->ckpt = arg;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, convert_args *a)
 {
     memset(a, 0, sizeof *a);
     a->opts.dtype = A3_DT_F32;
-    for (int i = 1; i < argc; i++) {
-        int rc = parse_one(argc, argv, &i, a);
-        if (rc) return rc;
-    }
+    const cli_opt opts[] = {CLI_STR("--tokenizer", &a->tok), CLI_OUTPUT(&a->out),
+                            CLI_FN("--dtype", cli_opt_dtype, &a->opts.dtype), CLI_FLAG("--force", &a->opts.force),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("CHECKPOINT.bin", &a->ckpt), {0}};
+    int rc = cli_parse(&(cli_spec){CMD, HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!a->ckpt) return cli_usage(CMD, "missing CHECKPOINT.bin");
     if (!a->tok) return cli_usage(CMD, "missing --tokenizer TOKENIZER.bin");
     if (!a->out) return cli_usage(CMD, "missing -o OUTDIR");

@@ -117,29 +117,12 @@ typedef struct {
 
 static int parse(int argc, char **argv, doctor_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(HELP, stdout);
-            return -1;
-        }
-        if (!strcmp(a, "--no-bench")) {
-            o->no_bench = 1;
-            continue;
-        }
-        if (a[0] != '-') return cli_usage("doctor", "unexpected argument '%s'", a);
-        if (strcmp(a, "--threads") && strcmp(a, "--seconds") && strcmp(a, "--size"))
-            return cli_usage("doctor", "unknown option '%s'", a);
-        if (!(v = cli_value("doctor", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--threads")) {
-            if (cli_int("doctor", a, v, 1, 256, &o->threads)) return 2;
-        } else if (!strcmp(a, "--seconds")) {
-            if (cli_double("doctor", a, v, 0.05, 600, &o->seconds)) return 2;
-        } else {
-            if (cli_int("doctor", a, v, 16, 16384, &o->size)) return 2;
-        }
-    }
-    return 0;
+    const cli_opt opts[] = {CLI_INT("--threads", &o->threads, 1, 256),
+                            CLI_DOUBLE("--seconds", &o->seconds, 0.05, 600),
+                            CLI_INT("--size", &o->size, 16, 16384),
+                            CLI_FLAG("--no-bench", &o->no_bench),
+                            {0}};
+    return cli_parse(&(cli_spec){"doctor", HELP, opts, NULL}, argc, argv);
 }
 
 static void print_fix(a3_blas_fix fix, const char *target, const char *kernel,

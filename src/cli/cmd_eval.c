@@ -1,7 +1,6 @@
 /* a3 eval MODEL --text FILE: perplexity. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "a3/eval.h"
 #include "cli.h"
@@ -30,40 +29,23 @@ static const char *HELP =
 
 typedef struct {
     const char *model, *text, *ids;
-    a3_eval_protocol proto;
+    int proto; /* a3_eval_protocol: the index in --protocol's words */
     long seqlen, max_tokens, max_seqs, threads;
 } eval_opts;
 
 static int parse(int argc, char **argv, eval_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(HELP, stdout);
-            return -1;
-        }
-        if (a[0] != '-') {
-            if (o->model) return cli_usage("eval", "one model directory expected");
-            o->model = a;
-            continue;
-        }
-        if (!(v = cli_value("eval", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--text")) o->text = v;
-        else if (!strcmp(a, "--ids")) o->ids = v;
-        else if (!strcmp(a, "--protocol")) {
-            if (!strcmp(v, "stream")) o->proto = A3_PROTO_STREAM;
-            else if (!strcmp(v, "paragraphs")) o->proto = A3_PROTO_PARAGRAPHS;
-            else return cli_usage("eval", "--protocol: expected stream or paragraphs");
-        } else if (!strcmp(a, "--seqlen")) {
-            if (cli_int("eval", a, v, 2, 1 << 20, &o->seqlen)) return 2;
-        } else if (!strcmp(a, "--max-tokens")) {
-            if (cli_int("eval", a, v, 2, 1L << 40, &o->max_tokens)) return 2;
-        } else if (!strcmp(a, "--max-seqs")) {
-            if (cli_int("eval", a, v, 1, 1L << 30, &o->max_seqs)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_int("eval", a, v, 1, 256, &o->threads)) return 2;
-        } else return cli_usage("eval", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_STR("--text", &o->text),
+                            CLI_STR("--ids", &o->ids),
+                            CLI_CHOICE("--protocol", &o->proto, "stream", "paragraphs"),
+                            CLI_INT("--seqlen", &o->seqlen, 2, 1 << 20),
+                            CLI_INT("--max-tokens", &o->max_tokens, 2, 1L << 40),
+                            CLI_INT("--max-seqs", &o->max_seqs, 1, 1L << 30),
+                            CLI_INT("--threads", &o->threads, 1, 256),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), {0}};
+    int rc = cli_parse(&(cli_spec){"eval", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!o->model) return cli_usage("eval", "missing MODEL_DIR");
     if (!o->text == !o->ids) return cli_usage("eval", "give exactly one of --text or --ids");
     if (o->ids && o->proto == A3_PROTO_PARAGRAPHS)
@@ -96,7 +78,8 @@ static int build_seqs(const eval_opts *o, a3_model *m, a3_seqs *s, a3_err *err)
     size_t len;
     rc = a3_read_file(o->text, (size_t)1 << 32, &text, &len, err);
     if (rc == A3_OK) {
-        rc = a3_seqs_from_text(tok, text, len, o->proto, (int)o->seqlen, (int)o->max_seqs, o->max_tokens, s, err);
+        rc = a3_seqs_from_text(tok, text, len, (a3_eval_protocol)o->proto, (int)o->seqlen, (int)o->max_seqs,
+                               o->max_tokens, s, err);
         free(text);
     }
     a3_tok_free(tok);

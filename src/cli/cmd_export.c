@@ -39,30 +39,22 @@ typedef struct {
     a3_gguf_export_opts o;
 } export_args;
 
+/* --type: one of the GGUF weight types. */
+static int opt_type(const char *cmd, const char *opt, const char *val, void *ctx)
+{
+    if (a3_gguf_type_parse(val, ctx)) return cli_usage(cmd, "%s: expected f32, f16, bf16 or q8_0, got '%s'", opt, val);
+    return 0;
+}
+
 static int parse(int argc, char **argv, export_args *a)
 {
     memset(a, 0, sizeof *a);
     a->o.type = A3_GGUF_F16;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *v;
-        if (cli_is_help(arg)) return fputs(HELP, stdout), -1;
-        if (!strcmp(arg, "--force")) {
-            a->o.force = 1;
-            continue;
-        }
-        if (arg[0] != '-' || !arg[1]) {
-            if (a->model) return cli_usage(CMD, "more than one model given ('%s', '%s')", a->model, arg);
-            a->model = arg;
-            continue;
-        }
-        if (strcmp(arg, "-o") && strcmp(arg, "--output") && strcmp(arg, "--type"))
-            return cli_usage(CMD, "unknown option '%s'", arg);
-        if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
-        if (!strcmp(arg, "--type")) {
-            if (a3_gguf_type_parse(v, &a->o.type))
-                return cli_usage(CMD, "--type: expected f32, f16, bf16 or q8_0, got '%s'", v);
-        } else a->out = v;
-    }
+    const cli_opt opts[] = {CLI_OUTPUT(&a->out), CLI_FN("--type", opt_type, &a->o.type),
+                            CLI_FLAG("--force", &a->o.force), {0}};
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &a->model), {0}};
+    int rc = cli_parse(&(cli_spec){CMD, HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!a->model) return cli_usage(CMD, "missing MODEL_DIR");
     if (!a->out) return cli_usage(CMD, "missing -o MODEL.gguf");
     return 0;

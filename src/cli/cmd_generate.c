@@ -57,29 +57,15 @@ typedef struct {
 
 static int parse(int argc, char **argv, gen_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(HELP, stdout);
-            return -1;
-        }
-        if (a[0] != '-') {
-            if (o->model) return cli_usage("generate", "one model directory expected");
-            o->model = a;
-            continue;
-        }
-        if (!(v = cli_value("generate", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--prompt")) o->prompt = v;
-        else if (!strcmp(a, "-n")) {
-            if (cli_int("generate", a, v, 1, 1 << 24, &o->n)) return 2;
-        } else if (!strcmp(a, "--temp")) {
-            if (cli_double("generate", a, v, 0, 100, &o->temp)) return 2;
-        } else if (!strcmp(a, "--seed")) {
-            if (cli_int("generate", a, v, 0, 1L << 62, &o->seed)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_int("generate", a, v, 1, 256, &o->threads)) return 2;
-        } else return cli_usage("generate", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_STR("--prompt", &o->prompt),
+                            CLI_INT("-n", &o->n, 1, 1 << 24),
+                            CLI_DOUBLE("--temp", &o->temp, 0, 100),
+                            CLI_INT("--seed", &o->seed, 0, 1L << 62),
+                            CLI_INT("--threads", &o->threads, 1, 256),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), {0}};
+    int rc = cli_parse(&(cli_spec){"generate", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!o->model) return cli_usage("generate", "missing MODEL_DIR");
     return 0;
 }

@@ -22,15 +22,9 @@ static void row(const char *name, int64_t n, int64_t total)
 int a3_cmd_info(int argc, char **argv)
 {
     const char *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i])) {
-            fputs(HELP, stdout);
-            return 0;
-        }
-        if (argv[i][0] == '-') return cli_usage("info", "unknown option '%s'", argv[i]);
-        if (dir) return cli_usage("info", "one model directory expected");
-        dir = argv[i];
-    }
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &dir), {0}};
+    int rc = cli_parse(&(cli_spec){"info", HELP, NULL, pos}, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
     if (!dir) return cli_usage("info", "missing MODEL_DIR");
     a3_err err = {0};
     a3_model *m;

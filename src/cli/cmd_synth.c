@@ -24,36 +24,24 @@ static const char *HELP =
 
 int a3_cmd_synth(int argc, char **argv)
 {
-    const char *like = NULL, *out = NULL, *dtype = NULL;
+    const char *like = NULL, *out = NULL;
     long layers = 0, seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(HELP, stdout);
-            return 0;
-        }
-        if (!(v = cli_value("synth", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--like")) like = v;
-        else if (cli_is_output(a)) out = v;
-        else if (!strcmp(a, "--dtype")) dtype = v;
-        else if (!strcmp(a, "--layers")) {
-            if (cli_int("synth", a, v, 1, 1024, &layers)) return 2;
-        } else if (!strcmp(a, "--seed")) {
-            if (cli_int("synth", a, v, 0, 1L << 62, &seed)) return 2;
-        } else return cli_usage("synth", "unknown option '%s'", a);
-    }
+    a3_dtype dtype = A3_DT_COUNT; /* the preset's */
+    const cli_opt opts[] = {CLI_STR("--like", &like),
+                            CLI_OUTPUT(&out),
+                            CLI_FN("--dtype", cli_opt_dtype, &dtype),
+                            CLI_INT("--layers", &layers, 1, 1024),
+                            CLI_INT("--seed", &seed, 0, 1L << 62),
+                            {0}};
+    int rc = cli_parse(&(cli_spec){"synth", HELP, opts, NULL}, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
     if (!like || !out) return cli_usage("synth", "--like and -o are required");
     a3_err err = {0};
     a3_synth_spec s;
     if (a3_synth_preset(like, &s, &err)) return cli_usage("synth", "%s", err.msg);
     if (layers) s.n_layers = (int)layers;
     s.seed = (uint64_t)seed;
-    if (dtype) {
-        if (!strcmp(dtype, "f32")) s.dtype = A3_DT_F32;
-        else if (!strcmp(dtype, "f16")) s.dtype = A3_DT_F16;
-        else if (!strcmp(dtype, "bf16")) s.dtype = A3_DT_BF16;
-        else return cli_usage("synth", "--dtype: expected f32, f16 or bf16");
-    }
+    if (dtype != A3_DT_COUNT) s.dtype = dtype;
     if (a3_synth_write(out, &s, &err)) return cli_fail("synth", &err);
     printf("wrote %s: %s-like, %d layers, d %d, %d/%d heads, mlp %d, %s\n", out, like, s.n_layers, s.d,
            s.n_heads, s.n_kv_heads, s.d_ff, a3_dtype_name(s.dtype));

@@ -32,34 +32,31 @@ static const char *HELP =
     "exit codes: 0 ok, 1 bad input file, 2 usage, 3 unsupported tokenizer\n";
 
 typedef struct {
-    const char *model, *text, *ids_out;
+    const char *model, *text, *ids_out, *dash;
     int show, no_special;
 } tok_opts;
 
+/* --text: one text only (a second --text or '-' is an error, not a
+ * replacement). */
+static int opt_text(const char *cmd, const char *opt, const char *val, void *ctx)
+{
+    tok_opts *o = ctx;
+    if (o->text || o->dash) return cli_usage(cmd, "give one text");
+    o->text = val;
+    return 0;
+}
+
 static int parse(int argc, char **argv, tok_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(HELP, stdout);
-            return -1;
-        }
-        if (!strcmp(a, "-") || a[0] != '-') {
-            if (!o->model) o->model = a;
-            else if (!o->text && !strcmp(a, "-")) o->text = a;
-            else return cli_usage("tokenize", "unexpected argument '%s'", a);
-            continue;
-        }
-        if (!strcmp(a, "--show")) o->show = 1;
-        else if (!strcmp(a, "--no-special")) o->no_special = 1;
-        else if (!strcmp(a, "--text") || !strcmp(a, "--ids-out") || !strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!(v = cli_value("tokenize", argc, argv, &i))) return 2;
-            if (!strcmp(a, "--text")) {
-                if (o->text) return cli_usage("tokenize", "give one text");
-                o->text = v;
-            } else o->ids_out = v;
-        } else return cli_usage("tokenize", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_FN("--text", opt_text, o), CLI_OUTPUT(&o->ids_out), CLI_STR("--ids-out", &o->ids_out),
+                            CLI_FLAG("--show", &o->show), CLI_FLAG("--no-special", &o->no_special), {0}};
+    /* "a3 tokenize MODEL -": the second argument may only be '-' */
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), CLI_STR("-", &o->dash), {0}};
+    int rc = cli_parse(&(cli_spec){"tokenize", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
+    if (o->dash && strcmp(o->dash, "-")) return cli_usage("tokenize", "unexpected argument '%s'", o->dash);
+    if (o->dash && o->text) return cli_usage("tokenize", "give one text");
+    if (o->dash) o->text = o->dash;
     if (!o->model) return cli_usage("tokenize", "missing MODEL_DIR");
     if (!o->text) return cli_usage("tokenize", "missing --text FILE (or - for standard input)");
     return 0;

@@ -1,9 +1,8 @@
 /* cli common helpers: errors, option values, progress lines. */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "a3/cleanup.h"
@@ -23,15 +22,15 @@ int cli_fail(const char *cmd, const a3_err *err)
     return a3_err_exit_status(err->code ? err->code : -1);
 }
 
-int cli_usage(const char *cmd, const char *fmt, ...)
+int cli_opt_dtype(const char *cmd, const char *opt, const char *val, void *ctx)
 {
-    va_list ap;
-    fprintf(stderr, "a3 %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'a3 %s --help')\n", cmd);
-    return 2;
+    static const struct {
+        const char *name;
+        a3_dtype dt;
+    } DT[] = {{"f32", A3_DT_F32}, {"f16", A3_DT_F16}, {"bf16", A3_DT_BF16}};
+    for (size_t i = 0; i < sizeof DT / sizeof DT[0]; i++)
+        if (!strcasecmp(val, DT[i].name)) return *(a3_dtype *)ctx = DT[i].dt, 0;
+    return cli_usage(cmd, "%s: expected f32, f16 or bf16, got '%s'", opt, val);
 }
 
 int cli_is_help(const char *arg)
@@ -42,28 +41,6 @@ int cli_is_help(const char *arg)
 int cli_is_output(const char *arg)
 {
     return strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0;
-}
-
-int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(val, &end, 10);
-    if (errno || end == val || *end || v < lo || v > hi)
-        return cli_usage(cmd, "%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, val);
-    *out = v;
-    return 0;
-}
-
-int cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(val, &end);
-    if (errno || end == val || *end || !(v >= lo && v <= hi))
-        return cli_usage(cmd, "%s: expected a number in [%g, %g], got '%s'", opt, lo, hi, val);
-    *out = v;
-    return 0;
 }
 
 const char *cli_value(const char *cmd, int argc, char **argv, int *i)
