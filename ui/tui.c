@@ -206,27 +206,13 @@ static void loop(ui_state *s)
 
 /* ---- entry ------------------------------------------------------------------------ */
 
-static int usage(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "a3 tui: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see 'a3 tui --help')\n");
-    return 2;
-}
-
 static int parse(int argc, char **argv, ui_options *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(HELP, stdout), -1;
-        if (!strcmp(a, "--plan") || !strcmp(a, "--model")) {
-            if (i + 1 >= argc) return usage("%s needs a value", a);
-            *(!strcmp(a, "--plan") ? &o->plan : &o->model) = argv[++i];
-        } else if (a[0] == '-' && a[1]) return usage("unknown option '%s'", a);
-        else if (o->cache) return usage("one CACHE expected, got '%s' too", a);
-        else o->cache = a;
-    }
-    return o->cache ? 0 : usage("%s", "missing CACHE");
+    const cli_opt opts[] = {CLI_STR("--plan", &o->plan), CLI_STR("--model", &o->model), {0}};
+    const cli_opt pos[] = {CLI_STR("CACHE", &o->cache), {0}};
+    int rc = cli_parse(&(cli_spec){"tui", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
+    return o->cache ? 0 : cli_usage("tui", "missing CACHE");
 }
 
 /* Before the first frame (curses is not up yet): after 0.2 s of opening

@@ -172,15 +172,9 @@ static void print_meta(const char *path, const a3_cache *c, const a3_cache_meta 
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i])) {
-            fputs(INFO_HELP, stdout);
-            return 0;
-        }
-        if (argv[i][0] == '-' && argv[i][1]) return cli_usage("cache info", "unknown option '%s'", argv[i]);
-        if (path) return cli_usage("cache info", "one CACHE expected, got '%s' too", argv[i]);
-        path = argv[i];
-    }
+    const cli_opt pos[] = {CLI_STR("CACHE", &path), {0}};
+    int rc = cli_parse(&(cli_spec){"cache info", INFO_HELP, NULL, pos}, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
     if (!path) return cli_usage("cache info", "missing CACHE");
     a3_err err = {0};
     a3_cache *c = NULL;

@@ -104,41 +104,14 @@ static int parse_kinds(const char *opt, const char *val, double lo, double hi, i
     return 0;
 }
 
-static int take_lock(plan_opts *o, const char *v)
+/* --lock, repeatable: every value kept, in order. */
+static int take_lock(const char *cmd, const char *opt, const char *v, void *ctx)
 {
+    plan_opts *o = ctx;
     const char **l = realloc(o->locks, (size_t)(o->n_locks + 1) * sizeof *l);
-    if (!l) return cli_usage("plan", "out of memory");
+    if (!l) return cli_usage(cmd, "out of memory");
     o->locks = l;
     o->locks[o->n_locks++] = v;
-    return 0;
-}
-
-/* One option at argv[*i]; 0, or an exit status. */
-static int parse_opt(plan_opts *o, int argc, char **argv, int *i)
-{
-    static const char *const str_opts[] = {"--budget", "--keep", "--strategy", "--weights", "--min-rank", "--dtype",
-                                           "--method-qk", "--method-ov", "--method-mlp", "--model", "--show",
-                                           "--cache", "-o", "--output", "--pred"};
-    const char **dst[] = {&o->budget,    &o->keep,      &o->strategy,  &o->weights, &o->min_rank,
-                          &o->dtype,     &o->method[0], &o->method[1], &o->method[2], &o->model,
-                          &o->show,      &o->cache,     &o->out,       &o->out,     &o->pred};
-    const char *a = argv[*i], *v;
-    if (strcmp(a, "--force") == 0) return o->force = 1, 0;
-    if (strcmp(a, "--no-pred") == 0) return o->no_pred = 1, 0;
-    for (size_t k = 0; k < sizeof str_opts / sizeof str_opts[0]; k++)
-        if (strcmp(a, str_opts[k]) == 0) return (*dst[k] = cli_value("plan", argc, argv, i)) ? 0 : 2;
-    if (strcmp(a, "--lock") == 0) return (v = cli_value("plan", argc, argv, i)) ? take_lock(o, v) : 2;
-    if (strcmp(a, "--multiple") == 0) {
-        v = cli_value("plan", argc, argv, i);
-        return v ? cli_int("plan", a, v, 1, A3_PLAN_MAX_MULTIPLE, &o->multiple) : 2;
-    }
-    if (strcmp(a, "--context") == 0) {
-        v = cli_value("plan", argc, argv, i);
-        return v ? cli_int("plan", a, v, 1, A3_PLAN_MAX_CONTEXT, &o->context) : 2;
-    }
-    if (a[0] == '-' && a[1]) return cli_usage("plan", "unknown option '%s'", a);
-    if (o->cache) return cli_usage("plan", "one CACHE expected, got '%s' too", a);
-    o->cache = a;
     return 0;
 }
 
@@ -147,14 +120,29 @@ static int parse(int argc, char **argv, plan_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->multiple = 1, o->context = 2048;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i])) {
-            fputs(HELP, stdout);
-            return -1;
-        }
-        int rc = parse_opt(o, argc, argv, &i);
-        if (rc) return rc;
-    }
+    const cli_opt opts[] = {CLI_STR("--budget", &o->budget),
+                            CLI_STR("--keep", &o->keep),
+                            CLI_STR("--strategy", &o->strategy),
+                            CLI_STR("--weights", &o->weights),
+                            CLI_STR("--min-rank", &o->min_rank),
+                            CLI_STR("--dtype", &o->dtype),
+                            CLI_STR("--method-qk", &o->method[A3_COMP_QK]),
+                            CLI_STR("--method-ov", &o->method[A3_COMP_OV]),
+                            CLI_STR("--method-mlp", &o->method[A3_COMP_MLP]),
+                            CLI_STR("--model", &o->model),
+                            CLI_STR("--show", &o->show),
+                            CLI_STR("--cache", &o->cache),
+                            CLI_OUTPUT(&o->out),
+                            CLI_STR("--pred", &o->pred),
+                            CLI_FLAG("--force", &o->force),
+                            CLI_FLAG("--no-pred", &o->no_pred),
+                            CLI_FN("--lock", take_lock, o),
+                            CLI_INT("--multiple", &o->multiple, 1, A3_PLAN_MAX_MULTIPLE),
+                            CLI_INT("--context", &o->context, 1, A3_PLAN_MAX_CONTEXT),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("CACHE", &o->cache), {0}};
+    int rc = cli_parse(&(cli_spec){"plan", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (o->show && (o->out || o->budget || o->keep)) return cli_usage("plan", "--show takes no -o, --budget or --keep");
     if (o->show) return 0;
     if (!o->cache) return cli_usage("plan", "missing CACHE");
