@@ -9,9 +9,11 @@ under each method set, and measures perplexity with `a3 eval`. Costs come
 from the plans' summaries. Takes a few minutes on 2 cores.
 Usage: scripts/results.py [--out docs/RESULTS.md] [--a3 ./a3]
 """
-import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, os, sys, time
 
-SHARED = "../shared/data"
+from resultslib import TRAIN, VALID, apply, calibrate, convert_stories, evaluate as lib_evaluate, need_shared
+from resultslib import plan as lib_plan, workdir, write_atomic
+
 METHODS = [  # name, qk, ov, mlp, what
     ("A3", "a3", "a3", "a3", "the paper's method"),
     ("no-activation", "weight-norm", "svd", "weight-norm", "baseline: weight norms / plain SVD of W_v W_o"),
@@ -22,26 +24,13 @@ METHODS = [  # name, qk, ov, mlp, what
 RATIOS = [10, 20, 30, 40, 50]
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit("results: command failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stderr[-2000:]))
-    return r.stdout
-
-
 def evaluate(a3, model):
-    out = run([a3, "eval", model, "--text", SHARED + "/text/tinystories/valid-head.txt",
-               "--protocol", "paragraphs", "--max-seqs", "500", "--seqlen", "512"])
-    nll = float(re.search(r"mean NLL\s+([0-9.]+)", out).group(1))
-    ppl = float(re.search(r"perplexity\s+([0-9.]+)", out).group(1))
-    return nll, ppl
+    """The reference protocol: first 500 paragraphs, BOS, cut to 512."""
+    return lib_evaluate(a3, model, VALID, "paragraphs", 500, 512)
 
 
 def plan(a3, cache, budget, strategy, qk, ov, mlp, path):
-    run([a3, "plan", cache, "--budget", budget, "--strategy", strategy, "--method-qk", qk,
-         "--method-ov", ov, "--method-mlp", mlp, "--dtype", "f32", "-o", path])
-    with open(path) as f:
-        return json.load(f)["summary"]
+    return lib_plan(a3, cache, budget, strategy, (qk, ov, mlp), path, ["--dtype", "f32"])
 
 
 def row(name, s, nll, ppl):
@@ -61,17 +50,12 @@ def main():
     ap.add_argument("--a3", default="./a3")
     args = ap.parse_args()
     a3 = os.path.abspath(args.a3)
-    if not os.path.exists(SHARED + "/models/stories260K/stories260K.bin"):
-        sys.exit("results: ../shared/data not found")
+    need_shared()
     t0 = time.time()
-    tmp = tempfile.mkdtemp(prefix="a3results.")
-    try:
-        model = tmp + "/stories260K"
-        run([a3, "convert", SHARED + "/models/stories260K/stories260K.bin", "--tokenizer",
-             SHARED + "/models/stories260K/tok512.bin", "-o", model])
+    with workdir("a3results.") as tmp:
+        model = convert_stories(a3, tmp + "/stories260K")
         cache = tmp + "/s.cache"
-        run([a3, "calibrate", model, "--text", SHARED + "/text/tinystories/train-head.txt",
-             "--samples", "64", "--seqlen", "512", "--seed", "0", "--mlp-full", "-o", cache])
+        calibrate(a3, model, TRAIN, cache)
         base_nll, base_ppl = evaluate(a3, model)
         lines, ppl_of = [], {}
         for ratio in RATIOS:
@@ -79,7 +63,7 @@ def main():
             for name, qk, ov, mlp, _ in METHODS:
                 s = plan(a3, cache, "params=%d%%" % ratio, "uniform", qk, ov, mlp, tmp + "/p.json")
                 out = tmp + "/out"
-                run([a3, "apply", model, "--cache", cache, "--plan", tmp + "/p.json", "-o", out, "--force"])
+                apply(a3, model, cache, tmp + "/p.json", out)
                 nll, ppl = evaluate(a3, out)
                 lines.append(row(name, s, nll, ppl))
                 ppl_of[(ratio, name)] = ppl
@@ -89,14 +73,12 @@ def main():
         for budget in ["params=10%", "params=20%", "params=30%", "kv=10%", "kv=20%", "kv=30%"]:
             for strat in ["uniform", "greedy"]:
                 s = plan(a3, cache, budget, strat, "a3", "a3", "a3", tmp + "/p.json")
-                run([a3, "apply", model, "--cache", cache, "--plan", tmp + "/p.json", "-o", tmp + "/out", "--force"])
+                apply(a3, model, cache, tmp + "/p.json", tmp + "/out")
                 nll, ppl = evaluate(a3, tmp + "/out")
                 rp = s["removed_percent"]
                 greedy.append("| %s | %s | %.1f%% | %.1f%% | %.4f | %.3f |" % (budget, strat, rp["params"], rp["kv"], nll, ppl))
                 ppl_of[(budget, strat)] = ppl
                 print("results: %s %s ppl %.3f" % (budget, strat, ppl), file=sys.stderr)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     findings = ["\n## Findings (computed from the tables above)\n"]
     wins = [r for r in RATIOS if ppl_of[(r, "A3")] < ppl_of[(r, "no-activation")]]
     findings.append("- A3 beats the no-activation baseline at %d of %d ratios (%s)." % (
@@ -122,10 +104,7 @@ def main():
            "Original model: NLL %.4f, perplexity %.3f.\n" % (base_nll, base_ppl),
            "Method sets: " + "; ".join("**%s** (qk=%s, ov=%s, mlp=%s: %s)" % m for m in METHODS) + ".\n",
            "## Uniform plans by method"] + lines + greedy + findings
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        f.write("\n".join(doc) + "\n")
-    os.replace(args.out + ".tmp", args.out)
+    write_atomic(args.out, "\n".join(doc) + "\n")
     print("results: wrote %s" % args.out, file=sys.stderr)
 
 
