@@ -49,14 +49,6 @@ int cli_fail(const char *cmd, const a3_err *err);
 /* cli_opt_fn for --dtype: f32, f16 or bf16 (any case) into the a3_dtype
  * at ctx. */
 int cli_opt_dtype(const char *cmd, const char *opt, const char *val, void *ctx);
-/* True if argv[i] is -h or --help. */
-int cli_is_help(const char *arg);
-/* True if arg names the output: -o or --output, the one spelling every
- * command that writes something accepts. */
-int cli_is_output(const char *arg);
-/* Fetch the value of option argv[*i] (advancing *i), or NULL after printing
- * a usage error. */
-const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 
 /* Progress line on stderr: "stage  done/total  rate unit/s  elapsed  ETA".
  * Redrawn in place at most 10 times a second when stderr is a terminal,

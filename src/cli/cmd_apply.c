@@ -68,7 +68,8 @@ static const char *HELP =
     "      --sequential --text train.txt --samples 64 --seqlen 512\n";
 
 typedef struct {
-    const char *model, *cache, *plan, *out, *dtype;
+    const char *model, *cache, *plan, *out;
+    a3_dtype dtype; /* A3_DT_COUNT: the model's */
     int padded, force, ignore_fp;
     uint64_t max_shard; /* 0: the library's default */
     long threads;
@@ -77,42 +78,35 @@ typedef struct {
     long samples, seqlen, seed;
 } apply_opts;
 
+static int opt_shard_size(const char *cmd, const char *opt, const char *v, void *ctx)
+{
+    if (a3_parse_bytes(v, ctx))
+        return cli_usage(cmd, "%s: expected a size like 5GB, 500MB or a byte count, got '%s'", opt, v);
+    return 0;
+}
+
 static int parse(int argc, char **argv, apply_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) return fputs(HELP, stdout), -1;
-        if (a[0] != '-') {
-            if (o->model) return cli_usage("apply", "unexpected argument '%s'", a);
-            o->model = a;
-            continue;
-        }
-        if (!strcmp(a, "--padded")) { o->padded = 1; continue; }
-        if (!strcmp(a, "--force")) { o->force = 1; continue; }
-        if (!strcmp(a, "--ignore-fingerprint")) { o->ignore_fp = 1; continue; }
-        if (!strcmp(a, "--sequential")) { o->sequential = 1; continue; }
-        if (!strcmp(a, "--allow-short")) { o->allow_short = 1; continue; }
-        if (!strcmp(a, "--text")) {
-            while (i + 1 < argc && argv[i + 1][0] != '-' && o->n_texts < 64) o->texts[o->n_texts++] = argv[++i];
-            if (!o->n_texts) return cli_usage("apply", "--text needs at least one file");
-            continue;
-        }
-        if (!(v = cli_value("apply", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--cache")) o->cache = v;
-        else if (!strcmp(a, "--plan")) o->plan = v;
-        else if (cli_is_output(a)) o->out = v;
-        else if (!strcmp(a, "--dtype")) o->dtype = v;
-        else if (!strcmp(a, "--max-shard-size")) {
-            if (a3_parse_bytes(v, &o->max_shard))
-                return cli_usage("apply", "--max-shard-size: expected a size like 5GB, 500MB or a byte count, got '%s'", v);
-        }
-        else if (!strcmp(a, "--threads")) { if (cli_int("apply", a, v, 1, 256, &o->threads)) return 2; }
-        else if (!strcmp(a, "--ids")) o->ids = v;
-        else if (!strcmp(a, "--samples")) { if (cli_int("apply", a, v, 1, 1 << 20, &o->samples)) return 2; }
-        else if (!strcmp(a, "--seqlen")) { if (cli_int("apply", a, v, 2, 1 << 20, &o->seqlen)) return 2; }
-        else if (!strcmp(a, "--seed")) { if (cli_int("apply", a, v, 0, 1L << 62, &o->seed)) return 2; }
-        else return cli_usage("apply", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_STR("--cache", &o->cache),
+                            CLI_STR("--plan", &o->plan),
+                            CLI_OUTPUT(&o->out),
+                            CLI_FN("--dtype", cli_opt_dtype, &o->dtype),
+                            CLI_FLAG("--padded", &o->padded),
+                            CLI_FN("--max-shard-size", opt_shard_size, &o->max_shard),
+                            CLI_FLAG("--force", &o->force),
+                            CLI_FLAG("--ignore-fingerprint", &o->ignore_fp),
+                            CLI_INT("--threads", &o->threads, 1, 256),
+                            CLI_FLAG("--sequential", &o->sequential),
+                            CLI_LIST("--text", o->texts, &o->n_texts),
+                            CLI_STR("--ids", &o->ids),
+                            CLI_INT("--samples", &o->samples, 1, 1 << 20),
+                            CLI_INT("--seqlen", &o->seqlen, 2, 1 << 20),
+                            CLI_INT("--seed", &o->seed, 0, 1L << 62),
+                            CLI_FLAG("--allow-short", &o->allow_short),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), {0}};
+    int rc = cli_parse(&(cli_spec){"apply", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!o->model || !o->cache || !o->plan || !o->out)
         return cli_usage("apply", "MODEL_DIR, --cache, --plan and -o are required");
     int calib = o->n_texts || o->ids || o->samples || o->seqlen || o->seed || o->allow_short;
@@ -121,15 +115,6 @@ static int parse(int argc, char **argv, apply_opts *o)
     if (o->sequential && !o->n_texts == !o->ids) return cli_usage("apply", "--sequential needs --text FILE... or --ids FILE");
     if (o->sequential && o->padded) return cli_usage("apply", "--sequential writes the reduced model; --padded is not supported with it");
     return 0;
-}
-
-static int dtype_of(const char *s, a3_dtype *dt)
-{
-    if (!s) return *dt = A3_DT_COUNT, 0;
-    if (!strcmp(s, "f32")) return *dt = A3_DT_F32, 0;
-    if (!strcmp(s, "f16")) return *dt = A3_DT_F16, 0;
-    if (!strcmp(s, "bf16")) return *dt = A3_DT_BF16, 0;
-    return -1;
 }
 
 /* What the output config records about a sequential run. */
@@ -181,8 +166,7 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
         rc = a3_err_set(err, A3_EMISMATCH, "%s: made for another model (fingerprint %.12s..., the model's is %.12s...); --ignore-fingerprint to use it anyway",
                         o->cache, c->fingerprint, fp);
     if (rc == A3_OK) rc = a3_plan_validate(p, c, o->ignore_fp, err);
-    a3_apply_opts ao = {.padded = o->padded, .force = o->force, .max_shard_bytes = o->max_shard};
-    if (rc == A3_OK && dtype_of(o->dtype, &ao.dtype)) return a3_err_set(err, A3_EINVAL, "--dtype: expected f32, f16 or bf16");
+    a3_apply_opts ao = {.padded = o->padded, .force = o->force, .max_shard_bytes = o->max_shard, .dtype = o->dtype};
     /* One progress line: tokens through the layers when sequential (the
      * solver reports them), else layers written. */
     cli_progress pr;
@@ -211,7 +195,7 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
 
 int a3_cmd_apply(int argc, char **argv)
 {
-    apply_opts o = {0};
+    apply_opts o = {.dtype = A3_DT_COUNT};
     int prc = parse(argc, argv, &o);
     if (prc) return prc < 0 ? 0 : prc;
     a3_err err = {0};

@@ -86,44 +86,42 @@ static int parse_size(const char *v, double *out)
     return 0;
 }
 
+static int opt_shard(const char *cmd, const char *opt, const char *v, void *ctx)
+{
+    calib_opts *o = ctx;
+    char *slash;
+    o->shard_k = strtol(v, &slash, 10);
+    o->shard_n = *slash == '/' ? strtol(slash + 1, NULL, 10) : 0;
+    if (o->shard_n < 1 || o->shard_k < 1 || o->shard_k > o->shard_n || o->shard_n > 1 << 20)
+        return cli_usage(cmd, "%s: expected K/N with 1 <= K <= N, got '%s'", opt, v);
+    return 0;
+}
+
+static int opt_max_memory(const char *cmd, const char *opt, const char *v, void *ctx)
+{
+    return parse_size(v, ctx) ? cli_usage(cmd, "%s: expected a size like 8G, got '%s'", opt, v) : 0;
+}
+
 static int parse(int argc, char **argv, calib_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) return fputs(HELP, stdout), -1;
-        if (a[0] != '-') {
-            if (o->model) return cli_usage("calibrate", "unexpected argument '%s'", a);
-            o->model = a;
-            continue;
-        }
-        if (!strcmp(a, "--allow-short")) { o->allow_short = 1; continue; }
-        if (!strcmp(a, "--mlp-full")) { o->mlp_full = 1; continue; }
-        if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
-        if (!strcmp(a, "--probe")) { o->probe = 1; continue; }
-        if (!strcmp(a, "--text")) {
-            while (i + 1 < argc && argv[i + 1][0] != '-' && o->n_texts < 64) o->texts[o->n_texts++] = argv[++i];
-            if (!o->n_texts) return cli_usage("calibrate", "--text needs at least one file");
-            continue;
-        }
-        if (!(v = cli_value("calibrate", argc, argv, &i))) return 2;
-        if (cli_is_output(a)) o->out = v;
-        else if (!strcmp(a, "--ids")) o->ids = v;
-        else if (!strcmp(a, "--samples")) { if (cli_int("calibrate", a, v, 1, 1 << 20, &o->samples)) return 2; }
-        else if (!strcmp(a, "--seqlen")) { if (cli_int("calibrate", a, v, 2, 1 << 20, &o->seqlen)) return 2; }
-        else if (!strcmp(a, "--seed")) { if (cli_int("calibrate", a, v, 0, 1L << 62, &o->seed)) return 2; }
-        else if (!strcmp(a, "--shard")) {
-            char *slash;
-            o->shard_k = strtol(v, &slash, 10);
-            o->shard_n = *slash == '/' ? strtol(slash + 1, NULL, 10) : 0;
-            if (o->shard_n < 1 || o->shard_k < 1 || o->shard_k > o->shard_n || o->shard_n > 1 << 20)
-                return cli_usage("calibrate", "--shard: expected K/N with 1 <= K <= N, got '%s'", v);
-        }
-        else if (!strcmp(a, "--threads")) { if (cli_int("calibrate", a, v, 1, 256, &o->threads)) return 2; }
-        else if (!strcmp(a, "--probe-samples")) { if (cli_int("calibrate", a, v, 1, 1 << 16, &o->probe_samples)) return 2; }
-        else if (!strcmp(a, "--max-memory")) {
-            if (parse_size(v, &o->max_memory)) return cli_usage("calibrate", "--max-memory: expected a size like 8G, got '%s'", v);
-        } else return cli_usage("calibrate", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_LIST("--text", o->texts, &o->n_texts),
+                            CLI_STR("--ids", &o->ids),
+                            CLI_OUTPUT(&o->out),
+                            CLI_INT("--samples", &o->samples, 1, 1 << 20),
+                            CLI_INT("--seqlen", &o->seqlen, 2, 1 << 20),
+                            CLI_INT("--seed", &o->seed, 0, 1L << 62),
+                            CLI_FLAG("--allow-short", &o->allow_short),
+                            CLI_FLAG("--mlp-full", &o->mlp_full),
+                            CLI_FLAG("--probe", &o->probe),
+                            CLI_INT("--probe-samples", &o->probe_samples, 1, 1 << 16),
+                            CLI_FN("--max-memory", opt_max_memory, &o->max_memory),
+                            CLI_FLAG("--resume", &o->resume),
+                            CLI_FN("--shard", opt_shard, o),
+                            CLI_INT("--threads", &o->threads, 1, 256),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), {0}};
+    int rc = cli_parse(&(cli_spec){"calibrate", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!o->model || !o->out) return cli_usage("calibrate", "MODEL_DIR and -o CACHE are required");
     if (!o->n_texts == !o->ids) return cli_usage("calibrate", "give --text FILE... or --ids FILE");
     return 0;

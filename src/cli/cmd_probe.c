@@ -34,7 +34,7 @@ static const char *HELP =
     "  --cache CACHE     the calibration cache of this model (required)\n"
     "  --text FILE...    probe text (UTF-8; use text the model was not\n"
     "                    evaluated on); or --ids FILE of uint32 ids\n"
-    "  -o FILE           output (default CACHE.pred)\n"
+    "  -o, --output FILE output (default CACHE.pred)\n"
     "  --samples N       probe windows (default 8)\n"
     "  --seqlen L        tokens per window (default 256, capped by context)\n"
     "  --seed S          window seed (default 1)\n"
@@ -68,36 +68,23 @@ static int stop_cb(void *ctx, const char *stage, int64_t done, int64_t total)
 static int parse(int argc, char **argv, probe_opts *o)
 {
     o->samples = 8, o->seqlen = 256, o->seed = 1, o->keep = 0.3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) return fputs(HELP, stdout), -1;
-        if (a[0] != '-') {
-            if (o->model) return cli_usage("probe", "unexpected argument '%s'", a);
-            o->model = a;
-            continue;
-        }
-        if (!strcmp(a, "--curves-only")) {
-            o->curves_only = 1;
-            continue;
-        }
-        if (!strcmp(a, "--text")) {
-            while (i + 1 < argc && argv[i + 1][0] != '-' && o->n_texts < 64) o->texts[o->n_texts++] = argv[++i];
-            if (!o->n_texts) return cli_usage("probe", "--text needs at least one file");
-            continue;
-        }
-        if (!(v = cli_value("probe", argc, argv, &i))) return 2;
-        if (!strcmp(a, "--cache")) o->cache = v;
-        else if (!strcmp(a, "-o")) o->out = v;
-        else if (!strcmp(a, "--ids")) o->ids = v;
-        else if (!strcmp(a, "--samples")) { if (cli_int("probe", a, v, 1, 1 << 16, &o->samples)) return 2; }
-        else if (!strcmp(a, "--seqlen")) { if (cli_int("probe", a, v, 2, 1 << 20, &o->seqlen)) return 2; }
-        else if (!strcmp(a, "--seed")) { if (cli_int("probe", a, v, 0, 1L << 62, &o->seed)) return 2; }
-        else if (!strcmp(a, "--threads")) { if (cli_int("probe", a, v, 1, 256, &o->threads)) return 2; }
-        else if (!strcmp(a, "--target")) { if (cli_double("probe", a, v, 0.01, 0.99, &o->keep)) return 2; }
-        else return cli_usage("probe", "unknown option '%s'", a);
-    }
+    const cli_opt opts[] = {CLI_STR("--cache", &o->cache),
+                            CLI_LIST("--text", o->texts, &o->n_texts),
+                            CLI_STR("--ids", &o->ids),
+                            CLI_OUTPUT(&o->out),
+                            CLI_INT("--samples", &o->samples, 1, 1 << 16),
+                            CLI_INT("--seqlen", &o->seqlen, 2, 1 << 20),
+                            CLI_INT("--seed", &o->seed, 0, 1L << 62),
+                            CLI_DOUBLE("--target", &o->keep, 0.01, 0.99),
+                            CLI_FLAG("--curves-only", &o->curves_only),
+                            CLI_INT("--threads", &o->threads, 1, 256),
+                            {0}};
+    const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), {0}};
+    int rc = cli_parse(&(cli_spec){"probe", HELP, opts, pos}, argc, argv);
+    if (rc) return rc;
     if (!o->model || !o->cache) return cli_usage("probe", "MODEL_DIR and --cache CACHE are required");
-    if (!o->curves_only && !o->n_texts == !o->ids) return cli_usage("probe", "give --text FILE... or --ids FILE (or --curves-only)");
+    if (!o->curves_only && !o->n_texts == !o->ids)
+        return cli_usage("probe", "give --text FILE... or --ids FILE (or --curves-only)");
     return 0;
 }
 

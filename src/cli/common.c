@@ -33,26 +33,6 @@ int cli_opt_dtype(const char *cmd, const char *opt, const char *val, void *ctx)
     return cli_usage(cmd, "%s: expected f32, f16 or bf16, got '%s'", opt, val);
 }
 
-int cli_is_help(const char *arg)
-{
-    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
-}
-
-int cli_is_output(const char *arg)
-{
-    return strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0;
-}
-
-const char *cli_value(const char *cmd, int argc, char **argv, int *i)
-{
-    if (*i + 1 >= argc) {
-        cli_usage(cmd, "%s needs a value", argv[*i]);
-        return NULL;
-    }
-    (*i)++;
-    return argv[*i];
-}
-
 void cli_progress_init(cli_progress *p, const char *unit)
 {
     memset(p, 0, sizeof *p);

@@ -40,6 +40,11 @@ int cli_double(const char *cmd, const char *opt, const char *val, double lo, dou
     return 0;
 }
 
+int cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
 /* "-" alone is an argument (standard input), not an option. */
 static int is_option(const char *a) { return a[0] == '-' && a[1]; }
 
@@ -117,7 +122,7 @@ int cli_parse(const cli_spec *s, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (cli_is_help(a)) {
             fputs(s->help, stdout);
             return -1;
         }

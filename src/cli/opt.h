@@ -94,6 +94,8 @@ typedef struct {
  * -1 after printing the help, or 2 after printing a usage error. */
 int cli_parse(const cli_spec *spec, int argc, char **argv);
 
+/* True if arg is -h or --help. */
+int cli_is_help(const char *arg);
 /* Print "a3 <cmd>: <msg> (see 'a3 <cmd> --help')" to stderr; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* An integer in [lo, hi] / a number in [lo, hi] (finite): 0, or a usage
