@@ -47,42 +47,9 @@ int ui_attr(const ui_state *s, int pair)
 
 /* ---- text ------------------------------------------------------------------ */
 
-int ui_put(int y, int x, int w, const char *text)
-{
-    mbstate_t st;
-    memset(&st, 0, sizeof st);
-    size_t len = strlen(text), i = 0;
-    int cols = 0;
-    while (i < len) {
-        wchar_t wc;
-        size_t n = mbrtowc(&wc, text + i, len - i, &st);
-        int cw = 1;
-        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) { /* invalid: shown as one column, skipped */
-            memset(&st, 0, sizeof st);
-            n = 1;
-        } else {
-            cw = wcwidth(wc);
-            if (cw < 0) cw = 1;
-        }
-        if (cols + cw > w) break;
-        cols += cw, i += n;
-    }
-    if (i > 0 && w > 0) mvaddnstr(y, x, text, (int)i);
-    return cols;
-}
-
-int ui_putf(int y, int x, int w, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return ui_put(y, x, w, buf);
-}
-
-/* Columns of the first n bytes of text (n < 0: all), and the byte length of
- * the longest prefix that fits w columns (if fit is not NULL). */
+/* Columns of the longest prefix of text that fits w columns (w < 0: all
+ * of it), and that prefix's length in bytes (if fit is not NULL). An
+ * invalid byte counts as one column. */
 static int cols_of(const char *text, int w, size_t *fit)
 {
     mbstate_t st;
@@ -102,6 +69,25 @@ static int cols_of(const char *text, int w, size_t *fit)
     }
     if (fit) *fit = i;
     return cols;
+}
+
+int ui_put(int y, int x, int w, const char *text)
+{
+    if (w <= 0) return 0;
+    size_t fit;
+    int cols = cols_of(text, w, &fit);
+    if (fit > 0) mvaddnstr(y, x, text, (int)fit);
+    return cols;
+}
+
+int ui_putf(int y, int x, int w, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return ui_put(y, x, w, buf);
 }
 
 int ui_cols(const char *text) { return cols_of(text, -1, NULL); }
