@@ -19,7 +19,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <float.h>
+#include <math.h>
+
 #include "a3/blas.h"
+#include "a3/gemm_fixed.h"
 #include "test.h"
 
 extern char **environ;
@@ -596,6 +600,82 @@ static void test_threads(void)
     a3_blas_set_threads(before);
 }
 
+/* ---- fixed-tile products ------------------------------------------------ */
+
+static float frand(uint64_t *s) { return (float)((a3_splitmix64(s) >> 40) / (double)(1 << 24)) - 0.5f; }
+
+/* Against float64 loops, within the float32 (float64) accumulation bound
+ * K eps sum |terms| of a K-term dot product; and bitwise the same for 1, 2
+ * and 3 threads, on shapes that span several tiles with ragged edges. */
+static void test_sgemm_fixed(void)
+{
+    enum { M = A3_GEMM_FIXED_ROWS * 2 + 76, N = A3_GEMM_FIXED_COLS + 276, K = 70 };
+    uint64_t st = 7;
+    float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K);
+    float *y0 = malloc(sizeof(float) * M * N), *y[3];
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = frand(&st);
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = frand(&st);
+    for (size_t i = 0; i < (size_t)M * N; i++) y0[i] = frand(&st);
+    for (int acc = 0; acc < 2; acc++) {
+        for (int t = 0; t < 3; t++) {
+            y[t] = malloc(sizeof(float) * M * N);
+            memcpy(y[t], y0, sizeof(float) * M * N);
+            a3_sgemm_nt_fixed(M, N, K, x, w, acc, y[t], t + 1);
+        }
+        CHECK(memcmp(y[0], y[1], sizeof(float) * M * N) == 0);
+        CHECK(memcmp(y[0], y[2], sizeof(float) * M * N) == 0);
+        size_t bad = 0;
+        for (size_t r = 0; r < M; r++)
+            for (size_t o = 0; o < N; o++) {
+                double ref = acc ? y0[r * N + o] : 0, mag = fabs(ref);
+                for (int k = 0; k < K; k++) {
+                    double p = (double)x[r * K + k] * w[o * K + k];
+                    ref += p, mag += fabs(p);
+                }
+                if (fabs(y[0][r * N + o] - ref) > (K + 1) * FLT_EPSILON * mag) bad++;
+            }
+        CHECKF(bad == 0, "acc %d: %zu elements outside the float32 bound", acc, bad);
+        for (int t = 0; t < 3; t++) free(y[t]);
+    }
+    free(x), free(w), free(y0);
+}
+
+static void test_dgram_fixed(void)
+{
+    enum { NB = 3, N = A3_GRAM_FIXED_COLS + 44, R = 40, LD = 1000 };
+    const int off[NB] = {0, 310, 650};
+    uint64_t st = 11;
+    double *X = malloc(sizeof(double) * R * LD), *G[3];
+    for (size_t i = 0; i < (size_t)R * LD; i++) X[i] = frand(&st);
+    for (int t = 0; t < 3; t++) {
+        G[t] = malloc(sizeof(double) * NB * N * N);
+        for (size_t i = 0; i < (size_t)NB * N * N; i++) G[t][i] = 0.25; /* += must keep it */
+        a3_dgram_fixed(NB, N, R, X, LD, off, G[t], t + 1);
+    }
+    CHECK(memcmp(G[0], G[1], sizeof(double) * NB * N * N) == 0);
+    CHECK(memcmp(G[0], G[2], sizeof(double) * NB * N * N) == 0);
+    size_t bad = 0, lower = 0;
+    for (int k = 0; k < NB; k++)
+        for (int a = 0; a < N; a++)
+            for (int b = 0; b < N; b++) {
+                double got = G[0][((size_t)k * N + a) * N + b];
+                if (b < a) {
+                    lower += got != 0.25;
+                    continue;
+                }
+                double ref = 0.25, mag = 0.25;
+                for (int r = 0; r < R; r++) {
+                    double p = X[(size_t)r * LD + off[k] + a] * X[(size_t)r * LD + off[k] + b];
+                    ref += p, mag += fabs(p);
+                }
+                if (fabs(got - ref) > (R + 1) * DBL_EPSILON * mag) bad++;
+            }
+    CHECKF(bad == 0, "%zu upper elements outside the float64 bound", bad);
+    CHECKF(lower == 0, "%zu lower-triangle elements touched", lower);
+    for (int t = 0; t < 3; t++) free(G[t]);
+    free(X);
+}
+
 static void test_lapacke(void)
 {
     double e = -1;
@@ -660,6 +740,8 @@ int main(int argc, char **argv)
     RUN(test_exec_failure_restores_env);
     RUN(test_real_startup);
     RUN(test_threads);
+    RUN(test_sgemm_fixed);
+    RUN(test_dgram_fixed);
     RUN(test_lapacke);
     RUN(test_sgemm_bench);
     RUN(test_info);

@@ -4,11 +4,14 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "a3/blas.h"
 #include "a3/cache.h"
 #include "a3/calib.h"
 #include "a3/llama2c.h"
 #include "a3/model.h"
 #include "a3/synth.h"
+#include "helpers/files.h"
+#include "helpers/run_a3.h"
 #include "test.h"
 
 static a3_synth_spec spec_of(const char *kind)
@@ -275,6 +278,110 @@ static void test_resume(void)
     test_rm_rf(tmp);
 }
 
+/* --threads must not move a bit of the statistics (issue 15: a Slurm job
+ * resumed on a node with another core count matched neither run). The
+ * model is big enough that OpenBLAS splits its GEMMs at 2 threads (before
+ * the fixed tiles, ~9% of layer 0's q outputs differed by an ulp), with
+ * the full MLP Gram on so the d_ff-wide product is covered too. */
+static void test_threads_same_bits(void)
+{
+    char tmp[64], dir[128], ck[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    snprintf(ck, sizeof ck, "%s/ckpt", tmp);
+    a3_synth_spec s = spec_of("gqa");
+    s.d = 128, s.n_heads = 8, s.n_kv_heads = 4, s.head_dim = 16, s.d_ff = 352, s.max_seq = 256;
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    if (!m) return;
+    const a3_config *c = a3_model_config(m);
+    enum { NW = 8, L = 256 };
+    int32_t *win = malloc(sizeof(int32_t) * NW * L);
+    make_windows(win, NW * L, s.vocab);
+    a3_cache *run[3];
+    for (int t = 0; t < 3; t++) {
+        run[t] = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 1);
+        a3_model_set_threads(m, t + 1);
+        a3_calib_opts o = {.mlp_full = 1};
+        CHECKF(a3_calibrate(m, win, NW, L, &o, run[t], NULL, NULL, &err) == 0, "%s", err.msg);
+    }
+    CHECK(same_cache(run[0], run[1]));
+    CHECK(same_cache(run[0], run[2]));
+    /* Interrupted on 2 threads, resumed on 1: the 1-thread run's bits. */
+    a3_cache *part = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 1);
+    a3_calib_opts o1 = {.mlp_full = 1, .checkpoint_dir = ck, .stop_after_layer = 1};
+    a3_model_set_threads(m, 2);
+    CHECK(a3_calibrate(m, win, NW, L, &o1, part, NULL, NULL, &err) == A3_ECANCELED);
+    a3_cache_free(part);
+    a3_cache *res = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 1);
+    a3_calib_opts o2 = {.mlp_full = 1, .checkpoint_dir = ck, .resume = 1};
+    a3_model_set_threads(m, 1);
+    CHECKF(a3_calibrate(m, win, NW, L, &o2, res, NULL, NULL, &err) == 0, "%s", err.msg);
+    CHECK(same_cache(run[0], res));
+    a3_model_set_threads(m, 0);
+    a3_cache_free(res);
+    for (int t = 0; t < 3; t++) a3_cache_free(run[t]);
+    free(win);
+    a3_model_free(m);
+    test_rm_rf(tmp);
+}
+
+/* Layers finished on one OpenBLAS kernel and resumed on another cannot be
+ * bitwise either run: the cache records both kernels in its metadata and
+ * the CLI says so. The checkpoint's kernel is rewritten to a different
+ * name, as if it came from another node. */
+static void test_resume_other_kernel(void)
+{
+    char tmp[64], dir[128], ids[128], cache[128], ck[140], meta[160], err_path[140], args[600];
+    if (!run_a3_bin()) SKIP("A3_BIN not set");
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp), snprintf(ids, sizeof ids, "%s/ids.bin", tmp);
+    snprintf(cache, sizeof cache, "%s/c.cache", tmp), snprintf(ck, sizeof ck, "%s.ckpt", cache);
+    snprintf(meta, sizeof meta, "%s/meta.json", ck), snprintf(err_path, sizeof err_path, "%s/err", tmp);
+    a3_synth_spec s = spec_of("gqa");
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    if (!m) return;
+    const a3_config *c = a3_model_config(m);
+    enum { NW = 4, L = 16, N = 200 };
+    int32_t stream[N], *win = NULL;
+    unsigned char raw[N * 4];
+    make_windows(stream, N, s.vocab);
+    for (int i = 0; i < N; i++) tf_put_le32(raw + 4 * i, (uint32_t)stream[i]);
+    CHECK(tf_write_bytes(ids, raw, sizeof raw) == 0);
+    int nw, len; /* the windows `calibrate --ids --samples 4 --seqlen 16` draws */
+    CHECK(a3_calib_windows(stream, N, NW, L, 0, 0, &win, &nw, &len, &err) == 0);
+    a3_cache *part = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 0);
+    a3_calib_opts o = {.checkpoint_dir = ck, .stop_after_layer = 1};
+    CHECK(a3_calibrate(m, win, NW, L, &o, part, NULL, NULL, &err) == A3_ECANCELED);
+    const char *cur = a3_blas_kernel_name(), *other = strcmp(cur, "Prescott") ? "Prescott" : "Haswell";
+    CHECK(strcmp(o.kernel, cur) == 0);
+    char *text = run_a3_slurp(meta, NULL), *k = text ? strstr(text, "\"kernel\": \"") : NULL;
+    CHECKF(k, "no kernel in %s", meta);
+    if (k) {
+        char fixed[1024];
+        snprintf(fixed, sizeof fixed, "%.*s\"kernel\": \"%s\"}\n", (int)(k - text), text, other);
+        CHECK(tf_write_bytes(meta, fixed, strlen(fixed)) == 0);
+    }
+    snprintf(args, sizeof args, "calibrate '%s' --ids '%s' --samples %d --seqlen %d -o '%s' --resume", dir, ids, NW,
+             L, cache);
+    CHECK(run_a3(args, NULL, err_path) == 0);
+    char want[200];
+    snprintf(want, sizeof want, "computed with OpenBLAS kernel %s, this run's with %s", other, cur);
+    CHECKF(run_a3_file_has(err_path, want), "no warning '%s'", want);
+    snprintf(want, sizeof want, "\"blas_kernel\":\t\"%s+%s\"", other, cur);
+    a3_cache *got = NULL;
+    CHECKF(a3_cache_load(cache, &got, &err) == 0, "%s", err.msg);
+    CHECKF(got && got->meta_json && strstr(got->meta_json, want), "cache metadata lacks %s", want);
+    a3_cache_free(got);
+    free(text), free(win);
+    a3_cache_free(part);
+    a3_model_free(m);
+    test_rm_rf(tmp);
+}
+
 static double max_rel(const double *a, const double *b, size_t n)
 {
     double md = 0, mx = 1e-300;
@@ -343,6 +450,8 @@ int main(void)
     RUN(test_stats_bias);
     RUN(test_stats_stories260K);
     RUN(test_windows);
+    RUN(test_threads_same_bits);
+    RUN(test_resume_other_kernel);
     RUN(test_resume);
     return test_summary("calib");
 }

@@ -28,7 +28,9 @@
  *   "architecture":..,"d":..,"n_layers":..,"n_heads":..,"n_kv_heads":..,
  *   "head_dim":..,"d_ff":..,"rope_layout":"half"},"calibration":{"texts":
  *   [{"path":..,"sha256":hex64}],"samples":N,"seqlen":L,"seed":S,
- *   "n_tokens":T,"mlp_full":bool}}
+ *   "n_tokens":T,"mlp_full":bool,"blas_kernel":"Zen"}} (blas_kernel: the
+ *   OpenBLAS kernel(s) of the statistics, '+'-joined after a resume on
+ *   another; absent in caches made before it was recorded)
  * The metadata's "version" equals the header's; the metadata is at most
  * A3_CACHE_META_MAX bytes with no NUL byte; dims are integers within the
  * A3_CACHE_MAX_* caps below, head_dim even, n_heads a multiple of

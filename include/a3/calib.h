@@ -48,6 +48,12 @@ typedef struct {
     char created[40];           /* in/out: the run's start time; a resumed
                                  * run gets the original run's back, so its
                                  * cache is byte-identical */
+    char kernel[64];            /* out: the OpenBLAS kernel that computed
+                                 * the statistics ("Zen"), or the kernels
+                                 * joined by '+' in layer order when a resume
+                                 * ran on another one ("Haswell+Zen"): the
+                                 * statistics are bitwise the same for every
+                                 * --threads, but not across kernels */
 } a3_calib_opts;
 
 /* Run the pass and fill cache (allocated by the caller with a3_cache_new
@@ -73,6 +79,7 @@ typedef struct {
     int64_t seed, n_tokens;
     int mlp_full;
     const char *created;     /* ISO 8601 UTC */
+    const char *blas_kernel; /* a3_calib_opts.kernel; NULL: not recorded */
     int shard_index, shard_count; /* 1-based K of N, or 0 when not sharded */
 } a3_calib_meta;
 

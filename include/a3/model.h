@@ -71,7 +71,10 @@ int a3_model_embed(const a3_model *m, const int32_t *tokens, size_t n,
                    float *x, a3_err *err);
 /* Run layer `layer` in place over x (n_seq * seqlen, d), in chunks of
  * whole sequences of at most max_rows rows (0: a default that bounds the
- * scratch memory), calling hooks once per chunk. */
+ * scratch memory), calling hooks once per chunk. Its GEMMs run in fixed
+ * tiles (include/a3/gemm_fixed.h), so x and what the hooks see are bitwise
+ * the same for every thread count on one BLAS kernel (a3_model_forward's
+ * are not: eval and generate keep OpenBLAS's own split). */
 int a3_model_run_layer(a3_model *m, int layer, float *x, int n_seq,
                        int seqlen, size_t max_rows,
                        const a3_layer_hooks *hooks, a3_err *err);

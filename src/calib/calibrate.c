@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/blas.h"
 #include "a3/calib.h"
 #include "a3/safetensors.h"
 #include "checkpoint.h"
@@ -59,6 +60,7 @@ typedef struct {
     a3_progress_fn progress;
     void *pctx;
     int64_t done, total;
+    int threads;
     char stage[32];
 } calib_run;
 
@@ -98,11 +100,19 @@ static float *load_f32(const a3_model *m, int layer, const char *suffix, int64_t
     return buf;
 }
 
+/* The curves' products are head-sized (hd x hd GEMMs and eigenproblems),
+ * too small for threads to matter, so they run on one OpenBLAS thread:
+ * then their bits cannot depend on --threads either. */
 static int layer_curves(a3_model *m, a3_cache *c, int l, a3_err *err)
 {
     float *wo = load_f32(m, l, "self_attn.o_proj.weight", c->d, (int64_t)c->n_heads * c->head_dim, err);
     float *wd = wo ? load_f32(m, l, "mlp.down_proj.weight", c->d, c->d_ff, err) : NULL;
-    int rc = wd ? a3_calib_curves(c, l, wo, wd, err) : (err && err->code ? err->code : A3_ENOMEM);
+    int rc = err && err->code ? err->code : A3_ENOMEM;
+    if (wd) {
+        int blas = a3_blas_single_begin();
+        rc = a3_calib_curves(c, l, wo, wd, err);
+        a3_blas_single_end(blas);
+    }
     free(wo);
     free(wd);
     return rc;
@@ -113,7 +123,7 @@ static int run_one_layer(a3_model *m, calib_run *r, int l, float *x, int n_windo
     const a3_cache *c = r->cache;
     size_t wmax = (size_t)c->n_heads * c->head_dim;
     if ((size_t)c->d_ff > wmax) wmax = (size_t)c->d_ff;
-    if (stats_init(&r->acc, r->cache, l, wmax))
+    if (stats_init(&r->acc, r->cache, l, wmax, r->threads))
         return a3_err_set(err, A3_ENOMEM, "calibration: out of memory");
     snprintf(r->stage, sizeof r->stage, "layer %d/%d", l + 1, c->n_layers);
     a3_layer_hooks hk = {.ctx = r, .on_qkv = hook_qkv, .on_z = hook_z, .on_u = hook_u};
@@ -150,6 +160,14 @@ static int maybe_resume(a3_calib_opts *o, a3_cache *c, ckpt_meta *meta, float *x
     if (rc) return rc;
     memcpy(o->created, old.created, sizeof o->created);
     memcpy(meta->created, old.created, sizeof meta->created);
+    /* Another kernel rounds differently: record both, in layer order. */
+    size_t ko = strlen(old.kernel), kn = strlen(meta->kernel);
+    int same = ko >= kn && !strcmp(old.kernel + ko - kn, meta->kernel) && (ko == kn || old.kernel[ko - kn - 1] == '+');
+    if (ko && !same) {
+        char both[sizeof meta->kernel * 2 + 1];
+        snprintf(both, sizeof both, "%s+%s", old.kernel, meta->kernel);
+        ckpt_kernel_copy(meta->kernel, sizeof meta->kernel, both);
+    }
     return old.layers_done;
 }
 
@@ -171,11 +189,15 @@ int a3_calibrate(a3_model *m, const int32_t *windows, int n_windows, int seqlen,
     ckpt_meta meta = {.n_windows = n_windows, .seqlen = seqlen, .mlp_full = opts->mlp_full,
                       .windows_hash = ckpt_hash(windows, rows * sizeof *windows, CKPT_HASH_INIT)};
     memcpy(meta.created, opts->created, sizeof meta.created);
+    ckpt_kernel_copy(meta.kernel, sizeof meta.kernel, a3_blas_kernel_name());
     calib_run r = {.cache = cache, .q_off = q_off, .kv_off = kv_off, .progress = progress, .pctx = ctx,
-                   .total = (int64_t)rows * cache->n_layers};
+                   .total = (int64_t)rows * cache->n_layers,
+                   /* a3_model_set_threads gave OpenBLAS the model's total */
+                   .threads = a3_blas_get_threads()};
     rc = a3_model_embed(m, windows, rows, x, err);
     int start = rc ? 0 : maybe_resume(opts, cache, &meta, x, nx, err);
     if (start < 0) rc = start;
+    memcpy(opts->kernel, meta.kernel, sizeof opts->kernel);
     r.done = (int64_t)rows * start;
     for (int l = start; rc == A3_OK && l < cache->n_layers; l++) {
         rc = run_one_layer(m, &r, l, x, n_windows, seqlen, err);

@@ -5,6 +5,7 @@
 #include "a3/calib.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,14 @@ uint64_t ckpt_hash(const void *data, size_t n, uint64_t h)
     const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
     return h;
+}
+
+void ckpt_kernel_copy(char *dst, size_t n, const char *src)
+{
+    size_t j = 0;
+    for (; *src && j + 1 < n; src++)
+        if (isalnum((unsigned char)*src) || *src == '+' || *src == '_' || *src == '-') dst[j++] = *src;
+    dst[j] = 0;
 }
 
 static size_t elem_size(a3_cache_section s)
@@ -79,8 +88,8 @@ static int save_meta(const char *dir, const ckpt_meta *m, a3_err *err)
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)m->windows_hash);
     int n = snprintf(text, sizeof text,
                      "{\"layers_done\": %d, \"n_windows\": %d, \"seqlen\": %d, \"mlp_full\": %d, "
-                     "\"windows_hash\": \"%s\", \"created\": \"%s\"}\n",
-                     m->layers_done, m->n_windows, m->seqlen, m->mlp_full, hash, m->created);
+                     "\"windows_hash\": \"%s\", \"created\": \"%s\", \"kernel\": \"%s\"}\n",
+                     m->layers_done, m->n_windows, m->seqlen, m->mlp_full, hash, m->created, m->kernel);
     char *path = a3_path_join(dir, "meta.json");
     if (!path) return a3_err_set(err, A3_ENOMEM, "checkpoint: out of memory");
     int rc = a3_write_file_atomic(path, text, (size_t)n, err);
@@ -125,6 +134,9 @@ int ckpt_load_meta(const char *dir, ckpt_meta *m, a3_err *err)
     if (rc == A3_OK) {
         m->windows_hash = strtoull(h->valuestring, NULL, 16);
         strcpy(m->created, cr->valuestring);
+        /* Absent in checkpoints older than the field: kernel unknown. */
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "kernel");
+        if (cJSON_IsString(k)) ckpt_kernel_copy(m->kernel, sizeof m->kernel, k->valuestring);
     }
     cJSON_Delete(o);
     free(text);

@@ -1,7 +1,7 @@
 /* checkpoint: resumable state of a calibration run (private to src/calib).
  *
  * A directory holding meta.json {"layers_done", "n_windows", "seqlen",
- * "mlp_full", "windows_hash", "created", dims}, hidden.f32 (the hidden
+ * "mlp_full", "windows_hash", "created", "kernel"}, hidden.f32 (the hidden
  * states after layers_done layers, raw float32) and layer-NNN.bin (each
  * finished layer's cache arrays, raw, in section order, then a 64-bit
  * FNV-1a of those bytes). Every file is written atomically and meta.json
@@ -19,7 +19,12 @@ typedef struct {
     int layers_done, n_windows, seqlen, mlp_full;
     uint64_t windows_hash;
     char created[40];
+    char kernel[64]; /* OpenBLAS kernel(s) of the finished layers; "" if not recorded */
 } ckpt_meta;
+
+/* Copy a kernel name keeping only [A-Za-z0-9+_-] (it goes into JSON
+ * unescaped), truncated to n - 1 characters. */
+void ckpt_kernel_copy(char *dst, size_t n, const char *src);
 
 uint64_t ckpt_hash(const void *data, size_t n, uint64_t h);
 #define CKPT_HASH_INIT 0xcbf29ce484222325ULL

@@ -39,6 +39,7 @@ static int add_calibration(cJSON *root, const a3_calib_meta *m, a3_err *err)
     cJSON_AddNumberToObject(cal, "seed", (double)m->seed);
     cJSON_AddNumberToObject(cal, "n_tokens", (double)m->n_tokens);
     cJSON_AddBoolToObject(cal, "mlp_full", m->mlp_full);
+    if (m->blas_kernel) cJSON_AddStringToObject(cal, "blas_kernel", m->blas_kernel);
     if (m->shard_count > 0) {
         cJSON *sh = cJSON_AddObjectToObject(cal, "shard");
         cJSON_AddNumberToObject(sh, "index", m->shard_index);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/blas.h"
 #include "a3/linalg.h"
 #include "a3/reduce.h"
 #include "pred_internal.h"
@@ -417,8 +418,12 @@ int a3_pred_curves(a3_model *m, const a3_cache *c, a3_pred *p, a3_progress_fn pr
     for (int l = 0; rc == A3_OK && l < c->n_layers; l++) {
         a3_layer_in li;
         rc = a3_layer_in_load(m, l, &li, err);
+        /* Head-sized products on one OpenBLAS thread: no slower at that
+         * size, and their bits then cannot depend on --threads. */
+        int blas = a3_blas_single_begin();
         if (!rc) rc = qk_layer(c, l, &li.w, p, gq, gk, err);
         if (!rc) rc = ov_layer(c, l, &li.w, p, err);
+        a3_blas_single_end(blas);
         if (!rc) rc = mlp_layer(c, l, &li.w, p, err);
         a3_layer_in_free(&li);
         if (!rc && progress && progress(ctx, "curves", l + 1, c->n_layers))

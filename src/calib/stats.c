@@ -1,22 +1,27 @@
 /* stats: accumulate a layer's Gram matrices from forward-pass hooks.
  *
  * Activations arrive as float32 rows; they are widened to float64 in
- * blocks of STATS_BLOCK rows and added with dsyrk (upper triangle; the
- * lower one is filled in by stats_finish), so the sums are float64 from
- * the first product on. */
+ * blocks of STATS_BLOCK rows and added block after block (upper triangle;
+ * the lower one is filled in by stats_finish), so the sums are float64 from
+ * the first product on. Each block's products go through a3_dgram_fixed,
+ * whose tiles do not depend on the thread count, and blocks are added in
+ * row order: with the forward pass's fixed tiles (a3_model_run_layer) the
+ * sums are bitwise the same for every --threads on one BLAS kernel. */
 #include "stats.h"
 
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/gemm_fixed.h"
+
 #define STATS_BLOCK 256
 
-int stats_init(stats_acc *a, a3_cache *c, int layer, size_t max_width)
+int stats_init(stats_acc *a, a3_cache *c, int layer, size_t max_width, int threads)
 {
     memset(a, 0, sizeof *a);
     a->cache = c;
     a->layer = layer;
+    a->threads = threads;
     a->buf = a3_malloc_array(STATS_BLOCK, max_width * sizeof(double));
     return a->buf ? 0 : -1;
 }
@@ -35,9 +40,7 @@ static void gram_blocks(stats_acc *a, const float *x, size_t rows, int width, in
     for (size_t r0 = 0; r0 < rows; r0 += STATS_BLOCK) {
         size_t nr = rows - r0 < STATS_BLOCK ? rows - r0 : STATS_BLOCK;
         for (size_t i = 0; i < nr * (size_t)width; i++) a->buf[i] = x[r0 * width + i];
-        for (int k = 0; k < n_blocks; k++)
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, hd, (int)nr, 1.0, a->buf + off[k], width,
-                        1.0, G + (size_t)k * hd * hd, hd);
+        a3_dgram_fixed(n_blocks, hd, (int)nr, a->buf, width, off, G, a->threads);
     }
 }
 

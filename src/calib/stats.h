@@ -11,10 +11,11 @@ typedef struct {
     int layer;
     double *buf;  /* widening buffer, STATS_BLOCK x max_width doubles */
     size_t rows;  /* tokens accumulated */
+    int threads;  /* for the Gram products; the sums do not depend on it */
 } stats_acc;
 
 /* max_width: the widest activation row (max of n_heads*hd, d_ff). */
-int stats_init(stats_acc *a, a3_cache *c, int layer, size_t max_width);
+int stats_init(stats_acc *a, a3_cache *c, int layer, size_t max_width, int threads);
 void stats_free(stats_acc *a);
 /* q_off: column offset of each query head; kv_off: of each KV head. */
 int stats_qkv(stats_acc *a, const float *q, const float *k, const float *v, size_t rows,

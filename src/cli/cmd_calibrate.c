@@ -49,9 +49,11 @@ static const char *HELP =
     "head_dim) get a warning: such statistics make unreliable loss curves.\n"
     "Ctrl-C stops at the next chunk of tokens, keeping finished layers in\n"
     "CACHE.ckpt for --resume (a second Ctrl-C quits at once). A resumed run\n"
-    "writes the same bytes as an uninterrupted one with the same --threads and\n"
-    "BLAS kernel (it keeps the first run's \"created\" stamp; SOURCE_DATE_EPOCH\n"
-    "sets it); another thread count or kernel moves sums by about 1e-9.\n"
+    "writes the same bytes as an uninterrupted one on the same OpenBLAS kernel,\n"
+    "with any --threads (it keeps the first run's \"created\" stamp;\n"
+    "SOURCE_DATE_EPOCH sets it). Another kernel moves sums by about 1e-9: the\n"
+    "cache records the kernel(s), a resume on another one warns, and\n"
+    "OPENBLAS_CORETYPE=NAME selects the checkpoint's where the CPU has it.\n"
     "exit codes: 0 ok, 1 bad input, 2 usage, 3 unsupported model,\n"
     "            130 interrupted (rerun with --resume)\n\n"
     "examples:\n"
@@ -223,11 +225,18 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
     cli_progress_init(&pr, "tok");
     if (rc == A3_OK) rc = a3_calibrate(m, win, nw, L, &co, c, calib_cb, &pr, err);
     cli_progress_end(&pr);
+    const char *plus = strchr(co.kernel, '+');
+    if (plus)
+        fprintf(stderr, "calibrate: warning: the checkpoint's layers were computed with OpenBLAS kernel %.*s, "
+                        "this run's with %s: the cache matches an uninterrupted run on neither (sums differ "
+                        "by about 1e-9 relative); OPENBLAS_CORETYPE=%.*s resumes on the checkpoint's kernel "
+                        "where the CPU has it\n",
+                (int)(plus - co.kernel), co.kernel, strrchr(co.kernel, '+') + 1, (int)(plus - co.kernel), co.kernel);
     const char *const *texts = o->ids ? &o->ids : o->texts;
     a3_calib_meta meta = {.model_path = o->model, .config = k, .fingerprint = c ? c->fingerprint : "",
                           .texts = texts, .text_sha256 = o->ids ? NULL : o->sha_p, .n_texts = o->ids ? 1 : o->n_texts, .n_windows = nw, .seqlen = L,
                           .seed = o->seed, .n_tokens = c ? c->n_tokens : 0, .mlp_full = o->mlp_full,
-                          .created = co.created, .shard_index = (int)o->shard_k, .shard_count = (int)o->shard_n};
+                          .created = co.created, .blas_kernel = co.kernel, .shard_index = (int)o->shard_k, .shard_count = (int)o->shard_n};
     if (rc == A3_OK && !(c->meta_json = a3_calib_meta_json(&meta, err))) rc = err->code ? err->code : A3_ENOMEM;
     if (rc == A3_OK) rc = a3_cache_save(c, o->out, err);
     if (rc == A3_OK) a3_calib_checkpoint_remove(ckdir, k->n_layers);

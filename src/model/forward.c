@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/gemm_fixed.h"
 #include "a3/kernels.h"
 #include "a3/pool.h"
 #include "internal.h"
@@ -25,8 +26,9 @@
  * stored weights; otherwise sgemm. The dtype was checked at open, so the
  * kernel cannot refuse it. */
 static void linear(float *y, const float *x, const wmat *W, size_t rows, int in, int out, int acc,
-                   int threads)
+                   const fwd_scratch *s)
 {
+    int threads = s->threads;
     if (rows == 0 || out == 0) return;
     if (in == 0) {
         if (!acc) memset(y, 0, rows * (size_t)out * sizeof(float));
@@ -36,8 +38,9 @@ static void linear(float *y, const float *x, const wmat *W, size_t rows, int in,
         a3_k_matvec(W->dt, W->raw, out, in, x, (int)rows, y, acc, threads);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, W->f32, in,
-                acc ? 1.0f : 0.0f, y, out);
+    if (s->fixed_tiles) a3_sgemm_nt_fixed(rows, out, in, x, W->f32, acc, y, threads);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, W->f32, in,
+                     acc ? 1.0f : 0.0f, y, out);
 }
 
 static void add_bias(float *y, const float *b, size_t rows, int out)
@@ -291,9 +294,9 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
 
     int T = s->threads;
     a3_k_rmsnorm(s->xn, x, w->attn_norm, rows, c->d, c->rms_eps, T);
-    linear(s->q, s->xn, &w->wq, rows, c->d, sh->q_out, 0, T);
-    linear(s->k, s->xn, &w->wk, rows, c->d, sh->k_out, 0, T);
-    linear(s->v, s->xn, &w->wv, rows, c->d, sh->v_out, 0, T);
+    linear(s->q, s->xn, &w->wq, rows, c->d, sh->q_out, 0, s);
+    linear(s->k, s->xn, &w->wk, rows, c->d, sh->k_out, 0, s);
+    linear(s->v, s->xn, &w->wv, rows, c->d, sh->v_out, 0, s);
     add_bias(s->q, w->bq, rows, sh->q_out);
     add_bias(s->k, w->bk, rows, sh->k_out);
     add_bias(s->v, w->bv, rows, sh->v_out);
@@ -315,15 +318,15 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
      * any block of this pass sees. */
     attention(job, s->threads, (size_t)ATT_BLOCK * (size_t)(pos0 + seqlen));
     if (hk && hk->on_z && (hrc = hk->on_z(hk->ctx, l, s->z, rows))) return hrc;
-    linear(x, s->z, &w->wo, rows, sh->o_in, c->d, 1, T);
+    linear(x, s->z, &w->wo, rows, sh->o_in, c->d, 1, s);
 
     a3_k_rmsnorm(s->xn, x, w->mlp_norm, rows, c->d, c->rms_eps, T);
-    linear(s->g, s->xn, &w->wg, rows, c->d, sh->ff, 0, T);
-    linear(s->u, s->xn, &w->wu, rows, c->d, sh->ff, 0, T);
+    linear(s->g, s->xn, &w->wg, rows, c->d, sh->ff, 0, s);
+    linear(s->u, s->xn, &w->wu, rows, c->d, sh->ff, 0, s);
     swiglu(s->g, s->u, rows, (size_t)sh->ff, T);
     if (hk && hk->on_u && (hrc = hk->on_u(hk->ctx, l, s->g, rows))) return hrc;
     if (hk && hk->edit_u && (hrc = hk->edit_u(hk->ctx, l, s->g, rows))) return hrc;
-    linear(x, s->g, &w->wd, rows, sh->ff, c->d, 1, T);
+    linear(x, s->g, &w->wd, rows, sh->ff, c->d, 1, s);
     if (!all_finite(x, rows * (size_t)c->d)) {
         if ((hrc = a3__layer_nonfinite(m, l, err))) return hrc; /* names the tensor */
         return a3_err_set(err, A3_EFORMAT, "%s: layer %d: non-finite activations (overflow)", m->dir, l);

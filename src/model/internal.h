@@ -93,6 +93,7 @@ typedef struct {
     size_t max_keys;  /* keys the scores buffer has room for */
     size_t rows;
     int threads;
+    int fixed_tiles; /* GEMMs by a3_sgemm_nt_fixed: bits independent of threads */
 } fwd_scratch;
 
 /* KV cache for one sequence (decoder), per layer. NULL in plain prefill. */

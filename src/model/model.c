@@ -163,6 +163,7 @@ static int run_layer(a3_model *m, int layer, const a3_layer_mats *mats, float *x
     fbuf ws = {0};
     int rc = a3__scratch_init(m, &s, (size_t)per * seqlen, seqlen, err);
     if (rc) return rc;
+    s.fixed_tiles = 1; /* statistics gathered here must not depend on --threads */
     float *norm_owned[2] = {NULL, NULL};
     if (mats) { /* the file's norms (only those are converted), the matrices given */
         char n1[96], n2[96];
