@@ -40,22 +40,32 @@ static const int PCTS[3] = {25, 50, 75};
 /* k = ceil(p% of n) units: the top quarter of 2 pairs is 1 pair, not 0. */
 static size_t top_k(size_t n, int pct) { return (n * (size_t)pct + 99) / 100; }
 
-/* Mean over KV groups of 1 - loss(k)/loss(0); NAN when no group has loss. */
-static double qk_share(const a3_cache *c, int l, int pct)
+/* Mean over KV groups of 1 - loss(k)/loss(0); NAN when no group has loss.
+ * The QK curve is exact but not monotone: loss(k) is the mean squared
+ * score of the dropped pairs, and a score is a sum over pairs whose terms
+ * can cancel, so the dropped pairs alone can score more than all of them
+ * (loss(k) > loss(0); seen at -93.6% on a cache calibrated on one repeated
+ * character). Such a group holds none of the loss in its top k: it counts
+ * as 0, and *clamped says so, which keeps every share within [0, 1]. */
+static double qk_share(const a3_cache *c, int l, int pct, int *clamped)
 {
     size_t half = (size_t)c->head_dim / 2, k = top_k(half, pct);
     double sum = 0;
     int n = 0;
     for (int g = 0; g < c->n_kv_heads; g++) {
         const double *loss = c->layers[l].qk_loss + (size_t)g * (half + 1);
-        if (loss[0] > 0) sum += 1 - loss[k] / loss[0], n++;
+        if (!(loss[0] > 0)) continue;
+        double s = 1 - loss[k] / loss[0];
+        if (s < 0) s = 0, *clamped = 1;
+        sum += s, n++;
     }
     return n ? sum / n : NAN;
 }
 
 /* Mean over KV groups of the top-k share of sum sigma^2. */
-static double ov_share(const a3_cache *c, int l, int pct)
+static double ov_share(const a3_cache *c, int l, int pct, int *clamped)
 {
+    (void)clamped; /* a ratio of sums of squares: always in [0, 1] */
     size_t hd = (size_t)c->head_dim, k = top_k(hd, pct);
     double sum = 0;
     int n = 0;
@@ -71,23 +81,22 @@ static double ov_share(const a3_cache *c, int l, int pct)
     return n ? sum / n : NAN;
 }
 
-static double mlp_share(const a3_cache *c, int l, int pct)
+static double mlp_share(const a3_cache *c, int l, int pct, int *clamped)
 {
+    (void)clamped; /* the estimate adds non-negative scores: monotone */
     const double *loss = c->layers[l].mlp_loss;
     size_t k = top_k((size_t)c->d_ff, pct);
     return loss[0] > 0 ? 1 - loss[k] / loss[0] : NAN;
 }
 
-typedef double (*share_fn)(const a3_cache *c, int l, int pct);
+typedef double (*share_fn)(const a3_cache *c, int l, int pct, int *clamped);
 static const share_fn SHARES[3] = {qk_share, ov_share, mlp_share};
 
-static void print_cell(double v)
+/* A share, '*' after it when a group was counted as 0 (qk_share). */
+static void print_cell(double v, int clamped)
 {
-    /* The QK curve is not monotone (cross terms between pairs can cancel),
-     * so keeping a few pairs can leave a larger score error than keeping
-     * none: the share is then negative. Shown as "<-99%" to keep columns. */
     if (isnan(v)) printf("%7s", "-");
-    else if (v < -0.99) printf("%7s", "<-99%");
+    else if (clamped) printf("%5.1f%%*", 100 * v);
     else printf("%6.1f%%", 100 * v);
 }
 
@@ -100,15 +109,24 @@ static void print_row(const a3_cache *c, int l)
         printf("%s", comp ? "  |" : "  ");
         for (int p = 0; p < 3; p++) {
             double v = 0;
-            int n = 0;
+            int n = 0, clamped = 0;
             for (int i = l >= 0 ? l : 0; i < (l >= 0 ? l + 1 : c->n_layers); i++) {
-                double x = SHARES[comp](c, i, PCTS[p]);
+                double x = SHARES[comp](c, i, PCTS[p], &clamped);
                 if (!isnan(x)) v += x, n++;
             }
-            print_cell(n ? v / n : NAN);
+            print_cell(n ? v / n : NAN, clamped);
         }
     }
     putchar('\n');
+}
+
+/* Whether any QK group of any layer has a cell counted as 0. */
+static int any_clamped(const a3_cache *c)
+{
+    int clamped = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int p = 0; p < 3; p++) qk_share(c, l, PCTS[p], &clamped);
+    return clamped;
 }
 
 static void print_table(const a3_cache *c)
@@ -129,9 +147,12 @@ static void print_table(const a3_cache *c)
            "       diagonal ESTIMATE sum D_n |W_down[n,:]|^2 (no cross terms; the\n"
            "       exact curves, with --mlp-full, are in CACHE.pred)\n"
            "High shares at 25%% mean the component compresses well. '-': no loss\n"
-           "mass (all zero). The mean row averages the layers. A negative QK\n"
-           "share means keeping those pairs leaves a larger pre-RoPE score error\n"
-           "than dropping all of them (their cross terms cancel in the full sum).\n");
+           "mass (all zero). The mean row averages the layers.\n");
+    if (any_clamped(c))
+        printf("*: in some KV groups keeping those pairs leaves a larger pre-RoPE score\n"
+               "   error than keeping none (loss(k) > loss(0): the pairs' terms cancel\n"
+               "   in the full score), so they hold none of the loss and count as 0.\n"
+               "   Usual with thin statistics (few or repetitive calibration tokens).\n");
 }
 
 static void print_text(const char *label, const char *v) { printf("%-13s%s\n", label, v && *v ? v : "-"); }
