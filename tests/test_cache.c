@@ -5,7 +5,6 @@
  * truncation at every offset and a bit flip in every byte. */
 #include "a3/cache.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -15,6 +14,7 @@
 #include "a3/crc32.h"
 #include "a3/sha256.h"
 #include "a3/synth.h"
+#include "helpers/files.h"
 #include "test.h"
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -24,54 +24,12 @@ typedef struct {
     size_t n;
 } blob;
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
-}
-
-static int write_bytes(const char *path, const void *buf, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return -1;
-    int ok = (n == 0 || fwrite(buf, 1, n, fp) == n);
-    return (fclose(fp) == 0 && ok) ? 0 : -1;
-}
-
 static blob read_blob(const char *path)
 {
     blob f = {NULL, 0};
-    char *buf = NULL;
-    if (a3_read_file(path, (size_t)1 << 30, &buf, &f.n, NULL) == A3_OK) f.b = (unsigned char *)buf;
+    f.b = tf_read_bytes(path, &f.n);
     return f;
 }
-
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *de; d && (de = readdir(d)) != NULL;) n += de->d_name[0] != '.';
-    if (d) closedir(d);
-    return n;
-}
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const unsigned char *p) { return get_le32(p) | (uint64_t)get_le32(p + 4) << 32; }
 
 static void hex_of(const char *s, char hex[65])
 {
@@ -214,10 +172,10 @@ static void test_sha256_file(void)
     if (!p || !big) goto out;
     memset(big, 'a', 1000000); /* larger than the reader's block: several reads */
     a3_err err = {0};
-    CHECK(write_bytes(p, big, 1000000) == 0);
+    CHECK(tf_write_bytes(p, big, 1000000) == 0);
     CHECK(a3_sha256_file(p, hex, &err) == A3_OK);
     CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
-    CHECK(write_bytes(p, "abc", 3) == 0);
+    CHECK(tf_write_bytes(p, "abc", 3) == 0);
     CHECK(a3_sha256_file(p, hex, &err) == A3_OK);
     CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
     unlink(p);
@@ -226,7 +184,7 @@ static void test_sha256_file(void)
 out:
     free(big);
     free(p);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* Bit-at-a-time reference, independent of the table-driven code. */
@@ -279,7 +237,7 @@ static void round_trip(int mlp_full)
     CHECKF(a3_cache_load(p, &d, &err) == A3_OK, "%s", err.msg);
     CHECK(d && caches_equal(c, d));
     CHECK(d && !d->layers[0].ru == !mlp_full);
-    CHECK(count_files(dir) == 1); /* no temp file left */
+    CHECK(tf_count_files(dir) == 1); /* no temp file left */
     a3_cache_meta m;
     CHECKF(d && a3_cache_meta_parse(d, &m, &err) == A3_OK, "%s", err.msg);
     if (d) {
@@ -296,7 +254,7 @@ out:
     a3_cache_free(c);
     a3_cache_free(d);
     free(p);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 static void test_round_trip(void) { round_trip(0); }
@@ -354,20 +312,20 @@ static void test_atomic_save(void)
     int rc = save_limited(b, p, 4096, &err);
     CHECKF(rc == A3_EIO, "rc %d: %s", rc, err.msg);
     CHECKF(strstr(err.msg, p) != NULL && !strchr(err.msg, '\n'), "%s", err.msg);
-    CHECK(count_files(dir) == 0);
+    CHECK(tf_count_files(dir) == 0);
     /* Over an existing cache: a failed save leaves the old one whole... */
     CHECKF(a3_cache_save(a, p, &err) == A3_OK, "%s", err.msg);
     blob before = read_blob(p);
     CHECK(save_limited(b, p, 4096, &err) == A3_EIO);
     blob after = read_blob(p);
     CHECK(before.b && after.b && before.n == after.n && memcmp(before.b, after.b, before.n) == 0);
-    CHECK(count_files(dir) == 1);
+    CHECK(tf_count_files(dir) == 1);
     free(before.b), free(after.b);
     /* ...and a successful one replaces it whole. */
     CHECKF(a3_cache_save(b, p, &err) == A3_OK, "%s", err.msg);
     CHECKF(a3_cache_load(p, &got, &err) == A3_OK, "%s", err.msg);
     CHECK(got && caches_equal(b, got));
-    CHECK(count_files(dir) == 1);
+    CHECK(tf_count_files(dir) == 1);
     /* A directory that does not exist: an error naming the path. */
     char *q = a3_path_join(dir, "missing/c.a3c");
     CHECK(q && a3_cache_save(a, q, &err) == A3_EIO && strstr(err.msg, q) != NULL);
@@ -375,7 +333,7 @@ static void test_atomic_save(void)
 out:
     a3_cache_free(a), a3_cache_free(b), a3_cache_free(got);
     free(p);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* save refuses what load would reject, before creating anything. */
@@ -407,26 +365,26 @@ static void test_save_refuses(void)
     c->mlp_full = 1; /* the struct says so, the metadata does not */
     CHECK(a3_cache_save(c, p, &err) == A3_EINVAL);
     c->mlp_full = 0;
-    CHECK(count_files(dir) == 0);
+    CHECK(tf_count_files(dir) == 0);
     CHECKF(a3_cache_save(c, p, &err) == A3_OK, "%s", err.msg);
 out:
     a3_cache_free(c);
     free(p);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* ---- corrupt caches ------------------------------------------------------------ */
 
-static size_t meta_len(const blob *f) { return (size_t)get_le64(f->b + 16); }
+static size_t meta_len(const blob *f) { return (size_t)tf_get_le64(f->b + 16); }
 
 /* Offset of the section header for (kind, layer), walking the file; 0 if absent. */
 static size_t sec_at(const blob *f, int kind, int layer)
 {
     size_t off = 24 + meta_len(f) + 4;
     while (off + 24 <= f->n) {
-        uint64_t n = get_le64(f->b + off + 8);
-        size_t es = get_le32(f->b + off + 16) == 1 ? 4 : 8;
-        if ((int)get_le32(f->b + off) == kind && (int)get_le32(f->b + off + 4) == layer) return off;
+        uint64_t n = tf_get_le64(f->b + off + 8);
+        size_t es = tf_get_le32(f->b + off + 16) == 1 ? 4 : 8;
+        if ((int)tf_get_le32(f->b + off) == kind && (int)tf_get_le32(f->b + off + 4) == layer) return off;
         off += 24 + (size_t)n * es;
     }
     return 0;
@@ -434,12 +392,12 @@ static size_t sec_at(const blob *f, int kind, int layer)
 
 static size_t sec_payload_bytes(const blob *f, size_t at)
 {
-    return (size_t)get_le64(f->b + at + 8) * (get_le32(f->b + at + 16) == 1 ? 4 : 8);
+    return (size_t)tf_get_le64(f->b + at + 8) * (tf_get_le32(f->b + at + 16) == 1 ? 4 : 8);
 }
 
 static void fix_sec_crc(blob *f, size_t at)
 {
-    put_le32(f->b + at + 20, a3_crc32(f->b + at + 24, sec_payload_bytes(f, at)));
+    tf_put_le32(f->b + at + 20, a3_crc32(f->b + at + 24, sec_payload_bytes(f, at)));
 }
 
 /* Replace the first `from` in the metadata by `to`, fixing length and CRC. */
@@ -462,8 +420,8 @@ static int edit_meta(blob *f, const char *from, const char *to)
     memcpy(b + 24, m, pre);
     memcpy(b + 24 + pre, to, nt);
     memcpy(b + 24 + pre + nt, at + nf, J - pre - nf);
-    put_le64(b + 16, J2);
-    put_le32(b + 24 + J2, a3_crc32(b + 24, J2));
+    tf_put_le64(b + 16, J2);
+    tf_put_le32(b + 24 + J2, a3_crc32(b + 24, J2));
     memcpy(b + 28 + J2, f->b + 28 + J, f->n - 28 - J);
     free(m);
     free(f->b);
@@ -472,10 +430,10 @@ static int edit_meta(blob *f, const char *from, const char *to)
 }
 
 static int m_magic(blob *f) { return f->b[0] = 'X', 0; }
-static int m_newer(blob *f) { return put_le32(f->b + 8, A3_CACHE_VERSION + 1), 0; }
-static int m_version0(blob *f) { return put_le32(f->b + 8, 0), 0; }
-static int m_meta_huge(blob *f) { return put_le64(f->b + 16, (uint64_t)1 << 40), 0; }
-static int m_meta_past_end(blob *f) { return put_le64(f->b + 16, f->n), 0; }
+static int m_newer(blob *f) { return tf_put_le32(f->b + 8, A3_CACHE_VERSION + 1), 0; }
+static int m_version0(blob *f) { return tf_put_le32(f->b + 8, 0), 0; }
+static int m_meta_huge(blob *f) { return tf_put_le64(f->b + 16, (uint64_t)1 << 40), 0; }
+static int m_meta_past_end(blob *f) { return tf_put_le64(f->b + 16, f->n), 0; }
 static int m_meta_crc(blob *f) { return f->b[24 + meta_len(f)] ^= 1, 0; }
 static int m_meta_byte(blob *f) { return f->b[30] ^= 0x20, 0; }
 static int m_not_json(blob *f) { return edit_meta(f, "{\"format\"", "{format"); }
@@ -496,22 +454,22 @@ static int m_tokens0(blob *f) { return edit_meta(f, "\"n_tokens\":64", "\"n_toke
 static int m_mlp_full_str(blob *f) { return edit_meta(f, "\"mlp_full\":false", "\"mlp_full\":\"no\""); }
 static int m_sec_crc(blob *f) { return f->b[sec_at(f, A3_SEC_C, 0) + 24 + 5] ^= 0x10, 0; }
 static int m_sec_crc_field(blob *f) { return f->b[sec_at(f, A3_SEC_MLP_LOSS, 1) + 20] ^= 1, 0; }
-static int m_dup_kind(blob *f) { return put_le32(f->b + sec_at(f, A3_SEC_C, 0), A3_SEC_GQ), 0; }
-static int m_dup_layer(blob *f) { return put_le32(f->b + sec_at(f, A3_SEC_GK, 1) + 4, 0), 0; }
-static int m_count_short(blob *f) { return put_le32(f->b + 12, get_le32(f->b + 12) - 1), 0; }
-static int m_count_long(blob *f) { return put_le32(f->b + 12, get_le32(f->b + 12) + 1), 0; }
+static int m_dup_kind(blob *f) { return tf_put_le32(f->b + sec_at(f, A3_SEC_C, 0), A3_SEC_GQ), 0; }
+static int m_dup_layer(blob *f) { return tf_put_le32(f->b + sec_at(f, A3_SEC_GK, 1) + 4, 0), 0; }
+static int m_count_short(blob *f) { return tf_put_le32(f->b + 12, tf_get_le32(f->b + 12) - 1), 0; }
+static int m_count_long(blob *f) { return tf_put_le32(f->b + 12, tf_get_le32(f->b + 12) + 1), 0; }
 static int m_cut_last(blob *f)
 {
     size_t at = sec_at(f, A3_SEC_MLP_LOSS, 1);
-    put_le32(f->b + 12, get_le32(f->b + 12) - 1);
+    tf_put_le32(f->b + 12, tf_get_le32(f->b + 12) - 1);
     f->n = at;
     return 0;
 }
-static int m_kind(blob *f) { return put_le32(f->b + sec_at(f, A3_SEC_OV_SV, 0), 99), 0; }
-static int m_layer(blob *f) { return put_le32(f->b + sec_at(f, A3_SEC_D, 1) + 4, 7), 0; }
-static int m_type(blob *f) { return put_le32(f->b + sec_at(f, A3_SEC_GQ, 0) + 16, 1), 0; }
-static int m_type_order(blob *f) { return put_le32(f->b + sec_at(f, A3_SEC_MLP_ORDER, 1) + 16, 0), 0; }
-static int m_length(blob *f) { return put_le64(f->b + sec_at(f, A3_SEC_D, 0) + 8, T_FF - 1), 0; }
+static int m_kind(blob *f) { return tf_put_le32(f->b + sec_at(f, A3_SEC_OV_SV, 0), 99), 0; }
+static int m_layer(blob *f) { return tf_put_le32(f->b + sec_at(f, A3_SEC_D, 1) + 4, 7), 0; }
+static int m_type(blob *f) { return tf_put_le32(f->b + sec_at(f, A3_SEC_GQ, 0) + 16, 1), 0; }
+static int m_type_order(blob *f) { return tf_put_le32(f->b + sec_at(f, A3_SEC_MLP_ORDER, 1) + 16, 0), 0; }
+static int m_length(blob *f) { return tf_put_le64(f->b + sec_at(f, A3_SEC_D, 0) + 8, T_FF - 1), 0; }
 static int m_trailing(blob *f)
 {
     unsigned char *b = realloc(f->b, f->n + 1);
@@ -526,7 +484,7 @@ static int set_f64(blob *f, int kind, int layer, size_t i, double v)
     size_t at = sec_at(f, kind, layer);
     uint64_t u;
     memcpy(&u, &v, 8);
-    put_le64(f->b + at + 24 + 8 * i, u);
+    tf_put_le64(f->b + at + 24 + 8 * i, u);
     fix_sec_crc(f, at);
     return 0;
 }
@@ -534,7 +492,7 @@ static int set_f64(blob *f, int kind, int layer, size_t i, double v)
 static int set_i32(blob *f, int kind, int layer, size_t i, int32_t v)
 {
     size_t at = sec_at(f, kind, layer);
-    put_le32(f->b + at + 24 + 4 * i, (uint32_t)v);
+    tf_put_le32(f->b + at + 24 + 4 * i, (uint32_t)v);
     fix_sec_crc(f, at);
     return 0;
 }
@@ -544,14 +502,14 @@ static int m_inf(blob *f) { return set_f64(f, A3_SEC_QK_LOSS, 0, 0, INFINITY); }
 static int m_qk_dup(blob *f)
 {
     size_t at = sec_at(f, A3_SEC_QK_ORDER, 1);
-    return set_i32(f, A3_SEC_QK_ORDER, 1, 5, (int32_t)get_le32(f->b + at + 24 + 4 * 4)); /* group 1: [4] = [5] */
+    return set_i32(f, A3_SEC_QK_ORDER, 1, 5, (int32_t)tf_get_le32(f->b + at + 24 + 4 * 4)); /* group 1: [4] = [5] */
 }
 static int m_qk_range(blob *f) { return set_i32(f, A3_SEC_QK_ORDER, 0, 2, T_HD / 2); }
 static int m_qk_negative(blob *f) { return set_i32(f, A3_SEC_QK_ORDER, 0, 0, -1); }
 static int m_mlp_dup(blob *f)
 {
     size_t at = sec_at(f, A3_SEC_MLP_ORDER, 0);
-    return set_i32(f, A3_SEC_MLP_ORDER, 0, 11, (int32_t)get_le32(f->b + at + 24));
+    return set_i32(f, A3_SEC_MLP_ORDER, 0, 11, (int32_t)tf_get_le32(f->b + at + 24));
 }
 static int m_mlp_range(blob *f) { return set_i32(f, A3_SEC_MLP_ORDER, 1, 0, T_FF); }
 static int m_ru_extra(blob *f) { return edit_meta(f, "\"mlp_full\":true", "\"mlp_full\":false"); }
@@ -695,7 +653,7 @@ static void test_open_lazy(void)
     a3_cache_free(eager), a3_cache_free(lazy);
     free(good[0].b), free(good[1].b);
     free(p);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 static int save_good(const char *dir, blob good[2])
@@ -730,14 +688,14 @@ static void test_corrupt_table(void)
         if (!f.b) continue;
         memcpy(f.b, good[k->full].b, f.n);
         CHECKF(k->mutate(&f) == 0, "%s: mutation failed", k->name);
-        CHECK(write_bytes(p, f.b, f.n) == 0);
+        CHECK(tf_write_bytes(p, f.b, f.n) == 0);
         expect_fail(k->name, p, k->code, k->expect);
         expect_fail_open(k->name, p, k->code, k->expect);
         free(f.b);
     }
     free(good[0].b), free(good[1].b);
     free(p);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* Every prefix of a valid cache fails; so does a bit flip in any byte (the
@@ -766,7 +724,7 @@ static void test_truncate_and_flip(void)
     }
     if (fp) fclose(fp);
     CHECKF(n_ok == (int)good[1].n, "%d of %zu flips rejected", n_ok, good[1].n);
-    CHECK(write_bytes(q, good[1].b, good[1].n) == 0);
+    CHECK(tf_write_bytes(q, good[1].b, good[1].n) == 0);
     for (size_t t = good[1].n; t-- > 0;) { /* shrink one byte at a time */
         CHECK(truncate(q, (off_t)t) == 0);
         expect_fail("truncated", q, A3_EFORMAT, t < 8 ? NULL : "truncated");
@@ -781,7 +739,7 @@ static void test_truncate_and_flip(void)
 out:
     free(good[0].b), free(good[1].b);
     free(p), free(q);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* ---- fingerprint ------------------------------------------------------------ */
@@ -803,7 +761,7 @@ static int synth_into(const char *dir, const char *name, a3_synth_spec s, const 
         char *src = a3_path_join(cfg_from, "config.json"), *dst = a3_path_join(p, "config.json"), *buf = NULL;
         size_t n = 0;
         rc = src && dst ? a3_read_file(src, 1 << 20, &buf, &n, &err) : A3_ENOMEM;
-        if (rc == A3_OK) rc = write_bytes(dst, buf, n) ? A3_EIO : A3_OK;
+        if (rc == A3_OK) rc = tf_write_bytes(dst, buf, n) ? A3_EIO : A3_OK;
         free(src), free(dst), free(buf);
     }
     if (rc == A3_OK) rc = a3_model_fingerprint(p, hex, &err);
@@ -842,7 +800,7 @@ static void test_fingerprint(void)
     CHECK(none && a3_model_fingerprint(none, x, &err) < 0 && strstr(err.msg, none));
     free(none);
     free(pa);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* ---- a3 cache info ------------------------------------------------------------ */
@@ -895,7 +853,7 @@ static void test_cli_info(void)
     blob g = read_blob(p);
     if (g.b) {
         g.b[g.n - 1] ^= 1;
-        CHECK(write_bytes(p, g.b, g.n) == 0);
+        CHECK(tf_write_bytes(p, g.b, g.n) == 0);
         CHECK(run_bin(bin, args, out, errf) == 1);
         blob e = read_blob(errf);
         CHECK(e.b && strstr((char *)e.b, p) && strchr((char *)e.b, '\n') == (char *)e.b + e.n - 1);
@@ -905,7 +863,7 @@ static void test_cli_info(void)
 done:
     a3_cache_free(c);
     free(p), free(out), free(errf);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* A QK curve that rises above loss(0) (the -93.6% of issue 15): that
@@ -935,7 +893,7 @@ static void test_cli_info_clamped(void)
 done:
     a3_cache_free(c);
     free(p), free(out), free(errf);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 int main(void)

@@ -10,24 +10,10 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "helpers/files.h"
 #include "test.h"
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static int write_bytes(const char *path, const void *buf, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return -1;
-    int ok = (n == 0 || fwrite(buf, 1, n, fp) == n);
-    return (fclose(fp) == 0 && ok) ? 0 : -1;
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    char *buf = NULL;
-    if (a3_read_file(path, (size_t)1 << 30, &buf, n, NULL) != A3_OK) return NULL;
-    return (unsigned char *)buf;
-}
 
 /* Remove a test directory and the files in it (tests make no subdirectories). */
 static void rm_dir(const char *dir)
@@ -45,20 +31,6 @@ static void rm_dir(const char *dir)
     rmdir(dir);
 }
 
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *de; d && (de = readdir(d)) != NULL;) n += de->d_name[0] != '.';
-    if (d) closedir(d);
-    return n;
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
 /* A safetensors file image: the 8-byte length `declared`, hl bytes of
  * header text, then data_len bytes of a fixed pattern (byte i = i*37+11). */
 static unsigned char *st_image_raw(const char *header, size_t hl, uint64_t declared, size_t data_len,
@@ -67,7 +39,7 @@ static unsigned char *st_image_raw(const char *header, size_t hl, uint64_t decla
     *n = 8 + hl + data_len;
     unsigned char *b = malloc(*n);
     if (!b) return NULL;
-    put_le64(b, declared);
+    tf_put_le64(b, declared);
     memcpy(b + 8, header, hl);
     for (size_t i = 0; i < data_len; i++) b[8 + hl + i] = (unsigned char)(i * 37 + 11);
     return b;
@@ -95,7 +67,7 @@ static int write_st(const char *path, const char *header, size_t data_len)
 {
     size_t n;
     unsigned char *b = st_image(header, data_len, &n);
-    int rc = b ? write_bytes(path, b, n) : -1;
+    int rc = b ? tf_write_bytes(path, b, n) : -1;
     free(b);
     return rc;
 }
@@ -260,7 +232,7 @@ static void check_bad_file(const char *dir, const bad_file *c, size_t idx)
         b = malloc(n ? n : 1);
         if (b) memset(b, 'x', n);
     }
-    CHECK(b != NULL && write_bytes(path, b, n) == 0);
+    CHECK(b != NULL && tf_write_bytes(path, b, n) == 0);
     a3_st_set *st = NULL;
     a3_err err = {0};
     int rc = a3_st_open_file(path, &st, &err);
@@ -309,7 +281,7 @@ static void test_nul_in_header(void)
     char *path = a3_path_join(tmp, "nul.safetensors");
     size_t n;
     unsigned char *b = st_image_raw("{}\0     ", 8, 8, 8, &n);
-    CHECK(path && b && write_bytes(path, b, n) == 0);
+    CHECK(path && b && tf_write_bytes(path, b, n) == 0);
     a3_st_set *st = NULL;
     a3_err err = {0};
     expect_fail(a3_st_open_file(path, &st, &err), st, &err, path, "trailing bytes", "NUL in padding");
@@ -405,7 +377,7 @@ static void test_unaligned(void)
         b[8 + 120 + 1 + i] = (unsigned char)(one >> (8 * i));
         b[8 + 120 + 5 + i] = (unsigned char)(two >> (8 * i));
     }
-    CHECK(write_bytes(path, b, n) == 0);
+    CHECK(tf_write_bytes(path, b, n) == 0);
     a3_st_set *st = NULL;
     a3_err err = {0};
     int rc = a3_st_open_file(path, &st, &err);
@@ -459,7 +431,7 @@ static void check_raw(const a3_st_tensor *t, const float *src)
 static void check_header_layout(const char *path, const char *const *names, size_t n)
 {
     size_t len = 0;
-    unsigned char *b = read_bytes(path, &len);
+    unsigned char *b = tf_read_bytes(path, &len);
     CHECK(b && len >= 8);
     if (!b) return;
     uint64_t hl = 0;
@@ -536,7 +508,7 @@ static void test_writer_round_trip(void)
         CHECK(o[0] == 1.0f && o[1] == -1.5f && o[2] == a3_f16_to_f32(a3_f32_to_f16(3.14159265f)));
     }
     a3_st_free(st);
-    CHECK(count_files(tmp) == 1); /* the atomic writer left no temp file */
+    CHECK(tf_count_files(tmp) == 1); /* the atomic writer left no temp file */
     free(path);
     rm_dir(tmp);
 }
@@ -640,12 +612,12 @@ static void test_truncation(void)
                     "\"c\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[34,40]}}";
     size_t extra = 0, n;
     unsigned char *b = st_image(h, 40 + extra, &n);
-    CHECK(b && full && cut && write_bytes(full, b, n) == 0);
+    CHECK(b && full && cut && tf_write_bytes(full, b, n) == 0);
     if (!b || !full || !cut) return;
     size_t data_end = n - extra;
     int bad = 0;
     for (size_t len = 0; len <= n; len++) {
-        CHECK(write_bytes(cut, b, len) == 0);
+        CHECK(tf_write_bytes(cut, b, len) == 0);
         a3_st_set *st = NULL;
         a3_err err = {0};
         int rc = a3_st_open_file(cut, &st, &err);
@@ -703,7 +675,7 @@ static void test_fuzz_flips(void)
     CHECK(a3_st_writer_save(w, path, &err) == A3_OK);
     a3_st_writer_free(w);
     size_t n = 0;
-    unsigned char *orig = read_bytes(path, &n), *mut = malloc(n);
+    unsigned char *orig = tf_read_bytes(path, &n), *mut = malloc(n);
     CHECK(orig && mut);
     if (!orig || !mut) return;
     size_t hdr = 8;
@@ -722,7 +694,7 @@ static void test_fuzz_flips(void)
             mut[pos] = (r & 1) ? (unsigned char)interesting[(r >> 1) % (sizeof interesting - 1)]
                                : (unsigned char)(r >> 8);
         }
-        if (write_bytes(path, mut, n) != 0) {
+        if (tf_write_bytes(path, mut, n) != 0) {
             bad++;
             continue;
         }
@@ -801,7 +773,7 @@ static void check_bad_dir(const bad_dir *c)
     char *idx = a3_path_join(tmp, IDX), *a = a3_path_join(tmp, "a.safetensors"),
          *b = a3_path_join(tmp, "b.safetensors");
     CHECK(idx && a && b);
-    if (c->index) CHECK(write_bytes(idx, c->index, strlen(c->index)) == 0);
+    if (c->index) CHECK(tf_write_bytes(idx, c->index, strlen(c->index)) == 0);
     if (c->shard_a) CHECK(write_st(a, c->shard_a, data_end(c->shard_a, 16)) == 0);
     if (c->shard_b) CHECK(write_st(b, c->shard_b, data_end(c->shard_b, 16)) == 0);
     a3_st_set *st = NULL;
@@ -853,7 +825,7 @@ static void test_sharded_round_trip(void)
                         "  \"model.layers.1.mlp.up_proj.weight\": \"model-00002-of-00002.safetensors\",\n"
                         "  \"model.norm.weight\": \"model-00002-of-00002.safetensors\"}}\n";
     char *idx = a3_path_join(tmp, IDX);
-    CHECK(idx && write_bytes(idx, index, strlen(index)) == 0);
+    CHECK(idx && tf_write_bytes(idx, index, strlen(index)) == 0);
     a3_st_set *st = NULL;
     a3_err err = {0};
     int rc = a3_st_open_dir(tmp, &st, &err);
@@ -1124,9 +1096,9 @@ static void test_stream(void)
     CHECK(a3_st_stream_put(s, "b", v, 2, &err) == 0 && a3_st_stream_put(s, "b", v + 2, 3, &err) == A3_EINVAL);
     CHECK(a3_st_stream_put(s, "b", v + 2, 2, &err) == 0);
     CHECK(a3_st_stream_finish(s, &err) == A3_EINVAL && strstr(err.msg, "c: never written"));
-    CHECK(count_files(tmp) >= 2); /* shard 1 done, shard 2 in its temp file */
+    CHECK(tf_count_files(tmp) >= 2); /* shard 1 done, shard 2 in its temp file */
     a3_st_stream_free(s); /* unfinished: everything goes */
-    CHECK(count_files(tmp) == 0);
+    CHECK(tf_count_files(tmp) == 0);
     /* The same, finished: three shards and an index the reader accepts. */
     s = a3_st_stream_new();
     a3_st_stream_declare(s, "a", A3_DT_F32, 1, s3, &err);
@@ -1136,7 +1108,7 @@ static void test_stream(void)
     CHECK(a3_st_stream_write(s, "a", 1, s3, v, &err) == 0 && a3_st_stream_write(s, "b", 1, s4, v, &err) == 0);
     CHECK(a3_st_stream_write(s, "c", 1, s10, v, &err) == 0 && a3_st_stream_finish(s, &err) == 0);
     a3_st_stream_free(s);
-    CHECK(count_files(tmp) == 3);
+    CHECK(tf_count_files(tmp) == 3);
     a3_st_set *st = NULL;
     CHECK(a3_st_open_dir(tmp, &st, &err) == 0 && a3_st_count(st) == 3);
     const a3_st_tensor *c = a3_st_find(st, "c"), *b = a3_st_find(st, "b");
@@ -1162,7 +1134,7 @@ static void test_stream(void)
     a3_st_stream_declare(s, "a", A3_DT_F32, 1, s3, &err);
     CHECK(a3_st_stream_begin_dir(s, tmp, 100, &err) == A3_EINVAL && strstr(err.msg, "duplicate"));
     a3_st_stream_free(s);
-    CHECK(count_files(tmp) == 0);
+    CHECK(tf_count_files(tmp) == 0);
     rm_dir(tmp);
     /* Sizes: decimal and binary units, bytes; junk refused. */
     uint64_t n = 0;

@@ -2,6 +2,7 @@
 #include "files.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,15 @@ int tf_write_bytes(const char *path, const void *buf, size_t n)
     if (!fp) return -1;
     int ok = n == 0 || fwrite(buf, 1, n, fp) == n;
     return fclose(fp) == 0 && ok ? 0 : -1;
+}
+
+int tf_count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d)) != NULL;) n += de->d_name[0] != '.';
+    if (d) closedir(d);
+    return n;
 }
 
 unsigned char *tf_read_bytes(const char *path, size_t *n)

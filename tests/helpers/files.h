@@ -12,6 +12,9 @@ int tf_write_bytes(const char *path, const void *buf, size_t n);
 /* The whole file (caller frees; NUL-terminated past n), or NULL. */
 unsigned char *tf_read_bytes(const char *path, size_t *n);
 
+/* Entries of dir not starting with '.' (0 when it cannot be opened). */
+int tf_count_files(const char *dir);
+
 void tf_put_le32(unsigned char *p, uint32_t v);
 void tf_put_le64(unsigned char *p, uint64_t v);
 uint32_t tf_get_le32(const unsigned char *p);
