@@ -23,54 +23,16 @@
 #include "a3/safetensors.h"
 #include "a3/synth.h"
 #include "helpers/files.h"
+#include "helpers/fixture.h"
 #include "test.h"
 
 enum { NW = 4, L = 24 };
 
-typedef struct {
-    char tmp[64], dir[128];
-    a3_model *m;
-    a3_cache *c;
-    int32_t win[NW * L];
-} fixture;
+typedef tfix fixture;
 
-static a3_synth_spec spec_of(const char *kind)
-{
-    a3_synth_spec s = {.arch = A3_ARCH_LLAMA, .d = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4,
-                       .head_dim = 8, .d_ff = 40, .vocab = 64, .max_seq = 64, .rope_theta = 10000.0,
-                       .dtype = A3_DT_F32, .seed = 9};
-    if (!strcmp(kind, "gqa")) s.n_kv_heads = 2;
-    if (!strcmp(kind, "bias")) s.arch = A3_ARCH_QWEN2, s.qkv_bias = 1, s.n_kv_heads = 2;
-    return s;
-}
-
-static int fixture_up(fixture *f, const char *kind)
-{
-    memset(f, 0, sizeof *f);
-    if (!test_tmpdir(f->tmp, sizeof f->tmp)) return -1;
-    snprintf(f->dir, sizeof f->dir, "%s/m", f->tmp);
-    a3_synth_spec s = spec_of(kind);
-    a3_err err = {0};
-    if (a3_synth_write(f->dir, &s, &err) || a3_model_open(f->dir, &f->m, &err)) return -1;
-    const a3_config *k = a3_model_config(f->m);
-    uint32_t r = 777;
-    for (int i = 0; i < NW * L; i++) f->win[i] = (int32_t)((r = r * 1664525u + 1013904223u) >> 8) % s.vocab;
-    f->c = a3_cache_new(k->d, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim, k->d_ff, 1);
-    a3_calib_opts o = {.mlp_full = 1};
-    if (!f->c || a3_calibrate(f->m, f->win, NW, L, &o, f->c, NULL, NULL, &err) ||
-        a3_model_fingerprint(f->dir, f->c->fingerprint, &err)) {
-        fprintf(stderr, "  fixture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static void fixture_down(fixture *f)
-{
-    a3_cache_free(f->c);
-    a3_model_free(f->m);
-    test_rm_rf(f->tmp);
-}
+/* Model seed 9, windows from LCG seed 777, with Ru. */
+static int fixture_up(fixture *f, const char *kind) { return tfix_synth(f, kind, 9, NW, L, 777, 1); }
+static void fixture_down(fixture *f) { tfix_down(f); }
 
 static a3_plan *full_plan(fixture *f)
 {
