@@ -305,6 +305,41 @@ static void test_estimate_without_ru(void)
     fixture_down(&f);
 }
 
+/* A sidecar made with Ru loads with the cache opened lazily (Ru still on
+ * disk): mlp_exact comes from the cache header. Regression: `a3 plan`
+ * refused every --mlp-full sidecar ("mlp_exact disagrees"). */
+static void test_pred_lazy_cache(void)
+{
+    fixture f;
+    if (fixture_synth(&f, "mha", 1)) {
+        fixture_down(&f);
+        SKIP("fixture failed");
+    }
+    char cpath[4300], ppath[4400];
+    snprintf(cpath, sizeof cpath, "%s/c.cache", f.tmp);
+    snprintf(ppath, sizeof ppath, "%s.pred", cpath);
+    a3_err err = {0};
+    a3_cache *lazy = NULL;
+    a3_pred *q = NULL;
+    const char *text = "random-windows";
+    const char *sha = "0000000000000000000000000000000000000000000000000000000000000000";
+    a3_calib_meta meta = {.model_path = f.dir, .config = a3_model_config(f.m), .fingerprint = f.c->fingerprint,
+                          .texts = &text, .text_sha256 = &sha, .n_texts = 1, .n_windows = f.nw, .seqlen = f.len,
+                          .n_tokens = f.c->n_tokens, .mlp_full = 1, .created = "2026-01-01T00:00:00Z"};
+    free(f.c->meta_json); /* saving needs metadata; the sidecar is made for the cache as saved */
+    f.c->meta_json = a3_calib_meta_json(&meta, &err);
+    a3_plan_cache_fingerprint(f.c, f.pr->cache_fingerprint);
+    CHECKF(a3_cache_save(f.c, cpath, &err) == 0 && a3_pred_save(f.pr, ppath, &err) == 0 &&
+               a3_cache_open(cpath, NULL, NULL, &lazy, &err) == 0,
+           "%s", err.msg);
+    CHECK(lazy && lazy->layers[0].ru == NULL); /* still on disk */
+    CHECKF(lazy && a3_pred_load_for(cpath, lazy, &q, &err) == 0, "%s", err.msg);
+    CHECK(q && q->mlp_exact && !isnan(a3_pred_loss(q, A3_COMP_MLP, A3_MLP_METHOD_A3_REFIT, 1, 0, 10)));
+    a3_pred_free(q);
+    a3_cache_free(lazy);
+    fixture_down(&f);
+}
+
 /* The probe's truncation of one component changes the NLL exactly as the
  * model applied with that component at that width does (a3_eval_nll, a
  * separate code path), on the same windows. float32 forward passes that
@@ -459,6 +494,7 @@ int main(void)
     RUN(test_curves_sample_model);
     RUN(test_curves_stories260K);
     RUN(test_estimate_without_ru);
+    RUN(test_pred_lazy_cache);
     RUN(test_probe_matches_apply);
     RUN(test_pred_nll_interpolation);
     return test_summary("pred");

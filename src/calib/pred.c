@@ -35,7 +35,9 @@ int a3_pred_new(const a3_cache *c, a3_pred **out, a3_err *err)
     *out = NULL;
     if (!p) return a3_err_set(err, A3_ENOMEM, "prediction: out of memory");
     p->n_layers = c->n_layers, p->n_kv_heads = c->n_kv_heads, p->head_dim = c->head_dim, p->d_ff = c->d_ff;
-    p->mlp_exact = c->mlp_full && c->layers[0].ru != NULL;
+    /* from the header, not from ru: a lazily opened cache (a3_cache_open)
+     * has Ru on disk but not yet in memory */
+    p->mlp_exact = c->mlp_full != 0;
     a3_plan_cache_fingerprint(c, p->cache_fingerprint);
     int ok = 1;
     for (int m = 0; m < A3_QK_METHOD_COUNT; m++) ok &= (p->qk[m] = calloc(qk_len(p), sizeof(double))) != NULL;
@@ -373,6 +375,10 @@ static int mlp_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p
     double *H = NULL;
     int rc = 0;
     if (!order) return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory", l);
+    if (p->mlp_exact && !c->layers[l].ru) {
+        free(order);
+        return a3_err_set(err, A3_EINVAL, "prediction: layer %d: Ru not loaded (a3_cache_need first)", l);
+    }
     if (p->mlp_exact) {
         /* H = (Wd^T Wd) o Ru: Wd^T Wd by dsyrk, O(d_ff^2 d). */
         H = a3_malloc_array((size_t)ff * ff, 8);
