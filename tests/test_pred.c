@@ -470,6 +470,14 @@ static void test_pred_nll_interpolation(void)
     CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 0.125), 0.25, 1e-15);
     CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 0.625), 0.875, 1e-15);
     CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 2.0, 1e-15);
+    /* past the last point (rel > 1): the removed component's change, by
+     * hand 1.25, not the last slope's 1.25 + 1 * 1.0 */
+    CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 2.0), 1.25, 1e-15);
+    for (double x = 0, prev = 0; x <= 8; x += 0.0625) { /* non-decreasing, bounded by the removal */
+        double y = a3_pred_nll_single(p, 0, A3_COMP_OV, x);
+        CHECK(y >= prev && y <= 1.25);
+        prev = y;
+    }
     d[0] = -0.1, d[1] = 1.0; /* a noisy negative change counts as 0 */
     CHECK_NEAR(a3_pred_nll_single(p, 0, A3_COMP_OV, 0.25), 0, 1e-15);
     CHECK_NEAR(a3_pred_scale(p, 0, A3_COMP_OV), 1.0, 1e-15);

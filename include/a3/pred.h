@@ -49,7 +49,9 @@
  * cuts: the width whose exact relative loss is closest to the target
  * (0.3), and width 0 (relative loss 1). The NLL change as a function of
  * the relative loss is taken piecewise linear through (0, 0) and those
- * points; the predicted NLL change of a plan is the sum over layers and
+ * points, constant past the last one (a relative loss above 1 is possible,
+ * e.g. QK pairs whose scores cancel, and costs what removing the
+ * component costs); the predicted NLL change of a plan is the sum over layers and
  * kinds, rel(l, k) from the curves of the plan's methods (first order:
  * perturbations of different components add up; the curves measure the
  * squared error, to which a small NLL change is proportional), corrected
@@ -134,7 +136,9 @@ double a3_pred_loss(const a3_pred *p, a3_comp k, int m, int l, int g, int width)
 int a3_pred_has_probe(const a3_pred *p);
 /* Predicted NLL change (nats) of layer l's kind k alone at relative loss
  * rel: piecewise linear through (0, 0) and the probe's points (rel_i,
- * dnll_i), the dnll made non-negative and non-decreasing (noise). */
+ * dnll_i), the dnll made non-negative and non-decreasing (noise), and
+ * constant past the last point (rel > 1 costs what removing the component
+ * costs: saturating; see pred.c). */
 double a3_pred_nll_single(const a3_pred *p, int l, a3_comp k, double rel);
 /* Predicted NLL change of a plan whose single predictions are f_i, given
  * S = sum f_i and R = sum sqrt(f_i): (1 - kappa) S + kappa R^2, with
