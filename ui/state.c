@@ -350,7 +350,11 @@ static void set_title(ui_state *s)
 
 static int load_plan(ui_state *s, const char *path, a3_err *err)
 {
-    if (!path) return a3_plan_from_cache(s->cache, &s->plan, err);
+    if (!path) {
+        int rc = a3_plan_from_cache(s->cache, &s->plan, err);
+        if (!rc) a3_plan_default_methods(s->plan, s->cache); /* as `a3 plan` */
+        return rc;
+    }
     int rc = a3_plan_load(path, &s->plan, err);
     if (!rc) rc = a3_plan_validate(s->plan, s->cache, 0, err);
     if (!rc) snprintf(s->plan_path, sizeof s->plan_path, "%s", path);

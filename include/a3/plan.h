@@ -271,6 +271,12 @@ int a3_plan_new(const a3_plan_dims *dims, a3_plan **out, a3_err *err);
  * to true for Qwen2ForCausalLM), else unknown/false. A3_EFORMAT if the
  * cache's fingerprint is not 64 hex digits. */
 int a3_plan_from_cache(const a3_cache *c, a3_plan **out, a3_err *err);
+/* Set p's methods to the defaults for plans on cache c (what `a3 plan` and
+ * the TUI start from): a3 for QK and OV; for the MLP a3-refit when the
+ * cache has Ru (calibrated with --mlp-full), else a3. Chosen on the DEV
+ * splits of docs/RESULTS.md (section "predict"): with Ru the refit had the
+ * lower NLL at every params budget on stories260K and the sample model. */
+void a3_plan_default_methods(a3_plan *p, const a3_cache *c);
 /* Deep copy (for undo in the TUI). */
 int a3_plan_copy(const a3_plan *p, a3_plan **out, a3_err *err);
 void a3_plan_free(a3_plan *p); /* accepts NULL */

@@ -40,7 +40,10 @@ static const char *HELP =
     "  --dtype f16|bf16|f32 KV-cache element type (f16)\n"
     "  --method-qk NAME     a3 (default), weight-norm, greedy-exact\n"
     "  --method-ov NAME     a3 (default), a3-csum, svd\n"
-    "  --method-mlp NAME    a3 (default), weight-norm, a3-refit\n"
+    "  --method-mlp NAME    a3-refit (default when the cache has Ru, i.e.\n"
+    "                       calibrate --mlp-full: lower NLL at every budget\n"
+    "                       measured, docs/RESULTS.md), a3 (default without\n"
+    "                       Ru), weight-norm\n"
     "  --model DIR          read vocab, tied embeddings and biases from DIR's\n"
     "                       config.json (for whole-model totals)\n"
     "  --force              accept a model or plan whose fingerprint differs\n"
@@ -333,7 +336,7 @@ static int take_model(const plan_opts *o, const a3_cache *c, a3_plan *p, a3_err 
  * statuses. */
 static int apply_opts(const plan_opts *o, a3_plan *p)
 {
-    int m[A3_COMP_COUNT] = {0, 0, 0};
+    int m[A3_COMP_COUNT] = {(int)p->qk_method, (int)p->ov_method, (int)p->mlp_method}; /* the defaults */
     for (int k = 0; k < A3_COMP_COUNT; k++)
         if (o->method[k] && (m[k] = a3_plan_method_parse((a3_comp)k, o->method[k])) < 0)
             return cli_usage("plan", "--method-%s: unknown method '%s'", a3_comp_name((a3_comp)k), o->method[k]);
@@ -378,6 +381,7 @@ static int make(const plan_opts *o)
     a3_pred *pr = NULL;
     int rc = cli_cache_open(o->cache, &c, &err);
     if (!rc) rc = a3_plan_from_cache(c, &p, &err);
+    if (!rc) a3_plan_default_methods(p, c);
     if (!rc && o->model) rc = take_model(o, c, p, &err);
     if (!rc && !o->no_pred)
         rc = o->pred ? a3_pred_load(o->pred, c, &pr, &err) : a3_pred_load_for(o->cache, c, &pr, &err);

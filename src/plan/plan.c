@@ -282,6 +282,12 @@ int a3_plan_from_cache(const a3_cache *c, a3_plan **out, a3_err *err)
     return A3_OK;
 }
 
+void a3_plan_default_methods(a3_plan *p, const a3_cache *c)
+{
+    p->qk_method = A3_QK_METHOD_A3, p->ov_method = A3_OV_METHOD_A3;
+    p->mlp_method = c->mlp_full ? A3_MLP_METHOD_A3_REFIT : A3_MLP_METHOD_A3;
+}
+
 /* Name of the first dim that differs between a plan and the given values. */
 static const char *dims_differ(const a3_plan_dims *m, int d, int nl, int nh, int nkv, int hd, int ff)
 {
