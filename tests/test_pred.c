@@ -298,6 +298,16 @@ static void test_estimate_without_ru(void)
     }
     CHECK(f.pr->mlp_exact == 0);
     CHECK(isnan(a3_pred_loss(f.pr, A3_COMP_MLP, A3_MLP_METHOD_A3_REFIT, 0, 0, 10)));
+    a3_plan *pl = NULL;
+    a3_err err = {0};
+    CHECK(a3_plan_from_cache(f.c, &pl, &err) == 0);
+    if (pl) { /* no Ru: the default MLP method is plain a3 (the refit needs Ru) */
+        pl->mlp_method = A3_MLP_METHOD_WEIGHT_NORM;
+        a3_plan_default_methods(pl, f.c);
+        CHECK(pl->qk_method == A3_QK_METHOD_A3 && pl->ov_method == A3_OV_METHOD_A3 &&
+              pl->mlp_method == A3_MLP_METHOD_A3);
+    }
+    a3_plan_free(pl);
     const a3_cache_layer *L = &f.c->layers[1];
     double est = 0;
     for (int j = 10; j < 40; j++) est += L->mlp_score[j];
@@ -335,6 +345,14 @@ static void test_pred_lazy_cache(void)
     CHECK(lazy && lazy->layers[0].ru == NULL); /* still on disk */
     CHECKF(lazy && a3_pred_load_for(cpath, lazy, &q, &err) == 0, "%s", err.msg);
     CHECK(q && q->mlp_exact && !isnan(a3_pred_loss(q, A3_COMP_MLP, A3_MLP_METHOD_A3_REFIT, 1, 0, 10)));
+    a3_plan *pl = NULL;
+    CHECK(lazy && a3_plan_from_cache(lazy, &pl, &err) == 0);
+    if (pl) { /* with Ru (header mlp_full, Ru still on disk): the refit by default */
+        a3_plan_default_methods(pl, lazy);
+        CHECK(pl->qk_method == A3_QK_METHOD_A3 && pl->ov_method == A3_OV_METHOD_A3 &&
+              pl->mlp_method == A3_MLP_METHOD_A3_REFIT);
+    }
+    a3_plan_free(pl);
     a3_pred_free(q);
     a3_cache_free(lazy);
     fixture_down(&f);
