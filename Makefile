@@ -32,7 +32,7 @@ BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*
 # Keep objects of the test and benchmark programs (they are intermediate
 # files of the two-step link rules, which make would otherwise delete).
 .PRECIOUS: $(BUILD)/%.o
-.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale results setup clean format
+.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale bench-predict results setup clean format
 all: a3
 
 a3: $(BUILD)/a3
@@ -95,6 +95,12 @@ bench-scale: a3 $(BENCHES)
 # (scripts/bench_apply_scale.py; ~40 min with an existing model, see --help).
 bench-apply-scale: a3
 	@BUILD=$(BUILD) scripts/bench_apply_scale.py
+
+# docs/PERFORMANCE.md, section "predict": the exact curves of a 7B-shaped
+# layer and the NLL probe's cost in forward passes and CPU seconds
+# (scripts/bench_predict.py; 5-20 min, most of it the calibration with Ru).
+bench-predict: a3
+	@BUILD=$(BUILD) scripts/bench_predict.py
 
 # docs/RESULTS.md: stories260K perplexity by method and budget (minutes),
 # then the "A3 + quantization" section (GGUF sizes and llama.cpp perplexity),

@@ -147,18 +147,15 @@ def write_text(path, paras):
 
 
 @contextlib.contextmanager
-def workdir(prefix):
-    """A temporary directory removed when the block ends, also when the
-    script is interrupted (SIGINT) or terminated (SIGTERM: turned into an
-    exit so that the cleanup runs; running children are terminated)."""
-    tmp = tempfile.mkdtemp(prefix=prefix)
-
+def _stopping_children():
+    """SIGTERM becomes an exit (so that cleanups run) and running children
+    are terminated when the block ends."""
     def stop(signum, _frame):
         sys.exit(128 + signum)
 
     old = signal.signal(signal.SIGTERM, stop)
     try:
-        yield tmp
+        yield
     finally:
         with _lock:
             for p in list(_children):
@@ -167,6 +164,18 @@ def workdir(prefix):
                 except OSError:
                     pass
         signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def workdir(prefix):
+    """A temporary directory removed when the block ends, also when the
+    script is interrupted (SIGINT) or terminated (SIGTERM); running
+    children are terminated."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        with _stopping_children():
+            yield tmp
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -175,7 +184,8 @@ def kept_dir(path):
     """Like workdir, but DIR is kept (made if missing): for analysis and
     reruns."""
     os.makedirs(path, exist_ok=True)
-    yield os.path.abspath(path)
+    with _stopping_children():
+        yield os.path.abspath(path)
 
 
 def replace_section(path, name, block):
