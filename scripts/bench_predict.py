@@ -21,7 +21,7 @@ waits for other jobs); the load average is recorded. Takes 5-20 minutes
                            [--layers N] [--probe-samples N] [--probe-seqlen L]
                            [--keep DIR]
 """
-import argparse, os, re, struct, sys, time
+import argparse, json, os, re, struct, sys, time
 
 import resultslib as R
 
@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--a3", default="./a3")
     ap.add_argument("--layers", type=int, default=2, help="layers of the synthetic model (>= 2: the "
                     "probe's cost is split into layer runs and NLL evaluations from two equations)")
+    ap.add_argument("--like", default="llama-7b", help="a3 synth preset (another one only for a smoke test)")
     ap.add_argument("--probe-samples", type=int, default=8, help="probe windows (a3 probe's default 8)")
     ap.add_argument("--probe-seqlen", type=int, default=256, help="probe tokens per window (default 256)")
     ap.add_argument("--keep", help="work in DIR and keep it (the model is reused when present)")
@@ -62,8 +63,10 @@ def main():
     with ctx as w:
         model, ids, cache = os.path.join(w, "m7b"), os.path.join(w, "ids.bin"), os.path.join(w, "c.cache")
         if not os.path.exists(os.path.join(model, "config.json")):
-            R.run([a3, "synth", "--like", "llama-7b", "--layers", str(args.layers), "-o", model])
-        write_ids(ids, 8 * 512, 32000)
+            R.run([a3, "synth", "--like", args.like, "--layers", str(args.layers), "-o", model])
+        with open(os.path.join(model, "config.json")) as f:
+            vocab = json.load(f)["vocab_size"]
+        write_ids(ids, 8 * 512, vocab)
         print("bench_predict: calibrating (--mlp-full, 4 x 512 tokens)...", file=sys.stderr)
         cal = R.run_full([a3, "calibrate", model, "--ids", ids, "--samples", "4", "--seqlen", "512", "--mlp-full",
                           "-o", cache])
@@ -96,13 +99,14 @@ def main():
     runs32, nlls32 = probe_counts(32)
     tokens = PROBE_SAMPLES * PROBE_SEQLEN
     L = ["## Exact curves and the NLL probe (issue 11)", "",
-         "Produced by `make bench-predict` (scripts/bench_predict.py) in %.0f s wall; %s (load average %.1f "
+         "Produced by `make bench-predict` (scripts/bench_predict.py) in %.0f s wall; %s at the end (%.1f "
          "at the start). CPU seconds are the a3 process's own (user + system, all threads, from wait4): the "
          "figures to compare; wall seconds depend on the other jobs on the machine." % (
              time.time() - t_start, machine, load0), "",
-         "Model: `a3 synth --like llama-7b --layers %d` (d 4096, d_ff 11008, 32 heads of 128, random "
-         "weights), calibrated with `--mlp-full` on 4 x 512 random tokens (%.0f CPU s, %.0f s wall)." % (
-             nl, cal.cpu, cal.wall), "",
+         "Model: `a3 synth --like %s --layers %d`%s, calibrated with `--mlp-full` on 4 x 512 random "
+         "tokens (%.0f CPU s, %.0f s wall)." % (
+             args.like, nl, " (d 4096, d_ff 11008, 32 heads of 128, random weights)" if args.like == "llama-7b"
+             else " (NOT the 7B shape: a smoke test)", cal.cpu, cal.wall), "",
          "| step | CPU s | wall s |", "|---|---:|---:|",
          "| `a3 probe --curves-only`, %d layer(s) (whole command: load the cache with Ru, every curve of "
          "every method) | %.1f | %.1f |" % (nl, cur.cpu, cur.wall),
@@ -118,7 +122,7 @@ def main():
          "the CUR curves from H = Ru o (W_d W_d^T): about 1.4e12 flops in double precision, all BLAS-3; "
          "peak memory about 3 d_ff^2 x 8 bytes = 2.9 GiB." % (cur.cpu / nl, nl, curves_wall / nl),
          "- **Probe cost**: per layer run (one layer over the %d probe tokens) %.2f CPU s, per NLL "
-         "evaluation (final norm, lm_head over 32000 tokens, NLL) %.2f CPU s, solved from the probe and "
+         "evaluation (final norm, lm_head over the vocabulary, NLL) %.2f CPU s, solved from the probe and "
          "the eval rows above. A 32-layer 7B model makes %d layer runs (= %.0f forward-pass equivalents) "
          "and %d NLL evaluations: projected **%.0f CPU s (%.1f CPU min)** for %d probe tokens, linear in "
          "the token count (a projection from the measured costs, not a 32-layer timing). The probe is "
