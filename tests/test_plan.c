@@ -934,6 +934,72 @@ static void test_malformed_table(void)
     free(base);
 }
 
+/* The sequential setting: absent (one-shot, as older plans) unless set;
+ * round trip of text files and of an ids file; malformed records refused
+ * naming the key; a3_plan_seq_set's refusals leave the setting as it was. */
+static void test_sequential_record(void)
+{
+    char *base = base_text(), *t = NULL;
+    a3_plan *p = NULL, *q = NULL;
+    a3_err err = {0};
+    CHECK(base && !strstr(base, "sequential"));
+    CHECK(base && a3_plan_parse("old.json", base, strlen(base), &p, &err) == 0 && p && !p->seq.on);
+    const char *texts[2] = {"train.txt", "more \"quoted\".txt"};
+    CHECK(p && a3_plan_seq_set(&p->seq, texts, 2, NULL, 64, 512, 9007199254740991LL, &err) == 0);
+    if (p) t = plan_text(p);
+    CHECK(t && strstr(t, "\"sequential\": {\"text\": [\"train.txt\", \"more \\\"quoted\\\".txt\"], \"ids\": null, "
+                         "\"samples\": 64, \"seqlen\": 512, \"seed\": 9007199254740991}"));
+    CHECKF(t && a3_plan_parse("s.json", t, strlen(t), &q, &err) == 0, "%s", err.msg);
+    CHECK(q && q->seq.on && q->seq.n_texts == 2 && !strcmp(q->seq.texts[1], texts[1]) && !q->seq.ids[0]);
+    CHECK(q && q->seq.samples == 64 && q->seq.seqlen == 512 && q->seq.seed == 9007199254740991LL);
+    char *t2 = q ? plan_text(q) : NULL;
+    CHECK(t && t2 && !strcmp(t, t2));
+    free(t2), a3_plan_free(q), q = NULL;
+    /* an ids file, defaults */
+    CHECK(p && a3_plan_seq_set(&p->seq, NULL, 0, "ids.bin", 0, 0, 0, &err) == 0);
+    free(t), t = p ? plan_text(p) : NULL;
+    CHECKF(t && a3_plan_parse("s.json", t, strlen(t), &q, &err) == 0, "%s", err.msg);
+    CHECK(q && q->seq.on && q->seq.n_texts == 0 && !strcmp(q->seq.ids, "ids.bin") && q->seq.samples == 0);
+    a3_plan_free(q), q = NULL;
+    /* refusals of a3_plan_seq_set: p keeps the ids setting */
+    const char *many[A3_PLAN_SEQ_FILES + 1];
+    char longp[A3_PLAN_SEQ_PATH + 1];
+    memset(longp, 'a', A3_PLAN_SEQ_PATH), longp[A3_PLAN_SEQ_PATH] = '\0';
+    for (int i = 0; i <= A3_PLAN_SEQ_FILES; i++) many[i] = "x.txt";
+    const char *lp[1] = {longp};
+    if (p) {
+        CHECK(a3_plan_seq_set(&p->seq, many, A3_PLAN_SEQ_FILES + 1, NULL, 0, 0, 0, &err) == A3_EINVAL);
+        CHECK(a3_plan_seq_set(&p->seq, lp, 1, NULL, 0, 0, 0, &err) == A3_EINVAL && strstr(err.msg, "longer"));
+        CHECK(a3_plan_seq_set(&p->seq, texts, 1, "ids.bin", 0, 0, 0, &err) == A3_EINVAL);
+        CHECK(a3_plan_seq_set(&p->seq, NULL, 0, NULL, 0, 0, 0, &err) == A3_EINVAL);
+        CHECK(a3_plan_seq_set(&p->seq, texts, 1, NULL, 0, 0, (int64_t)1 << 53, &err) == A3_EINVAL);
+        CHECK(p->seq.on && !strcmp(p->seq.ids, "ids.bin"));
+    }
+    /* malformed records */
+    static const struct { const char *to, *expect; } bad[] = {
+        {"\"sequential\": {\"text\": [], \"ids\": null, \"samples\": 0, \"seqlen\": 0, \"seed\": 0}", "one of the two"},
+        {"\"sequential\": {\"text\": [\"a\"], \"ids\": \"b\", \"samples\": 0, \"seqlen\": 0, \"seed\": 0}", "one of the two"},
+        {"\"sequential\": {\"text\": [\"a\"], \"ids\": null, \"samples\": 0, \"seqlen\": 0}", "sequential.seed"},
+        {"\"sequential\": {\"text\": [\"a\"], \"ids\": null, \"samples\": -1, \"seqlen\": 0, \"seed\": 0}", "sequential.samples"},
+        {"\"sequential\": {\"text\": [1], \"ids\": null, \"samples\": 0, \"seqlen\": 0, \"seed\": 0}", "sequential.text"},
+        {"\"sequential\": {\"text\": [\"a\"], \"ids\": null, \"samples\": 0, \"seqlen\": 0, \"seed\": 0, \"x\": 1}", "sequential.x"},
+        {"\"sequential\": true", "sequential"},
+    };
+    for (size_t i = 0; base && i < sizeof bad / sizeof bad[0]; i++) {
+        char to[256];
+        snprintf(to, sizeof to, "%s,\n  \"allocator\"", bad[i].to);
+        char *m = replace_once(base, "\"allocator\"", to);
+        q = (a3_plan *)1;
+        int rc = m ? a3_plan_parse("plan.json", m, strlen(m), &q, &err) : -1;
+        CHECKF(rc == A3_EFORMAT && q == NULL && strstr(err.msg, bad[i].expect), "case %zu: %d %s", i, rc, err.msg);
+        free(m);
+    }
+    /* null: one-shot */
+    char *m = base ? replace_once(base, "\"allocator\"", "\"sequential\": null,\n  \"allocator\"") : NULL;
+    CHECK(m && a3_plan_parse("plan.json", m, strlen(m), &q, &err) == 0 && q && !q->seq.on);
+    a3_plan_free(q), free(m), free(t), free(base), a3_plan_free(p);
+}
+
 /* Validation against a cache: fingerprints and dims. */
 static void test_validate_against_cache(void)
 {
@@ -1148,6 +1214,7 @@ int main(void)
     RUN(test_round_trip);
     RUN(test_layout);
     RUN(test_malformed_table);
+    RUN(test_sequential_record);
     RUN(test_validate_against_cache);
     RUN(test_stale_summary);
     RUN(test_from_cache_meta);

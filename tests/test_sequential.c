@@ -22,7 +22,9 @@
 #include "a3/reduce.h"
 #include "a3/sequential.h"
 #include "a3/synth.h"
+#include "helpers/files.h"
 #include "helpers/fixture.h"
+#include "helpers/run_a3.h"
 #include "test.h"
 
 enum { NW = 8, L = 32 };
@@ -462,6 +464,75 @@ static void test_misuse_refused(void)
     fixture_down(&f);
 }
 
+/* The plan records sequential reduction and apply honours it: a plan made
+ * with 'a3 plan --sequential --ids' applies to the same bytes as the plain
+ * plan with 'apply --sequential --ids' (and the output records it);
+ * --one-shot applies it as the plain plan is applied; bad combinations are
+ * usage errors. Through the command line. */
+static void test_plan_records_sequential(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set");
+    fixture f;
+    if (fixture_up(&f, "gqa")) SKIP("fixture failed");
+    char cache[128], ids[128], args[1200], a[160], b[160], e[128];
+    snprintf(cache, sizeof cache, "%s/c.cache", f.tmp), snprintf(ids, sizeof ids, "%s/ids.bin", f.tmp);
+    snprintf(e, sizeof e, "%s/err.txt", f.tmp);
+    unsigned char buf[4 * NW * L * 4];
+    for (int i = 0; i < 4 * NW * L; i++) tf_put_le32(buf + 4 * i, (uint32_t)f.win[i % (NW * L)]);
+    a3_err err = {0};
+    CHECK(tf_write_bytes(ids, buf, sizeof buf) == 0);
+    snprintf(args, sizeof args, "calibrate %s --ids %s --samples 8 --seqlen 32 --mlp-full -o %s", f.dir, ids, cache);
+    CHECK(run_a3(args, NULL, e) == 0);
+    const char *plan = "--budget params=30%% --strategy uniform --method-mlp a3-refit";
+    const char *tok = "--ids %s --samples 8 --seqlen 32 --seed 3";
+    char fmt[400];
+    snprintf(fmt, sizeof fmt, "plan %%s %s --sequential %s -o %%s/p1.json", plan, tok);
+    snprintf(args, sizeof args, fmt, cache, ids, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 0);
+    snprintf(fmt, sizeof fmt, "plan %%s %s -o %%s/p0.json", plan);
+    snprintf(args, sizeof args, fmt, cache, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 0);
+    snprintf(a, sizeof a, "%s/p1.json", f.tmp);
+    CHECK(run_a3_file_has(a, "\"sequential\": {\"text\": [], \"ids\": \"") && run_a3_file_has(a, "\"seed\": 3}"));
+    snprintf(args, sizeof args, "plan --show %s/p1.json", f.tmp);
+    snprintf(b, sizeof b, "%s/show.txt", f.tmp);
+    CHECK(run_a3(args, b, e) == 0 && run_a3_file_has(b, "sequential, on") && run_a3_file_has(b, "samples 8, seqlen 32, seed 3"));
+    /* the plan's setting = the command line's */
+    snprintf(args, sizeof args, "apply %s --cache %s --plan %s/p1.json -o %s/o1", f.dir, cache, f.tmp, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 0);
+    snprintf(fmt, sizeof fmt, "apply %%s --cache %%s --plan %%s/p0.json -o %%s/o2 --sequential %s", tok);
+    snprintf(args, sizeof args, fmt, f.dir, cache, f.tmp, f.tmp, ids);
+    CHECK(run_a3(args, NULL, e) == 0);
+    snprintf(args, sizeof args, "apply %s --cache %s --plan %s/p1.json -o %s/o3 --one-shot", f.dir, cache, f.tmp, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 0);
+    snprintf(args, sizeof args, "apply %s --cache %s --plan %s/p0.json -o %s/o4", f.dir, cache, f.tmp, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 0);
+    size_t n[4];
+    unsigned char *st[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/o%d/model.safetensors", f.tmp, i + 1);
+        st[i] = tf_read_bytes(a, &n[i]);
+    }
+    CHECK(st[0] && st[1] && n[0] == n[1] && !memcmp(st[0], st[1], n[0]));
+    CHECK(st[2] && st[3] && n[2] == n[3] && !memcmp(st[2], st[3], n[2]));
+    CHECK(st[0] && st[2] && (n[0] != n[2] || memcmp(st[0], st[2], n[0]))); /* sequential did something */
+    for (int i = 0; i < 4; i++) free(st[i]);
+    snprintf(a, sizeof a, "%s/o1/config.json", f.tmp), snprintf(b, sizeof b, "%s/o3/config.json", f.tmp);
+    CHECK(run_a3_file_has(a, "\"sequential\"") && run_a3_file_has(a, "\"seed\"") && !run_a3_file_has(b, "\"sequential\""));
+    /* usage errors */
+    snprintf(args, sizeof args, "plan %s --budget 30%% --ids %s -o %s/p2.json", cache, ids, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 2 && run_a3_file_has(e, "go with --sequential"));
+    snprintf(args, sizeof args, "plan %s --budget 30%% --sequential -o %s/p2.json", cache, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 2 && run_a3_file_has(e, "--sequential needs"));
+    snprintf(args, sizeof args, "apply %s --cache %s --plan %s/p1.json -o %s/o5 --padded", f.dir, cache, f.tmp, f.tmp);
+    CHECK(run_a3(args, NULL, e) == 2 && run_a3_file_has(e, "--one-shot to ignore it"));
+    a3_plan *p = NULL;
+    snprintf(a, sizeof a, "%s/p1.json", f.tmp);
+    CHECK(a3_plan_load(a, &p, &err) == A3_OK && p && p->seq.on && p->seq.samples == 8 && p->seq.seed == 3);
+    a3_plan_free(p);
+    fixture_down(&f);
+}
+
 int main(void)
 {
     RUN(test_upstream_full_gqa_csum);
@@ -476,5 +547,6 @@ int main(void)
     RUN(test_lower_error_than_oneshot);
     RUN(test_cancel_leaves_nothing);
     RUN(test_misuse_refused);
+    RUN(test_plan_records_sequential);
     return test_summary("sequential");
 }

@@ -130,6 +130,8 @@
 #define A3_PLAN_MAX_VOCAB (1 << 24)
 #define A3_PLAN_MAX_CONTEXT (1 << 24)
 #define A3_PLAN_MAX_MULTIPLE 4096
+#define A3_PLAN_SEQ_FILES 16  /* calibration text files a plan records */
+#define A3_PLAN_SEQ_PATH 512  /* bytes of one recorded path, NUL included */
 
 typedef enum { A3_COMP_QK, A3_COMP_OV, A3_COMP_MLP, A3_COMP_COUNT } a3_comp;
 
@@ -196,6 +198,20 @@ typedef struct {
                                    * 0..full (default QK 2, OV 1, MLP 1) */
 } a3_plan_alloc;
 
+/* Sequential reduction (include/a3/sequential.h): apply solves each layer
+ * on the calibration tokens as the already-reduced layers transform them.
+ * Recorded in the plan ("sequential", absent for one-shot) so that apply
+ * honours it; the tokens are drawn as 'a3 calibrate' draws them. */
+typedef struct {
+    int on;                       /* 0: one-shot (the paper's A3) */
+    int n_texts;                  /* calibration text files, 0 with ids */
+    char texts[A3_PLAN_SEQ_FILES][A3_PLAN_SEQ_PATH];
+    char ids[A3_PLAN_SEQ_PATH];   /* pre-tokenized ids file, or "" */
+    int samples, seqlen;          /* windows, tokens per window; 0: the
+                                   * calibrate defaults */
+    int64_t seed;                 /* window seed, >= 0 */
+} a3_plan_seq;
+
 typedef struct {
     double rel[A3_COMP_COUNT]; /* mean over layers of rel(l, k) */
     double objective;          /* sum_l sum_k weight_k * rel(l, k) */
@@ -232,6 +248,7 @@ typedef struct {
     int context;                 /* T for FLOPs, 1..A3_PLAN_MAX_CONTEXT */
     a3_dtype kv_dtype;           /* A3_DT_F16, A3_DT_BF16 or A3_DT_F32 */
     a3_plan_alloc alloc;
+    a3_plan_seq seq;             /* sequential reduction, if on */
     uint8_t *lock;               /* (n_layers) A3_LOCK_* bits */
     int *qk;                     /* (n_layers, n_kv_heads) QK ranks */
     int *ov;                     /* (n_layers, n_kv_heads) OV ranks */
@@ -253,6 +270,13 @@ const char *a3_strategy_name(a3_strategy s);          /* "greedy", ...; "?" */
 int a3_strategy_parse(const char *s);                 /* strategy, or -1 */
 const char *a3_plan_kv_dtype_name(a3_dtype dt);       /* "f16", "bf16", "f32"; "?" */
 int a3_plan_kv_dtype_parse(const char *s, a3_dtype *out); /* 0, or -1 */
+
+/* Turn sequential reduction on in q with these calibration tokens: text
+ * files (n_texts >= 1) or an ids file, exactly one; samples/seqlen 0 for
+ * the calibrate defaults, seed in [0, 2^53). A3_EINVAL (q unchanged) for
+ * too many files, a path too long, or both/neither kind of tokens. */
+int a3_plan_seq_set(a3_plan_seq *q, const char *const *texts, int n_texts, const char *ids, int samples,
+                    int seqlen, int64_t seed, a3_err *err);
 
 /* ---- lifetime -------------------------------------------------------------- */
 

@@ -16,7 +16,7 @@ static const char *HELP =
     "                [--dtype f32|f16|bf16] [--padded] [--max-shard-size SIZE]\n"
     "                [--force] [--ignore-fingerprint] [--sequential (--text FILE...\n"
     "                | --ids FILE) [--samples N] [--seqlen L] [--seed S]\n"
-    "                [--allow-short]]\n\n"
+    "                [--allow-short]] [--one-shot]\n\n"
     "Compress a model with A3: for every layer, solve the QK, OV and MLP\n"
     "reductions the plan asks for from the calibration cache, and write the\n"
     "smaller model (safetensors + config.json with an \"a3\" section + the\n"
@@ -52,7 +52,11 @@ static const char *HELP =
     "                  defaults). Records \"sequential\" in the a3 section.\n"
     "                  Costs about 4 calibration passes; memory: 2 x N x L x\n"
     "                  d x 4 bytes of hidden states plus one layer (the\n"
-    "                  estimate is printed first)\n"
+    "                  estimate is printed first). A plan made with\n"
+    "                  'a3 plan --sequential' (or the TUI's commit toggle)\n"
+    "                  is applied sequentially on the tokens it records;\n"
+    "                  --sequential with --text/--ids overrides them\n"
+    "  --one-shot      ignore a plan's sequential setting: the paper's A3\n"
     "  --text FILE...  calibration text (use other text than for evaluation)\n"
     "  --ids FILE      pre-tokenized little-endian uint32 ids instead\n"
     "  --samples N     windows (default 128)\n"
@@ -75,7 +79,7 @@ typedef struct {
     int padded, force, ignore_fp;
     uint64_t max_shard; /* 0: the library's default */
     long threads;
-    int sequential, allow_short, n_texts;
+    int sequential, allow_short, n_texts, one_shot;
     const char *texts[64], *ids;
     long samples, seqlen, seed;
 } apply_opts;
@@ -99,11 +103,13 @@ static int parse(int argc, char **argv, apply_opts *o)
                             CLI_FLAG("--ignore-fingerprint", &o->ignore_fp),
                             CLI_INT("--threads", &o->threads, 1, 256),
                             CLI_FLAG("--sequential", &o->sequential),
+                            CLI_FLAG("--one-shot", &o->one_shot),
                             CLI_LIST("--text", o->texts, &o->n_texts),
                             CLI_STR("--ids", &o->ids),
                             CLI_INT("--samples", &o->samples, 1, 1 << 20),
                             CLI_INT("--seqlen", &o->seqlen, 2, 1 << 20),
-                            CLI_INT("--seed", &o->seed, 0, 1L << 62),
+                            /* below 2^53: a plan stores it as a JSON number */
+                            CLI_INT("--seed", &o->seed, 0, (1L << 53) - 1),
                             CLI_FLAG("--allow-short", &o->allow_short),
                             {0}};
     const cli_opt pos[] = {CLI_STR("MODEL_DIR", &o->model), {0}};
@@ -116,38 +122,41 @@ static int parse(int argc, char **argv, apply_opts *o)
         return cli_usage("apply", "--text, --ids, --samples, --seqlen, --seed and --allow-short go with --sequential");
     if (o->sequential && !o->n_texts == !o->ids) return cli_usage("apply", "--sequential needs --text FILE... or --ids FILE");
     if (o->sequential && o->padded) return cli_usage("apply", "--sequential writes the reduced model; --padded is not supported with it");
+    if (o->sequential && o->one_shot) return cli_usage("apply", "--sequential and --one-shot exclude each other");
     return 0;
 }
 
 /* What the output config records about a sequential run. */
-static char *seq_record(const apply_opts *o, int nw, int L)
+static char *seq_record(const a3_plan_seq *q, int nw, int L)
 {
     cJSON *r = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(r, "texts");
-    if (o->ids) cJSON_AddItemToArray(t, cJSON_CreateString(o->ids));
-    for (int i = 0; i < o->n_texts; i++) cJSON_AddItemToArray(t, cJSON_CreateString(o->texts[i]));
-    cJSON_AddStringToObject(r, "tokens", o->ids ? "ids" : "text");
+    if (q->ids[0]) cJSON_AddItemToArray(t, cJSON_CreateString(q->ids));
+    for (int i = 0; i < q->n_texts; i++) cJSON_AddItemToArray(t, cJSON_CreateString(q->texts[i]));
+    cJSON_AddStringToObject(r, "tokens", q->ids[0] ? "ids" : "text");
     cJSON_AddNumberToObject(r, "samples", nw);
     cJSON_AddNumberToObject(r, "seqlen", L);
-    cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(r, "seed", (double)q->seed);
     char *s = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return s;
 }
 
 /* Calibration windows drawn as `a3 calibrate` draws them, then the solver. */
-static int seq_setup(const apply_opts *o, a3_model *m, const a3_plan *p, const a3_cache *c, cli_progress *pr,
-                     a3_seq **out, a3_err *err)
+static int seq_setup(const apply_opts *o, const a3_plan_seq *q, a3_model *m, const a3_plan *p, const a3_cache *c,
+                     cli_progress *pr, a3_seq **out, a3_err *err)
 {
     const a3_config *k = a3_model_config(m);
     int32_t *ids = NULL, *win = NULL;
     size_t n;
-    int nw = 0, L = 0, seqlen = (int)(o->seqlen ? o->seqlen : 2048);
+    int nw = 0, L = 0, seqlen = q->seqlen ? q->seqlen : 2048;
     if (seqlen > k->max_seq) seqlen = k->max_seq;
-    int rc = cli_tokenize(o->model, k->vocab, o->texts, o->n_texts, o->ids, &ids, &n, NULL, err);
-    if (rc == A3_OK) rc = a3_calib_windows(ids, n, (int)(o->samples ? o->samples : 128), seqlen, (uint64_t)o->seed,
+    const char *texts[A3_PLAN_SEQ_FILES];
+    for (int i = 0; i < q->n_texts; i++) texts[i] = q->texts[i];
+    int rc = cli_tokenize(o->model, k->vocab, texts, q->n_texts, q->ids[0] ? q->ids : NULL, &ids, &n, NULL, err);
+    if (rc == A3_OK) rc = a3_calib_windows(ids, n, q->samples ? q->samples : 128, seqlen, (uint64_t)q->seed,
                                            o->allow_short, &win, &nw, &L, err);
     free(ids);
-    char *rec = rc == A3_OK ? seq_record(o, nw, L) : NULL;
+    char *rec = rc == A3_OK ? seq_record(q, nw, L) : NULL;
     if (rc == A3_OK && !rec) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
     if (rc == A3_OK) {
         int refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
@@ -169,12 +178,20 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
                         o->cache, c->fingerprint, fp);
     if (rc == A3_OK) rc = a3_plan_validate(p, c, o->ignore_fp, err);
     a3_apply_opts ao = {.padded = o->padded, .force = o->force, .max_shard_bytes = o->max_shard, .dtype = o->dtype};
+    /* Sequential when asked here (these tokens) or by the plan (its
+     * tokens), unless --one-shot. */
+    a3_plan_seq q = p->seq;
+    if (o->one_shot) q.on = 0;
+    if (rc == A3_OK && o->sequential)
+        rc = a3_plan_seq_set(&q, o->texts, o->n_texts, o->ids, (int)o->samples, (int)o->seqlen, o->seed, err);
+    if (rc == A3_OK && q.on && o->padded)
+        return a3_err_set(err, A3_EINVAL, "%s: the plan is sequential, which writes the reduced model: --padded is not supported with it (--one-shot to ignore it)", o->plan);
     /* One progress line: tokens through the layers when sequential (the
      * solver reports them), else layers written. */
     cli_progress pr;
-    cli_progress_init(&pr, o->sequential ? "tok" : "layers");
+    cli_progress_init(&pr, q.on ? "tok" : "layers");
     a3_seq *seq = NULL;
-    if (rc == A3_OK && o->sequential) rc = seq_setup(o, m, p, c, &pr, &seq, err);
+    if (rc == A3_OK && q.on) rc = seq_setup(o, &q, m, p, c, &pr, &seq, err);
     a3_apply_report rep;
     if (seq) ao.solver = a3_seq_solver(seq);
     else ao.progress = cli_progress_cb, ao.ctx = &pr;
@@ -187,7 +204,7 @@ static int run(const apply_opts *o, a3_model *m, a3_cache *c, a3_plan *p, a3_err
     a3_plan_full_costs(p, &full);
     char line[160];
     fprintf(stderr, "apply: wrote %s%s%s in %.1f s\n", o->out, o->padded ? " (padded)" : "",
-            o->sequential ? " (sequential)" : "", a3_now() - pr.t0);
+            q.on ? " (sequential)" : "", a3_now() - pr.t0);
     printf("%s\n", a3_plan_fmt_change(line, sizeof line, pc.compressible, full.compressible, "compressible parameters"));
     printf("%s\n", a3_plan_fmt_change(line, sizeof line, pc.kv_bytes, full.kv_bytes, "KV-cache bytes per token"));
     if (rep.n_damped)

@@ -54,6 +54,16 @@ static const char *HELP =
     "                       exists: written by 'calibrate' and 'a3 probe')\n"
     "  --no-pred            ignore CACHE.pred: the cache's A3 curves and\n"
     "                       the plain functional losses\n\n"
+    "sequential reduction (beyond the paper, docs/SEQUENTIAL.md):\n"
+    "  --sequential         record in the plan that 'a3 apply' reduces the\n"
+    "                       layers in order, each solved on the inputs the\n"
+    "                       already-reduced layers produce; it needs\n"
+    "                       calibration tokens, recorded with it:\n"
+    "  --text FILE...       calibration text (not the evaluation text)\n"
+    "  --ids FILE           pre-tokenized little-endian uint32 ids instead\n"
+    "  --samples N, --seqlen L, --seed S\n"
+    "                       windows drawn as 'a3 calibrate' draws them\n"
+    "                       (default: calibrate's defaults, seed 0)\n\n"
     "Predicted loss: per layer and kind, the loss of the plan's method at its\n"
     "widths divided by the loss at width 0, in percent as in the TUI (0% =\n"
     "full width, 100% = removed; the plan file stores fractions),\n"
@@ -69,7 +79,9 @@ static const char *HELP =
     "examples:\n"
     "  a3 plan llama-1b.cache --budget params=20% -o plan.json\n"
     "  a3 plan llama-1b.cache --budget kv=30% --lock 0 --multiple 8 -o kv.json\n"
-    "  a3 plan --show plan.json --cache llama-1b.cache\n";
+    "  a3 plan --show plan.json --cache llama-1b.cache\n"
+    "  a3 plan llama-1b.cache --budget params=40% --sequential \\\n"
+    "      --text train.txt --samples 64 --seqlen 512 -o seq.json\n";
 
 typedef struct {
     const char *cache, *out, *show, *model, *pred;
@@ -80,6 +92,9 @@ typedef struct {
     int n_locks;
     long multiple, context;
     int force;
+    int sequential, n_texts;      /* --sequential and its tokens */
+    const char *texts[A3_PLAN_SEQ_FILES], *ids;
+    long samples, seqlen, seed;
 } plan_opts;
 
 /* ---- option parsing ----------------------------------------------------------- */
@@ -142,6 +157,13 @@ static int parse(int argc, char **argv, plan_opts *o)
                             CLI_FN("--lock", take_lock, o),
                             CLI_INT("--multiple", &o->multiple, 1, A3_PLAN_MAX_MULTIPLE),
                             CLI_INT("--context", &o->context, 1, A3_PLAN_MAX_CONTEXT),
+                            CLI_FLAG("--sequential", &o->sequential),
+                            CLI_LIST("--text", o->texts, &o->n_texts),
+                            CLI_STR("--ids", &o->ids),
+                            CLI_INT("--samples", &o->samples, 1, 1 << 20),
+                            CLI_INT("--seqlen", &o->seqlen, 2, 1 << 20),
+                            /* below 2^53: the plan stores it as a JSON number */
+                            CLI_INT("--seed", &o->seed, 0, (1L << 53) - 1),
                             {0}};
     const cli_opt pos[] = {CLI_STR("CACHE", &o->cache), {0}};
     int rc = cli_parse(&(cli_spec){"plan", HELP, opts, pos}, argc, argv);
@@ -151,6 +173,9 @@ static int parse(int argc, char **argv, plan_opts *o)
     if (!o->cache) return cli_usage("plan", "missing CACHE");
     if (!o->out) return cli_usage("plan", "missing -o PLAN");
     if (!o->budget == !o->keep) return cli_usage("plan", "give exactly one of --budget and --keep");
+    int calib = o->n_texts || o->ids || o->samples || o->seqlen || o->seed;
+    if (!o->sequential && calib) return cli_usage("plan", "--text, --ids, --samples, --seqlen and --seed go with --sequential");
+    if (o->sequential && !o->n_texts == !o->ids) return cli_usage("plan", "--sequential needs --text FILE... or --ids FILE");
     return 0;
 }
 
@@ -224,6 +249,16 @@ static void print_header(const char *path, const a3_plan *p)
     printf("%-14sqk %s, ov %s, mlp %s\n", "methods", a3_plan_method_name(A3_COMP_QK, (int)p->qk_method),
            a3_plan_method_name(A3_COMP_OV, (int)p->ov_method), a3_plan_method_name(A3_COMP_MLP, (int)p->mlp_method));
     print_locks(p);
+    if (!p->seq.on) {
+        printf("%-14sone-shot (the paper's A3)\n", "reduction");
+        return;
+    }
+    printf("%-14ssequential, on ", "reduction");
+    for (int i = 0; i < p->seq.n_texts; i++) printf("%s%s", i ? ", " : "", p->seq.texts[i]);
+    char ns[16] = "default", nl[16] = "default";
+    if (p->seq.samples) snprintf(ns, sizeof ns, "%d", p->seq.samples);
+    if (p->seq.seqlen) snprintf(nl, sizeof nl, "%d", p->seq.seqlen);
+    printf("%s (samples %s, seqlen %s, seed %lld)\n", p->seq.ids, ns, nl, (long long)p->seq.seed);
 }
 
 static void print_loss(const a3_plan *p)
@@ -365,6 +400,9 @@ static int make_plan(const plan_opts *o, const a3_cache *c, const a3_pred *pr, a
         if (a3_plan_lock_parse(p, o->locks[i], err)) return cli_usage("plan", "--lock: %s", err->msg);
     int rc = apply_opts(o, p);
     if (rc) return rc;
+    if (o->sequential && a3_plan_seq_set(&p->seq, o->texts, o->n_texts, o->ids, (int)o->samples, (int)o->seqlen,
+                                         o->seed, err))
+        return cli_usage("plan", "--sequential: %s", err->msg);
     if ((rc = a3_plan_allocate_with(p, c, pr, err)) || (rc = a3_plan_save(p, o->out, err))) return cli_fail("plan", err);
     print_header(o->out, p);
     print_costs(p);

@@ -121,7 +121,8 @@ static int get_str(const reader *r, const cJSON *o, const char *path, const char
 static int read_head(const reader *r, const cJSON *root)
 {
     static const char *const keys[] = {"format", "version", "tool", "model", "cache", "methods",
-                                       "budget", "context", "kv_dtype", "allocator", "summary", "layers"};
+                                       "budget", "context", "kv_dtype", "allocator", "summary", "layers",
+                                       "sequential"};
     if (!cJSON_IsObject(root)) return fail(r, "(top level)", "expected a JSON object");
     const cJSON *f = get(root, "format");
     if (!cJSON_IsString(f) || strcmp(f->valuestring, "a3-plan") != 0)
@@ -132,7 +133,7 @@ static int read_head(const reader *r, const cJSON *root)
     if (v != A3_PLAN_VERSION)
         return a3_err_set(r->err, A3_EUNSUPPORTED, "%s: version: plan version %lld is not supported (this a3 reads "
                           "version %d)", r->name, (long long)v, A3_PLAN_VERSION);
-    return check_keys(r, root, "", keys, (int)(sizeof keys / sizeof keys[0]));
+    return check_keys_opt(r, root, "", keys, 13, 12); /* "sequential" is optional */
 }
 
 static int read_dims(const reader *r, const cJSON *m, a3_plan_dims *d)
@@ -211,6 +212,36 @@ static int read_budget(const reader *r, const cJSON *root, a3_plan *p)
     if (get_int(r, root, "", "context", -2147483648.0, 2147483647.0, &p->context)) return A3_EFORMAT;
     if ((dt = get_enum(r, root, "", "kv_dtype", kv_dtype, "f16, bf16, f32")) < 0) return A3_EFORMAT;
     p->kv_dtype = (a3_dtype)dt;
+    return A3_OK;
+}
+
+/* "sequential": absent or null for one-shot, else the calibration tokens:
+ * text files or an ids file (exactly one kind), samples, seqlen, seed. */
+static int read_seq(const reader *r, const cJSON *root, a3_plan *p)
+{
+    static const char *const keys[] = {"text", "ids", "samples", "seqlen", "seed"};
+    const cJSON *q = get(root, "sequential"), *t, *ids;
+    const char *texts[A3_PLAN_SEQ_FILES];
+    int rc, n = 0, samples, seqlen;
+    int64_t seed;
+    memset(&p->seq, 0, sizeof p->seq);
+    if (!q || cJSON_IsNull(q)) return A3_OK;
+    if ((rc = check_keys(r, q, "sequential", keys, 5))) return rc;
+    if (!cJSON_IsArray(t = get(q, "text"))) return fail(r, "sequential.text", "expected an array of file names");
+    for (const cJSON *c = t->child; c; c = c->next) {
+        if (n == A3_PLAN_SEQ_FILES) return fail(r, "sequential.text", "more than %d files", A3_PLAN_SEQ_FILES);
+        if (!cJSON_IsString(c) || !c->valuestring[0]) return fail(r, "sequential.text", "expected file names");
+        texts[n++] = c->valuestring;
+    }
+    ids = get(q, "ids");
+    if (!cJSON_IsNull(ids) && (!cJSON_IsString(ids) || !ids->valuestring[0]))
+        return fail(r, "sequential.ids", "expected a file name or null");
+    if ((rc = get_int(r, q, "sequential", "samples", 0, 1 << 20, &samples))) return rc;
+    if ((rc = get_int(r, q, "sequential", "seqlen", 0, 1 << 20, &seqlen))) return rc;
+    if ((rc = num_int(r, get(q, "seed"), "sequential.seed", 0, 9007199254740991.0, &seed))) return rc;
+    a3_err e = {0};
+    if (a3_plan_seq_set(&p->seq, texts, n, cJSON_IsNull(ids) ? NULL : ids->valuestring, samples, seqlen, seed, &e))
+        return fail(r, "sequential", "%s", e.msg);
     return A3_OK;
 }
 
@@ -443,6 +474,7 @@ static int read_body(const reader *r, const cJSON *root, a3_plan *p)
     if (!rc) rc = read_methods(r, root, p);
     if (!rc) rc = read_budget(r, root, p);
     if (!rc) rc = read_alloc(r, root, p);
+    if (!rc) rc = read_seq(r, root, p);
     if (!rc) rc = read_layers(r, root, p);
     if (!rc && plan_check(p, r->err)) rc = r->err ? (r->err->code = A3_EFORMAT) : A3_EFORMAT;
     if (!rc) rc = read_summary(r, root, p);

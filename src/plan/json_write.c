@@ -107,6 +107,14 @@ static void put_settings(sbuf *s, const a3_plan *p)
     sb_printf(s, "  \"budget\": {\"kind\": \"%s\", \"percent\": ", a3_budget_name(p->budget));
     sb_num(s, p->budget_pct);
     sb_printf(s, "},\n  \"context\": %d,\n  \"kv_dtype\": \"%s\",\n", p->context, a3_plan_kv_dtype_name(p->kv_dtype));
+    if (!p->seq.on) return; /* one-shot: no key, as plans before it */
+    sb_printf(s, "  \"sequential\": {\"text\": [");
+    for (int i = 0; i < p->seq.n_texts; i++) sb_printf(s, "%s", i ? ", " : ""), sb_str(s, p->seq.texts[i]);
+    sb_printf(s, "], \"ids\": ");
+    if (p->seq.ids[0]) sb_str(s, p->seq.ids);
+    else sb_printf(s, "null");
+    sb_printf(s, ", \"samples\": %d, \"seqlen\": %d, \"seed\": %lld},\n", p->seq.samples, p->seq.seqlen,
+              (long long)p->seq.seed);
 }
 
 /* Locks as ranges of consecutive layers with the same bits: "0-3" for

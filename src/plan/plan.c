@@ -69,6 +69,28 @@ const char *a3_plan_kv_dtype_name(a3_dtype dt)
     return dt == A3_DT_F16 ? "f16" : dt == A3_DT_BF16 ? "bf16" : dt == A3_DT_F32 ? "f32" : "?";
 }
 
+int a3_plan_seq_set(a3_plan_seq *q, const char *const *texts, int n_texts, const char *ids, int samples,
+                    int seqlen, int64_t seed, a3_err *err)
+{
+    a3_plan_seq s = {.on = 1, .samples = samples, .seqlen = seqlen, .seed = seed};
+    if (!n_texts == !(ids && ids[0]))
+        return a3_err_set(err, A3_EINVAL, "sequential: give calibration text files or an ids file (one of the two)");
+    if (n_texts > A3_PLAN_SEQ_FILES)
+        return a3_err_set(err, A3_EINVAL, "sequential: at most %d calibration text files", A3_PLAN_SEQ_FILES);
+    if (samples < 0 || seqlen < 0 || seed < 0 || seed > ((int64_t)1 << 53) - 1)
+        return a3_err_set(err, A3_EINVAL, "sequential: samples, seqlen and seed must be >= 0 (seed below 2^53)");
+    for (int i = 0; i <= n_texts; i++) {
+        const char *f = i < n_texts ? texts[i] : ids ? ids : "";
+        char *dst = i < n_texts ? s.texts[i] : s.ids;
+        if (strlen(f) >= A3_PLAN_SEQ_PATH)
+            return a3_err_set(err, A3_EINVAL, "%.60s...: path longer than %d bytes", f, A3_PLAN_SEQ_PATH - 1);
+        memcpy(dst, f, strlen(f) + 1);
+    }
+    s.n_texts = n_texts;
+    *q = s;
+    return A3_OK;
+}
+
 int a3_plan_kv_dtype_parse(const char *s, a3_dtype *out)
 {
     static const a3_dtype dts[3] = {A3_DT_F16, A3_DT_BF16, A3_DT_F32};
