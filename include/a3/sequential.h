@@ -73,6 +73,20 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c,
                const a3_seq_opts *o, a3_seq **out, a3_err *err);
 void a3_seq_free(a3_seq *s); /* accepts NULL */
 
+/* The calibrate defaults, used when a plan's samples/seqlen are 0. */
+#define A3_SEQ_DEFAULT_SAMPLES 128
+#define A3_SEQ_DEFAULT_SEQLEN 2048
+
+/* a3_seq_new on the tokens q names (text files tokenized with m's
+ * tokenizer, or an ids file), windows drawn as 'a3 calibrate' draws them
+ * (a3_calib_windows; seqlen capped by the model's context; allow_short as
+ * there). o may be NULL; with o->record_json NULL the output config
+ * records q (files, samples, seqlen, seed). Errors name the file. */
+int a3_seq_from_plan(a3_model *m, const a3_plan *p, const a3_cache *c, const a3_plan_seq *q, int allow_short,
+                     const a3_seq_opts *o, a3_seq **out, a3_err *err);
+/* The windows the solver runs on. */
+void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen);
+
 /* The solver for a3_apply_opts.solver (valid while s lives). Layers must
  * be solved in order; a3_apply does that. */
 const a3_layer_solver *a3_seq_solver(a3_seq *s);

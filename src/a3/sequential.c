@@ -10,12 +10,15 @@
 #include "a3/sequential.h"
 
 #include <cblas.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/calib.h"
 #include "a3/linalg.h"
 #include "a3/reduce.h"
+#include "a3/tokens.h"
 
 #define HOOK_STOP 1 /* positive: a3_model_run_layer returns it unchanged */
 #define WIDEN_ROWS 256
@@ -580,6 +583,49 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     *out = s;
     return A3_OK;
 }
+
+/* What the output config records about a sequential run. */
+static char *seq_record(const a3_plan_seq *q, int nw, int L)
+{
+    cJSON *r = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(r, "texts");
+    if (q->ids[0]) cJSON_AddItemToArray(t, cJSON_CreateString(q->ids));
+    for (int i = 0; i < q->n_texts; i++) cJSON_AddItemToArray(t, cJSON_CreateString(q->texts[i]));
+    cJSON_AddStringToObject(r, "tokens", q->ids[0] ? "ids" : "text");
+    cJSON_AddNumberToObject(r, "samples", nw);
+    cJSON_AddNumberToObject(r, "seqlen", L);
+    cJSON_AddNumberToObject(r, "seed", (double)q->seed);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+int a3_seq_from_plan(a3_model *m, const a3_plan *p, const a3_cache *c, const a3_plan_seq *q, int allow_short,
+                     const a3_seq_opts *o, a3_seq **out, a3_err *err)
+{
+    const a3_config *k = a3_model_config(m);
+    int32_t *ids = NULL, *win = NULL;
+    size_t n = 0;
+    int nw = 0, L = 0, seqlen = q->seqlen ? q->seqlen : A3_SEQ_DEFAULT_SEQLEN;
+    if (seqlen > k->max_seq) seqlen = k->max_seq;
+    const char *texts[A3_PLAN_SEQ_FILES];
+    for (int i = 0; i < q->n_texts; i++) texts[i] = q->texts[i];
+    *out = NULL;
+    int rc = a3_tokens_read(a3_model_dir(m), k->vocab, texts, q->n_texts, q->ids[0] ? q->ids : NULL, &ids, &n, NULL,
+                            err);
+    if (rc == A3_OK)
+        rc = a3_calib_windows(ids, n, q->samples ? q->samples : A3_SEQ_DEFAULT_SAMPLES, seqlen, (uint64_t)q->seed,
+                              allow_short, &win, &nw, &L, err);
+    free(ids);
+    a3_seq_opts so = o ? *o : (a3_seq_opts){0};
+    char *rec = NULL;
+    if (rc == A3_OK && !so.record_json && !(so.record_json = rec = seq_record(q, nw, L)))
+        rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    if (rc == A3_OK) rc = a3_seq_new(m, p, c, win, nw, L, &so, out, err);
+    free(rec), free(win);
+    return rc;
+}
+
+void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen) { *n_windows = s->nw, *seqlen = s->L; }
 
 const a3_layer_solver *a3_seq_solver(a3_seq *s) { return &s->solver; }
 

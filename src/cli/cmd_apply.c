@@ -1,12 +1,10 @@
 /* a3 apply MODEL --cache CACHE --plan PLAN -o OUTDIR: the A3 reduction. */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "a3/apply.h"
 #include "a3/cache.h"
-#include "a3/calib.h"
 #include "a3/plan.h"
 #include "a3/sequential.h"
 #include "cli.h"
@@ -126,46 +124,19 @@ static int parse(int argc, char **argv, apply_opts *o)
     return 0;
 }
 
-/* What the output config records about a sequential run. */
-static char *seq_record(const a3_plan_seq *q, int nw, int L)
-{
-    cJSON *r = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(r, "texts");
-    if (q->ids[0]) cJSON_AddItemToArray(t, cJSON_CreateString(q->ids));
-    for (int i = 0; i < q->n_texts; i++) cJSON_AddItemToArray(t, cJSON_CreateString(q->texts[i]));
-    cJSON_AddStringToObject(r, "tokens", q->ids[0] ? "ids" : "text");
-    cJSON_AddNumberToObject(r, "samples", nw);
-    cJSON_AddNumberToObject(r, "seqlen", L);
-    cJSON_AddNumberToObject(r, "seed", (double)q->seed);
-    char *s = cJSON_PrintUnformatted(r);
-    cJSON_Delete(r);
-    return s;
-}
-
-/* Calibration windows drawn as `a3 calibrate` draws them, then the solver. */
+/* The solver on the tokens q names, with the memory estimate printed. */
 static int seq_setup(const apply_opts *o, const a3_plan_seq *q, a3_model *m, const a3_plan *p, const a3_cache *c,
                      cli_progress *pr, a3_seq **out, a3_err *err)
 {
-    const a3_config *k = a3_model_config(m);
-    int32_t *ids = NULL, *win = NULL;
-    size_t n;
-    int nw = 0, L = 0, seqlen = q->seqlen ? q->seqlen : 2048;
-    if (seqlen > k->max_seq) seqlen = k->max_seq;
-    const char *texts[A3_PLAN_SEQ_FILES];
-    for (int i = 0; i < q->n_texts; i++) texts[i] = q->texts[i];
-    int rc = cli_tokenize(o->model, k->vocab, texts, q->n_texts, q->ids[0] ? q->ids : NULL, &ids, &n, NULL, err);
-    if (rc == A3_OK) rc = a3_calib_windows(ids, n, q->samples ? q->samples : 128, seqlen, (uint64_t)q->seed,
-                                           o->allow_short, &win, &nw, &L, err);
-    free(ids);
-    char *rec = rc == A3_OK ? seq_record(q, nw, L) : NULL;
-    if (rc == A3_OK && !rec) rc = a3_err_set(err, A3_ENOMEM, "out of memory");
+    a3_seq_opts so = {.progress = cli_progress_cb, .ctx = pr, .target_layer_output = 1};
+    int rc = a3_seq_from_plan(m, p, c, q, o->allow_short, &so, out, err);
     if (rc == A3_OK) {
-        int refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
+        int nw, L;
+        a3_seq_tokens(*out, &nw, &L);
         fprintf(stderr, "apply: sequential over %d windows x %d tokens = %lld tokens; memory estimate %.2f GiB\n", nw, L,
-                (long long)nw * L, (double)a3_seq_memory_estimate(k, nw, L, 0, refit) / 1073741824.0);
-        a3_seq_opts so = {.progress = cli_progress_cb, .ctx = pr, .record_json = rec, .target_layer_output = 1};
-        rc = a3_seq_new(m, p, c, win, nw, L, &so, out, err);
+                (long long)nw * L, (double)a3_seq_memory_estimate(a3_model_config(m), nw, L, 0,
+                                                                  p->mlp_method == A3_MLP_METHOD_A3_REFIT) / 1073741824.0);
     }
-    free(rec), free(win);
     return rc;
 }
 
