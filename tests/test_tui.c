@@ -21,6 +21,7 @@
 #include "../ui/state.c"
 #include "../ui/state_commit.c"
 #include "../ui/state_io.c"
+#include "helpers/run_a3.h"
 #include "test.h"
 
 static char g_tmp[64], g_a3[PATH_MAX], g_sock[64];
@@ -276,6 +277,57 @@ static void test_state_commit_cancel(void)
            "%s", s.commit.note);
     CHECK(access(s.commit.out_dir, F_OK) == 0 && !strstr(s.commit.note, "nothing was written"));
     CHECK(s.commit.used.seqlen == 64 && s.commit.used.proto == A3_PROTO_STREAM);
+    ui_state_free(&s);
+}
+
+/* Sequential reduction from the commit (issue 12): s turns it on with the
+ * cache's own calibration tokens (recorded in the plan, undoable), the
+ * commit applies it to the same bytes as 'a3 apply' of the saved plan,
+ * the output records it; a missing calibration file fails naming it with
+ * nothing written; an empty text is one-shot again. */
+static void test_state_commit_sequential(void)
+{
+    if (!stories()) SKIP("../shared/data not found: sequential commit not checked");
+    ui_state s;
+    if (open_state(&s, g_stories_cache, NULL, g_stories_model)) {
+        CHECK(0);
+        return;
+    }
+    char d[UI_PATH_MAX + 64], plan[300], out[300], cli[300];
+    CHECK(ui_set_budget_text(&s, "params=30") == 0);
+    ui_allocate(&s, A3_STRATEGY_UNIFORM);
+    ui_commit_begin(&s);
+    CHECK(s.view == UI_VIEW_COMMIT && !s.plan->seq.on && strstr(ui_seq_describe(&s, d, sizeof d), "one-shot"));
+    int dirty = ui_dirty(&s);
+    ui_seq_toggle(&s);
+    CHECK(s.plan->seq.on && s.plan->seq.n_texts == 1 && strstr(s.plan->seq.texts[0], "train-head.txt"));
+    CHECK(s.plan->seq.samples == 8 && s.plan->seq.seqlen == 128 && s.plan->seq.seed == 0);
+    CHECKF(strstr(ui_seq_describe(&s, d, sizeof d), "sequential on ") && strstr(d, "8 x 128 tokens"), "%s", d);
+    CHECK(ui_dirty(&s) && (dirty || s.n_undo > 0));
+    snprintf(plan, sizeof plan, "%s/seq-plan.json", tmpdir());
+    a3_err e = {0};
+    CHECK(a3_plan_save(s.plan, plan, &e) == A3_OK);
+    snprintf(s.commit.out_dir, sizeof s.commit.out_dir, "%s/seq-out", tmpdir());
+    s.eval.text[0] = 0; /* apply only */
+    CHECKF(ui_commit_apply(&s) == 0 && s.commit.phase == UI_COMMIT_APPLIED, "%s", s.commit.note);
+    snprintf(out, sizeof out, "%s/seq-out/config.json", tmpdir());
+    CHECK(run_a3_file_has(out, "\"sequential\"") && run_a3_file_has(out, "train-head.txt"));
+    snprintf(cli, sizeof cli, "%s/seq-cli", tmpdir());
+    CHECK(sh("'%s' apply '%s' --cache '%s' --plan '%s' -o '%s' >/dev/null 2>&1", a3_bin(), g_stories_model,
+             g_stories_cache, plan, cli) == 0);
+    CHECK(sh("cmp -s '%s/seq-out/model.safetensors' '%s/model.safetensors'", tmpdir(), cli) == 0);
+    /* a calibration file that is not there: named, nothing written */
+    CHECK(ui_seq_set_text(&s, "no-such-calib.txt") == 0 && s.plan->seq.on);
+    CHECK(strstr(ui_seq_describe(&s, d, sizeof d), "sequential on no-such-calib.txt, 8 x 128 tokens"));
+    snprintf(s.commit.out_dir, sizeof s.commit.out_dir, "%s/seq-missing", tmpdir());
+    CHECK(ui_commit_apply(&s) != 0 && s.commit.phase == UI_COMMIT_FAILED);
+    CHECKF(strstr(s.commit.note, "no-such-calib.txt"), "%s", s.commit.note);
+    CHECK(access(s.commit.out_dir, F_OK) != 0);
+    CHECK(ui_seq_set_text(&s, "") == 0 && !s.plan->seq.on);
+    ui_seq_toggle(&s);
+    CHECK(s.plan->seq.on);
+    ui_seq_toggle(&s);
+    CHECK(!s.plan->seq.on && strstr(s.msg, "one-shot"));
     ui_state_free(&s);
 }
 
@@ -870,6 +922,11 @@ static void test_tui_commit(void)
     text("256");
     keys("Enter");
     CHECK(wait_for("perplexity small.txt, stream, windows of 256 tokens") && !strstr(g_screen, "defaults"));
+    CHECK(wait_for("reduction  one-shot (the paper's A3)"));
+    keys("s"); /* on, with the cache's calibration, then off again */
+    CHECK(wait_for("reduction  sequential on ") && wait_for("8 x 128 tokens"));
+    keys("s");
+    CHECK(wait_for("reduction  one-shot (the paper's A3)"));
     keep(g_shot_summary, sizeof g_shot_summary);
     keys("y");
     CHECK(wait_for("Write the compressed model to:") && wait_for("stories260K-a3"));
@@ -980,6 +1037,7 @@ int main(void)
     RUN(test_state_budget_allocate);
     RUN(test_state_files);
     RUN(test_state_commit_cancel);
+    RUN(test_state_commit_sequential);
     RUN(test_state_formats);
     RUN(test_state_lock_pins);
     RUN(test_state_inputs_messages);

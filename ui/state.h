@@ -66,6 +66,7 @@ typedef enum {
     UI_ASK_REPLACE_DIR, /* y/n: replace an existing output directory */
     UI_ASK_EVAL_TEXT,   /* text: perplexity text file (empty: none) */
     UI_ASK_EVAL_SEQLEN, /* text: perplexity window length */
+    UI_ASK_SEQ_TEXT,    /* text: calibration text for sequential reduction */
     UI_ASK_COUNT
 } ui_ask;
 
@@ -318,6 +319,14 @@ void ui_eval_ask_seqlen(ui_state *s);
 int ui_eval_set_seqlen_text(ui_state *s, const char *text);
 /* "samples/eval.txt, stream, windows of 512 tokens (a3 eval's defaults)" */
 char *ui_eval_describe(const ui_state *s, const ui_eval_opts *e, char *buf, size_t n);
+/* Sequential reduction (include/a3/sequential.h), recorded in the plan:
+ * s toggles it (on: the cache's own calibration tokens, or asks for a
+ * text when the cache records none), k sets the calibration text file. */
+void ui_seq_toggle(ui_state *s);
+void ui_seq_ask_text(ui_state *s);
+int ui_seq_set_text(ui_state *s, const char *text); /* "": one-shot */
+/* "one-shot (the paper's A3)" or "sequential on FILE, 64 x 512 tokens" */
+char *ui_seq_describe(const ui_state *s, char *buf, size_t n);
 int ui_commit_apply(ui_state *s);       /* run a3_apply into commit.out_dir,
                                          * then the evaluation if a text is set */
 int ui_commit_eval(ui_state *s);        /* both models, with s->eval */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "a3/sequential.h"
 #include "a3/tokenizer.h"
 #include "state.h"
 
@@ -127,6 +128,72 @@ char *ui_eval_describe(const ui_state *s, const ui_eval_opts *e, char *buf, size
     return buf;
 }
 
+/* ---- sequential reduction -------------------------------------------------------- */
+
+/* The plan with q as its sequential setting, as an undoable edit. */
+static void set_seq(ui_state *s, const a3_plan_seq *q)
+{
+    a3_plan *p = NULL;
+    a3_err e = {0};
+    if (a3_plan_copy(s->plan, &p, &e)) {
+        ui_msg(s, 1, "%s", e.msg);
+        return;
+    }
+    p->seq = *q;
+    ui_replace_plan(s, p);
+}
+
+void ui_seq_ask_text(ui_state *s)
+{
+    ui_ask_text(s, UI_ASK_SEQ_TEXT, "Calibration text for sequential reduction (empty: one-shot):",
+                s->plan->seq.n_texts ? s->plan->seq.texts[0] : "");
+}
+
+void ui_seq_toggle(ui_state *s)
+{
+    a3_plan_seq q = {0};
+    a3_err e = {0};
+    char d[UI_PATH_MAX + 64];
+    if (s->plan->seq.on) {
+        set_seq(s, &q);
+        ui_msg(s, 0, "reduction: %s", ui_seq_describe(s, d, sizeof d));
+    } else if (a3_plan_seq_from_cache(&q, s->cache, &e) == A3_OK) {
+        set_seq(s, &q);
+        ui_msg(s, 0, "reduction: %s (the cache's calibration; k changes the text)", ui_seq_describe(s, d, sizeof d));
+    } else ui_seq_ask_text(s); /* the cache does not say what it was calibrated on */
+}
+
+int ui_seq_set_text(ui_state *s, const char *text)
+{
+    a3_plan_seq q = {0}, from = s->plan->seq;
+    a3_err e = {0};
+    char d[UI_PATH_MAX + 64];
+    if (!from.on) a3_plan_seq_from_cache(&from, s->cache, &e); /* its windows and seed, if it says */
+    if (*text && a3_plan_seq_set(&q, &text, 1, NULL, from.samples, from.seqlen, from.seed, &e)) {
+        ui_msg(s, 1, "calibration text: %s", e.msg);
+        return -1;
+    }
+    set_seq(s, &q);
+    ui_msg(s, 0, "reduction: %s", ui_seq_describe(s, d, sizeof d));
+    return 0;
+}
+
+char *ui_seq_describe(const ui_state *s, char *buf, size_t n)
+{
+    const a3_plan_seq *q = &s->plan->seq;
+    if (!q->on) {
+        snprintf(buf, n, "one-shot (the paper's A3)");
+        return buf;
+    }
+    char sz[48];
+    if (q->samples && q->seqlen) snprintf(sz, sizeof sz, "%d x %d tokens", q->samples, q->seqlen);
+    else snprintf(sz, sizeof sz, "%d x %d tokens", q->samples ? q->samples : A3_SEQ_DEFAULT_SAMPLES,
+                  q->seqlen ? q->seqlen : A3_SEQ_DEFAULT_SEQLEN);
+    snprintf(buf, n, "sequential on %s%s, %s", q->n_texts ? q->texts[0] : q->ids,
+             q->n_texts > 1 ? " and more" : "", sz);
+    return buf;
+}
+
 /* ---- running -------------------------------------------------------------------- */
 
 static void start_step(ui_state *s, ui_commit_phase phase, const char *stage)
@@ -164,7 +231,15 @@ int ui_commit_apply(ui_state *s)
     c->params_comp = 0;
     int rc = a3_plan_validate(s->plan, s->cache, 0, &e);
     a3_apply_opts o = {.dtype = A3_DT_COUNT, .force = c->replace, .progress = s->progress, .ctx = s->progress_ctx};
+    a3_seq *seq = NULL;
+    if (!rc && s->plan->seq.on) { /* the solver reports tokens through the layers instead */
+        a3_seq_opts so = {.progress = s->progress, .ctx = s->progress_ctx, .target_layer_output = 1};
+        snprintf(c->stage, sizeof c->stage, "sequential: reading the calibration text");
+        rc = a3_seq_from_plan(s->model, s->plan, s->cache, &s->plan->seq, 1, &so, &seq, &e);
+        if (!rc) o.solver = a3_seq_solver(seq), o.progress = NULL;
+    }
     if (!rc) rc = a3_apply(s->model, s->cache, s->plan, &o, c->out_dir, &c->rep, &e);
+    a3_seq_free(seq);
     c->seconds = a3_now() - c->t0;
     if (rc) return step_failed(s, rc, &e, "apply");
     c->params_orig = s->full.total >= 0 ? s->full.total : s->full.compressible;
@@ -229,14 +304,15 @@ int ui_commit_eval(ui_state *s)
 char *ui_commit_progress_text(const ui_state *s, double now, char *buf, size_t n)
 {
     const ui_commit *c = &s->commit;
+    int seq = s->plan && s->plan->seq.on; /* the solver counts tokens through the layers */
     double el = now - c->t0;
-    if (c->phase == UI_COMMIT_RUNNING && c->total > 0 && c->done >= c->total) {
+    if (c->phase == UI_COMMIT_RUNNING && c->total > 0 && c->done >= c->total && !seq) {
         /* a3_apply reports layers; lm_head, config and tokenizer follow the last one */
         snprintf(buf, n, "%lld/%lld layers solved; finishing the model files  %.1fs", (long long)c->done,
                  (long long)c->total, el);
         return buf;
     }
-    const char *unit = c->phase == UI_COMMIT_RUNNING ? " layers" : " tokens";
+    const char *unit = c->phase == UI_COMMIT_RUNNING && !seq ? " layers" : " tokens";
     if (c->done <= 0 || c->total <= 0) snprintf(buf, n, "starting  %.1fs", el);
     else
         snprintf(buf, n, "%lld/%lld%s  %.1fs  ETA %.1fs", (long long)c->done, (long long)c->total, unit, el,

@@ -215,6 +215,7 @@ void ui_prompt_submit(ui_state *s)
         else ui_msg(s, 0, "no perplexity text: the commit only applies");
         break;
     case UI_ASK_EVAL_SEQLEN: ui_eval_set_seqlen_text(s, text); break;
+    case UI_ASK_SEQ_TEXT: ui_seq_set_text(s, text); break;
     default: break;
     }
 }

@@ -47,6 +47,8 @@ static void summary(ui_state *s, int y)
     ui_putf(y + 8, 3, w, "methods    qk %s, ov %s, mlp %s", a3_plan_method_name(A3_COMP_QK, (int)p->qk_method),
             a3_plan_method_name(A3_COMP_OV, (int)p->ov_method), a3_plan_method_name(A3_COMP_MLP, (int)p->mlp_method));
     eval_settings(s, y + 9, "perplexity ");
+    char d[UI_PATH_MAX + 64];
+    ui_putf(y + 10, 3, w, "reduction  %s", ui_seq_describe(s, d, sizeof d));
 }
 
 static void progress_bar(ui_state *s, int y)
@@ -91,9 +93,9 @@ void view_commit_draw(ui_state *s)
     switch (c->phase) {
     case UI_COMMIT_SUMMARY:
         summary(s, y);
-        hints = "y apply  t text  p protocol  w window  n/Esc back";
+        hints = "y apply  s sequential  k calib.  t text  p protocol  w window  n/Esc back";
         attron(A_BOLD);
-        ui_put(y + 11, 3, COLS - 4, "Apply it? (y/n)");
+        ui_put(y + 12, 3, COLS - 4, "Apply it? (y/n)");
         attroff(A_BOLD);
         break;
     case UI_COMMIT_RUNNING:
@@ -138,6 +140,11 @@ int view_commit_key(ui_state *s, int ch)
     int applied = ph == UI_COMMIT_APPLIED || ph == UI_COMMIT_EVALUATED || (ph == UI_COMMIT_FAILED && s->commit.params_comp);
     if (applied && ch == 'e') { /* after a failed perplexity run too: the model is written */
         ui_commit_eval(s);
+        return 1;
+    }
+    if (ph == UI_COMMIT_SUMMARY && (ch == 's' || ch == 'k')) { /* how it reduces */
+        if (ch == 's') ui_seq_toggle(s);
+        else ui_seq_ask_text(s);
         return 1;
     }
     if (ph == UI_COMMIT_SUMMARY || applied) { /* the perplexity settings */

@@ -277,6 +277,11 @@ int a3_plan_kv_dtype_parse(const char *s, a3_dtype *out); /* 0, or -1 */
  * too many files, a path too long, or both/neither kind of tokens. */
 int a3_plan_seq_set(a3_plan_seq *q, const char *const *texts, int n_texts, const char *ids, int samples,
                     int seqlen, int64_t seed, a3_err *err);
+/* Sequential reduction on the cache's own calibration tokens (the files,
+ * windows, length and seed its metadata records: a text file there without
+ * a SHA-256 is the ids file it was calibrated from). A3_EINVAL when the
+ * cache records no files or too many; q unchanged on failure. */
+int a3_plan_seq_from_cache(a3_plan_seq *q, const a3_cache *c, a3_err *err);
 
 /* ---- lifetime -------------------------------------------------------------- */
 

@@ -91,6 +91,26 @@ int a3_plan_seq_set(a3_plan_seq *q, const char *const *texts, int n_texts, const
     return A3_OK;
 }
 
+int a3_plan_seq_from_cache(a3_plan_seq *q, const a3_cache *c, a3_err *err)
+{
+    a3_cache_meta m;
+    int rc = a3_cache_meta_parse(c, &m, err);
+    if (rc) return rc;
+    const char *texts[A3_PLAN_SEQ_FILES];
+    int ids = m.n_texts == 1 && !m.texts[0].sha256[0];
+    if (m.n_texts < 1 || m.n_texts > A3_PLAN_SEQ_FILES)
+        rc = a3_err_set(err, A3_EINVAL, "the cache records %d calibration files (1 to %d usable)", m.n_texts,
+                        A3_PLAN_SEQ_FILES);
+    for (int i = 0; rc == A3_OK && i < m.n_texts; i++) texts[i] = m.texts[i].path;
+    int samples = m.samples > 0 && m.samples <= 1 << 20 ? (int)m.samples : 0;
+    int seqlen = m.seqlen > 0 && m.seqlen <= 1 << 20 ? (int)m.seqlen : 0;
+    if (rc == A3_OK)
+        rc = a3_plan_seq_set(q, ids ? NULL : texts, ids ? 0 : m.n_texts, ids ? texts[0] : NULL, samples, seqlen,
+                             m.seed > 0 ? m.seed : 0, err);
+    a3_cache_meta_clear(&m);
+    return rc;
+}
+
 int a3_plan_kv_dtype_parse(const char *s, a3_dtype *out)
 {
     static const a3_dtype dts[3] = {A3_DT_F16, A3_DT_BF16, A3_DT_F32};
