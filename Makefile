@@ -32,7 +32,7 @@ BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*
 # Keep objects of the test and benchmark programs (they are intermediate
 # files of the two-step link rules, which make would otherwise delete).
 .PRECIOUS: $(BUILD)/%.o
-.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale bench-predict results setup clean format
+.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale bench-predict bench-seq results setup clean format
 all: a3
 
 a3: $(BUILD)/a3
@@ -101,6 +101,11 @@ bench-apply-scale: a3
 # (scripts/bench_predict.py; 5-20 min, most of it the calibration with Ru).
 bench-predict: a3
 	@BUILD=$(BUILD) scripts/bench_predict.py
+
+# docs/SEQUENTIAL.md, section "seqcost": time and memory of a sequential
+# apply against one-shot and calibrate on LLaMA-1B-shaped layers (minutes).
+bench-seq: a3
+	scripts/bench_seq.py
 
 # docs/RESULTS.md: stories260K perplexity by method and budget (minutes),
 # then the "A3 + quantization" section (GGUF sizes and llama.cpp perplexity),
