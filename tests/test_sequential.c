@@ -483,7 +483,8 @@ static void test_plan_records_sequential(void)
     CHECK(tf_write_bytes(ids, buf, sizeof buf) == 0);
     snprintf(args, sizeof args, "calibrate %s --ids %s --samples 8 --seqlen 32 --mlp-full -o %s", f.dir, ids, cache);
     CHECK(run_a3(args, NULL, e) == 0);
-    const char *plan = "--budget params=30%% --strategy uniform --method-mlp a3-refit";
+    /* --no-pred: the plan needs only the cache (and its sidecar does not change it) */
+    const char *plan = "--budget params=30%% --strategy uniform --method-mlp a3-refit --no-pred";
     const char *tok = "--ids %s --samples 8 --seqlen 32 --seed 3";
     char fmt[400];
     snprintf(fmt, sizeof fmt, "plan %%s %s --sequential %s -o %%s/p1.json", plan, tok);
