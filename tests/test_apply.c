@@ -549,9 +549,10 @@ static void test_sharded_equals_single(void)
 }
 
 /* A cache opened lazily (as `a3 apply` does) with one byte of layer 1's GQ
- * matrix flipped: it opens (only the curves are read), and apply stops
- * with the section's CRC error when it reaches layer 1, writing nothing;
- * a sound copy applies to the same model as the in-memory cache. */
+ * matrix, or of its MLP_ORDER, flipped: it opens (only the curves are
+ * read), and apply stops with the section's CRC error when it reaches
+ * layer 1, writing nothing; a sound copy applies to the same model as the
+ * in-memory cache. */
 static void test_lazy_cache_corrupt_gram(void)
 {
     fixture f;
@@ -575,29 +576,43 @@ static void test_lazy_cache_corrupt_gram(void)
     char a[200], b[200];
     snprintf(a, sizeof a, "%s/lazy-ok", f.tmp), snprintf(b, sizeof b, "%s/full-ok", f.tmp);
     CHECK(same_tensors(a, b));
-    /* Where layer 1's GQ payload starts: header, metadata and its CRC, every
-     * section of layer 0, then GQ's own 24-byte header (kinds in order). */
-    size_t n = 0, at = 24 + strlen(f.c->meta_json) + 4;
-    for (int sct = 0; sct < A3_SEC_COUNT; sct++) {
-        size_t len = a3_cache_section_len(f.c, (a3_cache_section)sct);
-        size_t es = sct == A3_SEC_QK_ORDER || sct == A3_SEC_MLP_ORDER ? 4 : 8;
-        if (len) at += 24 + len * es;
-    }
-    at += 24 + 17;
-    unsigned char *bytes = tf_read_bytes(path, &n);
-    CHECK(bytes && at < n);
-    if (bytes && at < n) {
-        bytes[at] ^= 0x40;
-        CHECK(tf_write_bytes(path, bytes, n) == 0);
-    }
-    free(bytes);
-    CHECK(a3_cache_open(path, NULL, NULL, &bad, &err) == 0);
-    snprintf(out, sizeof out, "%s/lazy-bad", f.tmp);
-    int rc = p && bad ? a3_apply(f.m, bad, p, &o, out, NULL, &err) : -1;
-    CHECKF(rc == A3_EFORMAT && strstr(err.msg, "c.a3c: section GQ layer 1: CRC mismatch"), "rc %d '%s'", rc, err.msg);
-    CHECK(access(out, F_OK) != 0);
+    /* Layer 1's GQ (a matrix) and MLP_ORDER (read by the MLP solver, since
+     * it too stays on disk at open) damaged in turn. Where layer 1's section
+     * s payload starts: header, metadata and its CRC, every section of layer
+     * 0, layer 1's sections before s, then s's own 24-byte header (kinds in
+     * order). */
+    static const a3_cache_section hit[2] = {A3_SEC_GQ, A3_SEC_MLP_ORDER};
     a3_cache *eager = NULL;
-    CHECK(a3_cache_load(path, &eager, &err) == A3_EFORMAT && strstr(err.msg, "section GQ layer 1: CRC mismatch"));
+    unsigned char *orig = NULL;
+    for (int h = 0; h < 2; h++) {
+        size_t n = 0, at = 24 + strlen(f.c->meta_json) + 4;
+        for (int sct = 0; sct < A3_SEC_COUNT + (int)hit[h]; sct++) {
+            size_t len = a3_cache_section_len(f.c, (a3_cache_section)(sct % A3_SEC_COUNT));
+            size_t es = sct % A3_SEC_COUNT == A3_SEC_QK_ORDER || sct % A3_SEC_COUNT == A3_SEC_MLP_ORDER ? 4 : 8;
+            if (len) at += 24 + len * es;
+        }
+        at += 24 + 1;
+        unsigned char *bytes = tf_read_bytes(path, &n);
+        CHECK(bytes && at < n);
+        if (bytes && at < n) {
+            if (!orig && (orig = malloc(n))) memcpy(orig, bytes, n);
+            if (orig) memcpy(bytes, orig, n);
+            bytes[at] ^= 0x01;
+            CHECK(tf_write_bytes(path, bytes, n) == 0);
+        }
+        free(bytes);
+        char want[64];
+        snprintf(want, sizeof want, "c.a3c: section %s layer 1: CRC mismatch", a3_cache_section_name(hit[h]));
+        CHECK(a3_cache_open(path, NULL, NULL, &bad, &err) == 0);
+        snprintf(out, sizeof out, "%s/lazy-bad", f.tmp);
+        int rc = p && bad ? a3_apply(f.m, bad, p, &o, out, NULL, &err) : -1;
+        CHECKF(rc == A3_EFORMAT && strstr(err.msg, want), "rc %d '%s'", rc, err.msg);
+        CHECK(access(out, F_OK) != 0);
+        CHECK(a3_cache_load(path, &eager, &err) == A3_EFORMAT && strstr(err.msg, want + 7));
+        a3_cache_free(bad), a3_cache_free(eager);
+        bad = eager = NULL;
+    }
+    free(orig);
     a3_cache_free(good), a3_cache_free(bad), a3_cache_free(eager);
     a3_plan_free(p);
     fixture_down(&f);

@@ -242,8 +242,16 @@ static void test_cli_calibrate(void)
     CHECK(run_a3(args, out) == 2 && file_has(out, "--allow-short"));
     struct stat st;
     CHECK(stat(cache, &st) == 0);
-    snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 --max-memory 1K -o %s.3", g_model, text, cache);
+    /* --max-memory: one size convention with --max-shard-size (GB = 10^9,
+     * GiB = 2^30 bytes); a bare "G" is refused as ambiguous. */
+    snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 --max-memory 1KB -o %s.3", g_model, text, cache);
     CHECK(run_a3(args, out) == 2 && file_has(out, "GiB limit"));
+    snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 --max-memory 1KiB -o %s.3", g_model, text, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "GiB limit"));
+    snprintf(args, sizeof args, "calibrate %s --text %s --max-memory 8G -o %s.3", g_model, text, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "8GB (8 x 10^9 bytes), 8GiB (8 x 2^30 bytes)"));
+    snprintf(args, sizeof args, "apply %s --cache %s --max-shard-size 5G -o %s.5", g_model, cache, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "--max-shard-size: expected a size like 8GB"));
     snprintf(args, sizeof args, "%s.3", cache);
     CHECK(stat(args, &st) != 0); /* refused before writing anything */
     snprintf(args, sizeof args, "calibrate %s --text /nonexistent.txt -o %s.4", g_model, cache);

@@ -1144,7 +1144,7 @@ static void test_stream(void)
     CHECK(a3_parse_bytes("123", &n) == 0 && n == 123);
     CHECK(a3_parse_bytes("2KiB", &n) == 0 && n == 2048);
     const char *bad[] = {"", "0", "-5GB", "5 GB", "5XB", "GB", "0.1", "1e3", "0x10", "nan", "inf", "2000000PB",
-                         "5GBs", " 5"};
+                         "5GBs", " 5", "8G", "8g", "512M", "1K", "2T"}; /* bare K/M/G/T: 10^n or 2^n? */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECKF(a3_parse_bytes(bad[i], &n) == -1, "'%s' accepted", bad[i]);
 }
 

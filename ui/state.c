@@ -402,6 +402,12 @@ static int open_model(ui_state *s, const char *dir, a3_err *err)
     return A3_OK;
 }
 
+/* Name the next loading step to o->load_progress (total 0: no count). */
+static void stage(const ui_options *o, const char *what)
+{
+    if (o->load_progress) o->load_progress(o->load_ctx, what, 0, 0);
+}
+
 int ui_state_init(ui_state *s, const ui_options *o, a3_err *err)
 {
     memset(s, 0, sizeof *s);
@@ -410,8 +416,11 @@ int ui_state_init(ui_state *s, const ui_options *o, a3_err *err)
     snprintf(s->cache_path, sizeof s->cache_path, "%s", o->cache);
     /* Curves only: the matrices are read when a commit's apply needs them. */
     int rc = a3_cache_open(o->cache, o->load_progress, o->load_ctx, &s->cache, err);
+    if (!rc) stage(o, "the predicted curves (CACHE.pred)");
     if (!rc) rc = a3_pred_load_for(o->cache, s->cache, &s->pred, err);
+    if (!rc) stage(o, "the plan");
     if (!rc) rc = load_plan(s, o->plan, err);
+    if (!rc && o->model) stage(o, "the model");
     if (!rc && o->model) rc = open_model(s, o->model, err);
     if (rc) {
         ui_state_free(s);

@@ -200,7 +200,9 @@ typedef struct ui_state {
 
 typedef struct {
     const char *cache, *plan, *model; /* plan, model may be NULL */
-    a3_progress_fn load_progress;     /* opening the cache (may be NULL) */
+    a3_progress_fn load_progress;     /* loading (may be NULL): the cache's
+                                       * sections done/total, then each
+                                       * later step by name with total 0 */
     void *load_ctx;
 } ui_options;
 

@@ -12,10 +12,12 @@
 #include <langinfo.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../src/cli/cli.h"
@@ -215,20 +217,82 @@ static int parse(int argc, char **argv, ui_options *o)
     return o->cache ? 0 : cli_usage("tui", "missing CACHE");
 }
 
-/* Before the first frame (curses is not up yet): after 0.2 s of opening
- * the cache, a plain line on the terminal (stdout, the TUI's screen; stderr
- * stays for errors) with the sections read so far, so a
- * big cache never shows a blank screen. *ctx is the start time, made
- * negative once the line is shown. */
-static int loading_line(void *ctx, const char *stage, int64_t done, int64_t total)
+/* Before the first frame (curses is not up yet): from 0.2 s after the
+ * start until ui_state_init returns, a plain line on the terminal (stdout,
+ * the TUI's screen; stderr stays for errors) saying what is being loaded,
+ * so the screen is never blank for long. A thread redraws it every 0.1 s,
+ * so it shows whichever step is slow (the cache, its .pred, the plan, the
+ * model), not only the steps that report progress; they report through
+ * loading_progress. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    double t0;
+    int finished, shown;
+    const char *stage;
+    int64_t done, total;
+} loading;
+
+static int loading_progress(void *ctx, const char *stage, int64_t done, int64_t total)
 {
-    double *t0 = ctx, el = a3_now() - fabs(*t0);
-    if (el < 0.2 || (done < total && done % 16)) return 0;
-    if (*t0 > 0) *t0 = -*t0;
-    fprintf(stdout, "\rloading the cache: %lld/%lld sections (%.0f%%), %.1f s\033[K", (long long)done,
-            (long long)total, 100.0 * (double)done / (double)total, el);
-    fflush(stdout);
+    loading *L = ctx;
+    pthread_mutex_lock(&L->mu);
+    L->stage = stage, L->done = done, L->total = total;
+    pthread_mutex_unlock(&L->mu);
     return 0;
+}
+
+static void loading_draw(loading *L)
+{
+    double el = a3_now() - L->t0;
+    if (L->total > 0)
+        fprintf(stdout, "\rloading the cache: %lld/%lld sections (%.0f%%), %.1f s\033[K", (long long)L->done,
+                (long long)L->total, 100.0 * (double)L->done / (double)L->total, el);
+    else fprintf(stdout, "\rloading %s, %.1f s\033[K", L->stage, el);
+    fflush(stdout);
+    L->shown = 1;
+}
+
+static void *loading_main(void *arg)
+{
+    loading *L = arg;
+    pthread_mutex_lock(&L->mu);
+    for (double wake = L->t0 + 0.2; !L->finished;) {
+        if (a3_now() >= wake) {
+            loading_draw(L);
+            wake = a3_now() + 0.1;
+        }
+        struct timespec ts = {(time_t)wake, (long)((wake - floor(wake)) * 1e9)};
+        pthread_cond_timedwait(&L->cv, &L->mu, &ts); /* CLOCK_MONOTONIC, as a3_now */
+    }
+    pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+/* Start the thread; 0 if it could not start (then no line, nothing else
+ * changes). */
+static int loading_start(loading *L, double t0)
+{
+    pthread_condattr_t ca;
+    *L = (loading){.t0 = t0, .stage = "the cache"};
+    if (pthread_mutex_init(&L->mu, NULL)) return 0;
+    int ok = !pthread_condattr_init(&ca) && !pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) &&
+             !pthread_cond_init(&L->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!ok) pthread_mutex_destroy(&L->mu);
+    return ok;
+}
+
+static void loading_stop(loading *L, pthread_t th)
+{
+    pthread_mutex_lock(&L->mu);
+    L->finished = 1;
+    pthread_cond_signal(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    pthread_join(th, NULL);
+    if (L->shown) fputs("\r\033[K", stdout), fflush(stdout);
+    pthread_cond_destroy(&L->cv);
+    pthread_mutex_destroy(&L->mu);
 }
 
 int a3_cmd_tui(int argc, char **argv)
@@ -246,10 +310,16 @@ int a3_cmd_tui(int argc, char **argv)
     setlocale(LC_NUMERIC, "C");
     ui_state s;
     a3_err err = {0};
-    double t0 = a3_now();
-    o.load_progress = loading_line, o.load_ctx = &t0;
+    loading ld;
+    pthread_t th;
+    int threaded = loading_start(&ld, a3_now());
+    if (threaded && pthread_create(&th, NULL, loading_main, &ld)) {
+        pthread_cond_destroy(&ld.cv), pthread_mutex_destroy(&ld.mu);
+        threaded = 0;
+    }
+    if (threaded) o.load_progress = loading_progress, o.load_ctx = &ld;
     int init_rc = ui_state_init(&s, &o, &err);
-    if (t0 < 0) fputs("\r\033[K", stdout), fflush(stdout); /* the loading line, if shown */
+    if (threaded) loading_stop(&ld, th);
     if (init_rc) { /* before curses: errors print plainly */
         fprintf(stderr, "a3 tui: %s\n", err.msg);
         return a3_err_exit_status(err.code);

@@ -182,6 +182,14 @@ static void draw_spectrum(ui_state *s, const sel *c, int y, int x, int w, int h)
     static const char *const NAME[A3_COMP_COUNT] = {"RoPE pair scores", "singular values^2", "neuron scores"};
     int n, bh = h - 3, bw = w - AXIS_W;
     if (bh < 1 || bw < 4) return;
+    /* The scores stay on disk until a spectrum shows them (a3_cache_open
+     * reads the curves only); a corrupt section is named here instead. */
+    a3_err err = {0};
+    a3_cache_section sec = c->k == A3_COMP_QK ? A3_SEC_QK_SCORE : A3_SEC_MLP_SCORE;
+    if (c->k != A3_COMP_OV && a3_cache_need_section(s->cache, c->l, sec, &err)) {
+        ui_putf(y, x, w, "%s", err.msg);
+        return;
+    }
     double *v = spectrum(s, c, &n), *col = malloc((size_t)bw * sizeof *col), top = 0;
     if (v && col) {
         char nt[24];

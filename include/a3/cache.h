@@ -99,7 +99,7 @@ typedef struct {
     char fingerprint[65]; /* model fingerprint, hex SHA-256 */
     char *meta_json;      /* full metadata JSON as stored (owned) */
     a3_cache_layer *layers; /* (n_layers) */
-    a3_cache_file *file;    /* a3_cache_open: where the matrices still on
+    a3_cache_file *file;    /* a3_cache_open: where the sections still on
                              * disk are; NULL when everything is in memory */
 } a3_cache;
 
@@ -123,30 +123,39 @@ const char *a3_cache_section_name(a3_cache_section s);
  * builds it; see the layout above) and agree with the struct: its dims,
  * mlp_full, n_tokens and fingerprint must equal c's (A3_EINVAL otherwise).
  * The values are checked as a3_cache_load would (finite, permutations), so
- * a cache that saves also loads. */
+ * a cache that saves also loads. A cache from a3_cache_open is refused
+ * (A3_EINVAL): load it whole first. */
 int a3_cache_save(const a3_cache *c, const char *path, a3_err *err);
 /* Load and validate everything (see layout); *out owns everything, free
  * with a3_cache_free. A3_EFORMAT for a malformed file, A3_EUNSUPPORTED for
  * a newer format version, A3_EIO/A3_ENOMEM; *out is NULL on failure. */
 int a3_cache_load(const char *path, a3_cache **out, a3_err *err);
 
-/* Open for planning: the header, the metadata and every section except the
- * matrices (GQ, GK, GV, C, RU, WO_GRAM: 99% of the bytes) are read and
- * checked as a3_cache_load does (so a corrupt curve is an error here); the
- * matrices' headers are checked and their places remembered, their
- * pointers stay NULL. The file is kept open. progress (may be NULL) is
- * called with sections done/total; non-zero cancels (A3_ECANCELED).
- * A 70B-shaped cache (1.7 GB) opens holding ~30 MB instead of 1.7 GB. */
+/* Open for planning: the header, the metadata and the loss curves
+ * (QK_LOSS, OV_SV, MLP_LOSS: what the planner, `cache info` and the TUI's
+ * overview read) are read and checked as a3_cache_load does (so a corrupt
+ * curve is an error here); every other section's header is checked and
+ * its place and CRC remembered, its pointer stays NULL until
+ * a3_cache_need or a3_cache_need_section reads it. The file is kept open.
+ * progress (may be NULL) is called with sections done/total; non-zero
+ * cancels (A3_ECANCELED). A 70B-shaped cache (1.7 GB) opens reading 19 MB
+ * of it. */
 int a3_cache_open(const char *path, a3_progress_fn progress, void *ctx,
                   a3_cache **out, a3_err *err);
-/* Make layer `layer`'s matrices available: read and CRC- and
- * value-checked now (a corrupt matrix is an error here, before any use),
- * or nothing when they are in memory already (a3_cache_load, a3_cache_new,
- * or needed before). Anything that reads gq, gk, gv, c, ru or wo_gram of a
- * cache from a3_cache_open calls this first (a3_apply does, per layer). */
+/* Make every section of layer `layer` available: each one still on disk is
+ * read, CRC- and value-checked now (a corrupt section is an error here,
+ * before any use, naming the section, and the layer is left as before the
+ * call), nothing for sections in memory already (a3_cache_load,
+ * a3_cache_new, or needed before). Anything that reads more than the
+ * curves of a cache from a3_cache_open calls this first (a3_apply does,
+ * per layer); a3_cache_need_section does it for one section (the TUI's
+ * spectrum needs QK_SCORE or MLP_SCORE only). Out-of-range layers and the
+ * curves: nothing to do, A3_OK. */
 int a3_cache_need(const a3_cache *c, int layer, a3_err *err);
-/* Give a needed layer's matrices back (a3_cache_open caches only; a later
- * need reads them again). */
+int a3_cache_need_section(const a3_cache *c, int layer, a3_cache_section s,
+                          a3_err *err);
+/* Give a layer's needed sections back (a3_cache_open caches only; a later
+ * need reads them again; the curves stay). */
 void a3_cache_release(const a3_cache *c, int layer);
 
 /* The informative metadata fields, parsed from c->meta_json. Strings are

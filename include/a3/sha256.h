@@ -32,6 +32,12 @@ void a3_sha256(const void *data, size_t n, uint8_t digest[A3_SHA256_BYTES]);
 /* Lower-case hex of a digest: 64 characters and a NUL. */
 void a3_sha256_hex(const uint8_t digest[A3_SHA256_BYTES], char hex[65]);
 
+/* Which block function runs: "sha-ni" (x86-64 SHA extensions, chosen at
+ * run time when the CPU has them) or "portable". force_portable(1) makes
+ * every later call use the portable one (tests compare the two). */
+const char *a3_sha256_impl(void);
+void a3_sha256_force_portable(int on);
+
 /* Hex SHA-256 of a file's bytes, read in blocks (any size; constant memory).
  * A3_EIO naming the file when it cannot be opened or read. */
 int a3_sha256_file(const char *path, char hex[65], a3_err *err);

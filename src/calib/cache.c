@@ -226,23 +226,25 @@ static void layer_set(a3_cache_layer *L, a3_cache_section s, void *p)
     }
 }
 
-/* The sections read only when a solver needs them (a3_cache_need): the
- * head_dim^2 and d_ff^2 matrices, 99% of a cache's bytes. Everything else
- * (curves, orders, scores, per-neuron vectors) is read at open. */
-static int sec_lazy(a3_cache_section s)
+/* What a3_cache_open reads: the loss curves the planner and the TUI's
+ * overview need, about 1% of a cache's bytes. Every other section (the
+ * matrices, the per-neuron vectors D and DOWN_NORM, the selection orders
+ * and scores) stays on disk until a3_cache_need / a3_cache_need_section. */
+static int sec_at_open(a3_cache_section s)
 {
-    return s == A3_SEC_GQ || s == A3_SEC_GK || s == A3_SEC_GV || s == A3_SEC_C || s == A3_SEC_RU ||
-           s == A3_SEC_WO_GRAM;
+    return s == A3_SEC_QK_LOSS || s == A3_SEC_OV_SV || s == A3_SEC_MLP_LOSS;
 }
 
-/* Open-time state of a cache whose matrices are still on disk. */
+static int sec_lazy(a3_cache_section s) { return !sec_at_open(s); }
+
+/* Open-time state of a cache whose other sections are still on disk. */
 struct a3_cache_file {
     char *path;
     FILE *fp;            /* kept open: later reads see the file that was checked */
     uint64_t size;
     uint64_t *off;       /* (n_layers x A3_SEC_COUNT) payload offsets */
     uint32_t *crc;       /* their stored CRCs */
-    uint8_t *loaded;     /* (n_layers) 1 when the layer's matrices are in memory */
+    uint8_t *loaded;     /* (n_layers x A3_SEC_COUNT) 1 when in memory */
 };
 
 static void file_free(a3_cache_file *f)
@@ -557,6 +559,9 @@ int a3_cache_save(const a3_cache *c, const char *path, a3_err *err)
     char why[160];
     if (!c->layers || dims_check(&m, why, sizeof why))
         return a3_err_set(err, A3_EINVAL, "%s: invalid cache dims: %s", path, c->layers ? why : "no layers");
+    if (c->file) /* some sections may be on disk only: a3_cache_load it whole */
+        return a3_err_set(err, A3_EINVAL, "%s: the cache was opened for planning (a3_cache_open), not loaded whole",
+                          path);
     int rc = meta_agrees(c, path, err);
     if (rc == A3_OK) rc = save_check_values(c, path, err);
     if (rc) return rc;
@@ -580,7 +585,7 @@ typedef struct {
     FILE *fp;
     uint64_t size; /* file size at open */
     uint64_t pos;  /* bytes consumed */
-    int lazy;      /* leave the matrices on disk (a3_cache_open) */
+    int lazy;      /* leave all but the curves on disk (a3_cache_open) */
     a3_progress_fn progress;
     void *ctx;
 } reader;
@@ -779,7 +784,7 @@ static int load_fp(reader *r, a3_cache **out, a3_err *err)
         if (c->file) {
             c->file->path = strdup(r->path), c->file->size = r->size;
             c->file->off = a3_calloc(ns, sizeof *c->file->off), c->file->crc = a3_calloc(ns, sizeof *c->file->crc);
-            c->file->loaded = a3_calloc((size_t)mc.m.n_layers, 1);
+            c->file->loaded = a3_calloc(ns, 1);
         }
         if (!c->file || !c->file->path || !c->file->off || !c->file->crc || !c->file->loaded) {
             a3_cache_free(c);
@@ -812,19 +817,19 @@ int a3_cache_open(const char *path, a3_progress_fn progress, void *ctx, a3_cache
         reader r = {path, fp, (uint64_t)st.st_size, 0, 1, progress, ctx};
         rc = load_fp(&r, out, err);
     }
-    if (rc == A3_OK) (*out)->file->fp = fp; /* the matrices are read from it later */
+    if (rc == A3_OK) (*out)->file->fp = fp; /* the other sections are read from it later */
     else fclose(fp);
     return rc;
 }
 
-/* One matrix section of layer l from the file into a new array: CRC over
+/* One lazy section of layer l from the file into a new array: CRC over
  * the bytes as stored, then host order and the value checks of the eager
- * reader. */
+ * reader, so a corrupt section is an error here, before any use. */
 static int need_section(const a3_cache *c, int l, a3_cache_section s, uint8_t *scratch, a3_err *err)
 {
     a3_cache_file *f = c->file;
     size_t n = a3_cache_section_len(c, s), es = type_size(sec_type(s)), i = (size_t)l * A3_SEC_COUNT + s;
-    if (n == 0) return A3_OK;
+    if (n == 0 || f->loaded[i]) return A3_OK;
     char what[48], why[200];
     snprintf(what, sizeof what, "section %s layer %d", SEC_NAMES[s], l);
     uint8_t *p = a3_malloc_array(n, es);
@@ -844,23 +849,43 @@ static int need_section(const a3_cache *c, int l, a3_cache_section s, uint8_t *s
     dims m = dims_of(c);
     if (rc == A3_OK && check_values(&m, s, p, n, scratch, why, sizeof why))
         rc = a3_err_set(err, A3_EFORMAT, "%s: %s: %s", f->path, what, why);
-    if (rc) free(p);
-    else layer_set(&c->layers[l], s, p);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    layer_set(&c->layers[l], s, p);
+    f->loaded[i] = 1;
+    return A3_OK;
+}
+
+/* need_section with its own value-check scratch. */
+static int need_sections(const a3_cache *c, int layer, const a3_cache_section *secs, int n, a3_err *err)
+{
+    dims m = dims_of(c);
+    uint8_t *scratch = malloc(scratch_bytes(&m));
+    int rc = scratch ? A3_OK : a3_err_set(err, A3_ENOMEM, "%s: out of memory", c->file->path);
+    for (int i = 0; rc == A3_OK && i < n; i++) rc = need_section(c, layer, secs[i], scratch, err);
+    free(scratch);
     return rc;
 }
 
 int a3_cache_need(const a3_cache *c, int layer, a3_err *err)
 {
-    if (!c->file || layer < 0 || layer >= c->n_layers || c->file->loaded[layer]) return A3_OK;
-    dims m = dims_of(c);
-    uint8_t *scratch = malloc(scratch_bytes(&m));
-    int rc = scratch ? A3_OK : a3_err_set(err, A3_ENOMEM, "%s: out of memory", c->file->path);
-    for (int s = 0; rc == A3_OK && s < A3_SEC_COUNT; s++)
-        if (sec_lazy((a3_cache_section)s)) rc = need_section(c, layer, (a3_cache_section)s, scratch, err);
-    free(scratch);
-    if (rc == A3_OK) c->file->loaded[layer] = 1;
-    else a3_cache_release(c, layer);
+    if (!c->file || layer < 0 || layer >= c->n_layers) return A3_OK;
+    a3_cache_section secs[A3_SEC_COUNT];
+    int n = 0;
+    for (int s = 0; s < A3_SEC_COUNT; s++)
+        if (sec_lazy((a3_cache_section)s)) secs[n++] = (a3_cache_section)s;
+    int rc = need_sections(c, layer, secs, n, err);
+    if (rc) a3_cache_release(c, layer); /* all of the layer or none of it */
     return rc;
+}
+
+int a3_cache_need_section(const a3_cache *c, int layer, a3_cache_section s, a3_err *err)
+{
+    if (!c->file || layer < 0 || layer >= c->n_layers || (int)s < 0 || s >= A3_SEC_COUNT || !sec_lazy(s))
+        return A3_OK;
+    return need_sections(c, layer, &s, 1, err);
 }
 
 void a3_cache_release(const a3_cache *c, int layer)
@@ -870,8 +895,8 @@ void a3_cache_release(const a3_cache *c, int layer)
         if (sec_lazy((a3_cache_section)s)) {
             free(layer_get(&c->layers[layer], (a3_cache_section)s));
             layer_set(&c->layers[layer], (a3_cache_section)s, NULL);
+            c->file->loaded[(size_t)layer * A3_SEC_COUNT + s] = 0;
         }
-    c->file->loaded[layer] = 0;
 }
 
 int a3_cache_load(const char *path, a3_cache **out, a3_err *err)

@@ -49,6 +49,11 @@ int cli_fail(const char *cmd, const a3_err *err);
 /* cli_opt_fn for --dtype: f32, f16 or bf16 (any case) into the a3_dtype
  * at ctx. */
 int cli_opt_dtype(const char *cmd, const char *opt, const char *val, void *ctx);
+/* cli_opt_fn for a byte count (--max-memory, --max-shard-size) into the
+ * uint64_t at ctx, by a3_parse_bytes: 8GB = 8 x 10^9 bytes, 8GiB = 8 x
+ * 2^30, a bare number is bytes -- one convention for every size option. A
+ * bare "8G" is refused (it could mean either), naming both spellings. */
+int cli_opt_bytes(const char *cmd, const char *opt, const char *val, void *ctx);
 
 /* Progress line on stderr: "stage  done/total  rate unit/s  elapsed  ETA".
  * Redrawn in place at most 10 times a second when stderr is a terminal,
@@ -63,6 +68,9 @@ typedef struct {
 void cli_progress_init(cli_progress *p, const char *unit);
 int cli_progress_cb(void *ctx, const char *stage, int64_t done, int64_t total);
 void cli_progress_end(cli_progress *p);
+/* cli_progress_cb, silent for the first 0.2 s: work that ends at once
+ * prints nothing. */
+int cli_progress_quiet_cb(void *ctx, const char *stage, int64_t done, int64_t total);
 
 /* a3_cache_open (curves now, matrices when a solver needs them) with a
  * progress line on stderr once opening has taken longer than 0.2 s. */

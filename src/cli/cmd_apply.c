@@ -35,8 +35,8 @@ static const char *HELP =
     "                  weights up to SIZE are one model.safetensors; a bigger\n"
     "                  model is split into model-00001-of-0000N.safetensors...\n"
     "                  with model.safetensors.index.json, each shard at most\n"
-    "                  SIZE of tensor data (default 5GB; 500MB, 2GB, 1.5GiB\n"
-    "                  or bytes; KB/MB/GB are 1000-based, KiB/MiB/GiB 1024)\n"
+    "                  SIZE of tensor data (default 5GB = 5 x 10^9 bytes;\n"
+    "                  500MB, 1.5GiB = 1.5 x 2^30, or bytes)\n"
     "  --force         replace OUT_DIR if a3 apply wrote it (refused for any\n"
     "                  other directory)\n"
     "  --ignore-fingerprint  use a cache or plan made for another model\n"
@@ -82,13 +82,6 @@ typedef struct {
     long samples, seqlen, seed;
 } apply_opts;
 
-static int opt_shard_size(const char *cmd, const char *opt, const char *v, void *ctx)
-{
-    if (a3_parse_bytes(v, ctx))
-        return cli_usage(cmd, "%s: expected a size like 5GB, 500MB or a byte count, got '%s'", opt, v);
-    return 0;
-}
-
 static int parse(int argc, char **argv, apply_opts *o)
 {
     const cli_opt opts[] = {CLI_STR("--cache", &o->cache),
@@ -96,7 +89,7 @@ static int parse(int argc, char **argv, apply_opts *o)
                             CLI_OUTPUT(&o->out),
                             CLI_FN("--dtype", cli_opt_dtype, &o->dtype),
                             CLI_FLAG("--padded", &o->padded),
-                            CLI_FN("--max-shard-size", opt_shard_size, &o->max_shard),
+                            CLI_FN("--max-shard-size", cli_opt_bytes, &o->max_shard),
                             CLI_FLAG("--force", &o->force),
                             CLI_FLAG("--ignore-fingerprint", &o->ignore_fp),
                             CLI_INT("--threads", &o->threads, 1, 256),

@@ -23,17 +23,23 @@ static const char *HELP =
     "  a3 cache merge shard-*.cache -o llama-1b.cache\n";
 
 static const char *INFO_HELP =
-    "usage: a3 cache info CACHE\n\n"
-    "Load and fully validate CACHE (checksums, sizes, values), then print its\n"
+    "usage: a3 cache info [--verify] CACHE\n\n"
+    "Open CACHE, checking its structure (header, metadata, every section's\n"
+    "size and place) and the loss curves (checksums, values), then print its\n"
     "metadata (model, fingerprint, calibration texts with their SHA-256,\n"
     "samples, sequence length, seed, tokens, tool, creation time) and, per\n"
     "layer, the share of each component's loss mass held by its top 25%, 50%\n"
     "and 75% of units (RoPE pairs for QK, singular values for OV, neurons for\n"
-    "the MLP); the exact definition is printed under the table.\n\n"
+    "the MLP); the exact definition is printed under the table. The other\n"
+    "sections (statistics, orders, scores: 99% of the bytes) are checked when\n"
+    "something reads them (a3 apply: each layer before its use).\n\n"
+    "  --verify  also read and check every other section now, layer by layer\n"
+    "            (checksums and values; memory: one layer's sections)\n\n"
     "exit codes: 0 ok, 1 unreadable or corrupt cache, 2 usage,\n"
     "            3 cache written by a newer a3\n\n"
-    "example:\n"
-    "  a3 cache info llama-1b.cache | less\n";
+    "examples:\n"
+    "  a3 cache info llama-1b.cache | less\n"
+    "  a3 cache info --verify llama-1b.cache\n";
 
 static const int PCTS[3] = {25, 50, 75};
 
@@ -190,17 +196,38 @@ static void print_meta(const char *path, const a3_cache *c, const a3_cache_meta 
     print_text("created", m->created);
 }
 
+/* --verify: every section read and checked, one layer at a time. */
+static int verify_all(const a3_cache *c, a3_err *err)
+{
+    cli_progress pr;
+    cli_progress_init(&pr, "layers");
+    int rc = A3_OK;
+    for (int l = 0; rc == A3_OK && l < c->n_layers; l++) {
+        rc = a3_cache_need(c, l, err);
+        a3_cache_release(c, l);
+        cli_progress_quiet_cb(&pr, "verify", l + 1, c->n_layers);
+    }
+    cli_progress_end(&pr);
+    return rc;
+}
+
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
+    int verify = 0;
+    const cli_opt opts[] = {CLI_FLAG("--verify", &verify), {0}};
     const cli_opt pos[] = {CLI_STR("CACHE", &path), {0}};
-    int rc = cli_parse(&(cli_spec){"cache info", INFO_HELP, NULL, pos}, argc, argv);
+    int rc = cli_parse(&(cli_spec){"cache info", INFO_HELP, opts, pos}, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (!path) return cli_usage("cache info", "missing CACHE");
     a3_err err = {0};
     a3_cache *c = NULL;
     a3_cache_meta m;
     if (cli_cache_open(path, &c, &err)) return cli_fail("cache info", &err);
+    if (verify && verify_all(c, &err)) {
+        a3_cache_free(c);
+        return cli_fail("cache info", &err);
+    }
     if (a3_cache_meta_parse(c, &m, &err)) {
         a3_cache_free(c);
         return cli_fail("cache info", &err);

@@ -34,8 +34,9 @@ static const char *HELP =
     "                    the first --probe-samples windows (default 8): see\n"
     "                    'a3 probe --help'; costs ~3 (layers + 1) forward\n"
     "                    passes over them\n"
-    "  --max-memory SIZE refuse to start above SIZE bytes (K/M/G suffixes;\n"
-    "                    default 90% of available memory)\n"
+    "  --max-memory SIZE refuse to start above SIZE (16GB = 16 x 10^9 bytes,\n"
+    "                    15GiB = 15 x 2^30, or bytes; default 90% of the\n"
+    "                    available memory)\n"
     "  --resume          continue an interrupted run from CACHE.ckpt\n"
     "  --shard K/N       process only the K-th of N equal parts of the windows\n"
     "                    (merge the N caches with 'a3 cache merge')\n"
@@ -72,21 +73,9 @@ typedef struct {
     int allow_short, mlp_full, resume, probe;
     long probe_samples;
     long shard_k, shard_n;
-    double max_memory;
+    uint64_t max_memory; /* bytes; 0: 90% of what is available */
 } calib_opts;
 
-
-static int parse_size(const char *v, double *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    double mul = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm' ? 1048576.0
-               : *end == 'G' || *end == 'g' ? 1073741824.0 : *end == 'T' || *end == 't' ? 1099511627776.0 : 1;
-    if (end == v || x <= 0 || (mul > 1 && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB")) || (mul == 1 && *end))
-        return -1;
-    *out = x * mul;
-    return 0;
-}
 
 static int opt_shard(const char *cmd, const char *opt, const char *v, void *ctx)
 {
@@ -97,11 +86,6 @@ static int opt_shard(const char *cmd, const char *opt, const char *v, void *ctx)
     if (o->shard_n < 1 || o->shard_k < 1 || o->shard_k > o->shard_n || o->shard_n > 1 << 20)
         return cli_usage(cmd, "%s: expected K/N with 1 <= K <= N, got '%s'", opt, v);
     return 0;
-}
-
-static int opt_max_memory(const char *cmd, const char *opt, const char *v, void *ctx)
-{
-    return parse_size(v, ctx) ? cli_usage(cmd, "%s: expected a size like 8G, got '%s'", opt, v) : 0;
 }
 
 static int parse(int argc, char **argv, calib_opts *o)
@@ -116,7 +100,7 @@ static int parse(int argc, char **argv, calib_opts *o)
                             CLI_FLAG("--mlp-full", &o->mlp_full),
                             CLI_FLAG("--probe", &o->probe),
                             CLI_INT("--probe-samples", &o->probe_samples, 1, 1 << 16),
-                            CLI_FN("--max-memory", opt_max_memory, &o->max_memory),
+                            CLI_FN("--max-memory", cli_opt_bytes, &o->max_memory),
                             CLI_FLAG("--resume", &o->resume),
                             CLI_FN("--shard", opt_shard, o),
                             CLI_INT("--threads", &o->threads, 1, 256),
@@ -193,7 +177,7 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
         nw = hi - lo;
     }
     warn_thin(win, (size_t)nw * L, k);
-    double est = (double)a3_calib_memory_estimate(k, nw, L, o->mlp_full), lim = o->max_memory ? o->max_memory : 0.9 * available_memory();
+    double est = (double)a3_calib_memory_estimate(k, nw, L, o->mlp_full), lim = o->max_memory ? (double)o->max_memory : 0.9 * available_memory();
     fprintf(stderr, "calibrate: %d windows x %d tokens = %lld tokens; peak memory estimate %.2f GiB\n", nw, L,
             (long long)nw * L, est / 1073741824.0);
     if (o->mlp_full)

@@ -33,6 +33,13 @@ int cli_opt_dtype(const char *cmd, const char *opt, const char *val, void *ctx)
     return cli_usage(cmd, "%s: expected f32, f16 or bf16, got '%s'", opt, val);
 }
 
+int cli_opt_bytes(const char *cmd, const char *opt, const char *val, void *ctx)
+{
+    if (a3_parse_bytes(val, ctx) == 0) return 0;
+    return cli_usage(cmd, "%s: expected a size like 8GB (8 x 10^9 bytes), 8GiB (8 x 2^30 bytes), 500MB or a byte "
+                     "count, got '%s'", opt, val);
+}
+
 void cli_progress_init(cli_progress *p, const char *unit)
 {
     memset(p, 0, sizeof *p);
@@ -80,7 +87,7 @@ void cli_progress_end(cli_progress *p)
 }
 
 /* Quiet for the first 0.2 s: a cache that opens at once prints nothing. */
-static int cache_open_cb(void *ctx, const char *stage, int64_t done, int64_t total)
+int cli_progress_quiet_cb(void *ctx, const char *stage, int64_t done, int64_t total)
 {
     cli_progress *p = ctx;
     return a3_now() - p->t0 < 0.2 ? 0 : cli_progress_cb(ctx, stage, done, total);
@@ -90,7 +97,7 @@ int cli_cache_open(const char *path, a3_cache **out, a3_err *err)
 {
     cli_progress pr;
     cli_progress_init(&pr, "sections");
-    int rc = a3_cache_open(path, cache_open_cb, &pr, out, err);
+    int rc = a3_cache_open(path, cli_progress_quiet_cb, &pr, out, err);
     cli_progress_end(&pr);
     return rc;
 }

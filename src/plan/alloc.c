@@ -280,19 +280,21 @@ static heap_item heap_pop(heap *h)
 /* Lower convex hull of a component's (width, loss) points, as point
  * indices ascending in width; collinear points are kept, so runs stay
  * short. Walking it from the right gives, at each vertex, the run of
- * units with the smallest average loss increase per unit removed. */
-static int hull_of(const ws *w, const comp *c, int *hull)
+ * units with the smallest average loss increase per unit removed. hx, hy
+ * (n_mult + 1 each) hold the hull's points, so each loss is computed once
+ * (a 70B MLP has 28,673 widths per layer). */
+static int hull_of(const ws *w, const comp *c, int *hull, double *hx, double *hy)
 {
     int n = 0;
     for (int i = 0; i <= c->n_mult; i++) {
         double x = width_at(c, i), y = comp_loss(w, c, (int)x);
         while (n >= 2) {
-            double xa = width_at(c, hull[n - 2]), ya = comp_loss(w, c, (int)xa);
-            double xb = width_at(c, hull[n - 1]), yb = comp_loss(w, c, (int)xb);
+            double xa = hx[n - 2], ya = hy[n - 2], xb = hx[n - 1], yb = hy[n - 1];
             if ((xb - xa) * (y - ya) - (yb - ya) * (x - xa) >= 0) break; /* convex turn */
             n--;
         }
-        hull[n++] = i;
+        hull[n] = i, hx[n] = x, hy[n] = y;
+        n++;
     }
     return n;
 }
@@ -314,23 +316,29 @@ static void greedy_free(greedy_state *g)
 
 static int greedy_init(const ws *w, greedy_state *g)
 {
-    size_t total = 0;
+    size_t total = 0, most = 1;
     memset(g, 0, sizeof *g);
-    for (size_t i = 0; i < w->n; i++) total += w->comps[i].fixed ? 0 : (size_t)w->comps[i].n_mult + 1;
+    for (size_t i = 0; i < w->n; i++) {
+        size_t k = w->comps[i].fixed ? 0 : (size_t)w->comps[i].n_mult + 1;
+        total += k, most = k > most ? k : most;
+    }
     g->hull = a3_malloc_array(total ? total : 1, sizeof *g->hull);
     g->start = a3_malloc_array(w->n + 1, sizeof *g->start);
     g->pos = a3_malloc_array(w->n, sizeof *g->pos);
     g->h.v = a3_malloc_array(w->n, sizeof *g->h.v);
-    if (!g->hull || !g->start || !g->pos || !g->h.v) {
+    double *hx = a3_malloc_array(most, sizeof *hx), *hy = a3_malloc_array(most, sizeof *hy);
+    if (!g->hull || !g->start || !g->pos || !g->h.v || !hx || !hy) {
+        free(hx), free(hy);
         greedy_free(g);
         return A3_ENOMEM;
     }
     g->start[0] = 0;
     for (size_t i = 0; i < w->n; i++) {
-        int len = w->comps[i].fixed ? 0 : hull_of(w, &w->comps[i], g->hull + g->start[i]);
+        int len = w->comps[i].fixed ? 0 : hull_of(w, &w->comps[i], g->hull + g->start[i], hx, hy);
         g->start[i + 1] = g->start[i] + (size_t)len;
         g->pos[i] = len - 1; /* the full width; -1 when fixed */
     }
+    free(hx), free(hy);
     return A3_OK;
 }
 

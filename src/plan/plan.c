@@ -395,9 +395,15 @@ static void sha_le64(a3_sha256_ctx *s, uint64_t v)
     a3_sha256_update(s, b, 8);
 }
 
-/* Doubles as little-endian bytes, so the fingerprint is host-independent. */
+/* Doubles as little-endian bytes, so the fingerprint is host-independent
+ * (on a little-endian host: the array as it is). */
 static void sha_f64(a3_sha256_ctx *s, const double *v, size_t n)
 {
+    const uint16_t one = 1;
+    if (*(const uint8_t *)&one == 1) {
+        a3_sha256_update(s, v, n * sizeof *v);
+        return;
+    }
     uint8_t buf[512 * 8];
     for (size_t i = 0; i < n;) {
         size_t m = 0;

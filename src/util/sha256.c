@@ -1,10 +1,20 @@
 /* sha256: FIPS 180-4 SHA-256. Plain portable C: message words are read
- * big-endian byte by byte, so the result does not depend on the host. */
+ * big-endian byte by byte, so the result does not depend on the host. On
+ * x86-64 CPUs with the SHA extensions the blocks go through them instead
+ * (about 8x faster: the cache fingerprint hashes every loss curve, 19 MB at
+ * 70B, on each plan and TUI start); both paths give the same digest, which
+ * the tests check against an independent sha256sum. */
 #include "a3/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define A3_SHA_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -39,6 +49,81 @@ static void compress(uint32_t h[8], const uint8_t *blk)
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
 }
 
+#ifdef A3_SHA_X86
+/* n 64-byte blocks with the SHA-NI instructions. The state lives as two
+ * vectors ABEF and CDGH (the instructions' layout); each iteration of the
+ * loop is 4 rounds; message words are scheduled 4 at a time in a ring of
+ * 4 vectors, W_i (words 4i..4i+3) from msg1(W_{i-4}, W_{i-3}) +
+ * W[4i-7..4i-4] and msg2 with W_{i-1}. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t h[8], const uint8_t *p, size_t n)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1); /* CDAB */
+    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B); /* EFGH */
+    __m128i s0 = _mm_alignr_epi8(t, s1, 8);                                        /* ABEF */
+    s1 = _mm_blend_epi16(s1, t, 0xF0);                                             /* CDGH */
+    for (; n > 0; n--, p += 64) {
+        __m128i abef = s0, cdgh = s1, w[4];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i < 4) w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+            else
+                w[i & 3] = _mm_sha256msg2_epu32(
+                    _mm_add_epi32(w[i & 3], _mm_alignr_epi8(w[(i - 1) & 3], w[(i - 2) & 3], 4)), w[(i - 1) & 3]);
+            /* W_{i-2} is not needed any more: its slot starts W_{i+2} */
+            if (i >= 2 && i <= 13) w[(i - 2) & 3] = _mm_sha256msg1_epu32(w[(i - 2) & 3], w[(i - 1) & 3]);
+            __m128i m = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)&K[4 * i]));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0E));
+        }
+        s0 = _mm_add_epi32(s0, abef);
+        s1 = _mm_add_epi32(s1, cdgh);
+    }
+    t = _mm_shuffle_epi32(s0, 0x1B);  /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xB1); /* DCHG */
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(t, s1, 0xF0)); /* DCBA */
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(s1, t, 8));    /* HGFE */
+}
+
+static int cpu_has_shani(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1)) return 0;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)); /* CPUID.7.0:EBX.SHA */
+}
+#endif
+
+/* -1: not decided yet; decided once (the CPU does not change), a benign
+ * race at worst decides twice. */
+static int shani_state = -1;
+static int forced_portable;
+
+static int use_shani(void)
+{
+#ifdef A3_SHA_X86
+    if (forced_portable) return 0;
+    if (shani_state < 0) shani_state = cpu_has_shani();
+    return shani_state;
+#else
+    return 0;
+#endif
+}
+
+const char *a3_sha256_impl(void) { return use_shani() ? "sha-ni" : "portable"; }
+void a3_sha256_force_portable(int on) { forced_portable = on != 0; }
+
+/* n whole blocks. */
+static void compress_blocks(uint32_t h[8], const uint8_t *p, size_t n)
+{
+#ifdef A3_SHA_X86
+    if (use_shani()) {
+        compress_shani(h, p, n);
+        return;
+    }
+#endif
+    for (; n > 0; n--, p += 64) compress(h, p);
+}
+
 void a3_sha256_init(a3_sha256_ctx *s)
 {
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -57,10 +142,11 @@ void a3_sha256_update(a3_sha256_ctx *s, const void *data, size_t n)
         memcpy(s->buf + s->buf_len, p, take);
         s->buf_len += take, p += take, n -= take;
         if (s->buf_len < 64) return;
-        compress(s->h, s->buf);
+        compress_blocks(s->h, s->buf, 1);
         s->buf_len = 0;
     }
-    for (; n >= 64; p += 64, n -= 64) compress(s->h, p);
+    compress_blocks(s->h, p, n / 64);
+    p += n / 64 * 64, n %= 64;
     memcpy(s->buf, p, n);
     s->buf_len = n;
 }
@@ -72,12 +158,12 @@ void a3_sha256_final(a3_sha256_ctx *s, uint8_t digest[A3_SHA256_BYTES])
     s->buf[s->buf_len++] = 0x80;
     if (s->buf_len > 56) {
         memset(s->buf + s->buf_len, 0, 64 - s->buf_len);
-        compress(s->h, s->buf);
+        compress_blocks(s->h, s->buf, 1);
         s->buf_len = 0;
     }
     memset(s->buf + s->buf_len, 0, 56 - s->buf_len);
     for (int i = 0; i < 8; i++) s->buf[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
-    compress(s->h, s->buf);
+    compress_blocks(s->h, s->buf, 1);
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 4; j++) digest[4 * i + j] = (uint8_t)(s->h[i] >> (24 - 8 * j));
     memset(s, 0, sizeof *s);
