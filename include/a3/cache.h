@@ -144,8 +144,8 @@ int a3_cache_open(const char *path, a3_progress_fn progress, void *ctx,
                   a3_cache **out, a3_err *err);
 /* Make every section of layer `layer` available: each one still on disk is
  * read, CRC- and value-checked now (a corrupt section is an error here,
- * before any use, naming the section, and the layer is left as before the
- * call), nothing for sections in memory already (a3_cache_load,
+ * before any use, naming the section, and then none of the layer's sections
+ * but its curves stay in memory), nothing for sections in memory already (a3_cache_load,
  * a3_cache_new, or needed before). Anything that reads more than the
  * curves of a cache from a3_cache_open calls this first (a3_apply does,
  * per layer); a3_cache_need_section does it for one section (the TUI's
