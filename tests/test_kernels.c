@@ -141,6 +141,8 @@ static void test_matvec_against_double(void)
 {
     static const int outs[] = {1, 5, 16, 17, 33, 100}, ins[] = {1, 3, 8, 15, 31, 32, 33, 100, 257};
     static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
+    /* odd and even counts: the kernel takes vectors in pairs */
+    static const int nrs[] = {1, 2, 3, 4, 5, 8, 17, A3_K_MATVEC_ROWS};
     double worst = 0;
     int cases = 0;
     for (int simd = 0; simd <= have_simd(); simd++) {
@@ -148,8 +150,9 @@ static void test_matvec_against_double(void)
         for (int d = 0; d < 3; d++)
             for (size_t a = 0; a < sizeof outs / sizeof *outs; a++)
                 for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
-                    for (int nr = 1; nr <= A3_K_MATVEC_ROWS; nr++)
+                    for (size_t ni = 0; ni < sizeof nrs / sizeof *nrs; ni++)
                         for (int acc = 0; acc <= 1; acc++) {
+                            int nr = nrs[ni];
                             double e = mv_check(dts[d], outs[a], ins[b], nr, acc, 1 + (cases % 3), NULL);
                             CHECKF(e <= 1, "%s simd=%d out=%d in=%d rows=%d acc=%d: error %.3g of the bound",
                                    a3_dtype_name(dts[d]), simd, outs[a], ins[b], nr, acc, e);
@@ -191,6 +194,43 @@ static void test_matvec_threads(void)
     /* in == 0: an empty sum, y = 0 or kept */
     CHECK(a3_k_matvec(A3_DT_F16, NULL, 1, 0, NULL, 1, &y, 1, 1) == 0 && y == 7);
     CHECK(a3_k_matvec(A3_DT_F16, NULL, 1, 0, NULL, 1, &y, 0, 1) == 0 && y == 0);
+}
+
+/* The result for one vector does not depend on how many vectors share the
+ * call (the kernel pairs them and shares each widened weight): a batch of
+ * nrows equals nrows single-vector calls bit for bit, so a prompt's last
+ * token gets the logits it would get decoded alone. */
+static void test_matvec_rows_independent(void)
+{
+    static const int shapes[][2] = {{37, 300}, {20, 33}, {5, 64}};
+    static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
+    int nr_max = A3_K_MATVEC_ROWS, bad = 0, cases = 0;
+    for (int simd = 0; simd <= have_simd(); simd++) {
+        a3_k_force_scalar(!simd);
+        for (int d = 0; d < 3; d++)
+            for (int k = 0; k < 3; k++) {
+                int out = shapes[k][0], in = shapes[k][1];
+                size_t es = dts[d] == A3_DT_F32 ? 4 : 2;
+                uint32_t s = (uint32_t)(out * 31 + in);
+                unsigned char *w = malloc((size_t)out * in * es);
+                float *x = malloc((size_t)nr_max * in * 4), *yb = malloc((size_t)nr_max * out * 4),
+                      *y1 = malloc((size_t)out * 4);
+                if (!w || !x || !yb || !y1) SKIP("out of memory");
+                fill_weights(dts[d], w, (size_t)out * in, &s);
+                for (size_t i = 0; i < (size_t)nr_max * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+                for (int nr = 1; nr <= nr_max; nr++) {
+                    CHECK(a3_k_matvec(dts[d], w, out, in, x, nr, yb, 0, 1 + nr % 2) == 0);
+                    for (int r = 0; r < nr; r++) {
+                        CHECK(a3_k_matvec(dts[d], w, out, in, x + (size_t)r * in, 1, y1, 0, 1) == 0);
+                        bad += memcmp(y1, yb + (size_t)r * out, (size_t)out * 4) != 0;
+                        cases++;
+                    }
+                }
+                free(w), free(x), free(yb), free(y1);
+            }
+    }
+    a3_k_force_scalar(0);
+    CHECKF(bad == 0, "%d of %d vectors differ between batched and single calls", bad, cases);
 }
 
 static void test_rmsnorm(void)
@@ -274,6 +314,7 @@ int main(void)
     RUN(test_convert_every_value);
     RUN(test_matvec_against_double);
     RUN(test_matvec_threads);
+    RUN(test_matvec_rows_independent);
     RUN(test_rmsnorm);
     RUN(test_pool);
     return test_summary("kernels");

@@ -91,24 +91,75 @@ DEF_DOT(dot_f32, LD_F32, one_f32, 4)
 DEF_DOT(dot_f16, LD_F16, one_f16, 2)
 DEF_DOT(dot_bf16, LD_BF16, one_bf16, 2)
 
-/* Rows o0..o1 of W against nrows vectors: each row is read from memory
- * once, the later vectors find it in L1/L2. */
-#define DEF_MV(NAME, DOT, ES)                                                              \
+/* The same row against two vectors x, z at once: each weight is loaded and
+ * widened once for both. Per vector the accumulators, their order and the
+ * tail are those of DEF_DOT, so each result is bit-identical to the
+ * single-vector dot (a token's logits do not depend on how many tokens
+ * share the call). */
+#define DEF_DOT2(NAME, LD, ONE, ES)                                                       \
+    TGT static inline void NAME(const unsigned char *w, const float *x, const float *z, int n, \
+                                float *sx, float *sz)                                      \
+    {                                                                                      \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                         \
+        int i = 0;                                                                         \
+        for (; i + 32 <= n; i += 32) {                                                     \
+            PF(w + ES * (size_t)i);                                                        \
+            if (ES == 4) PF(w + ES * (size_t)i + 64);                                      \
+            __m256 w0 = LD(w, i), w1 = LD(w, i + 8), w2 = LD(w, i + 16), w3 = LD(w, i + 24); \
+            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);                          \
+            a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);                      \
+            a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);                     \
+            a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);                     \
+            b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(z + i), b0);                          \
+            b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(z + i + 8), b1);                      \
+            b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(z + i + 16), b2);                     \
+            b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(z + i + 24), b3);                     \
+        }                                                                                  \
+        for (; i + 8 <= n; i += 8) {                                                       \
+            __m256 w0 = LD(w, i);                                                          \
+            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);                          \
+            b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(z + i), b0);                          \
+        }                                                                                  \
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));       \
+        float t = hsum(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));       \
+        for (; i < n; i++) {                                                               \
+            float wi = ONE(w, i);                                                          \
+            s += wi * x[i], t += wi * z[i];                                                \
+        }                                                                                  \
+        *sx = s, *sz = t;                                                                  \
+    }
+DEF_DOT2(dot2_f32, LD_F32, one_f32, 4)
+DEF_DOT2(dot2_f16, LD_F16, one_f16, 2)
+DEF_DOT2(dot2_bf16, LD_BF16, one_bf16, 2)
+
+/* Rows o0..o1 of W against nrows vectors, two at a time: each row is read
+ * from memory once, the later pairs find it in L1. */
+#define DEF_MV(NAME, DOT, DOT2, ES)                                                        \
     TGT static void NAME(const unsigned char *W, int out, int in, const float *x, int nrows, \
                          float *y, int acc, int o0, int o1)                                \
     {                                                                                      \
         for (int o = o0; o < o1; o++) {                                                    \
             const unsigned char *w = W + (size_t)o * in * ES;                              \
-            for (int r = 0; r < nrows; r++) {                                              \
-                float s = DOT(w, x + (size_t)r * in, in);                                  \
+            int r = 0;                                                                     \
+            float s[2];                                                                    \
+            for (; r + 2 <= nrows; r += 2) {                                               \
+                DOT2(w, x + (size_t)r * in, x + (size_t)(r + 1) * in, in, s, s + 1);       \
+                for (int k = 0; k < 2; k++) {                                              \
+                    float *yo = y + (size_t)(r + k) * out + o;                             \
+                    *yo = acc ? *yo + s[k] : s[k];                                         \
+                }                                                                          \
+            }                                                                              \
+            if (r < nrows) {                                                               \
+                s[0] = DOT(w, x + (size_t)r * in, in);                                     \
                 float *yo = y + (size_t)r * out + o;                                       \
-                *yo = acc ? *yo + s : s;                                                   \
+                *yo = acc ? *yo + s[0] : s[0];                                             \
             }                                                                              \
         }                                                                                  \
     }
-DEF_MV(mv_f32, dot_f32, 4)
-DEF_MV(mv_f16, dot_f16, 2)
-DEF_MV(mv_bf16, dot_bf16, 2)
+DEF_MV(mv_f32, dot_f32, dot2_f32, 4)
+DEF_MV(mv_f16, dot_f16, dot2_f16, 2)
+DEF_MV(mv_bf16, dot_bf16, dot2_bf16, 2)
 
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
                       int nrows, float *y, int acc, int o0, int o1)
