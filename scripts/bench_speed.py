@@ -102,6 +102,61 @@ def st_bytes(model_dir):
     return total - emb + row, total
 
 
+GGUF_TYPE_BYTES = {0: (4, 1), 1: (2, 1), 30: (2, 1), 8: (34, 32)}  # f32, f16, bf16, q8_0: bytes per block, block
+
+
+def gguf_bytes(path):
+    """Bytes of weights llama.cpp reads per decoded token from a GGUF:
+    every tensor but token_embd (one row of it; all of it when there is no
+    separate output matrix). For the compressed model this differs from
+    a3's figure: export zero-pads reduced QK/OV heads to the head size."""
+    def rd(f, fmt):
+        return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
+
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def skip(f, t):
+        if t == 8:
+            f.seek(rd(f, "Q"), 1)
+        elif t == 9:
+            et, n = rd(f, "I"), rd(f, "Q")
+            if et in scalar:
+                f.seek(struct.calcsize("<" + scalar[et]) * n, 1)
+            else:
+                for _ in range(n):
+                    skip(f, et)
+        else:
+            f.seek(struct.calcsize("<" + scalar[t]), 1)
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise RuntimeError(f"{path}: not a GGUF file")
+        rd(f, "I")
+        n_t, n_kv = rd(f, "Q"), rd(f, "Q")
+        for _ in range(n_kv):
+            f.seek(rd(f, "Q"), 1)
+            skip(f, rd(f, "I"))
+        sizes = {}
+        for _ in range(n_t):
+            name = f.read(rd(f, "Q")).decode()
+            dims = [rd(f, "Q") for _ in range(rd(f, "I"))]
+            t = rd(f, "I")
+            rd(f, "Q")
+            if t not in GGUF_TYPE_BYTES:
+                raise RuntimeError(f"{path}: {name}: tensor type {t} not counted here")
+            bb, blk = GGUF_TYPE_BYTES[t]
+            n = 1
+            for d in dims:
+                n *= d
+            sizes[name] = n // blk * bb
+            if name == "token_embd.weight":
+                emb_row = dims[0] // blk * bb
+    total = sum(sizes.values())
+    if "output.weight" in sizes:
+        total -= sizes["token_embd.weight"] - emb_row
+    return total
+
+
 def write_ids(path, n):
     """Pseudo-random ids in [3, 500): valid for any of the vocabularies."""
     s, ids = 12345, []
@@ -253,16 +308,19 @@ def main():
     lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt \"a\"; rate of the steps "
                  f"after the prompt), best of {ROUNDS} interleaved rounds. a3 matvec code: {impl}; "
                  f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Bound = weight bytes "
-                 f"read per token / read bandwidth measured in the same rounds (bench_membw, 1 GiB).")
+                 f"read per token / read bandwidth measured in the same rounds (bench_membw: threaded "
+                 f"streaming read of 1 GiB, best of plain and software-prefetched). llama.cpp / bound "
+                 f"uses the bytes of its own GGUF.")
     lines.append("")
     lines.append("| model | threads | bandwidth GB/s | weights read/token | bound tok/s | a3 tok/s | a3 / bound "
-                 "| llama.cpp tok/s | a3 / llama.cpp |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| llama.cpp tok/s | llama.cpp / bound | a3 / llama.cpp |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, d, comp, ggufs in models:
         for tag, m in (("orig", d), ("a3", comp)):
             if not m:
                 continue
             rd, _ = st_bytes(m)
+            grd = gguf_bytes(ggufs[tag]) if tag in ggufs else None
             for threads in THREADS:
                 bw = dec[("bw", threads)] * 1e9
                 bound = bw / rd
@@ -271,18 +329,25 @@ def main():
                 label = name if tag == "orig" else name + ", a3 params=30%"
                 lines.append(f"| {label} | {threads} | {bw / 1e9:.1f} | {rd / 1e9:.3f} GB | {bound:.2f} | "
                              f"{a:.2f} | {a / bound:.0%} | {f'{ll:.2f}' if ll else 'n/a'} | "
-                             f"{fmt_ratio(a, ll)} |")
+                             f"{f'{ll / (bw / grd):.0%}' if ll and grd else 'n/a'} | {fmt_ratio(a, ll)} |")
     lines.append("")
     for name, d, comp, ggufs in models:
         if not comp:
             continue
         ro, _ = st_bytes(d)
         rc, _ = st_bytes(comp)
+        go, gc = (gguf_bytes(ggufs[t]) if t in ggufs else None for t in ("orig", "a3"))
         for threads in THREADS:
             so, sc = dec[("a3", name, "orig", threads)], dec[("a3", name, "a3", threads)]
-            lines.append(f"- {name}, {threads} thread(s): compressed model decodes {sc / so:.2f}x as fast as "
-                         f"the original; byte ratio (original / compressed weights read per token) "
-                         f"{ro / rc:.2f}x.")
+            line = (f"- {name}, {threads} thread(s): the compressed model decodes {sc / so:.2f}x as fast as "
+                    f"the original in a3, for a byte ratio (original / compressed weights read per token) "
+                    f"of {ro / rc:.2f}x")
+            lo, lc = dec.get(("ll", name, "orig", threads)), dec.get(("ll", name, "a3", threads))
+            if lo and lc and go and gc:
+                line += (f"; in llama.cpp {lc / lo:.2f}x for a byte ratio of {go / gc:.2f}x (its GGUF of the "
+                         f"compressed model: {gc / 1e9:.3f} GB read per token against a3's {rc / 1e9:.3f} GB; "
+                         f"export zero-pads reduced QK/OV heads to the head size)")
+            lines.append(line + ".")
     lines.append(f"- load average (1 min) {load0:.1f} at the start, {load_dec:.1f} after decoding.")
     lines.append("")
 
