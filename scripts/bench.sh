@@ -8,7 +8,6 @@
 #     the generic kernel (A3_NO_BLAS_FIX=1) to show what the fix is worth
 #   - calibration: tokens/s, time over the forward pass, peak RSS vs estimate
 #   - apply: seconds per layer; planner: allocation on a 7B-shaped cache
-#   - decoding kernel (bench_matvec) against a streaming read, 1 and 2 threads
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,9 +52,6 @@ echo "== planner"
 echo "== planner TUI (synthetic 7B-shaped cache)"
 "$A3" cache synth --like llama-7b --kv-heads 8 -o "$tmp/7b.a3c" >/dev/null
 "$B/bench_tui" "$tmp/7b.a3c"
-
-echo "== decoding kernel against a plain read of the same bytes (llama-1b-shaped F16 layers)"
-for t in 1 2; do "$B/bench_matvec" 2048 8192 8 "$t" 3; done
 
 echo "== decoding and prefill against the bandwidth bound, llama.cpp and PyTorch"
 BUILD=$BUILD scripts/bench_speed.py

@@ -15,6 +15,8 @@ prompt) against (a) the bandwidth bound = bytes of weights read per token
 measured here (bench_membw, a threaded streaming read of 1 GiB), and (b)
 llama.cpp (node-llama-cpp, prebuilt, tests/peers) on a GGUF of the same
 model made by `a3 export`. Interleaved rounds, best of ROUNDS per figure.
+The kernel alone (bench_matvec) against a read of the same bytes, once per
+thread count, separates the kernel from the rest of the step.
 
 Prefill: `a3 eval --ids` (one window of N ids, logits of every position)
 against llama.cpp (one batch of N) and PyTorch (Debian python3-torch,
@@ -44,6 +46,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 A3 = os.path.join(BUILD, "a3")
 MEMBW = os.path.join(BUILD, "bench", "bench_membw")
+MATVEC = os.path.join(BUILD, "bench", "bench_matvec")
 WORK = os.path.abspath(os.environ.get("A3_BENCH_DIR", os.path.join(BUILD, "bench-speed")))
 KEEP = os.environ.get("A3_BENCH_KEEP") == "1"
 ROUNDS = int(os.environ.get("A3_BENCH_ROUNDS", "3"))
@@ -179,6 +182,15 @@ def membw(threads):
     return float(m.group(1)), m.group(2)
 
 
+def kernel_ratio(threads):
+    """The matvec kernel alone on llama-1b-shaped F16 layers against a
+    streaming read of the same bytes (bench_matvec): how much of the
+    bound the kernel can reach, apart from the rest of the decoding step."""
+    out = run([MATVEC, "2048", "8192", "8", str(threads), "3"]).stdout
+    m = re.search(r"ratio=([\d.]+)", out)
+    return float(m.group(1))
+
+
 def have_llama():
     return (shutil.which("node") and os.path.isdir(os.path.join(PEERS, "node_modules", "node-llama-cpp")))
 
@@ -271,7 +283,7 @@ def fmt_ratio(a, b):
 
 
 def main():
-    if not os.path.exists(A3) or not os.path.exists(MEMBW):
+    if not all(os.path.exists(p) for p in (A3, MEMBW, MATVEC)):
         raise SystemExit("bench_speed: build a3 and the benchmarks first (make bench)")
     setup_peers()
     doc = doctor()
@@ -289,8 +301,11 @@ def main():
     dec = {}  # (model, tag, threads) -> best tokens/s ; ("bw", threads) -> best GB/s
     backend = "?"
     impl = "?"
+    kern = {}
     for rnd in range(ROUNDS):
         for threads in THREADS:
+            if rnd == 0:
+                kern[threads] = kernel_ratio(threads)
             gbs, impl = membw(threads)
             dec[("bw", threads)] = max(dec.get(("bw", threads), 0), gbs)
             for name, d, comp, ggufs in models:
@@ -348,6 +363,11 @@ def main():
                          f"compressed model: {gc / 1e9:.3f} GB read per token against a3's {rc / 1e9:.3f} GB; "
                          f"export zero-pads reduced QK/OV heads to the head size)")
             lines.append(line + ".")
+    lines.append("- The kernel alone (bench_matvec: one decoding step's products on 8 llama-1b-shaped F16 layers, "
+                 "each layer's read and products interleaved) runs at "
+                 + ", ".join(f"{kern[t]:.0%} of the streaming read with {t} thread(s)" for t in THREADS)
+                 + "; whatever separates a3 from the bound beyond that is the step's other work "
+                 "(attention, norms, the pool's hand-offs between calls).")
     lines.append(f"- load average (1 min) {load0:.1f} at the start, {load_dec:.1f} after decoding.")
     lines.append("")
 
