@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/vmath.h"
+
 /* Rows per batch: bounds activation memory (about rows * (d + 2*d_ff) * 4
  * bytes of scratch) while keeping GEMMs large enough to run at speed. */
 #define EVAL_BATCH_ROWS 8192
@@ -143,11 +145,7 @@ static int score_rows(a3_model *m, const float *hidden, const int32_t *target, s
         }
         for (size_t r = 0; r < nr; r++) {
             const float *l = lg + r * (size_t)vocab;
-            float mx = l[0];
-            for (int v = 1; v < vocab; v++) mx = l[v] > mx ? l[v] : mx;
-            double s = 0;
-            for (int v = 0; v < vocab; v++) s += exp((double)l[v] - mx);
-            *nll += log(s) + mx - l[target[r0 + r]];
+            *nll += a3_v_logsumexp(l, (size_t)vocab) - l[target[r0 + r]];
         }
     }
     free(lg);

@@ -17,6 +17,7 @@
 #include "a3/gemm_fixed.h"
 #include "a3/kernels.h"
 #include "a3/pool.h"
+#include "a3/vmath.h"
 #include "internal.h"
 
 #define ATT_BLOCK 64
@@ -184,16 +185,8 @@ static void softmax_causal(float *s, int bs, int nk, int first_q_pos)
     for (int i = 0; i < bs; i++) {
         float *row = s + (size_t)i * nk;
         int visible = first_q_pos + i + 1; /* keys 0..pos inclusive */
-        float mx = -INFINITY;
-        for (int j = 0; j < visible; j++) mx = row[j] > mx ? row[j] : mx;
-        double sum = 0;
-        for (int j = 0; j < visible; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < visible; j++) row[j] *= inv;
-        for (int j = visible; j < nk; j++) row[j] = 0;
+        a3_v_softmax(row, (size_t)visible);
+        memset(row + visible, 0, (size_t)(nk - visible) * sizeof(float));
     }
 }
 
@@ -265,7 +258,7 @@ static void swiglu_part(void *p, int t, int nt)
     const swiglu_job *J = p;
     long lo, hi;
     a3_pool_split((long)J->n, t, nt, 1024, &lo, &hi);
-    for (size_t i = (size_t)lo; i < (size_t)hi; i++) J->g[i] = J->g[i] / (1.0f + expf(-J->g[i])) * J->u[i];
+    a3_v_swiglu(J->g + lo, J->u + lo, (size_t)(hi - lo));
 }
 
 static void swiglu(float *g, const float *u, size_t rows, size_t width, int threads)
