@@ -274,8 +274,8 @@ def a3_prefill(model, ids, n, threads):
 
 def torch_prefill(model, ids, threads):
     r = run(["/usr/bin/python3", TORCH_PEER, model, ids, str(threads)])
-    m = re.search(r"tokens_per_s=([\d.]+).*nll=([\d.]+) torch=(\S+)", r.stdout)
-    return float(m.group(1)), float(m.group(2)), m.group(3)
+    m = re.search(r"tokens_per_s=([\d.]+).*nll=([\d.]+) torch=(\S+)(?: blas=(\S+))?", r.stdout)
+    return float(m.group(1)), float(m.group(2)), f"{m.group(3)} ({m.group(4) or 'BLAS ?'})"
 
 
 def fmt_ratio(a, b):
@@ -406,7 +406,11 @@ def main():
             lines.append(f"- a3 and PyTorch mean NLL on the same ids agree to {max(checks):.1e} nats "
                          f"(largest difference over the runs).")
         lines.append("- a3 eval and PyTorch compute the logits of every position (the lm_head over N "
-                     "rows); llama.cpp only those of the last token.")
+                     "rows, which eval needs for the NLL of every position; a3 also scores them); "
+                     "llama.cpp only those of the last token.")
+        lines.append("- a3's time includes converting each layer's F16 weights to float32 (once per layer "
+                     "per pass, on the pass's threads); PyTorch's excludes it (weights converted at load, "
+                     "not timed); llama.cpp multiplies the F16 weights directly.")
     for n_ in notes:
         lines.append(f"- {n_}")
     lines.append(f"- total {time.time() - t_start:.0f} s; load average at the end {load():.1f} "

@@ -8,7 +8,9 @@ attention, logits of every position, like a3 eval) under
 torch.inference_mode with torch.set_num_threads(THREADS). Prints the rate
 and the mean next-token NLL, which make bench compares with a3's (an
 independent check that both ran the same computation):
-    pytorch prefill tokens_per_s=X threads=T n=N nll=Y torch=VERSION
+    pytorch prefill tokens_per_s=X threads=T n=N nll=Y torch=VERSION blas=LIB
+(LIB: the BLAS library mapped into the process, e.g. the same OpenBLAS as
+a3's, whose kernel then runs both sides' GEMMs.)
 Llama shapes only (no biases, no RoPE scaling): what `a3 synth` writes."""
 import json
 import os
@@ -91,6 +93,15 @@ def forward(cfg, W, ids):
     return x @ head.T
 
 
+def blas_lib():
+    """Basename of the BLAS library torch loaded (after a matmul ran)."""
+    with open("/proc/self/maps") as f:
+        libs = {os.path.basename(line.split()[-1]) for line in f if "blas" in line.lower() and "/" in line}
+    # libblas.so.3 is the Debian alternatives link: name what it resolves to
+    real = sorted(x for x in libs if "openblas" in x or "mkl" in x) or sorted(x for x in libs if "lapack" not in x)
+    return ",".join(real) or "unknown"
+
+
 def main():
     if len(sys.argv) != 4:
         raise SystemExit("usage: torch_peer.py MODEL_DIR IDS_FILE THREADS")
@@ -107,7 +118,7 @@ def main():
         lp = torch.log_softmax(logits[:-1].double(), dim=-1)
         nll = -lp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].mean().item()
     print(f"pytorch prefill tokens_per_s={len(ids) / dt:.3f} threads={threads} n={len(ids)} "
-          f"nll={nll:.6f} torch={torch.__version__}")
+          f"nll={nll:.6f} torch={torch.__version__} blas={blas_lib()}")
 
 
 if __name__ == "__main__":
