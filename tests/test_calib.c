@@ -442,6 +442,50 @@ static void test_merge_shards(void)
     test_rm_rf(tmp);
 }
 
+/* Ctrl-C reaches the library as the progress callback returning non-zero.
+ * It is asked after each phase of a chunk (projections, attention output,
+ * MLP), so a cancel is seen before the chunk's MLP runs: the first call
+ * comes with done = 0, and cancelling there stops the run with nothing
+ * counted. Before, the first call came after the whole chunk (done = all
+ * rows here: one chunk), so a 7B layer's Ctrl-C waited ~40 s. */
+typedef struct {
+    int calls;
+    int64_t first_done;
+} cancel_probe;
+
+static int cancel_first(void *ctx, const char *stage, int64_t done, int64_t total)
+{
+    cancel_probe *p = ctx;
+    if (p->calls++ == 0) p->first_done = done;
+    return 1;
+}
+
+static void test_cancel_within_chunk(void)
+{
+    char tmp[64], dir[128];
+    if (!test_tmpdir(tmp, sizeof tmp)) SKIP("no temp dir");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    a3_synth_spec s = spec_of("gqa");
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    if (!m) return;
+    const a3_config *c = a3_model_config(m);
+    enum { NW = 2, L = 16 };
+    int32_t win[NW * L];
+    make_windows(win, NW * L, s.vocab);
+    a3_cache *cache = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 0);
+    a3_calib_opts o = {0};
+    cancel_probe p = {0, -1};
+    CHECK(a3_calibrate(m, win, NW, L, &o, cache, cancel_first, &p, &err) == A3_ECANCELED);
+    CHECKF(p.calls == 1 && p.first_done == 0, "calls %d, first at done=%lld (cancel asked only after the chunk)", p.calls,
+           (long long)p.first_done);
+    CHECKF(strstr(err.msg, "cancelled in layer 1/") != NULL, "%s", err.msg);
+    a3_cache_free(cache);
+    a3_model_free(m);
+    test_rm_rf(tmp);
+}
+
 int main(void)
 {
     RUN(test_merge_shards);
@@ -453,5 +497,6 @@ int main(void)
     RUN(test_threads_same_bits);
     RUN(test_resume_other_kernel);
     RUN(test_resume);
+    RUN(test_cancel_within_chunk);
     return test_summary("calib");
 }

@@ -64,16 +64,27 @@ typedef struct {
     char stage[32];
 } calib_run;
 
+/* The progress callback is also the cancel check. It is asked after each
+ * of the chunk's three phases, not only at its end: a chunk of a 7B layer
+ * with --mlp-full is about 10 s of work here, and Ctrl-C should not wait
+ * for all of it. */
+static int ask_cancel(calib_run *r)
+{
+    return r->progress && r->progress(r->pctx, r->stage, r->done, r->total) ? A3_ECANCELED : 0;
+}
+
 static int hook_qkv(void *ctx, int layer, const float *q, const float *k, const float *v, size_t rows)
 {
     calib_run *r = ctx;
-    return stats_qkv(&r->acc, q, k, v, rows, r->q_off, r->kv_off);
+    int rc = stats_qkv(&r->acc, q, k, v, rows, r->q_off, r->kv_off);
+    return rc ? rc : ask_cancel(r);
 }
 
 static int hook_z(void *ctx, int layer, const float *z, size_t rows)
 {
     calib_run *r = ctx;
-    return stats_z(&r->acc, z, rows, r->q_off);
+    int rc = stats_z(&r->acc, z, rows, r->q_off);
+    return rc ? rc : ask_cancel(r);
 }
 
 static int hook_u(void *ctx, int layer, const float *u, size_t rows)
@@ -81,8 +92,7 @@ static int hook_u(void *ctx, int layer, const float *u, size_t rows)
     calib_run *r = ctx;
     stats_u(&r->acc, u, rows);
     r->done += (int64_t)rows;
-    if (r->progress && r->progress(r->pctx, r->stage, r->done, r->total)) return A3_ECANCELED;
-    return 0;
+    return ask_cancel(r);
 }
 
 /* Load one float32 copy of a layer tensor for the curves. */
