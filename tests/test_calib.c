@@ -24,6 +24,16 @@ static a3_synth_spec spec_of(const char *kind)
     return s;
 }
 
+/* The synthetic model s written to dir and opened; NULL (a failed check
+ * naming the error) if either step fails. */
+static a3_model *synth_open(const char *dir, const a3_synth_spec *s)
+{
+    a3_err err = {0};
+    a3_model *m = NULL;
+    CHECKF(a3_synth_write(dir, s, &err) == 0 && a3_model_open(dir, &m, &err) == 0, "%s", err.msg);
+    return m;
+}
+
 /* Brute-force sums from dumped activations: plain loops in double. */
 typedef struct {
     const a3_config *c;
@@ -240,8 +250,7 @@ static void test_resume(void)
     snprintf(ck, sizeof ck, "%s/ckpt", tmp);
     a3_synth_spec s = spec_of("gqa");
     a3_err err = {0};
-    a3_model *m = NULL;
-    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    a3_model *m = synth_open(dir, &s);
     if (!m) return;
     const a3_config *c = a3_model_config(m);
     enum { NW = 4, L = 24 };
@@ -292,8 +301,7 @@ static void test_threads_same_bits(void)
     a3_synth_spec s = spec_of("gqa");
     s.d = 128, s.n_heads = 8, s.n_kv_heads = 4, s.head_dim = 16, s.d_ff = 352, s.max_seq = 256;
     a3_err err = {0};
-    a3_model *m = NULL;
-    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    a3_model *m = synth_open(dir, &s);
     if (!m) return;
     const a3_config *c = a3_model_config(m);
     enum { NW = 8, L = 256 };
@@ -341,8 +349,7 @@ static void test_resume_other_kernel(void)
     snprintf(meta, sizeof meta, "%s/meta.json", ck), snprintf(err_path, sizeof err_path, "%s/err", tmp);
     a3_synth_spec s = spec_of("gqa");
     a3_err err = {0};
-    a3_model *m = NULL;
-    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    a3_model *m = synth_open(dir, &s);
     if (!m) return;
     const a3_config *c = a3_model_config(m);
     enum { NW = 4, L = 16, N = 200 };
@@ -400,8 +407,7 @@ static void test_merge_shards(void)
     snprintf(dir, sizeof dir, "%s/m", tmp);
     a3_synth_spec s = spec_of("gqa");
     a3_err err = {0};
-    a3_model *m = NULL;
-    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    a3_model *m = synth_open(dir, &s);
     if (!m) return;
     const a3_config *c = a3_model_config(m);
     enum { NW = 6, L = 16 };
@@ -467,8 +473,7 @@ static void test_cancel_within_chunk(void)
     snprintf(dir, sizeof dir, "%s/m", tmp);
     a3_synth_spec s = spec_of("gqa");
     a3_err err = {0};
-    a3_model *m = NULL;
-    CHECK(a3_synth_write(dir, &s, &err) == 0 && a3_model_open(dir, &m, &err) == 0);
+    a3_model *m = synth_open(dir, &s);
     if (!m) return;
     const a3_config *c = a3_model_config(m);
     enum { NW = 2, L = 16 };
