@@ -69,7 +69,7 @@ def main():
         write_ids(ids, 8 * 512, vocab)
         print("bench_predict: calibrating (--mlp-full, 4 x 512 tokens)...", file=sys.stderr)
         cal = R.run_full([a3, "calibrate", model, "--ids", ids, "--samples", "4", "--seqlen", "512", "--mlp-full",
-                          "-o", cache])
+                          "--no-probe", "-o", cache])
         os.remove(cache + ".pred")  # calibrate wrote the curves; time them alone
         print("bench_predict: exact curves...", file=sys.stderr)
         cur = R.run_full([a3, "probe", model, "--cache", cache, "--curves-only"])

@@ -15,7 +15,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "1/6  the sample model"
 $A3 info "$M"
 
-step "2/6  calibrate: statistics and loss curves from samples/calib.txt"
+step "2/6  calibrate: statistics, loss curves and the NLL probe from samples/calib.txt"
 $A3 calibrate "$M" --text samples/calib.txt --samples 32 --seqlen 256 --allow-short \
     -o "$OUT/sample.cache"
 $A3 cache info "$OUT/sample.cache" | head -n 14

@@ -16,9 +16,10 @@ with --mlp-full and probed once (`a3 probe`) on its CALIBRATION text
                DEV / TEST: valid-head.txt paragraphs 1-250 / 251-500
                (BOS, cut to 512 tokens)
 Rows: method sets A3 + refit and A3, at params 10-40% and kv 10-30%, greedy
-(with the probe: the default) and uniform; greedy without the probe
-(curves only, the default when no probe was run) with several --weights
-settings, on DEV, to choose the weights. Every choice is made on DEV;
+(with the probe: the default, since `a3 calibrate` runs the probe by
+default on models this small) and uniform; greedy without the probe
+(curves only: calibrate --no-probe, or a model too large for the default
+probe) with several --weights settings, on DEV, to choose the weights. Every choice is made on DEV;
 TEST is only reported.
 
 Rows run in parallel (--jobs, default 2; each a3 process with
@@ -181,8 +182,13 @@ def section(models, rows, secs, jobs, reused):
          "R^2 with S = sum f_i, R = sum sqrt(f_i) and kappa fitted on the probe's joint run (every component "
          "cut at once). Method sets (qk/ov/mlp): " + "; ".join(
              "%s = %s" % (n, "/".join(m)) for n, m in METHOD_SETS) + "; `A3 + refit` is the default of "
-         "`a3 plan` for a cache with Ru (`--mlp-full`). Greedy with the probe is the default strategy with "
-         "a budget once `a3 probe` has run.", ""]
+         "`a3 plan` for a cache with Ru (`--mlp-full`). **Greedy with the probe is the default** for both "
+         "models: greedy is the default strategy with a budget, it uses the probe when the sidecar has it, "
+         "and `a3 calibrate` runs the probe by default when its estimated cost is at most 1e12 flops or a "
+         "quarter of the calibration's (both models here; a 7B-sized one does not qualify). Here the "
+         "probe is run by `a3 probe` (8 x 512 tokens, seed 7) after `calibrate --no-probe`, so that the "
+         "curves-only state is kept for the rows without it; calibrate's own default probe uses its first "
+         "8 calibration windows instead.", ""]
     for m in models:
         L.append("- %s: base NLL DEV %.4f, TEST %.4f; calibration %.1f CPU s, probe %.1f CPU s (%d tokens)." % (
             m.name, m.base["dev"], m.base["test"], m.cpu_calib, m.cpu_probe, m.probe_tokens))
@@ -199,7 +205,8 @@ def section(models, rows, secs, jobs, reused):
                 r["set"], r["budget"], r["strategy"], r["params"], r["kv"], r["predicted"], r["measured"]["test"],
                 "%.2f" % q if q is not None else "n/a", r["measured"]["dev"]))
         L.append("")
-        L += ["### %s: greedy without the probe (exact curves only), by --weights, A3 + refit" % m.name, "",
+        L += ["### %s: greedy without the probe (exact curves only: `calibrate --no-probe`), by --weights, "
+              "A3 + refit" % m.name, "",
               "Measured NLL change, DEV / TEST; uniform (A3 + refit) for reference.", "",
               "| budget | " + " | ".join("`%s`" % w for w in WEIGHTS) + " | uniform |",
               "|---|" + "---:|" * (len(WEIGHTS) + 1)]
@@ -275,7 +282,8 @@ def findings(models, rows):
         d = WEIGHTS[0]
         lose = [b for b in BUDGETS if find(rows, m.name, "weights", d, b, "greedy")["measured"]["test"]
                 > find(rows, m.name, "probe", "A3 + refit", b, "uniform")["measured"]["test"] + 1e-4]
-        F.append("- %s, TEST, greedy without the probe (default weights `%s`, A3 + refit) beats or ties uniform "
+        F.append("- %s, TEST, greedy without the probe (`--no-probe`, default weights `%s`, A3 + refit) beats or "
+                 "ties uniform "
                  "at %d of %d budgets%s." % (m.name, d, len(BUDGETS) - len(lose), len(BUDGETS),
                                              "" if not lose else " (loses at %s)" % ", ".join(lose)))
     best = {}

@@ -47,8 +47,9 @@ class Model:
     def prepare(self, a3, tmp):
         self.tmp = tmp
         self.cache = os.path.join(tmp, self.name + ".cache")
-        self.calib_run = R.run_full([a3, "calibrate", self.path, "--text", self.calib, "--mlp-full", "-o",
-                                     self.cache] + self.calib_args)
+        # --no-probe: the row is the calibration one-shot apply needs
+        self.calib_run = R.run_full([a3, "calibrate", self.path, "--text", self.calib, "--mlp-full", "--no-probe",
+                                     "-o", self.cache] + self.calib_args)
         self.base = {s: self.evaluate(a3, self.path, s) for s in ("dev", "test")}
 
     def evaluate(self, a3, model, split):

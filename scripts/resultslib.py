@@ -111,12 +111,17 @@ def apply(a3, model, cache, plan_path, out, extra=()):
     return run_full([a3, "apply", model, "--cache", cache, "--plan", plan_path, "-o", out, "--force"] + list(extra))
 
 
-def calibrate(a3, model, text, cache, samples=64, seqlen=512, seed=0, mlp_full=True, extra=()):
-    """a3 calibrate MODEL on TEXT into CACHE; return the Run."""
+def calibrate(a3, model, text, cache, samples=64, seqlen=512, seed=0, mlp_full=True, probe=False, extra=()):
+    """a3 calibrate MODEL on TEXT into CACHE; return the Run. Without the
+    NLL probe unless probe (calibrate runs it by default on small models;
+    the tables made with this run `a3 probe` themselves where they want it,
+    and their calibration times stay the calibration's)."""
     cmd = [a3, "calibrate", model, "--text", text, "--samples", str(samples), "--seqlen", str(seqlen),
            "--seed", str(seed), "-o", cache]
     if mlp_full:
         cmd.append("--mlp-full")
+    if not probe:
+        cmd.append("--no-probe")
     return run_full(cmd + list(extra))
 
 

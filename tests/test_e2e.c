@@ -234,9 +234,20 @@ static void test_cli_calibrate(void)
     snprintf(cache, sizeof cache, "%s/cli.cache", g_tmp);
     snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 -o %s", g_model, text, cache);
     CHECK(run_a3(args, out) == 0);
-    CHECK(file_has(out, "peak memory estimate"));
+    CHECK(file_has(out, "peak memory estimate") && file_has(out, "NLL probe on 4 x 64 tokens: runs"));
     snprintf(args, sizeof args, "cache info %s", cache);
     CHECK(run_a3(args, out) == 0 && file_has(out, "fingerprint") && file_has(out, "tokens       256"));
+    /* The probe: on by default for this small model (a3_probe_by_default;
+     * the rule itself is checked in test_pred), off with --no-probe, which
+     * names the command that runs it later; both flags: a usage error. */
+    snprintf(args, sizeof args, "%s.pred", cache);
+    CHECK(file_has(args, "\"layers_done\":5") && file_has(args, "\"joint\":{"));
+    snprintf(args, sizeof args, "calibrate %s --text %s --samples 4 --seqlen 64 --no-probe -o %s.np", g_model, text, cache);
+    CHECK(run_a3(args, out) == 0 && file_has(out, "NLL probe: not run (--no-probe)") && file_has(out, "a3 probe "));
+    snprintf(args, sizeof args, "%s.np.pred", cache);
+    CHECK(file_has(args, "\"probe\":null"));
+    snprintf(args, sizeof args, "calibrate %s --text %s --probe --no-probe -o %s.np2", g_model, text, cache);
+    CHECK(run_a3(args, out) == 2 && file_has(out, "exclude each other"));
     /* Too little text: a clear refusal (usage), then --allow-short uses it. */
     snprintf(args, sizeof args, "calibrate %s --text %s --samples 100000 --seqlen 512 -o %s.2", g_model, text, cache);
     CHECK(run_a3(args, out) == 2 && file_has(out, "--allow-short"));

@@ -512,6 +512,61 @@ static void test_pred_nll_interpolation(void)
     fixture_down(&f);
 }
 
+/* The rule of `a3 calibrate`'s default probe. The estimate is recounted
+ * here run by run as src/calib/probe.c makes them (clean pass, 6 cuts per
+ * layer l run from l to the end, joint pass; one NLL evaluation per run)
+ * and operation by operation for a layer; exact equality up to the
+ * summation order (1e-12 relative). Then the two regimes: the sample model
+ * at the demo's sampling gets the probe, a 7B shape at the default
+ * sampling (128 x 2048 calibration, 8 x 2048 probe) does not, unless the
+ * calibration is so long that the probe is a quarter of it. */
+static double count_layer(const a3_config *k, int L)
+{
+    double f = 0, d = k->d;
+    f += 2 * d * k->n_heads * k->head_dim;                 /* q_proj */
+    f += 2 * 2 * d * k->n_kv_heads * k->head_dim;          /* k_proj, v_proj */
+    f += 2 * (double)k->n_heads * k->head_dim * d;         /* o_proj */
+    f += 3 * 2 * d * k->d_ff;                              /* gate, up, down */
+    f += 2 * 2 * (double)k->n_heads * k->head_dim * L / 2; /* scores, values over L/2 keys */
+    return f;
+}
+
+static void test_probe_default_rule(void)
+{
+    a3_config s = {.d = 128, .n_layers = 4, .n_heads = 8, .n_kv_heads = 4, .head_dim = 16, .d_ff = 352, .vocab = 512};
+    a3_config b = {.d = 4096, .n_layers = 32, .n_heads = 32, .n_kv_heads = 32, .head_dim = 128, .d_ff = 11008,
+                   .vocab = 32000};
+    const a3_config *ks[2] = {&s, &b};
+    for (int i = 0; i < 2; i++) {
+        const a3_config *k = ks[i];
+        int L = i ? 2048 : 256, nl = k->n_layers;
+        double runs = nl, nlls = 2;
+        for (int l = 0; l < nl; l++) runs += 6.0 * (nl - l), nlls += 6;
+        runs += nl;
+        double want = 100.0 * (runs * count_layer(k, L) + nlls * 2.0 * k->d * k->vocab);
+        double got = a3_probe_cost_flops(k, 100, L);
+        CHECKF(fabs(got - want) <= 1e-12 * want, "probe cost %.17g, recounted %.17g", got, want);
+        double hd2 = (double)k->head_dim * k->head_dim;
+        for (int full = 0; full < 2; full++) {
+            double st = (2.0 * k->n_heads + 2.0 * k->n_kv_heads) * hd2 + (full ? (double)k->d_ff * k->d_ff : 2.0 * k->d_ff);
+            want = 100.0 * nl * (count_layer(k, L) + st);
+            got = a3_calib_cost_flops(k, 100, L, full);
+            CHECKF(fabs(got - want) <= 1e-12 * want, "calibration cost %.17g, recounted %.17g", got, want);
+        }
+    }
+    /* the demo: 32 x 256 calibration, 8 x 256 probe tokens (~7e10 flops) */
+    CHECK(a3_probe_by_default(a3_probe_cost_flops(&s, 8 * 256, 256), a3_calib_cost_flops(&s, 32 * 256, 256, 0)));
+    /* 7B: ~2e16 flops, 6x the default calibration's: not by default... */
+    double p7 = a3_probe_cost_flops(&b, 8 * 2048, 2048), c7 = a3_calib_cost_flops(&b, 128 * 2048, 2048, 1);
+    CHECKF(p7 > 1e16 && p7 > 4 * c7, "7B probe %.3g, calibration %.3g", p7, c7);
+    CHECK(!a3_probe_by_default(p7, c7));
+    /* ...but with 4096 calibration windows the probe is under a quarter */
+    CHECK(a3_probe_by_default(p7, a3_calib_cost_flops(&b, 4096 * 2048, 2048, 1)));
+    /* the two thresholds, at their edges */
+    CHECK(a3_probe_by_default(A3_PROBE_AUTO_FLOPS, 0) && !a3_probe_by_default(1.01 * A3_PROBE_AUTO_FLOPS, 0));
+    CHECK(a3_probe_by_default(4e12, 16e12) && !a3_probe_by_default(4e12, 15.9e12));
+}
+
 int main(void)
 {
     RUN(test_curves_mha);
@@ -523,5 +578,6 @@ int main(void)
     RUN(test_pred_lazy_cache);
     RUN(test_probe_matches_apply);
     RUN(test_pred_nll_interpolation);
+    RUN(test_probe_default_rule);
     return test_summary("pred");
 }

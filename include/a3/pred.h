@@ -176,4 +176,25 @@ int a3_probe(a3_model *m, const a3_cache *c, a3_pred *p, const int32_t *windows,
              int n_windows, int seqlen, const a3_probe_opts *o,
              a3_progress_fn progress, void *ctx, a3_err *err);
 
+/* Whether `a3 calibrate` runs the probe by default (without --probe or
+ * --no-probe): when its estimated cost is at most A3_PROBE_AUTO_FLOPS, or
+ * at most A3_PROBE_AUTO_SHARE of the calibration's own estimated cost.
+ * The probe grows with n_layers^2 (each of the 6 n_layers cuts runs from its
+ * layer to the end), the calibration with n_layers, so small models get it
+ * and 7B-sized ones (about 2e16 flops for 8 x 2048 probe tokens, 6x a
+ * default 128 x 2048 calibration) do not. Estimates in floating-point
+ * operations, from the shape only (multiply-add = 2):
+ *   layer run, per token: 2 d (q + 2 kv) + 2 q d + 6 d d_ff (projections,
+ *     q = n_heads hd, kv = n_kv hd) + 2 q seqlen (causal attention)
+ *   probe: tokens x (n_layers (3 n_layers + 5) layer runs + (6 n_layers + 2)
+ *     x 2 d vocab for the NLL evaluations), see the probe's cost above
+ *   calibration: tokens x n_layers x (layer run + (2 n_heads + 2 n_kv) hd^2
+ *     for the Gram statistics + d_ff^2 with Ru (--mlp-full), else 2 d_ff)
+ * They ignore memory traffic and threading: a rule, not a timing. */
+#define A3_PROBE_AUTO_FLOPS 1e12
+#define A3_PROBE_AUTO_SHARE 0.25
+double a3_probe_cost_flops(const a3_config *k, int64_t probe_tokens, int seqlen);
+double a3_calib_cost_flops(const a3_config *k, int64_t tokens, int seqlen, int mlp_full);
+int a3_probe_by_default(double probe_flops, double calib_flops);
+
 #endif

@@ -275,3 +275,30 @@ int a3_probe(a3_model *m, const a3_cache *c, a3_pred *p, const int32_t *win, int
     free(x), free(y), free(xn), free(lg), free(t.active), free(t.P), free(t.dropq), free(t.dropu), free(t.vbuf);
     return rc;
 }
+
+/* Per token of one layer run: projections (multiply-add = 2 flops) and
+ * causal attention over seqlen / 2 keys on average (scores and values). */
+static double layer_flops(const a3_config *k, int seqlen)
+{
+    double d = k->d, q = (double)k->n_heads * k->head_dim, kv = (double)k->n_kv_heads * k->head_dim;
+    return 2 * d * (q + 2 * kv) + 2 * q * d + 6 * d * k->d_ff + 2 * q * seqlen;
+}
+
+double a3_probe_cost_flops(const a3_config *k, int64_t probe_tokens, int seqlen)
+{
+    double nl = k->n_layers;
+    return (double)probe_tokens *
+           (nl * (3 * nl + 5) * layer_flops(k, seqlen) + (6 * nl + 2) * 2.0 * k->d * (double)k->vocab);
+}
+
+double a3_calib_cost_flops(const a3_config *k, int64_t tokens, int seqlen, int mlp_full)
+{
+    double hd2 = (double)k->head_dim * k->head_dim, ff = k->d_ff;
+    double stats = (2.0 * k->n_heads + 2.0 * k->n_kv_heads) * hd2 + (mlp_full ? ff * ff : 2 * ff);
+    return (double)tokens * k->n_layers * (layer_flops(k, seqlen) + stats);
+}
+
+int a3_probe_by_default(double probe_flops, double calib_flops)
+{
+    return probe_flops <= A3_PROBE_AUTO_FLOPS || probe_flops <= A3_PROBE_AUTO_SHARE * calib_flops;
+}

@@ -33,7 +33,9 @@ static const char *HELP =
     "  --probe           then measure every component's NLL sensitivity on\n"
     "                    the first --probe-samples windows (default 8): see\n"
     "                    'a3 probe --help'; costs ~3 (layers + 1) forward\n"
-    "                    passes over them\n"
+    "                    passes over them. Default: on when affordable (see\n"
+    "                    below); --probe forces it\n"
+    "  --no-probe        never run the probe (run 'a3 probe' later)\n"
     "  --max-memory SIZE refuse to start above SIZE (16GB = 16 x 10^9 bytes,\n"
     "                    15GiB = 15 x 2^30, or bytes; default 90% of the\n"
     "                    available memory)\n"
@@ -42,8 +44,12 @@ static const char *HELP =
     "                    (merge the N caches with 'a3 cache merge')\n"
     "  --threads N       threads (default: all cores)\n\n"
     "Besides CACHE it writes CACHE.pred: the exact loss curve of every\n"
-    "method (and the probe's sensitivities with --probe), which 'a3 plan'\n"
-    "and the TUI read (not for --shard: run 'a3 probe' after merging).\n"
+    "method and the probe's NLL sensitivities, which 'a3 plan' and the TUI\n"
+    "read (not for --shard: run 'a3 probe' after merging). The probe runs by\n"
+    "default when its estimated cost is at most 1e12 flops or a quarter of\n"
+    "the calibration's own (small models; not 7B-sized ones, where it would\n"
+    "cost several calibrations): one stderr line says whether it runs, why,\n"
+    "and the 'a3 probe' command that runs it later.\n"
     "Peak memory is about N x L x d x 4 bytes of hidden states plus one\n"
     "layer in float32; the estimate is printed before starting.\n"
     "Fewer than 16 tokens per head dimension (or fewer distinct tokens than\n"
@@ -61,7 +67,10 @@ static const char *HELP =
     "  a3 calibrate llama-1b --text wiki.train.txt -o llama-1b.cache\n"
     "  a3 calibrate llama-1b --text a.txt b.txt --samples 32 --seqlen 512 \\\n"
     "      -o small.cache\n"
-    "  a3 calibrate llama-1b --text wiki.train.txt -o llama-1b.cache --resume\n";
+    "  a3 calibrate llama-1b --text wiki.train.txt -o llama-1b.cache --resume\n"
+    "  a3 calibrate samples/sample-model --text samples/calib.txt --samples 32 \\\n"
+    "      --seqlen 256 --allow-short -o s.cache     # curves and probe\n"
+    "  a3 calibrate llama-1b --text wiki.train.txt --no-probe -o llama-1b.cache\n";
 
 typedef struct {
     const char *model, *out, *ids;
@@ -70,7 +79,7 @@ typedef struct {
     const char *sha_p[64];
     int n_texts;
     long samples, seqlen, seed, threads;
-    int allow_short, mlp_full, resume, probe;
+    int allow_short, mlp_full, resume, probe, no_probe;
     long probe_samples;
     long shard_k, shard_n;
     uint64_t max_memory; /* bytes; 0: 90% of what is available */
@@ -99,6 +108,7 @@ static int parse(int argc, char **argv, calib_opts *o)
                             CLI_FLAG("--allow-short", &o->allow_short),
                             CLI_FLAG("--mlp-full", &o->mlp_full),
                             CLI_FLAG("--probe", &o->probe),
+                            CLI_FLAG("--no-probe", &o->no_probe),
                             CLI_INT("--probe-samples", &o->probe_samples, 1, 1 << 16),
                             CLI_FN("--max-memory", cli_opt_bytes, &o->max_memory),
                             CLI_FLAG("--resume", &o->resume),
@@ -110,6 +120,7 @@ static int parse(int argc, char **argv, calib_opts *o)
     if (rc) return rc;
     if (!o->model || !o->out) return cli_usage("calibrate", "MODEL_DIR and -o CACHE are required");
     if (!o->n_texts == !o->ids) return cli_usage("calibrate", "give --text FILE... or --ids FILE");
+    if (o->probe && o->no_probe) return cli_usage("calibrate", "--probe and --no-probe exclude each other");
     return 0;
 }
 
@@ -151,6 +162,41 @@ static void warn_thin(const int32_t *win, size_t n, const a3_config *k)
             "calibrate: warning: thin statistics: %zu tokens (%zu distinct) for head_dim %d; below %d tokens per\n"
             "  head dimension or %d distinct tokens the loss curves are unreliable (use more, varied text)\n",
             n, distinct, k->head_dim, THIN_PER_DIM, k->head_dim);
+}
+
+/* The command that runs the probe later on the same text (a3 probe draws
+ * its own windows, from seed 1; the calibration's probe took the first of
+ * the calibration windows). */
+static void probe_command(const calib_opts *o, int pn, int L)
+{
+    fprintf(stderr, "a3 probe %s --cache %s", o->model, o->out);
+    if (o->ids) fprintf(stderr, " --ids %s", o->ids);
+    else {
+        fprintf(stderr, " --text");
+        for (int i = 0; i < o->n_texts; i++) fprintf(stderr, " %s", o->texts[i]);
+    }
+    fprintf(stderr, " --samples %d --seqlen %d\n", pn, L);
+}
+
+/* Whether the probe runs (--probe, --no-probe, else the rule of
+ * a3_probe_by_default), said in one stderr line. */
+static int probe_decide(const calib_opts *o, const a3_config *k, int64_t calib_tokens, int pn, int L)
+{
+    double pf = a3_probe_cost_flops(k, (int64_t)pn * L, L), cf = a3_calib_cost_flops(k, calib_tokens, L, o->mlp_full);
+    int yes = o->probe || (!o->no_probe && a3_probe_by_default(pf, cf));
+    char why[160];
+    if (o->probe || o->no_probe) snprintf(why, sizeof why, "%s", o->probe ? "--probe" : "--no-probe");
+    else
+        snprintf(why, sizeof why, "about %.2g flops, %.2fx the calibration's %.2g; on by default up to %.0g flops "
+                 "or %.2fx", pf, cf > 0 ? pf / cf : 0.0, cf, A3_PROBE_AUTO_FLOPS, A3_PROBE_AUTO_SHARE);
+    if (yes) {
+        fprintf(stderr, "calibrate: NLL probe on %d x %d tokens: runs (%s)%s\n", pn, L, why,
+                o->probe ? "" : "; --no-probe skips it");
+        return 1;
+    }
+    fprintf(stderr, "calibrate: NLL probe: not run (%s); run it later with (or calibrate with --probe):\n  ", why);
+    probe_command(o, pn, L);
+    return 0;
 }
 
 static int run(calib_opts *o, a3_model *m, a3_err *err)
@@ -233,11 +279,16 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
     else if (kept == 0) a3_calib_checkpoint_remove(ckdir, k->n_layers);
     if (rc == A3_OK)
         fprintf(stderr, "calibrate: wrote %s (%lld tokens, %.1f s)\n", o->out, (long long)c->n_tokens, a3_now() - pr.t0);
-    if (rc == A3_OK && !o->shard_n) { /* CACHE.pred: exact curves, and the probe with --probe */
+    if (rc == A3_OK && !o->shard_n) { /* CACHE.pred: exact curves, and the probe when decided so */
         char *pp = a3_pred_path(o->out);
         int pn = (int)(o->probe_samples ? o->probe_samples : 8);
-        rc = pp ? cli_pred_run(m, c, pp, o->probe ? win : NULL, pn < nw ? pn : nw, L, 0.3, err)
+        pn = pn < nw ? pn : nw;
+        int probe = probe_decide(o, k, (int64_t)nw * L, pn, L);
+        rc = pp ? cli_pred_run(m, c, pp, probe ? win : NULL, pn, L, 0.3, err)
                 : a3_err_set(err, A3_ENOMEM, "out of memory");
+        if (rc == A3_ECANCELED)
+            fprintf(stderr, "calibrate: %s is complete; the probe was interrupted: resume it with\n  ", o->out),
+                probe_command(o, pn, L);
         free(pp);
     }
     a3_cache_free(c);

@@ -8,6 +8,7 @@
 
 #include "a3/cache.h"
 #include "a3/calib.h"
+#include "a3/cleanup.h"
 #include "a3/pred.h"
 #include "cli.h"
 
@@ -29,7 +30,9 @@ static const char *HELP =
     "    predicted NLL (and perplexity) change of any plan, and greedy\n"
     "    ranks removals by it. Cost: about 3 (n_layers + 1) forward passes\n"
     "    over the N x L probe tokens. Saved after every layer: rerun the\n"
-    "    same command to resume after an interruption.\n\n"
+    "    same command to resume after an interruption. 'a3 calibrate' runs\n"
+    "    it by default when that is at most 1e12 flops or a quarter of the\n"
+    "    calibration (small models); for larger ones run it here.\n\n"
     "options:\n"
     "  --cache CACHE     the calibration cache of this model (required)\n"
     "  --text FILE...    probe text (UTF-8; use text the model was not\n"
@@ -62,7 +65,9 @@ static void on_signal(int sig) { (void)sig, g_stop = 1; }
 static int stop_cb(void *ctx, const char *stage, int64_t done, int64_t total)
 {
     cli_progress_cb(ctx, stage, done, total);
-    return g_stop;
+    /* a3 probe's own handler, or a3 calibrate's (a3/cleanup.h) when the
+     * probe runs at the end of a calibration */
+    return g_stop || a3_cleanup_interrupted();
 }
 
 static int parse(int argc, char **argv, probe_opts *o)
