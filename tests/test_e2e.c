@@ -13,6 +13,7 @@
 #include "a3/llama2c.h"
 #include "a3/model.h"
 #include "a3/plan.h"
+#include "a3/pred.h"
 #include "a3/tokenizer.h"
 #include "test.h"
 
@@ -283,6 +284,60 @@ static void test_cli_calibrate(void)
     CHECK(run_a3(args, out) == 0 && file_has(out, "usage: a3 calibrate"));
 }
 
+/* Replace the first `from` in the file by `to` (the file is small). */
+static int file_edit(const char *path, const char *from, const char *to)
+{
+    char *s = NULL;
+    size_t n;
+    if (a3_read_file(path, 1 << 24, &s, &n, NULL)) return -1;
+    char *at = strstr(s, from);
+    FILE *f = at ? fopen(path, "wb") : NULL;
+    int ok = f && fwrite(s, 1, (size_t)(at - s), f) == (size_t)(at - s) && fputs(to, f) >= 0 &&
+             fputs(at + strlen(from), f) >= 0;
+    ok = f && fclose(f) == 0 && ok;
+    free(s);
+    return ok ? 0 : -1;
+}
+
+/* CACHE.pred carries the version of the curves' definition: a sidecar
+ * with the current one is reused (its marker survives), one from older
+ * code (an older curves_version, or none) is recomputed with a stderr line
+ * saying so, and 'a3 plan' refuses it (exit 4) naming 'a3 probe'. The
+ * marker is the "tool" string, which only a rewrite resets. */
+static void test_cli_pred_stale(void)
+{
+    if (!getenv("A3_BIN")) SKIP("A3_BIN not set (run through make check)");
+    if (!g_tmp[0] && !test_tmpdir(g_tmp, sizeof g_tmp)) SKIP("no temporary directory");
+    char args[1200], out[160], cache[160], pred[170], cur[64], old[64];
+    snprintf(out, sizeof out, "%s/stale.txt", g_tmp);
+    snprintf(cache, sizeof cache, "%s/v.cache", g_tmp);
+    snprintf(pred, sizeof pred, "%s.pred", cache);
+    snprintf(cur, sizeof cur, "\"curves_version\":%d", A3_PRED_CURVES_VERSION);
+    snprintf(old, sizeof old, "\"curves_version\":%d", A3_PRED_CURVES_VERSION - 1);
+    snprintf(args, sizeof args, "calibrate samples/sample-model --text samples/calib.txt --samples 4 --seqlen 64 "
+             "--no-probe -o %s", cache);
+    CHECK(run_a3(args, out) == 0 && file_has(pred, cur));
+    snprintf(args, sizeof args, "probe samples/sample-model --cache %s --curves-only", cache);
+    /* control: the current version is reused */
+    CHECK(file_edit(pred, "\"tool\":\"a3 ", "\"tool\":\"MARK a3 ") == 0);
+    CHECK(run_a3(args, out) == 0 && !file_has(out, "recomputing") && file_has(pred, "MARK"));
+    /* an older version: recomputed, not reused */
+    CHECK(file_edit(pred, cur, old) == 0 && file_has(pred, old));
+    CHECK(run_a3(args, out) == 0 && file_has(out, "recomputing") && file_has(out, "made by an older a3"));
+    CHECK(file_has(pred, cur) && !file_has(pred, "MARK"));
+    /* no version at all (written before the field existed): likewise */
+    char drop[80];
+    snprintf(drop, sizeof drop, "%s,", cur);
+    CHECK(file_edit(pred, "\"tool\":\"a3 ", "\"tool\":\"MARK a3 ") == 0 && file_edit(pred, drop, "") == 0);
+    CHECK(!file_has(pred, "curves_version"));
+    CHECK(run_a3(args, out) == 0 && file_has(out, "curves_version 1: made by an older a3"));
+    CHECK(file_has(pred, cur) && !file_has(pred, "MARK"));
+    /* a plan refuses a stale sidecar and says what to run */
+    CHECK(file_edit(pred, cur, old) == 0);
+    snprintf(args, sizeof args, "plan %s --budget params=20%% -o %s/v.plan", cache, g_tmp);
+    CHECK(run_a3(args, out) == 4 && file_has(out, "rerun 'a3 probe'"));
+}
+
 /* apply --max-shard-size: bad values are a usage error (exit 2) naming
  * the option, refused before any input is opened. */
 static void test_cli_apply_shard_size(void)
@@ -308,6 +363,7 @@ int main(void)
     RUN(test_stories_apply_identities);
     RUN(test_cli_calibrate);
     RUN(test_cli_apply_shard_size);
+    RUN(test_cli_pred_stale);
     if (g_tmp[0]) test_rm_rf(g_tmp);
     return test_summary("e2e");
 }

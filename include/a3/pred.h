@@ -70,7 +70,7 @@
  * next layer.
  *
  * Sidecar (JSON, UTF-8, written atomically):
- *   {"format": "a3-pred", "version": 1, "tool": "a3 0.1.0",
+ *   {"format": "a3-pred", "version": 1, "curves_version": 2, "tool": "a3 0.1.0",
  *    "cache": {"fingerprint": hex64},        a3_plan_cache_fingerprint
  *    "dims": {"n_layers":..,"n_kv_heads":..,"head_dim":..,"d_ff":..},
  *    "mlp_exact": bool,
@@ -83,8 +83,9 @@
  *               "joint": null | {"sum": S_j, "root": R_j, "dnll": J}}}   (layers_done x 3 kinds x
  *    A3_PROBE_LEVELS each, flat;
  *    the curves are flat arrays in the index order of the struct below)
- * Loading checks the format, dims, array lengths, finite values and that
- * the cache fingerprint matches the cache it is used with. */
+ * Loading checks the format, the curves' definition version, dims, array
+ * lengths, finite values and that the cache fingerprint matches the cache
+ * it is used with. */
 #ifndef A3_PRED_H
 #define A3_PRED_H
 
@@ -96,6 +97,15 @@
 #include "a3/util.h"
 
 #define A3_PRED_VERSION 1
+/* The definition of what the sidecar's numbers are (which loss, which
+ * selection order, which probe cuts), written as "curves_version" and
+ * checked on load: a sidecar from code with another definition is refused
+ * (A3_EMISMATCH), so 'a3 calibrate' and 'a3 probe' recompute it instead of
+ * reusing it by its matching cache fingerprint, and 'a3 plan' asks for a
+ * rerun. Files without the field (written before it existed) count as
+ * version 1. Bump it with any change to src/calib/pred.c or probe.c that
+ * moves a stored number by more than round-off (1e-12 relative). */
+#define A3_PRED_CURVES_VERSION 2
 #define A3_PROBE_LEVELS 2 /* probe cuts per component: near the target
                            * relative loss, and the whole component */
 

@@ -65,6 +65,7 @@ static cJSON *to_json(const a3_pred *p)
     if (!r || !cache || !dims || !curves) goto fail;
     cJSON_AddStringToObject(r, "format", "a3-pred");
     cJSON_AddNumberToObject(r, "version", A3_PRED_VERSION);
+    cJSON_AddNumberToObject(r, "curves_version", A3_PRED_CURVES_VERSION);
     cJSON_AddStringToObject(r, "tool", "a3 " A3_VERSION);
     cJSON_AddStringToObject(cache, "fingerprint", p->cache_fingerprint);
     cJSON_AddItemToObject(r, "cache", cache), cache = NULL;
@@ -172,6 +173,13 @@ static int from_json(const cJSON *r, const char *path, const a3_cache *c, a3_pre
     if (get_int(r, "version", 0, 1 << 30, &v)) return bad(err, path, "version", "missing or not an integer");
     if (v != A3_PRED_VERSION)
         return a3_err_set(err, A3_EUNSUPPORTED, "%s: version %ld not supported (this a3 reads %d)", path, v, A3_PRED_VERSION);
+    long cv = 1; /* absent: written before the field existed */
+    if (cJSON_GetObjectItemCaseSensitive(r, "curves_version") && get_int(r, "curves_version", 1, 1 << 30, &cv))
+        return bad(err, path, "curves_version", "not a positive integer");
+    if (cv != A3_PRED_CURVES_VERSION)
+        return a3_err_set(err, A3_EMISMATCH, "%s: curves_version %ld: made by a%s a3 (this one computes version %d; "
+                          "rerun 'a3 probe')", path, cv, cv < A3_PRED_CURVES_VERSION ? "n older" : " newer",
+                          A3_PRED_CURVES_VERSION);
     const cJSON *dims = cJSON_GetObjectItemCaseSensitive(r, "dims");
     if (get_int(dims, "n_layers", 1, A3_CACHE_MAX_COUNT, &nl) || get_int(dims, "n_kv_heads", 1, A3_CACHE_MAX_COUNT, &nkv) ||
         get_int(dims, "head_dim", 2, A3_CACHE_MAX_COUNT, &hd) || get_int(dims, "d_ff", 1, A3_CACHE_MAX_DIM, &ff))
