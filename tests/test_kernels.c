@@ -67,6 +67,34 @@ static void test_convert_every_value(void)
     free(out);
 }
 
+/* Outputs of 16M elements and more go through non-temporal stores with a
+ * scalar head up to 32-byte alignment: every value still exact, for a
+ * destination at each float offset 0..7 from an aligned address and an
+ * odd length, on 1 and 2 threads (each thread's share has its own head). */
+static void test_convert_streaming(void)
+{
+    const size_t n = ((size_t)16 << 20) + 13;
+    uint16_t *h = malloc(n * 2);
+    float *buf = aligned_alloc(32, (n + 8) * sizeof(float));
+    if (!h || !buf) SKIP("out of memory (needs ~100 MB)");
+    for (size_t i = 0; i < n; i++) h[i] = (uint16_t)(i * 40503u >> 3);
+    for (int simd = 0; simd <= have_simd(); simd++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int off = 0; off < 8; off += 3)
+                for (int th = 1; th <= 2; th++) {
+                    a3_k_force_scalar(!simd);
+                    float *out = buf + off;
+                    CHECK(a3_k_to_f32(dt ? A3_DT_BF16 : A3_DT_F16, h, n, out, th) == 0);
+                    size_t bad = 0;
+                    for (size_t i = 0; i < n; i++) bad += !same(dt ? ref_bf16(h[i]) : ref_f16(h[i]), out[i]);
+                    CHECKF(bad == 0, "%s simd=%d offset=%d threads=%d: %zu of %zu values differ",
+                           dt ? "bf16" : "f16", simd, off, th, bad, n);
+                }
+    a3_k_force_scalar(0);
+    free(h);
+    free(buf);
+}
+
 static uint32_t rng_next(uint32_t *s)
 {
     *s = *s * 1664525u + 1013904223u;
@@ -312,6 +340,7 @@ static void test_pool(void)
 int main(void)
 {
     RUN(test_convert_every_value);
+    RUN(test_convert_streaming);
     RUN(test_matvec_against_double);
     RUN(test_matvec_threads);
     RUN(test_matvec_rows_independent);

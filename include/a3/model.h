@@ -1,8 +1,10 @@
 /* model: a LLaMA-family decoder on the CPU.
  *
- * Weights stay memory-mapped in their file dtype; a layer is converted to
- * float32 only while it runs (F32 files are used in place), so peak memory
- * is one layer in float32 plus activations, never the whole model.
+ * Weights stay memory-mapped in their file dtype. A forward pass converts
+ * one matrix to float32 right before its product (F32 files are used in
+ * place), so peak memory is one matrix in float32 plus activations, never
+ * a layer or the model; a3_model_run_layer, which runs one layer over many
+ * chunks of tokens, converts that layer once (one layer in float32).
  *
  * The forward pass is a batched prefill: n_seq independent sequences of
  * seqlen tokens, every GEMM through OpenBLAS sgemm, attention threaded over

@@ -35,12 +35,18 @@ static void linear(float *y, const float *x, const wmat *W, size_t rows, int in,
         if (!acc) memset(y, 0, rows * (size_t)out * sizeof(float));
         return;
     }
-    if (rows <= A3_K_MATVEC_ROWS || !W->f32) {
+    const float *f = W->f32;
+    if (!f && rows > A3_K_MATVEC_ROWS && s->wconv) {
+        /* the dtype was checked at open: the conversion cannot refuse it */
+        a3_k_to_f32(W->dt, W->raw, (size_t)out * (size_t)in, s->wconv, threads);
+        f = s->wconv;
+    }
+    if (rows <= A3_K_MATVEC_ROWS || !f) {
         a3_k_matvec(W->dt, W->raw, out, in, x, (int)rows, y, acc, threads);
         return;
     }
-    if (s->fixed_tiles) a3_sgemm_nt_fixed(rows, out, in, x, W->f32, acc, y, threads);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, W->f32, in,
+    if (s->fixed_tiles) a3_sgemm_nt_fixed(rows, out, in, x, f, acc, y, threads);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, f, in,
                      acc ? 1.0f : 0.0f, y, out);
 }
 
@@ -82,8 +88,24 @@ int a3__scratch_init(const a3_model *m, fwd_scratch *s, size_t rows, int max_key
     return A3_OK;
 }
 
+int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err)
+{
+    size_t most = 1, d = (size_t)m->cfg.d;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const layer_shape *sh = &m->shapes[l];
+        size_t n[5] = {(size_t)sh->q_out * d, (size_t)sh->k_out * d, (size_t)sh->v_out * d,
+                       (size_t)sh->o_in * d, (size_t)sh->ff * d};
+        for (int i = 0; i < 5; i++) most = n[i] > most ? n[i] : most;
+    }
+    free(s->wconv);
+    if (!(s->wconv = a3_malloc_array(most, sizeof(float))))
+        return a3_err_set(err, A3_ENOMEM, "%s: out of memory for one weight matrix in float32 (%zu floats)", m->dir, most);
+    return A3_OK;
+}
+
 void a3__scratch_free(fwd_scratch *s)
 {
+    free(s->wconv);
     free(s->xn);
     free(s->q);
     free(s->k);

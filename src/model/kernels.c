@@ -50,7 +50,7 @@ typedef struct {
     const unsigned char *src;
     size_t n;
     float *dst;
-    int simd;
+    int simd, stream;
 } cvt_job;
 
 static void cvt_part(void *p, int t, int nt)
@@ -63,18 +63,23 @@ static void cvt_part(void *p, int t, int nt)
     const unsigned char *s = J->src + (size_t)lo * es;
     float *d = J->dst + lo;
     size_t n = (size_t)(hi - lo);
-    if (J->simd) a3__k_cvt_x86(J->dt, s, n, d);
+    if (J->simd) a3__k_cvt_x86(J->dt, s, n, d, J->stream);
     else
         for (size_t i = 0; i < n; i++) d[i] = elem(J->dt, s, i);
 }
 
 /* Below this many elements one thread converts faster than two wake up. */
 #define CVT_PAR_MIN (1 << 16)
+/* From this many elements (64 MB of float32, beyond a last-level cache)
+ * the output is written with non-temporal stores: it leaves the cache
+ * before its reader comes back to it in any case. Smaller outputs stay
+ * cached for the product that follows. */
+#define CVT_STREAM_MIN ((size_t)16 << 20)
 
 int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads)
 {
     if (!supported(dt)) return A3_EUNSUPPORTED;
-    cvt_job J = {dt, src, n, dst, use_simd()};
+    cvt_job J = {dt, src, n, dst, use_simd(), n >= CVT_STREAM_MIN};
     a3_pool_run(n < CVT_PAR_MIN ? 1 : threads, cvt_part, &J);
     return A3_OK;
 }

@@ -12,6 +12,6 @@
 int a3__k_x86_ok(void);
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
                       int nrows, float *y, int acc, int o0, int o1);
-void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst);
+void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, int stream);
 
 #endif

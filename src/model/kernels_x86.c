@@ -2,6 +2,7 @@
  * kernels. The build targets x86-64-v2 (no AVX), so these functions carry
  * a target attribute and are only reached after a3__k_x86_ok() said yes.
  * On other architectures the file provides a "no" and unreachable stubs. */
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels_impl.h"
@@ -172,23 +173,30 @@ void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, cons
     }
 }
 
-TGT static void cvt_f16(const unsigned char *s, size_t n, float *d)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, LD_F16(s, i));
-    for (; i < n; i++) d[i] = one_f16(s + 2 * i, 0);
-}
-TGT static void cvt_bf16(const unsigned char *s, size_t n, float *d)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, LD_BF16(s, i));
-    for (; i < n; i++) d[i] = one_bf16(s + 2 * i, 0);
-}
+/* Widening conversion. With `stream`, the 32-byte-aligned body is written
+ * with non-temporal stores: a destination larger than the last-level
+ * cache would be evicted before its reader gets to it anyway, and
+ * streaming skips reading each line before overwriting it (F16, 61M
+ * elements: 1.3-1.5x the rate of plain stores on one thread here). */
+#define DEF_CVT(NAME, LD, ONE)                                                     \
+    TGT static void NAME(const unsigned char *s, size_t n, float *d, int stream)  \
+    {                                                                              \
+        size_t i = 0;                                                              \
+        if (stream) {                                                              \
+            for (; i < n && ((uintptr_t)(d + i) & 31) != 0; i++) d[i] = ONE(s + 2 * i, 0); \
+            for (; i + 8 <= n; i += 8) _mm256_stream_ps(d + i, LD(s, i));         \
+            _mm_sfence();                                                          \
+        }                                                                          \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, LD(s, i));              \
+        for (; i < n; i++) d[i] = ONE(s + 2 * i, 0);                               \
+    }
+DEF_CVT(cvt_f16, LD_F16, one_f16)
+DEF_CVT(cvt_bf16, LD_BF16, one_bf16)
 
-void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst)
+void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, int stream)
 {
-    if (dt == A3_DT_F16) cvt_f16(src, n, dst);
-    else if (dt == A3_DT_BF16) cvt_bf16(src, n, dst);
+    if (dt == A3_DT_F16) cvt_f16(src, n, dst, stream);
+    else if (dt == A3_DT_BF16) cvt_bf16(src, n, dst, stream);
     else if (dt == A3_DT_F32) memcpy(dst, src, n * sizeof(float));
 }
 
@@ -200,8 +208,8 @@ void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, cons
 {
     (void)dt, (void)W, (void)out, (void)in, (void)x, (void)nrows, (void)y, (void)acc, (void)o0, (void)o1;
 }
-void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst)
+void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, int stream)
 {
-    (void)dt, (void)src, (void)n, (void)dst;
+    (void)dt, (void)src, (void)n, (void)dst, (void)stream;
 }
 #endif

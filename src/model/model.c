@@ -133,10 +133,13 @@ static int run_layers(a3_model *m, float *x, int n_seq, int seqlen, int pos0, kv
 {
     const a3_config *c = &m->cfg;
     size_t rows = (size_t)n_seq * seqlen;
-    int convert = rows > A3_K_MATVEC_ROWS, rc = A3_OK;
+    int rc = A3_OK;
+    /* Many rows: sgemm on float32 weights, converted one matrix at a time
+     * right before its product (each is used once per pass). */
+    if (rows > A3_K_MATVEC_ROWS && !s->wconv) rc = a3__scratch_wconv(m, s, err);
     for (int l = 0; l < c->n_layers && rc == A3_OK; l++) {
         layer_weights w;
-        rc = a3__layer_load(m, l, convert, &w, ws, err);
+        rc = a3__layer_load(m, l, 0, &w, ws, err);
         if (rc == A3_OK) rc = a3__layer_forward(m, l, &w, x, n_seq, seqlen, pos0, kv, NULL, s, err);
     }
     return rc ? rc : a3_model_final_norm(m, x, rows, out, err);
@@ -269,15 +272,15 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
  * token) allocates nothing: the KV cache for max_len tokens is made here,
  * the activation scratch and hidden-state rows at the first step and
  * again only when a step brings more tokens than any before. A prompt of
- * more than A3_K_MATVEC_ROWS tokens converts each layer to float32 (see
- * weights.c); that buffer and the prompt-sized scratch are released after
- * the step, so they do not stay allocated while decoding. */
+ * more than A3_K_MATVEC_ROWS tokens converts each matrix to float32 before
+ * its product (forward.c); that buffer and the prompt-sized scratch are
+ * released after the step, so they do not stay allocated while decoding. */
 struct a3_decoder {
     a3_model *m;
     kv_cache kv;
     fwd_scratch s; /* sized for s_rows rows, kv.max_len keys */
     size_t s_rows;
-    fbuf ws;       /* norms/biases (and a converted layer during a prompt) */
+    fbuf ws;       /* norms/biases */
     float *x, *h;  /* (s_rows, d) each */
 };
 

@@ -2,8 +2,10 @@
  *
  * Decoding (a few token rows) reads the matrices in their file dtype from
  * the memory map through a3_k_matvec: nothing is converted or allocated
- * per token. A prefill converts one layer at a time into a buffer that
- * only grows, so a pass allocates it once. */
+ * per token. A forward pass leaves the matrices raw too and converts each
+ * right before its product (forward.c, fwd_scratch.wconv); a3__layer_load
+ * with `convert` makes float32 views of the whole layer in a buffer that
+ * only grows, for callers that run one layer over many chunks. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
