@@ -75,7 +75,9 @@ static void test_convert_streaming(void)
 {
     const size_t n = ((size_t)16 << 20) + 13;
     uint16_t *h = malloc(n * 2);
-    float *buf = aligned_alloc(32, (n + 8) * sizeof(float));
+    void *mem = NULL;
+    if (posix_memalign(&mem, 32, (n + 8) * sizeof(float)) != 0) mem = NULL;
+    float *buf = mem;
     if (!h || !buf) SKIP("out of memory (needs ~100 MB)");
     for (size_t i = 0; i < n; i++) h[i] = (uint16_t)(i * 40503u >> 3);
     for (int simd = 0; simd <= have_simd(); simd++)
