@@ -139,7 +139,7 @@ static void upstream_full_case(fixture *fx, const char *kind, int qk_method, int
     if (mlp_case) p->mlp[1] = width;
     a3_seq *s = NULL;
     a3_err err = {0};
-    a3_seq_opts so = {.target_layer_output = 1};
+    a3_seq_opts so = {.target_layer_output = 1, .ov_drift = A3_SEQ_OV_DRIFT};
     CHECK(a3_seq_new(f.m, p, f.c, f.win, NW, L, &so, &s, &err) == A3_OK);
     if (!s) return;
     const a3_layer_solver *S = a3_seq_solver(s);
@@ -201,12 +201,110 @@ static void test_upstream_full_bias(void) { upstream_full_kind("bias", A3_QK_MET
 static void test_upstream_full_qk_a3(void) { upstream_full_kind("gqa", A3_QK_METHOD_A3, A3_OV_METHOD_A3, 4); }
 static void test_upstream_full_qk_exact(void) { upstream_full_kind("bias", A3_QK_METHOD_GREEDY_EXACT, A3_OV_METHOD_A3, 2); }
 
+/* A standard normal from a xorshift64 state (Box-Muller); the tests' own. */
+static double gauss(uint64_t *st)
+{
+    double u[2];
+    for (int i = 0; i < 2; i++) {
+        *st ^= *st << 13, *st ^= *st >> 7, *st ^= *st << 17;
+        u[i] = ((double)(*st >> 11) + 0.5) / 9007199254740992.0;
+    }
+    return sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]);
+}
+
+/* The OV solve with the drift term (a3_ov_solve_stats_t) against least
+ * squares on explicit rows: head j's product K_j = T S_j (hd x d) should
+ * minimise ||Y K_j - (Z_j Wo_j + D_j)|| over the N rows (all heads see the
+ * same Y, so the shared Cyy is exact). Full rank: K_j equals LAPACK dgels
+ * (QR) per head. Rank r < hd (one head): Y K_r equals the projection of
+ * Y K* onto its top r left singular vectors (Eckart-Young, by dgesvd).
+ * W_v = [I | 0] makes new_v = T^T, so K_j is read off new_v and new_o.
+ * Tolerance 1e-5 of the largest entry: float32 outputs (6e-8 relative) of a
+ * float64 solve on a well-conditioned random Y (N = 300 rows, hd = 6). */
+static void drift_case(int per, int r)
+{
+    enum { N = 300, HD = 6, D = 10 };
+    int nh = per, cols = nh * HD;
+    uint64_t st = 77 + (uint64_t)per * 7 + (uint64_t)r;
+    double *Y = malloc(N * HD * 8), *Z = malloc((size_t)N * cols * 8), *Dr = malloc((size_t)N * per * D * 8);
+    float *wv = calloc(HD * D, 4), *wo = malloc((size_t)D * cols * 4);
+    for (int i = 0; i < N * HD; i++) Y[i] = gauss(&st);
+    for (int i = 0; i < N * cols; i++) Z[i] = 0.5 * Y[(i / cols) * HD + (i % HD)] + gauss(&st);
+    for (int i = 0; i < N * per * D; i++) Dr[i] = 0.3 * gauss(&st);
+    for (int a = 0; a < HD; a++) wv[a * D + a] = 1;
+    for (int i = 0; i < D * cols; i++) wo[i] = (float)gauss(&st);
+    /* statistics (means), targets T_j = Z_j Wo_j^T + D_j */
+    double *Cyy = calloc(HD * HD, 8), *Cyz = calloc((size_t)per * HD * HD, 8), *Cyd = calloc((size_t)per * HD * D, 8);
+    double *T = malloc((size_t)per * N * D * 8);
+    for (int j = 0; j < per; j++)
+        for (int n = 0; n < N; n++)
+            for (int e = 0; e < D; e++) {
+                double t = Dr[((size_t)n * per + j) * D + e];
+                for (int a = 0; a < HD; a++) t += Z[(size_t)n * cols + j * HD + a] * wo[e * cols + j * HD + a];
+                T[((size_t)j * N + n) * D + e] = t;
+            }
+    for (int n = 0; n < N; n++)
+        for (int a = 0; a < HD; a++) {
+            for (int b = 0; b < HD; b++) Cyy[a * HD + b] += Y[n * HD + a] * Y[n * HD + b] / N;
+            for (int j = 0; j < per; j++) {
+                for (int b = 0; b < HD; b++) Cyz[(j * HD + a) * HD + b] += Y[n * HD + a] * Z[(size_t)n * cols + j * HD + b] / N;
+                for (int e = 0; e < D; e++) Cyd[(j * HD + a) * D + e] += Y[n * HD + a] * Dr[((size_t)n * per + j) * D + e] / N;
+            }
+        }
+    a3_layer_f32 w = {.d = D, .n_heads = nh, .n_kv_heads = 1, .head_dim = HD, .wv = wv, .wo = wo};
+    float *nv = malloc(HD * D * 4), *no = malloc((size_t)per * D * HD * 4);
+    double loss, damp;
+    a3_err err = {0};
+    CHECKF(a3_ov_solve_stats_t(Cyy, Cyz, Cyd, 0, 0, r, &w, nv, NULL, no, &loss, &damp, &err) == A3_OK, "%s", err.msg);
+    for (int j = 0; j < per; j++) {
+        double *K = calloc(HD * D, 8), *Yc = malloc(N * HD * 8), *Tj = malloc((size_t)N * D * 8);
+        for (int a = 0; a < HD; a++)
+            for (int e = 0; e < D; e++)
+                for (int t = 0; t < r; t++) K[a * D + e] += (double)nv[t * D + a] * no[((size_t)j * D + e) * r + t];
+        memcpy(Yc, Y, N * HD * 8), memcpy(Tj, T + (size_t)j * N * D, (size_t)N * D * 8);
+        double worst = 0, scale = 0;
+        if (r == HD) {
+            CHECK(LAPACKE_dgels(LAPACK_ROW_MAJOR, 'N', N, HD, D, Yc, HD, Tj, D) == 0);
+            for (int i = 0; i < HD * D; i++) {
+                scale = fmax(scale, fabs(Tj[i]));
+                worst = fmax(worst, fabs(K[i] - Tj[i]));
+            }
+        } else { /* Y K_r against U_r U_r^T (Y K*) */
+            CHECK(LAPACKE_dgels(LAPACK_ROW_MAJOR, 'N', N, HD, D, Yc, HD, Tj, D) == 0);
+            double *F = calloc((size_t)N * D, 8), *U = malloc((size_t)N * D * 8), *sv = malloc(D * 8), *sup = malloc(D * 8);
+            for (int n = 0; n < N; n++)
+                for (int e = 0; e < D; e++)
+                    for (int a = 0; a < HD; a++) F[(size_t)n * D + e] += Y[n * HD + a] * Tj[a * D + e];
+            double *F0 = malloc((size_t)N * D * 8);
+            memcpy(F0, F, (size_t)N * D * 8);
+            CHECK(LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'S', 'N', N, D, F, D, sv, U, D, NULL, 1, sup) == 0);
+            for (int n = 0; n < N; n++)
+                for (int e = 0; e < D; e++) {
+                    double want = 0, got = 0;
+                    for (int t = 0; t < r; t++) /* (U_r U_r^T F0)[n][e] */
+                        for (int m = 0; m < N; m++) want += U[(size_t)n * D + t] * U[(size_t)m * D + t] * F0[(size_t)m * D + e];
+                    for (int a = 0; a < HD; a++) got += Y[n * HD + a] * K[a * D + e];
+                    scale = fmax(scale, fabs(want));
+                    worst = fmax(worst, fabs(got - want));
+                }
+            free(F), free(U), free(sv), free(sup), free(F0);
+        }
+        CHECKF(worst <= 1e-5 * scale, "per %d rank %d head %d: max error %.3g of scale %.3g", per, r, j, worst, scale);
+        free(K), free(Yc), free(Tj);
+    }
+    free(Y), free(Z), free(Dr), free(wv), free(wo), free(Cyy), free(Cyz), free(Cyd), free(T), free(nv), free(no);
+}
+
+static void test_ov_drift_full_rank(void) { drift_case(2, 6); }
+static void test_ov_drift_rank(void) { drift_case(1, 3); }
+
 static int apply_seq(fixture *f, const a3_plan *p, const char *name, int target, a3_seq **keep, a3_err *err)
 {
     char out[200];
     snprintf(out, sizeof out, "%s/%s", f->tmp, name);
     a3_seq *s = NULL;
-    a3_seq_opts so = {.target_layer_output = target, .record_json = "{\"samples\": 8}"};
+    a3_seq_opts so = {.target_layer_output = target, .ov_drift = target ? A3_SEQ_OV_DRIFT : 0,
+                       .record_json = "{\"samples\": 8}"};
     int rc = a3_seq_new(f->m, p, f->c, f->win, NW, L, &so, &s, err);
     a3_apply_opts o = {.dtype = A3_DT_F32, .solver = s ? a3_seq_solver(s) : NULL};
     if (rc == A3_OK) rc = a3_apply(f->m, f->c, p, &o, out, NULL, err);
@@ -542,6 +640,8 @@ int main(void)
     RUN(test_upstream_full_qk_a3);
     RUN(test_upstream_full_qk_exact);
     RUN(test_refit_equals_lstsq);
+    RUN(test_ov_drift_full_rank);
+    RUN(test_ov_drift_rank);
     RUN(test_full_rank_gqa);
     RUN(test_full_rank_mha);
     RUN(test_full_rank_bias);

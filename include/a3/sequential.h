@@ -12,7 +12,8 @@
  *      ||q k^T - q^_S k^_S^T|| on these statistics.
  *   2. OV: with the reduced QK in place, the attention outputs y of the
  *      original v_proj on X^ (the reduced pattern) against the original z
- *      on X: Cyy = E[y^T y], Cyz = E[y^T z]; a3_ov_solve_stats.
+ *      on X: Cyy = E[y^T y], Cyz = E[y^T z], and (ov_drift) the share of
+ *      the input drift x - x^ each head also fits; a3_ov_solve_stats_t.
  *   3. MLP: with the reduced attention in place, the intermediate u^ of the
  *      original gate/up on X^ against u on X and the original output
  *      y = u W_down: neurons scored on E[u^ u] and E[u^2]; refit (method
@@ -28,7 +29,8 @@
  *
  * Memory: both streams (2 x n_windows x seqlen x d floats), one chunk of
  * activations of each stream, the zero-padded reduced layer (one layer in
- * float32), and the layer's statistics in float64 (a few hd x hd per head;
+ * float32), and the layer's statistics in float64 (a few hd x hd per head,
+ * hd x d per head for the OV drift;
  * with a3-refit also d_ff x d_ff + 2 d_ff x d). Time: per layer, partial
  * passes of both streams up to q/k, up to z, up to u, and one whole pass
  * of each: about 4 calibration passes in all (docs/SEQUENTIAL.md). */
@@ -54,6 +56,10 @@ typedef struct {
     int target_layer_output; /* MLP refit target: the original layer's
                               * output minus the reduced stream's residual,
                               * y + h - h^, instead of the MLP output y */
+    double ov_drift;         /* OV target of head i: z_i W_o,i + ov_drift *
+                              * (x - x^), the layer inputs' drift (0: the
+                              * attention output only; the CLI and the TUI
+                              * use A3_SEQ_OV_DRIFT; docs/SEQUENTIAL.md) */
     const char *record_json; /* JSON object for the output config's "a3"
                               * section, key "sequential" (copied; NULL: {}) */
 } a3_seq_opts;
@@ -72,6 +78,10 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c,
                const int32_t *windows, int n_windows, int seqlen,
                const a3_seq_opts *o, a3_seq **out, a3_err *err);
 void a3_seq_free(a3_seq *s); /* accepts NULL */
+
+/* The share of the input drift in the OV target, chosen on DEV
+ * (docs/SEQUENTIAL.md, "OV drift"). */
+#define A3_SEQ_OV_DRIFT 0.5
 
 /* The calibrate defaults, used when a plan's samples/seqlen are 0. */
 #define A3_SEQ_DEFAULT_SAMPLES 128

@@ -99,7 +99,8 @@ static void whiten_wo(const a3_layer_f32 *w, int g, const double *Lc, double *M)
 
 /* M = Lc^-1 [Cyz_1 Wo_1 ... Cyz_g Wo_g] (hd, per*d): the cross-covariance
  * form of the whitened target (sequential solver; docs/SEQUENTIAL.md). */
-static void cross_wo(const a3_layer_f32 *w, int g, const double *Lc, const double *Cyz, double *M, double *tmp)
+static void cross_wo(const a3_layer_f32 *w, int g, const double *Lc, const double *Cyz, const double *Cyd, double *M,
+                     double *tmp)
 {
     int hd = w->head_dim, per = w->n_heads / w->n_kv_heads, d = w->d, cols = per * d;
     for (int a = 0; a < hd; a++)
@@ -109,16 +110,20 @@ static void cross_wo(const a3_layer_f32 *w, int g, const double *Lc, const doubl
     for (int j = 0; j < per; j++)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hd, d, hd, 1.0, Cyz + (size_t)j * hd * hd, hd,
                     tmp + (size_t)j * d, cols, 0.0, M + (size_t)j * d, cols);
+    if (Cyd) /* + E[y_j^T t_j] of an extra target t_j (hd x d per head) */
+        for (int a = 0; a < hd; a++)
+            for (int j = 0; j < per; j++)
+                for (int e = 0; e < d; e++) M[(size_t)a * cols + j * d + e] += Cyd[((size_t)j * hd + a) * d + e];
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, hd, cols, 1.0, Lc, hd, M, cols);
 }
 
 /* The solve for weighting k->W (already filled); Cyz NULL: one-shot. */
-static int ov_solve_work(int g, int r, const double *Cyz, const a3_layer_f32 *w, ov_work *k, float *new_v,
+static int ov_solve_work(int g, int r, const double *Cyz, const double *Cyd, const a3_layer_f32 *w, ov_work *k, float *new_v,
                          float *new_bv, float *new_o, double *loss, double *damp)
 {
     int hd = w->head_dim, per = w->n_heads / w->n_kv_heads, d = w->d, cols = per * d;
     if ((*damp = a3_chol_damped(k->Lc, k->W, hd)) < 0) return -1;
-    if (Cyz) cross_wo(w, g, k->Lc, Cyz, k->M, k->VT);
+    if (Cyz) cross_wo(w, g, k->Lc, Cyz, Cyd, k->M, k->VT);
     else whiten_wo(w, g, k->Lc, k->M);
     if (svd_via_gram(hd, cols, r, k->M, k->W, k->U, k->S, k->ev, k->VT)) return -1;
     *loss = 0;
@@ -153,7 +158,7 @@ int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m, c
     int rc = work_alloc(&k, hd, c->n_heads / c->n_kv_heads, w->d);
     if (rc == 0) {
         a3_ov_weighting(c, layer, g, m, w, k.W);
-        rc = ov_solve_work(g, rank, NULL, w, &k, new_v, new_bv, new_o, loss, damping);
+        rc = ov_solve_work(g, rank, NULL, NULL, w, &k, new_v, new_bv, new_o, loss, damping);
     }
     work_free(&k);
     if (rc) return a3_err_set(err, A3_EFORMAT, "layer %d: ov[%d]: solve failed (statistics not positive definite even with damping, or out of memory)", layer, g);
@@ -163,6 +168,13 @@ int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m, c
 int a3_ov_solve_stats(const double *Cyy, const double *Cyz, int layer, int g, int rank, const a3_layer_f32 *w,
                       float *new_v, float *new_bv, float *new_o, double *loss, double *damping, a3_err *err)
 {
+    return a3_ov_solve_stats_t(Cyy, Cyz, NULL, layer, g, rank, w, new_v, new_bv, new_o, loss, damping, err);
+}
+
+int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd, int layer, int g, int rank,
+                        const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o, double *loss,
+                        double *damping, a3_err *err)
+{
     int hd = w->head_dim;
     if (rank < 0 || rank > hd)
         return a3_err_set(err, A3_EINVAL, "layer %d: ov[%d]: rank %d not in [0, %d]", layer, g, rank, hd);
@@ -170,7 +182,7 @@ int a3_ov_solve_stats(const double *Cyy, const double *Cyz, int layer, int g, in
     int rc = work_alloc(&k, hd, w->n_heads / w->n_kv_heads, w->d);
     if (rc == 0) {
         memcpy(k.W, Cyy, (size_t)hd * hd * sizeof *k.W);
-        rc = ov_solve_work(g, rank, Cyz, w, &k, new_v, new_bv, new_o, loss, damping);
+        rc = ov_solve_work(g, rank, Cyz, Cyd, w, &k, new_v, new_bv, new_o, loss, damping);
     }
     work_free(&k);
     if (rc) return a3_err_set(err, A3_EFORMAT, "layer %d: ov[%d]: solve failed (statistics not positive definite even with damping, or out of memory)", layer, g);

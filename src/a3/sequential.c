@@ -44,6 +44,7 @@ struct a3_seq {
     float *ch;                    /* (chunk, d) original residual h = x + attn(x) */
     size_t cur_off;               /* float offset of the current chunk in x / xh */
     int drift;                    /* MLP refit target includes h - h^ */
+    double ov_drift;              /* share of x - x^ in each head's OV target */
     double *wa, *wb;              /* (WIDEN_ROWS, max width) widening scratch */
     double *wy;                   /* (WIDEN_ROWS, d) MLP target rows */
 
@@ -52,6 +53,7 @@ struct a3_seq {
     double *gk, *gkh, *xk;  /* (nkv, hd, hd) */
     double *gvh, *xv;       /* (nkv, hd, hd) v^T v^, v^T v */
     double *cyy, *cyz;      /* (nh, hd, hd) y^T y, y^T z */
+    double *cyd;            /* (nh, hd, d) y^T (x - x^), with ov_drift only */
     double *du, *duh, *xu;  /* (ff) u*u, u^*u^, u^*u */
     double *ruh, *uy, *wdd; /* (ff, ff), (ff, d), (d, ff) double W_down; refit only */
     int refit;
@@ -97,6 +99,7 @@ static void stats_zero(a3_seq *s)
     memset(s->cyy, 0, h * 8), memset(s->cyz, 0, h * 8);
     memset(s->du, 0, f * 8), memset(s->duh, 0, f * 8), memset(s->xu, 0, f * 8);
     if (s->refit) memset(s->ruh, 0, f * f * 8), memset(s->uy, 0, f * (size_t)s->d * 8);
+    if (s->cyd) memset(s->cyd, 0, h / (size_t)s->hd * (size_t)s->d * 8);
 }
 
 /* MLP statistics of one chunk: u (original, captured) and uh (reduced);
@@ -165,6 +168,23 @@ static int on_qkv(void *ctx, int layer, const float *q, const float *k, const fl
     return 0;
 }
 
+/* cyd[i] += y_i^T (x - x^) over the chunk's rows: y_i head i's attention
+ * output on the reduced stream, x - x^ the layer inputs' difference (both
+ * streams are untouched during PH_OV: the passes run on copies). */
+static void acc_drift(a3_seq *s, const float *z, size_t rows)
+{
+    size_t d = (size_t)s->d, qw = (size_t)s->nh * s->hd, hd = (size_t)s->hd;
+    const float *x = s->x + s->cur_off, *xh = s->xh + s->cur_off;
+    for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
+        size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
+        for (size_t i = 0; i < nr * qw; i++) s->wa[i] = z[r0 * qw + i];
+        for (size_t i = 0; i < nr * d; i++) s->wy[i] = (double)x[r0 * d + i] - (double)xh[r0 * d + i];
+        for (int h = 0; h < s->nh; h++)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)hd, (int)d, (int)nr, 1.0, s->wa + h * hd, (int)qw,
+                        s->wy, (int)d, 1.0, s->cyd + (size_t)h * hd * d, (int)d);
+    }
+}
+
 static int on_z(void *ctx, int layer, const float *z, size_t rows)
 {
     hook_ctx *h = ctx;
@@ -175,6 +195,7 @@ static int on_z(void *ctx, int layer, const float *z, size_t rows)
     else {
         acc_cross(s, z, NULL, rows, qw, s->nh, 1, s->cyy);
         acc_cross(s, z, s->cz, rows, qw, s->nh, 1, s->cyz);
+        if (s->cyd) acc_drift(s, z, rows);
     }
     return HOOK_STOP;
 }
@@ -322,7 +343,20 @@ static int solve_ov(a3_seq *s, int l, int g, const a3_layer_f32 *w, double *cyy,
             }
         for (int j = 1; j < per; j++) memcpy(cyz + j * hh, cyz, hh * 8);
     }
-    return a3_ov_solve_stats(cyy, cyz, l, g, r, w, nv, nb, no, &s->ov_loss[g], &s->ov_damp[g], err);
+    /* the drift term E[y^T (x - x^)], weighted and summed like Cyz */
+    double *cd = NULL;
+    if (s->cyd && !(s->p->ov_method == A3_OV_METHOD_A3 && per > 1)) {
+        size_t hdd = (size_t)hd * s->d;
+        if (!(cd = calloc((size_t)per * hdd, 8))) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
+        for (int j = 0; j < per; j++)
+            for (int j2 = 0; j2 < per; j2++) {
+                const double *src = s->cyd + (size_t)(g * per + j2) * hdd;
+                for (size_t e = 0; e < hdd; e++) cd[j * hdd + e] += s->ov_drift * src[e] / (double)s->N;
+            }
+    }
+    int rc = a3_ov_solve_stats_t(cyy, cyz, cd, l, g, r, w, nv, nb, no, &s->ov_loss[g], &s->ov_damp[g], err);
+    free(cd);
+    return rc;
 }
 
 static int solve_mlp(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
@@ -501,6 +535,7 @@ size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, siz
     size_t layer = (2 * qw * d + 2 * kw * d + 3 * ff * d + 2 * qw + 2 * kw) * 4; /* padded layer */
     size_t sol = (kw * d + kw + (size_t)c->n_heads * d * hd + ff * d) * 4 + ff * 8;
     size_t stats = (8 * (size_t)c->n_kv_heads + 2 * (size_t)c->n_heads) * hh * 8 + 3 * ff * 8;
+    stats += (size_t)c->n_heads * hd * d * 8; /* the OV drift term (ov_drift != 0, as the CLI runs) */
     size_t widen = (2 * WIDEN_ROWS * wmax + WIDEN_ROWS * d) * 8;
     if (refit) stats += (ff * ff + 2 * ff * d) * 8;
     return streams + chunk + fwd + layer + sol + stats + widen;
@@ -510,7 +545,7 @@ void a3_seq_free(a3_seq *s)
 {
     if (!s) return;
     void *b[] = {s->record, s->x, s->xh, s->buf, s->cq, s->ck, s->cv, s->cz, s->cu, s->ch, s->wa, s->wb, s->wy,
-                 s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv, s->cyy, s->cyz, s->du, s->duh,
+                 s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv, s->cyy, s->cyz, s->cyd, s->du, s->duh,
                  s->xu, s->ruh, s->uy, s->wdd, s->idx, s->qk_loss, s->ov_loss, s->ov_damp, s->sv, s->sbv,
                  s->so, s->keep, s->sdown, s->pq, s->pk, s->pv, s->po, s->pbq, s->pbk, s->pbv, s->pg,
                  s->pu, s->pd};
@@ -548,6 +583,7 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     s->chunk_seqs = (int)chunk_seqs(o ? o->chunk_rows : 0, seqlen, n_windows);
     s->refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
     s->drift = o ? o->target_layer_output : 0;
+    s->ov_drift = o ? o->ov_drift : 0;
     s->total = (int64_t)k->n_layers * 4 * (int64_t)s->N;
     size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
     size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
@@ -562,6 +598,7 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     for (int i = 0; i < 8; i++) *g[i] = arr((size_t)s->nkv, hh * 8, &ok);
     s->cyy = arr((size_t)s->nh, hh * 8, &ok), s->cyz = arr((size_t)s->nh, hh * 8, &ok);
     s->du = arr(ff, 8, &ok), s->duh = arr(ff, 8, &ok), s->xu = arr(ff, 8, &ok);
+    if (s->ov_drift != 0) s->cyd = arr((size_t)s->nh, hd * d * 8, &ok);
     if (s->refit) s->ruh = arr(ff, ff * 8, &ok), s->uy = arr(ff, d * 8, &ok), s->wdd = arr(d, ff * 8, &ok);
     s->idx = arr((size_t)s->nkv, hd / 2 * 4, &ok);
     s->qk_loss = arr((size_t)s->nkv, 8, &ok), s->ov_loss = arr((size_t)s->nkv, 8, &ok), s->ov_damp = arr((size_t)s->nkv, 8, &ok);
