@@ -6,7 +6,7 @@ On a random-weight model with LLaMA-1B's layer shapes (`a3 synth --like
 llama-1b --layers 2`: d 2048, 32/8 heads, d_ff 5632) and random token ids
 (the weights and tokens do not change the cost), it runs
 
-  a3 calibrate --mlp-full           (what one-shot apply needs first)
+  a3 calibrate --mlp-full --no-probe  (what one-shot apply needs first)
   a3 apply, one-shot                (reads the cache)
   a3 apply --sequential             (same plan, same windows)
 
@@ -92,7 +92,7 @@ def main():
                 f.write(struct.pack("<I", x % vocab))
         tok = ["--ids", ids, "--samples", str(args.samples), "--seqlen", str(args.seqlen), "--seed", "0"]
         rows = []
-        r = measured([a3, "calibrate", model, "--mlp-full", "-o", cache] + tok)
+        r = measured([a3, "calibrate", model, "--mlp-full", "--no-probe", "-o", cache] + tok)  # the calibration one-shot needs
         rows.append(("calibrate --mlp-full",) + r)
         R.run([a3, "plan", cache, "--budget", "params=30%", "--strategy", "uniform", "--method-mlp", "a3-refit",
                "--no-pred", "-o", plan])

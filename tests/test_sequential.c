@@ -298,6 +298,47 @@ static void drift_case(int per, int r)
 static void test_ov_drift_full_rank(void) { drift_case(2, 6); }
 static void test_ov_drift_rank(void) { drift_case(1, 3); }
 
+/* The OV drift term is used only with the MLP refit (without it the
+ * heads' drift fit made DEV perplexity worse, docs/SEQUENTIAL.md): with
+ * MLP a3 the written weights do not depend on ov_drift, with a3-refit
+ * they do. */
+static void test_ov_drift_only_with_refit(void)
+{
+    fixture f;
+    if (fixture_up(&f, "gqa")) SKIP("fixture failed");
+    for (int refit = 0; refit < 2; refit++) {
+        a3_plan *p = plan_of(&f, A3_QK_METHOD_A3, A3_OV_METHOD_A3_CSUM, refit ? A3_MLP_METHOD_A3_REFIT : A3_MLP_METHOD_A3);
+        if (!p) return;
+        const a3_config *k = a3_model_config(f.m);
+        for (int l = 0; l < k->n_layers; l++) {
+            for (int g = 0; g < k->n_kv_heads; g++) a3_plan_qk(p, l)[g] = 4, a3_plan_ov(p, l)[g] = 5;
+            p->mlp[l] = 20;
+        }
+        unsigned char *w[2] = {NULL, NULL};
+        size_t n[2] = {0, 0};
+        for (int on = 0; on < 2; on++) {
+            char out[200], st[240];
+            snprintf(out, sizeof out, "%s/drift%d%d", f.tmp, refit, on);
+            a3_seq *s = NULL;
+            a3_err err = {0};
+            a3_seq_opts so = {.target_layer_output = 1, .ov_drift = on ? A3_SEQ_OV_DRIFT : 0};
+            int rc = a3_seq_new(f.m, p, f.c, f.win, NW, L, &so, &s, &err);
+            a3_apply_opts o = {.dtype = A3_DT_F32, .solver = s ? a3_seq_solver(s) : NULL};
+            if (rc == A3_OK) rc = a3_apply(f.m, f.c, p, &o, out, NULL, &err);
+            CHECKF(rc == A3_OK, "%s", err.msg);
+            a3_seq_free(s);
+            snprintf(st, sizeof st, "%s/model.safetensors", out);
+            w[on] = tf_read_bytes(st, &n[on]);
+        }
+        CHECK(w[0] && w[1]);
+        int same = w[0] && w[1] && n[0] == n[1] && !memcmp(w[0], w[1], n[0]);
+        CHECKF(same == !refit, "refit %d: weights %s with the drift term", refit, same ? "unchanged" : "changed");
+        free(w[0]), free(w[1]);
+        a3_plan_free(p);
+    }
+    fixture_down(&f);
+}
+
 static int apply_seq(fixture *f, const a3_plan *p, const char *name, int target, a3_seq **keep, a3_err *err)
 {
     char out[200];
@@ -642,6 +683,7 @@ int main(void)
     RUN(test_refit_equals_lstsq);
     RUN(test_ov_drift_full_rank);
     RUN(test_ov_drift_rank);
+    RUN(test_ov_drift_only_with_refit);
     RUN(test_full_rank_gqa);
     RUN(test_full_rank_mha);
     RUN(test_full_rank_bias);

@@ -59,7 +59,8 @@ typedef struct {
     double ov_drift;         /* OV target of head i: z_i W_o,i + ov_drift *
                               * (x - x^), the layer inputs' drift (0: the
                               * attention output only; the CLI and the TUI
-                              * use A3_SEQ_OV_DRIFT; docs/SEQUENTIAL.md) */
+                              * use A3_SEQ_OV_DRIFT; docs/SEQUENTIAL.md).
+                              * Used only with MLP method a3-refit */
     const char *record_json; /* JSON object for the output config's "a3"
                               * section, key "sequential" (copied; NULL: {}) */
 } a3_seq_opts;

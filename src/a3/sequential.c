@@ -583,7 +583,9 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     s->chunk_seqs = (int)chunk_seqs(o ? o->chunk_rows : 0, seqlen, n_windows);
     s->refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
     s->drift = o ? o->target_layer_output : 0;
-    s->ov_drift = o ? o->ov_drift : 0;
+    /* only with the refit, whose target carries what the heads' drift
+     * fit over- or under-shoots (docs/SEQUENTIAL.md, OV drift) */
+    s->ov_drift = o && s->refit ? o->ov_drift : 0;
     s->total = (int64_t)k->n_layers * 4 * (int64_t)s->N;
     size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
     size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
