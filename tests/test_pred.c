@@ -20,9 +20,13 @@
  * compares relative losses on. The float32 rounding of the solved weights
  * moves the measurement by ~1e-7 of the total at most. */
 #include <cblas.h>
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "a3/apply.h"
 #include "a3/cache.h"
@@ -512,6 +516,119 @@ static void test_pred_nll_interpolation(void)
     fixture_down(&f);
 }
 
+/* The exact MLP curves (src/calib/pred.c computes them in the a3 order
+ * with tiled transposes, dsyrk, dpotrf and dtrmm) against a straightforward
+ * evaluation of their definitions (include/a3/pred.h) on a random model
+ * with d_ff 150 (not a multiple of the 64-wide tiles), in the original
+ * neuron indices:
+ *   CUR (a3, weight-norm order o): sum_{i,j >= w} Ru[o_i,o_j] (W_d^T W_d)
+ *     [o_i,o_j] / N by a double loop per width. Two summation orders of the
+ *     same (ff - w)^2 terms: bound 4 ff^2 eps sum|terms| / N, computed.
+ *   refit: (trace(W_d^T Ru W_d) - trace(B^T (Ru[S,S] + delta I)^-1 B)) / N,
+ *     B = Ru[S,:] W_d, S = the a3 order's first w, one dposv per width,
+ *     delta by the rule (undamped, else 1e-10, 1e-8... x the mean diagonal,
+ *     tried on the whole Ru[P,P]). Both solve with Cholesky factors of the
+ *     same leading blocks; the difference is round-off amplified by the
+ *     condition of Ru[S,S]: 1e-12 of the total (measured 1.4e-14 with 256
+ *     tokens, 8.6e-15 with 64, damped).
+ * Full rank (256 tokens) and rank-deficient (64 tokens: damped). */
+static void check_mlp_reference(int nw, int len)
+{
+    fixture f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.tmp, sizeof f.tmp, "/tmp/a3test.XXXXXX");
+    if (!mkdtemp(f.tmp)) SKIP("no temporary directory");
+    snprintf(f.dir, sizeof f.dir, "%s/m", f.tmp);
+    a3_synth_spec sp = tfix_spec("mha", 11);
+    sp.d_ff = 150;
+    a3_err err = {0};
+    if (a3_synth_write(f.dir, &sp, &err) || fixture_calib(&f, nw, len, 1)) {
+        fixture_down(&f);
+        SKIP("fixture failed");
+    }
+    const a3_cache *c = f.c;
+    int ff = c->d_ff, d = c->d;
+    double N = (double)c->n_tokens, worst_cur = 0, worst_refit = 0;
+    double *G = malloc((size_t)ff * ff * 8), *R = malloc((size_t)ff * ff * 8), *B = malloc((size_t)ff * d * 8);
+    double *X = malloc((size_t)ff * d * 8), *A = malloc((size_t)ff * ff * 8);
+    int32_t *o = malloc((size_t)ff * sizeof *o);
+    CHECK(G && R && B && X && A && o);
+    for (int l = 0; G && R && B && X && A && o && l < c->n_layers; l++) {
+        a3_layer_in li;
+        CHECKF(a3_layer_in_load(f.m, l, &li, &err) == 0, "%s", err.msg);
+        const float *wd = li.w.wd;
+        const double *Ru = c->layers[l].ru;
+        for (int n = 0; n < ff; n++)
+            for (int k = 0; k < ff; k++) {
+                double g = 0;
+                for (int e = 0; e < d; e++) g += (double)wd[(size_t)e * ff + n] * wd[(size_t)e * ff + k];
+                G[(size_t)n * ff + k] = g;
+            }
+        const int methods[2] = {A3_MLP_METHOD_A3, A3_MLP_METHOD_WEIGHT_NORM};
+        for (int mi = 0; mi < 2; mi++) {
+            CHECK(a3_mlp_order(c, l, (a3_mlp_method)methods[mi], &li.w, o, &err) == 0);
+            for (int w = 0; w <= ff; w++) {
+                double sum = 0, mag = 0;
+                for (int i = w; i < ff; i++)
+                    for (int j = w; j < ff; j++) {
+                        double t = Ru[(size_t)o[i] * ff + o[j]] * G[(size_t)o[i] * ff + o[j]];
+                        sum += t, mag += fabs(t);
+                    }
+                double got = a3_pred_loss(f.pr, A3_COMP_MLP, methods[mi], l, 0, w), want = fmax(sum / N, 0);
+                double tol = 4.0 * ff * ff * DBL_EPSILON * mag / N + 1e-300;
+                worst_cur = fmax(worst_cur, fabs(got - want) / tol);
+                CHECKF(fabs(got - want) <= tol, "layer %d method %d width %d: %.17g, reference %.17g", l, mi, w, got, want);
+            }
+        }
+        /* refit, in the a3 order */
+        CHECK(a3_mlp_order(c, l, A3_MLP_METHOD_A3, &li.w, o, &err) == 0);
+        double unit = a3_mlp_refit_damping(Ru, ff), delta = 0;
+        int info = 1;
+        for (double eps = 0; info != 0 && eps <= 1e-2; eps = eps == 0 ? 1e-10 : eps * 100) {
+            delta = eps * unit;
+            for (int i = 0; i < ff; i++)
+                for (int j = 0; j < ff; j++) R[(size_t)i * ff + j] = Ru[(size_t)o[i] * ff + o[j]] + (i == j ? delta : 0);
+            info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', ff, R, ff);
+        }
+        CHECK(info == 0);
+        double total = 0; /* trace(W_d^T Ru W_d) / N */
+        for (int n = 0; n < ff; n++)
+            for (int k = 0; k < ff; k++) total += Ru[(size_t)n * ff + k] * G[(size_t)n * ff + k];
+        total /= N;
+        for (int i = 0; i < ff; i++) /* B = Ru[P,:] W_d^T-rows: B[i][e] = sum_n Ru[o_i][n] W_d[e][n] */
+            for (int e = 0; e < d; e++) {
+                double b = 0;
+                for (int n = 0; n < ff; n++) b += Ru[(size_t)o[i] * ff + n] * wd[(size_t)e * ff + n];
+                B[(size_t)i * d + e] = b;
+            }
+        for (int w = 1; w < ff; w++) {
+            for (int i = 0; i < w; i++)
+                for (int j = 0; j < w; j++) A[(size_t)i * w + j] = Ru[(size_t)o[i] * ff + o[j]] + (i == j ? delta : 0);
+            memcpy(X, B, (size_t)w * d * 8);
+            CHECK(LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', w, d, A, w, X, d) == 0);
+            double ex = 0;
+            for (size_t t = 0; t < (size_t)w * d; t++) ex += B[t] * X[t];
+            double want = fmax(total - ex / N, 0), got = a3_pred_loss(f.pr, A3_COMP_MLP, A3_MLP_METHOD_A3_REFIT, l, 0, w);
+            worst_refit = fmax(worst_refit, fabs(got - want) / total);
+            CHECKF(fabs(got - want) <= 1e-12 * total, "layer %d refit width %d: %.17g, reference %.17g (total %.6g, delta %g)",
+                   l, w, got, want, total, delta);
+        }
+        CHECK(a3_pred_loss(f.pr, A3_COMP_MLP, A3_MLP_METHOD_A3_REFIT, l, 0, 0) == a3_pred_loss(f.pr, A3_COMP_MLP, A3_MLP_METHOD_A3, l, 0, 0));
+        CHECK(fabs(a3_pred_loss(f.pr, A3_COMP_MLP, A3_MLP_METHOD_A3, l, 0, 0) - total) <= 1e-12 * total);
+        a3_layer_in_free(&li);
+    }
+    printf("  note: %d tokens: CUR within %.2g of its bound, refit within %.2g of the total\n", (int)N, worst_cur,
+           worst_refit);
+    free(G), free(R), free(B), free(X), free(A), free(o);
+    fixture_down(&f);
+}
+
+static void test_mlp_curves_reference(void)
+{
+    check_mlp_reference(4, 64); /* 256 tokens: Ru of full rank */
+    check_mlp_reference(2, 32); /* 64 tokens for 150 neurons: singular, damped */
+}
+
 /* The rule of `a3 calibrate`'s default probe. The estimate is recounted
  * here run by run as src/calib/probe.c makes them (clean pass, 6 cuts per
  * layer l run from l to the end, joint pass; one NLL evaluation per run)
@@ -579,5 +696,6 @@ int main(void)
     RUN(test_probe_matches_apply);
     RUN(test_pred_nll_interpolation);
     RUN(test_probe_default_rule);
+    RUN(test_mlp_curves_reference);
     return test_summary("pred");
 }

@@ -41,6 +41,17 @@
  *       in blocked form. The solver (a3_mlp_refit) uses the same delta.
  *   Totals for the relative loss: the width-0 entry (the output energy:
  *   trace(W_d^T Ru W_d)/N for the exact MLP curves).
+ *   Complexity of the exact MLP curves of one layer (with Ru), all three
+ *   methods together, everything in the a3 order P so that no pass gathers
+ *   with strides: d_ff^2 d flops (dsyrk, G = W_d[P,:] W_d[P,:]^T) +
+ *   d_ff^3 / 3 (dpotrf of Ru[P,P]) + d_ff^2 d (dtrmm, Y = L^T W_d[P,:]),
+ *   about 1.44e12 for a 7B layer (d 4096, d_ff 11008), plus O(d_ff^2 +
+ *   d_ff d) sequential memory passes (tiled transposes, the Hadamard
+ *   product, the curve sums; the weight-norm curve gathers along rows of
+ *   H in cache). Work space 2 d_ff^2 + d_ff d doubles (2.1 GiB at 7B),
+ *   allocated once for all layers.
+ *   Measured seconds: docs/PERFORMANCE.md, section "predict" (make
+ *   bench-predict). QK and OV cost O(n_kv (hd^3 + per hd^2 d)): negligible.
  *
  * Probe (a3_probe): per layer l and kind k, the NLL change on a probe set
  * of tokens when only that component is cut with the A3 method (QK:

@@ -312,110 +312,170 @@ static void mlp_estimate(const a3_cache *c, int l, const int32_t *order, double 
         loss[w] = loss[w + 1] + L->d[order[w]] * L->down_norm[order[w]] / (double)c->n_tokens;
 }
 
-/* Exact CUR loss along order from H = Ru o (Wd Wd^T) (full, row-major):
- * loss[w] = sum_{i,j >= w} H[o_i, o_j] / N, O(d_ff^2). */
-static void mlp_exact(const double *H, int ff, const int32_t *order, double N, double *loss)
+/* Exact CUR loss along idx from the full symmetric H (ff x ff, row-major,
+ * in whatever index order H is in): loss[w] = sum_{i,j >= w} H[idx_i,
+ * idx_j] / N, one pass over the rows, O(d_ff^2). With idx the identity
+ * the reads are contiguous. */
+static void mlp_exact(const double *H, int ff, const int32_t *idx, double N, double *loss)
 {
     double acc = 0;
     loss[ff] = 0;
     for (int w = ff - 1; w >= 0; w--) {
-        const double *row = H + (size_t)order[w] * ff;
-        double s = row[order[w]];
-        for (int j = w + 1; j < ff; j++) s += 2 * row[order[j]];
+        const double *row = H + (size_t)idx[w] * ff;
+        double s = row[idx[w]];
+        for (int j = w + 1; j < ff; j++) s += 2 * row[idx[j]];
         acc += s;
         loss[w] = fmax(acc / N, 0.0);
     }
 }
 
-/* Refit loss along the a3 order for every width (see pred.h): R = Ru[P,P]
- * + delta I = L L^T, Y = L^T Z - delta L^-1 Z with Z = Wd[P,:] (ff x d),
- * explained(w) = sum_{i<w} |Y_i|^2, loss(w) = (total - explained(w)) / N,
- * total = trace(Wd^T Ru Wd) = loss of the exact CUR curve at width 0. */
-static int mlp_refit(const a3_cache *c, int l, const float *wd, const int32_t *order, double total, double *loss)
+enum { TILE = 64 }; /* square tiles for transposes: 2 x 64 x 64 doubles fit L1+L2 */
+
+/* T[n * d + e] = wd[e * ff + n] in double: W_down (d x ff, float) to
+ * neuron-major rows, tile by tile so that reads and writes both stay in
+ * cache lines already fetched (a plain strided loop misses on every read). */
+static void transpose_wd(const float *wd, int d, int ff, double *T)
 {
-    int ff = c->d_ff, d = c->d;
-    const double *Ru = c->layers[l].ru;
-    double *R = a3_malloc_array((size_t)ff * ff, 8), *Y = a3_malloc_array((size_t)ff * d, 8);
-    double *Z = a3_malloc_array((size_t)ff * d, 8);
-    int rc = -1;
-    if (!R || !Y || !Z) goto out;
-    for (int i = 0; i < ff; i++)
-        for (int e = 0; e < d; e++) Z[(size_t)i * d + e] = wd[(size_t)e * ff + order[i]];
-    double delta = 0, unit = a3_mlp_refit_damping(Ru, ff);
-    int info = 1;
-    for (double eps = 0; info != 0 && eps <= 1e-2; eps = eps == 0 ? 1e-10 : eps * 100) {
-        delta = eps * unit;
-        for (int i = 0; i < ff; i++) {
-            const double *src = Ru + (size_t)order[i] * ff;
-            for (int j = 0; j <= i; j++) R[(size_t)i * ff + j] = src[order[j]];
-            R[(size_t)i * ff + i] += delta;
+    for (int e0 = 0; e0 < d; e0 += TILE)
+        for (int n0 = 0; n0 < ff; n0 += TILE) {
+            int e1 = e0 + TILE < d ? e0 + TILE : d, n1 = n0 + TILE < ff ? n0 + TILE : ff;
+            for (int n = n0; n < n1; n++)
+                for (int e = e0; e < e1; e++) T[(size_t)n * d + e] = wd[(size_t)e * ff + n];
         }
-        info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', ff, R, ff);
-    }
-    if (info != 0) goto out;
-    memcpy(Y, Z, (size_t)ff * d * 8);
-    cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, ff, d, 1.0, R, ff, Y, d);
-    if (delta > 0) { /* Y -= delta L^-1 Z */
-        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, ff, d, 1.0, R, ff, Z, d);
-        for (size_t i = 0; i < (size_t)ff * d; i++) Y[i] -= delta * Z[i];
-    }
-    double N = (double)c->n_tokens, explained = 0;
-    loss[0] = total;
-    for (int w = 1; w <= ff; w++) {
-        const double *y = Y + (size_t)(w - 1) * d;
-        for (int e = 0; e < d; e++) explained += y[e] * y[e];
-        loss[w] = fmax(total - explained / N, 0.0);
-    }
-    loss[ff] = 0; /* the full width is the identity */
-    rc = 0;
-out:
-    free(R), free(Y), free(Z);
-    return rc;
 }
 
-static int mlp_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, a3_err *err)
+/* Copy the upper triangle of the row-major H into its lower one, by tiles. */
+static void mirror_upper(double *H, int ff)
 {
-    int ff = c->d_ff;
-    int32_t *order = malloc((size_t)ff * sizeof *order);
-    double *H = NULL;
-    int rc = 0;
-    if (!order) return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory", l);
-    if (p->mlp_exact && !c->layers[l].ru) {
-        free(order);
-        return a3_err_set(err, A3_EINVAL, "prediction: layer %d: Ru not loaded (a3_cache_need first)", l);
-    }
-    if (p->mlp_exact) {
-        /* H = (Wd^T Wd) o Ru: Wd^T Wd by dsyrk, O(d_ff^2 d). */
-        H = a3_malloc_array((size_t)ff * ff, 8);
-        double *W = a3_malloc_array((size_t)ff * c->d, 8);
-        if (!H || !W) {
-            free(W), free(H), free(order);
-            return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory for the MLP curves (2 x d_ff^2 doubles)", l);
+    for (int i0 = 0; i0 < ff; i0 += TILE)
+        for (int j0 = 0; j0 <= i0; j0 += TILE) {
+            int i1 = i0 + TILE < ff ? i0 + TILE : ff, j1 = j0 + TILE < ff ? j0 + TILE : ff;
+            for (int i = i0; i < i1; i++)
+                for (int j = j0; j < j1 && j < i; j++) H[(size_t)i * ff + j] = H[(size_t)j * ff + i];
         }
-        for (size_t i = 0; i < (size_t)ff * c->d; i++) W[i] = w->wd[i];
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ff, c->d, 1.0, W, ff, 0.0, H, ff);
-        free(W);
-        const double *Ru = c->layers[l].ru;
-        for (int i = 0; i < ff; i++)
-            for (int j = i; j < ff; j++) {
-                double h = H[(size_t)i * ff + j] * Ru[(size_t)i * ff + j];
-                H[(size_t)i * ff + j] = H[(size_t)j * ff + i] = h;
-            }
+}
+
+/* R[i][j] = Ru[P_i][P_j] (+ delta on the diagonal) for j >= i: the upper
+ * triangle, row-major, of Ru in the order P, which is the lower triangle
+ * of the same matrix in column-major order (what dpotrf 'L' reads, with
+ * no transposed copy). Row P_i of Ru is read whole, so it stays in cache. */
+static void gather_upper(const double *Ru, int ff, const int32_t *P, double delta, double *R)
+{
+    for (int i = 0; i < ff; i++) {
+        const double *src = Ru + (size_t)P[i] * ff;
+        double *dst = R + (size_t)i * ff;
+        for (int j = i; j < ff; j++) dst[j] = src[P[j]];
+        dst[i] += delta;
     }
+}
+
+/* Work space of the exact MLP curves, allocated once for all layers (a
+ * fresh 2 GiB per 7B layer would be page-faulted and zeroed every time). */
+typedef struct {
+    double *Z; /* (ff, d) */
+    double *G; /* (ff, ff): the transposed W_d, then G and H_P, then Y when damped */
+    double *R; /* (ff, ff) */
+    int32_t *P, *Q, *pinv;
+} mlp_ws;
+
+static void mlp_ws_free(mlp_ws *s)
+{
+    free(s->Z), free(s->G), free(s->R), free(s->P), free(s->Q), free(s->pinv);
+    memset(s, 0, sizeof *s);
+}
+
+static int mlp_ws_alloc(mlp_ws *s, int ff, int d)
+{
+    s->Z = a3_malloc_array((size_t)ff * d, 8), s->G = a3_malloc_array((size_t)ff * ff, 8);
+    s->R = a3_malloc_array((size_t)ff * ff, 8);
+    s->P = malloc((size_t)ff * 4), s->Q = malloc((size_t)ff * 4), s->pinv = malloc((size_t)ff * 4);
+    return s->Z && s->G && s->R && s->P && s->Q && s->pinv ? 0 : -1;
+}
+
+/* Exact MLP curves of layer l (with Ru), all in the a3 order P, so that
+ * every O(d_ff^2) pass reads memory in order:
+ *   Z = W_d[P,:] (ff x d, double): a tiled transpose, then row copies;
+ *   G = Z Z^T (dsyrk, upper), R = Ru[P,P] (upper), H_P = G o R, mirrored;
+ *   a3 curve from H_P rows in order; weight-norm from H_P through
+ *   idx = P^-1 o order_wn;
+ *   refit: R + delta I = L L^T by dpotrf on R in place (row-major upper =
+ *   column-major lower, so L^T lands in R's upper triangle), Y = L^T Z by
+ *   dtrmm in place (minus delta L^-1 Z when damped), explained(w) = sum of
+ *   the first w squared row norms.
+ * Flops: d_ff^2 d (dsyrk) + d_ff^3 / 3 (dpotrf) + d_ff^2 d (dtrmm), plus
+ * O(d_ff^2 + d_ff d) memory passes; work space 2 d_ff^2 + d_ff d doubles
+ * (d_ff >= d: the transposed W_d and the damped Y fit in G's buffer).
+ * dpotrf sees the same column-major lower triangle as LAPACKE_dpotrf's
+ * row-major 'L' path did after its transposed copy, so L is unchanged. */
+static int mlp_layer_exact(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, mlp_ws *s, a3_err *err)
+{
+    int ff = c->d_ff, d = c->d, rc = 0;
+    double N = (double)c->n_tokens;
+    const double *Ru = c->layers[l].ru;
+    int32_t *P = s->P, *Q = s->Q, *pinv = s->pinv;
+    double *Z = s->Z, *G = s->G, *R = s->R, *T = d <= ff ? G : NULL;
+    if (!T) return a3_err_set(err, A3_EUNSUPPORTED, "prediction: layer %d: d_ff %d below d %d", l, ff, d);
+    rc = a3_mlp_order(c, l, A3_MLP_METHOD_A3, w, P, err);
+    if (!rc) rc = a3_mlp_order(c, l, A3_MLP_METHOD_WEIGHT_NORM, w, Q, err);
+    if (rc) return rc;
+    transpose_wd(w->wd, d, ff, T); /* in G's buffer, before dsyrk writes G */
+    for (int i = 0; i < ff; i++) memcpy(Z + (size_t)i * d, T + (size_t)P[i] * d, (size_t)d * 8);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, ff, d, 1.0, Z, d, 0.0, G, ff);
+    gather_upper(Ru, ff, P, 0, R);
+    for (int i = 0; i < ff; i++) {
+        double *g = G + (size_t)i * ff;
+        const double *r = R + (size_t)i * ff;
+        for (int j = i; j < ff; j++) g[j] *= r[j];
+    }
+    mirror_upper(G, ff);
+    for (int i = 0; i < ff; i++) pinv[P[i]] = i;
+    for (int i = 0; i < ff; i++) Q[i] = pinv[Q[i]]; /* H_P's index of the i-th weight-norm neuron */
+    for (int i = 0; i < ff; i++) pinv[i] = i;       /* the identity: H_P is in the a3 order */
+    double *loss_a3 = p->mlp[A3_MLP_METHOD_A3] + (size_t)l * (ff + 1);
+    mlp_exact(G, ff, pinv, N, loss_a3);
+    mlp_exact(G, ff, Q, N, p->mlp[A3_MLP_METHOD_WEIGHT_NORM] + (size_t)l * (ff + 1));
+    /* refit: undamped first; if Ru[P,P] is singular, damp (the solver's rule) */
+    double delta = 0, unit = a3_mlp_refit_damping(Ru, ff);
+    int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', ff, R, ff);
+    for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
+        delta = eps * unit;
+        gather_upper(Ru, ff, P, delta, R);
+        info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', ff, R, ff);
+    }
+    if (info != 0)
+        return a3_err_set(err, A3_EFORMAT, "prediction: layer %d: refit curve: Ru not positive definite even with damping", l);
+    double *Y = Z; /* in place unless damped, which needs Z once more: then in G's buffer */
+    if (delta > 0) memcpy(Y = G, Z, (size_t)ff * d * 8);
+    cblas_dtrmm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, ff, d, 1.0, R, ff, Y, d);
+    if (delta > 0) { /* Y -= delta L^-1 Z; L = R's upper transposed */
+        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, ff, d, 1.0, R, ff, Z, d);
+        for (size_t i = 0; i < (size_t)ff * d; i++) Y[i] -= delta * Z[i];
+    }
+    double *loss = p->mlp[A3_MLP_METHOD_A3_REFIT] + (size_t)l * (ff + 1), total = loss_a3[0], explained = 0;
+    loss[0] = total;
+    for (int k = 1; k <= ff; k++) {
+        const double *y = Y + (size_t)(k - 1) * d;
+        for (int e = 0; e < d; e++) explained += y[e] * y[e];
+        loss[k] = fmax(total - explained / N, 0.0);
+    }
+    loss[ff] = 0; /* the full width is the identity */
+    return A3_OK;
+}
+
+static int mlp_layer(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, mlp_ws *s, a3_err *err)
+{
+    if (p->mlp_exact && !c->layers[l].ru)
+        return a3_err_set(err, A3_EINVAL, "prediction: layer %d: Ru not loaded (a3_cache_need first)", l);
+    if (p->mlp_exact && !s->Z && mlp_ws_alloc(s, c->d_ff, c->d))
+        return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory for the MLP curves (2 d_ff^2 + d_ff d doubles)", l);
+    if (p->mlp_exact) return mlp_layer_exact(c, l, w, p, s, err);
+    int ff = c->d_ff, rc = 0;
+    int32_t *order = malloc((size_t)ff * sizeof *order);
+    if (!order) return a3_err_set(err, A3_ENOMEM, "prediction: layer %d: out of memory", l);
     for (int m = 0; rc == 0 && m < A3_MLP_METHOD_COUNT; m++) {
         if (m == A3_MLP_METHOD_A3_REFIT) continue;
         rc = a3_mlp_order(c, l, (a3_mlp_method)m, w, order, err);
-        if (rc) break;
-        double *loss = p->mlp[m] + (size_t)l * (ff + 1);
-        if (H) mlp_exact(H, ff, order, (double)c->n_tokens, loss);
-        else mlp_estimate(c, l, order, loss);
-    }
-    free(H);
-    if (rc == 0 && p->mlp_exact) {
-        rc = a3_mlp_order(c, l, A3_MLP_METHOD_A3, w, order, err);
-        double total = p->mlp[A3_MLP_METHOD_A3][(size_t)l * (ff + 1)];
-        if (rc == 0 && mlp_refit(c, l, w->wd, order, total, p->mlp[A3_MLP_METHOD_A3_REFIT] + (size_t)l * (ff + 1)))
-            rc = a3_err_set(err, A3_EFORMAT, "prediction: layer %d: refit curve: Ru not positive definite even with damping (or out of memory)", l);
+        if (!rc) mlp_estimate(c, l, order, p->mlp[m] + (size_t)l * (ff + 1));
     }
     free(order);
     return rc;
@@ -426,6 +486,7 @@ int a3_pred_curves(a3_model *m, const a3_cache *c, a3_pred *p, a3_progress_fn pr
     int hd = c->head_dim;
     double *gq = malloc((size_t)hd * hd * 8), *gk = malloc((size_t)hd * hd * 8);
     int rc = gq && gk ? A3_OK : a3_err_set(err, A3_ENOMEM, "prediction: out of memory");
+    mlp_ws ws = {0};
     for (int l = 0; rc == A3_OK && l < c->n_layers; l++) {
         a3_layer_in li;
         rc = a3_layer_in_load(m, l, &li, err);
@@ -435,11 +496,12 @@ int a3_pred_curves(a3_model *m, const a3_cache *c, a3_pred *p, a3_progress_fn pr
         if (!rc) rc = qk_layer(c, l, &li.w, p, gq, gk, err);
         if (!rc) rc = ov_layer(c, l, &li.w, p, err);
         a3_blas_single_end(blas);
-        if (!rc) rc = mlp_layer(c, l, &li.w, p, err);
+        if (!rc) rc = mlp_layer(c, l, &li.w, p, &ws, err);
         a3_layer_in_free(&li);
         if (!rc && progress && progress(ctx, "curves", l + 1, c->n_layers))
             rc = a3_err_set(err, A3_ECANCELED, "prediction: interrupted");
     }
     free(gq), free(gk);
+    mlp_ws_free(&ws);
     return rc;
 }
