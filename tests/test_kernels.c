@@ -26,10 +26,20 @@ static double ref_bf16(uint16_t h)
 
 static int same(double a, float b) { return (isnan(a) && isnan(b)) || a == (double)b; }
 
+/* Vector code levels this machine runs: 0 none, 1 AVX2, 2 also the
+ * AVX-512F matvec. Level lv is selected by set_level(lv). */
 static int have_simd(void)
 {
     a3_k_force_scalar(0);
-    return strcmp(a3_k_impl(), "scalar") != 0;
+    a3_k_force_avx2(0);
+    const char *impl = a3_k_impl();
+    return strcmp(impl, "scalar") == 0 ? 0 : strncmp(impl, "avx512", 6) == 0 ? 2 : 1;
+}
+
+static void set_level(int lv)
+{
+    a3_k_force_scalar(lv == 0);
+    a3_k_force_avx2(lv == 1);
 }
 
 /* Every F16 and BF16 bit pattern converts exactly, whole and in odd,
@@ -169,14 +179,14 @@ done:
 
 static void test_matvec_against_double(void)
 {
-    static const int outs[] = {1, 5, 16, 17, 33, 100}, ins[] = {1, 3, 8, 15, 31, 32, 33, 100, 257};
+    static const int outs[] = {1, 5, 16, 17, 33, 100}, ins[] = {1, 3, 8, 15, 31, 32, 33, 64, 79, 100, 130, 257};
     static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
     /* odd and even counts: the kernel takes vectors in pairs */
     static const int nrs[] = {1, 2, 3, 4, 5, 8, 17, A3_K_MATVEC_ROWS};
     double worst = 0;
     int cases = 0;
     for (int simd = 0; simd <= have_simd(); simd++) {
-        a3_k_force_scalar(!simd);
+        set_level(simd);
         for (int d = 0; d < 3; d++)
             for (size_t a = 0; a < sizeof outs / sizeof *outs; a++)
                 for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
@@ -190,8 +200,9 @@ static void test_matvec_against_double(void)
                             cases++;
                         }
     }
-    a3_k_force_scalar(0);
-    fprintf(stderr, "  note: %d matvec cases, worst error %.3g of the float32 summation bound\n", cases, worst);
+    set_level(have_simd());
+    fprintf(stderr, "  note: %d matvec cases (%s), worst error %.3g of the float32 summation bound\n", cases,
+            have_simd() == 2 ? "scalar, AVX2, AVX-512F" : have_simd() ? "scalar, AVX2" : "scalar only", worst);
 }
 
 /* Matrices big enough to be split between threads: same bound, and every
@@ -201,7 +212,7 @@ static void test_matvec_threads(void)
     static const int shapes[][2] = {{300, 1000}, {129, 2050}, {1030, 64}};
     static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
     for (int simd = 0; simd <= have_simd(); simd++) {
-        a3_k_force_scalar(!simd);
+        set_level(simd);
         for (int d = 0; d < 3; d++)
             for (int k = 0; k < 3; k++) {
                 int out = shapes[k][0], in = shapes[k][1], nr = 3;
@@ -218,7 +229,7 @@ static void test_matvec_threads(void)
                 free(y1), free(y2);
             }
     }
-    a3_k_force_scalar(0);
+    set_level(have_simd());
     float y = 7;
     CHECK(a3_k_matvec(A3_DT_F64, &y, 1, 1, &y, 1, &y, 0, 1) == A3_EUNSUPPORTED);
     /* in == 0: an empty sum, y = 0 or kept */
@@ -236,7 +247,7 @@ static void test_matvec_rows_independent(void)
     static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
     int nr_max = A3_K_MATVEC_ROWS, bad = 0, cases = 0;
     for (int simd = 0; simd <= have_simd(); simd++) {
-        a3_k_force_scalar(!simd);
+        set_level(simd);
         for (int d = 0; d < 3; d++)
             for (int k = 0; k < 3; k++) {
                 int out = shapes[k][0], in = shapes[k][1];
@@ -259,7 +270,7 @@ static void test_matvec_rows_independent(void)
                 free(w), free(x), free(yb), free(y1);
             }
     }
-    a3_k_force_scalar(0);
+    set_level(have_simd());
     CHECKF(bad == 0, "%d of %d vectors differ between batched and single calls", bad, cases);
 }
 

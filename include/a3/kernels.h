@@ -6,17 +6,19 @@
  * registers and multiplies. Prefill converts a matrix with a3_k_to_f32 and
  * uses sgemm.
  *
- * Two implementations, chosen at run time: AVX2+FMA+F16C (x86-64 CPUs that
+ * Implementations chosen at run time: AVX2+FMA+F16C (x86-64 CPUs that
  * have all three, checked with cpuid by the compiler's
- * __builtin_cpu_supports) and a portable scalar one. The build targets
- * x86-64-v2, so the vector code is compiled with function target attributes
- * and only called after the check. A3_NO_SIMD=1 in the environment, or
- * a3_k_force_scalar(1), selects the scalar code (tests compare the two).
+ * __builtin_cpu_supports), for the matvec AVX-512F where the CPU and OS
+ * have it, and a portable scalar one. The build targets x86-64-v2, so the
+ * vector code is compiled with function target attributes and only called
+ * after the check. A3_NO_SIMD=1 in the environment, or
+ * a3_k_force_scalar(1), selects the scalar code; A3_NO_AVX512=1 or
+ * a3_k_force_avx2(1) the AVX2 matvec (tests compare them all).
  *
  * Numerics: conversions are exact (F16 and BF16 values are all
  * representable in float32; NaN payloads are kept quiet NaNs). Dot
  * products accumulate in float32 in an implementation-specific order
- * (8-lane partial sums in the vector code), so results differ from a
+ * (8- or 16-lane partial sums in the vector code), so results differ from a
  * sequential sum by float32 round-off only; each output element is
  * computed by one thread with a fixed order, so results do not depend on
  * the thread count. */
@@ -27,11 +29,14 @@
 
 #include "a3/safetensors.h"
 
-/* "avx2+fma+f16c" or "scalar": what a3_k_* run right now. */
+/* "avx512f+f16c" (matvec; conversions run the AVX2 code), "avx2+fma+f16c"
+ * or "scalar": what a3_k_* run right now. */
 const char *a3_k_impl(void);
 /* on != 0: use the scalar code from now on (0: back to the automatic
  * choice). For tests and benchmarks. */
 void a3_k_force_scalar(int on);
+/* on != 0: the AVX2 matvec even where AVX-512F is available. */
+void a3_k_force_avx2(int on);
 
 /* dst[i] = float(src[i]) for i < n, src of dtype dt (F32, F16 or BF16),
  * on up to `threads` threads. Returns A3_OK or A3_EUNSUPPORTED (other

@@ -25,8 +25,27 @@ static int use_simd(void)
     return simd_state;
 }
 
-const char *a3_k_impl(void) { return use_simd() ? "avx2+fma+f16c" : "scalar"; }
+/* The matvec's AVX-512F code, decided the same way (A3_NO_AVX512=1 keeps
+ * the AVX2 code, for comparisons). */
+static int avx512_state = -1;
+static int forced_avx2;
+
+static int use_avx512(void)
+{
+    if (!use_simd() || forced_avx2) return 0;
+    if (avx512_state < 0) {
+        const char *e = getenv("A3_NO_AVX512");
+        avx512_state = (e && *e && strcmp(e, "0") != 0) ? 0 : a3__k_x86_512_ok();
+    }
+    return avx512_state;
+}
+
+const char *a3_k_impl(void)
+{
+    return use_avx512() ? "avx512f+f16c" : use_simd() ? "avx2+fma+f16c" : "scalar";
+}
 void a3_k_force_scalar(int on) { forced_scalar = on != 0; }
+void a3_k_force_avx2(int on) { forced_avx2 = on != 0; }
 
 static inline uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
@@ -89,7 +108,7 @@ int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads)
 typedef struct {
     a3_dtype dt;
     const unsigned char *W;
-    int out, in, nrows, acc, simd;
+    int out, in, nrows, acc, simd, avx512;
     const float *x;
     float *y;
 } mv_job;
@@ -116,7 +135,8 @@ static void mv_part(void *p, int t, int nt)
     /* 16-row blocks: whole cache lines of y per thread (no false sharing). */
     a3_pool_split(J->out, t, nt, 16, &lo, &hi);
     if (lo >= hi) return;
-    if (J->simd) a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi);
+    if (J->simd)
+        a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi, J->avx512);
     else mv_scalar(J, (int)lo, (int)hi);
 }
 
@@ -133,7 +153,7 @@ int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int
             for (int r = 0; r < nrows; r++) memset(y + (size_t)r * out, 0, (size_t)out * sizeof(float));
         return A3_OK;
     }
-    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), x, y};
+    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), use_avx512(), x, y};
     int nt = (size_t)out * (size_t)in < MV_PAR_MIN ? 1 : threads;
     if (nt > out / 16) nt = out / 16 > 0 ? out / 16 : 1;
     a3_pool_run(nt, mv_part, &J);

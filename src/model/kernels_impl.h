@@ -10,8 +10,11 @@
 
 /* 1 when this CPU (and OS) can run the AVX2+FMA+F16C code. */
 int a3__k_x86_ok(void);
+/* 1 when it can also run the AVX-512F matvec. */
+int a3__k_x86_512_ok(void);
+/* avx512: the AVX-512F code (only after a3__k_x86_512_ok said yes). */
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
-                      int nrows, float *y, int acc, int o0, int o1);
+                      int nrows, float *y, int acc, int o0, int o1, int avx512);
 void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, int stream);
 
 #endif

@@ -1,5 +1,5 @@
 /* kernels_x86: AVX2 + FMA + F16C versions of the matvec and conversion
- * kernels. The build targets x86-64-v2 (no AVX), so these functions carry
+ * kernels, and AVX-512F versions of the matvec. The build targets x86-64-v2 (no AVX), so these functions carry
  * a target attribute and are only reached after a3__k_x86_ok() said yes.
  * On other architectures the file provides a "no" and unreachable stubs. */
 #include <stdint.h>
@@ -136,8 +136,8 @@ DEF_DOT2(dot2_bf16, LD_BF16, one_bf16, 2)
 
 /* Rows o0..o1 of W against nrows vectors, two at a time: each row is read
  * from memory once, the later pairs find it in L1. */
-#define DEF_MV(NAME, DOT, DOT2, ES)                                                        \
-    TGT static void NAME(const unsigned char *W, int out, int in, const float *x, int nrows, \
+#define DEF_MV(ATTR, NAME, DOT, DOT2, ES)                                                  \
+    ATTR static void NAME(const unsigned char *W, int out, int in, const float *x, int nrows, \
                          float *y, int acc, int o0, int o1)                                \
     {                                                                                      \
         for (int o = o0; o < o1; o++) {                                                    \
@@ -158,13 +158,111 @@ DEF_DOT2(dot2_bf16, LD_BF16, one_bf16, 2)
             }                                                                              \
         }                                                                                  \
     }
-DEF_MV(mv_f32, dot_f32, dot2_f32, 4)
-DEF_MV(mv_f16, dot_f16, dot2_f16, 2)
-DEF_MV(mv_bf16, dot_bf16, dot2_bf16, 2)
+DEF_MV(TGT, mv_f32, dot_f32, dot2_f32, 4)
+DEF_MV(TGT, mv_f16, dot_f16, dot2_f16, 2)
+DEF_MV(TGT, mv_bf16, dot_bf16, dot2_bf16, 2)
+
+/* ---- AVX-512 ------------------------------------------------------------
+ * The same kernels on 16-lane registers: on this project's AMD EPYC (Zen 4,
+ * which runs 512-bit operations as two 256-bit halves) one thread's F16
+ * dot product read 36-37 GB/s against 31-35 GB/s with AVX2 (a streaming
+ * read: 40 GB/s): a decoding step is memory-bound only once the widening
+ * and FMA instructions stop being the limit. Accumulators, their order
+ * and the tails follow DEF_DOT / DEF_DOT2 with 16 lanes, so here too a
+ * vector's result does not depend on how many vectors share the call. */
+#define TGT5 __attribute__((target("avx512f,avx2,fma,f16c")))
+
+#define LD5_F32(w, i) _mm512_loadu_ps((const float *)(const void *)((w) + 4 * (size_t)(i)))
+#define LD5_F16(w, i) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((w) + 2 * (size_t)(i))))
+#define LD5_BF16(w, i)                                                                          \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                                      \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)((w) + 2 * (size_t)(i)))), 16))
+
+/* One prefetch per 64-byte line of the 64 weights an iteration consumes. */
+#define PF5(w, ES)                                                   \
+    do {                                                             \
+        for (int l_ = 0; l_ < (ES) * 64; l_ += 64) PF((w) + l_);      \
+    } while (0)
+
+#define DEF_DOT5(NAME, LD, ONE, ES)                                              \
+    TGT5 static inline float NAME(const unsigned char *w, const float *x, int n) \
+    {                                                                            \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;              \
+        int i = 0;                                                               \
+        for (; i + 64 <= n; i += 64) {                                           \
+            PF5(w + ES * (size_t)i, ES);                                         \
+            a0 = _mm512_fmadd_ps(LD(w, i), _mm512_loadu_ps(x + i), a0);          \
+            a1 = _mm512_fmadd_ps(LD(w, i + 16), _mm512_loadu_ps(x + i + 16), a1); \
+            a2 = _mm512_fmadd_ps(LD(w, i + 32), _mm512_loadu_ps(x + i + 32), a2); \
+            a3 = _mm512_fmadd_ps(LD(w, i + 48), _mm512_loadu_ps(x + i + 48), a3); \
+        }                                                                        \
+        for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LD(w, i), _mm512_loadu_ps(x + i), a0); \
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
+        for (; i < n; i++) s += ONE(w, i) * x[i];                                \
+        return s;                                                                \
+    }
+DEF_DOT5(dot5_f32, LD5_F32, one_f32, 4)
+DEF_DOT5(dot5_f16, LD5_F16, one_f16, 2)
+DEF_DOT5(dot5_bf16, LD5_BF16, one_bf16, 2)
+
+#define DEF_DOT25(NAME, LD, ONE, ES)                                                       \
+    TGT5 static inline void NAME(const unsigned char *w, const float *x, const float *z, int n, \
+                                 float *sx, float *sz)                                      \
+    {                                                                                      \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
+        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                         \
+        int i = 0;                                                                         \
+        for (; i + 64 <= n; i += 64) {                                                     \
+            PF5(w + ES * (size_t)i, ES);                                                   \
+            __m512 w0 = LD(w, i), w1 = LD(w, i + 16), w2 = LD(w, i + 32), w3 = LD(w, i + 48); \
+            a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), a0);                          \
+            a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), a1);                     \
+            a2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x + i + 32), a2);                     \
+            a3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x + i + 48), a3);                     \
+            b0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(z + i), b0);                          \
+            b1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(z + i + 16), b1);                     \
+            b2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(z + i + 32), b2);                     \
+            b3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(z + i + 48), b3);                     \
+        }                                                                                  \
+        for (; i + 16 <= n; i += 16) {                                                     \
+            __m512 w0 = LD(w, i);                                                          \
+            a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), a0);                          \
+            b0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(z + i), b0);                          \
+        }                                                                                  \
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
+        float t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3))); \
+        for (; i < n; i++) {                                                               \
+            float wi = ONE(w, i);                                                          \
+            s += wi * x[i], t += wi * z[i];                                                \
+        }                                                                                  \
+        *sx = s, *sz = t;                                                                  \
+    }
+DEF_DOT25(dot25_f32, LD5_F32, one_f32, 4)
+DEF_DOT25(dot25_f16, LD5_F16, one_f16, 2)
+DEF_DOT25(dot25_bf16, LD5_BF16, one_bf16, 2)
+
+DEF_MV(TGT5, mv5_f32, dot5_f32, dot25_f32, 4)
+DEF_MV(TGT5, mv5_f16, dot5_f16, dot25_f16, 2)
+DEF_MV(TGT5, mv5_bf16, dot5_bf16, dot25_bf16, 2)
+
+int a3__k_x86_512_ok(void)
+{
+    __builtin_cpu_init(); /* libgcc also checks that the OS saves ZMM state */
+    return a3__k_x86_ok() && __builtin_cpu_supports("avx512f");
+}
 
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
-                      int nrows, float *y, int acc, int o0, int o1)
+                      int nrows, float *y, int acc, int o0, int o1, int avx512)
 {
+    if (avx512) {
+        switch (dt) {
+        case A3_DT_F32: mv5_f32(W, out, in, x, nrows, y, acc, o0, o1); break;
+        case A3_DT_F16: mv5_f16(W, out, in, x, nrows, y, acc, o0, o1); break;
+        case A3_DT_BF16: mv5_bf16(W, out, in, x, nrows, y, acc, o0, o1); break;
+        default: break;
+        }
+        return;
+    }
     switch (dt) {
     case A3_DT_F32: mv_f32(W, out, in, x, nrows, y, acc, o0, o1); break;
     case A3_DT_F16: mv_f16(W, out, in, x, nrows, y, acc, o0, o1); break;
@@ -203,10 +301,12 @@ void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, 
 #else /* not x86-64 with GCC/Clang: the scalar code in kernels.c runs */
 
 int a3__k_x86_ok(void) { return 0; }
+int a3__k_x86_512_ok(void) { return 0; }
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
-                      int nrows, float *y, int acc, int o0, int o1)
+                      int nrows, float *y, int acc, int o0, int o1, int avx512)
 {
     (void)dt, (void)W, (void)out, (void)in, (void)x, (void)nrows, (void)y, (void)acc, (void)o0, (void)o1;
+    (void)avx512;
 }
 void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, int stream)
 {
