@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "a3/blas.h"
+#include "a3/kernels.h"
 #include "cli.h"
 
 static const char *HELP =
@@ -223,6 +224,7 @@ int a3_cmd_doctor(int argc, char **argv)
     kv("threads", "%d%s", threads, o.threads > 0 ? " (--threads)" : " (all usable cores)");
     if (threads > def_threads)
         kv("", "warning: more threads than the %d usable cores (oversubscribed)", def_threads);
+    kv("matvec", "%s (decoding, on the stored weights)", a3_k_impl());
     kv("thread split", "GEMM %d OpenBLAS threads; attention %d workers, OpenBLAS at 1", threads,
        threads);
 
