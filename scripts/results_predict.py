@@ -168,7 +168,10 @@ def section(models, rows, secs, jobs, reused):
              " This run reused an earlier run's calibration, probe and measurements of identical plans "
              "(--keep), so its time is not the cost of a full run." if reused else ""), "",
          "Each model is calibrated once with `--mlp-full` and probed once (`a3 probe`, 8 x 512 tokens) on "
-         "its **calibration** text; every plan comes from `a3 plan` on that cache and is applied and "
+         "its **calibration** text (the procedure `a3 calibrate` now runs by default on models this small, "
+         "with one difference: calibrate's own probe takes the first 8 of its calibration windows, this "
+         "table's probe 8 other windows of the same text, drawn with another seed); every plan comes "
+         "from `a3 plan` on that cache and is applied and "
          "evaluated. **Measured** = change of the mean next-token NLL against the original model on the "
          "**TEST** split; **predicted** = the plan summary's `predicted.nll_change` (made before any "
          "evaluation text is read); ratio = predicted / measured (n/a when |measured| < %g nats). "
