@@ -67,72 +67,84 @@ TGT static inline float hsum(__m256 v)
 #define PF_AHEAD 2048
 #define PF(p) _mm_prefetch((const char *)(p) + PF_AHEAD, _MM_HINT_T0)
 
-/* One weight row w (n elements of ES bytes) times x: four independent
- * 8-lane accumulators hide the FMA latency, one prefetch per 64-byte line
- * of weights consumed; the tail is scalar. */
-#define DEF_DOT(NAME, LD, ONE, ES)                                              \
-    TGT static inline float NAME(const unsigned char *w, const float *x, int n) \
-    {                                                                           \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;             \
-        int i = 0;                                                              \
-        for (; i + 32 <= n; i += 32) {                                          \
-            PF(w + ES * (size_t)i);                                             \
-            if (ES == 4) PF(w + ES * (size_t)i + 64);                           \
-            a0 = _mm256_fmadd_ps(LD(w, i), _mm256_loadu_ps(x + i), a0);         \
-            a1 = _mm256_fmadd_ps(LD(w, i + 8), _mm256_loadu_ps(x + i + 8), a1); \
-            a2 = _mm256_fmadd_ps(LD(w, i + 16), _mm256_loadu_ps(x + i + 16), a2); \
-            a3 = _mm256_fmadd_ps(LD(w, i + 24), _mm256_loadu_ps(x + i + 24), a3); \
-        }                                                                       \
-        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LD(w, i), _mm256_loadu_ps(x + i), a0); \
-        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
-        for (; i < n; i++) s += ONE(w, i) * x[i];                               \
-        return s;                                                               \
+/* Prefetch every 64-byte line of the `bytes` of weights an iteration
+ * consumes (one line for 32 F16 weights, two for 32 F32 ones). */
+#define PF_LINES(w, bytes)                                           \
+    do {                                                             \
+        for (int l_ = 0; l_ < (bytes); l_ += 64) PF((w) + l_);       \
+    } while (0)
+
+/* The dot products, written once for both register widths: VT a vector of
+ * W floats with ZERO, FMA, LDX (load floats), ADD and HSUM (horizontal
+ * sum); LD widens W weights. One weight row w (n elements of ES bytes)
+ * times x: four independent W-lane accumulators hide the FMA latency,
+ * then W-wide steps, then a scalar tail. */
+#define DEF_DOT(ATTR, NAME, VT, W, ZERO, FMA, LDX, ADD, HSUM, LD, ONE, ES)          \
+    ATTR static inline float NAME(const unsigned char *w, const float *x, int n)   \
+    {                                                                              \
+        VT a0 = ZERO(), a1 = a0, a2 = a0, a3 = a0;                                 \
+        int i = 0;                                                                 \
+        for (; i + 4 * W <= n; i += 4 * W) {                                       \
+            PF_LINES(w + ES * (size_t)i, ES * 4 * W);                              \
+            a0 = FMA(LD(w, i), LDX(x + i), a0);                                    \
+            a1 = FMA(LD(w, i + W), LDX(x + i + W), a1);                            \
+            a2 = FMA(LD(w, i + 2 * W), LDX(x + i + 2 * W), a2);                    \
+            a3 = FMA(LD(w, i + 3 * W), LDX(x + i + 3 * W), a3);                    \
+        }                                                                          \
+        for (; i + W <= n; i += W) a0 = FMA(LD(w, i), LDX(x + i), a0);             \
+        float s = HSUM(ADD(ADD(a0, a1), ADD(a2, a3)));                             \
+        for (; i < n; i++) s += ONE(w, i) * x[i];                                  \
+        return s;                                                                  \
     }
-DEF_DOT(dot_f32, LD_F32, one_f32, 4)
-DEF_DOT(dot_f16, LD_F16, one_f16, 2)
-DEF_DOT(dot_bf16, LD_BF16, one_bf16, 2)
 
 /* The same row against two vectors x, z at once: each weight is loaded and
  * widened once for both. Per vector the accumulators, their order and the
  * tail are those of DEF_DOT, so each result is bit-identical to the
  * single-vector dot (a token's logits do not depend on how many tokens
  * share the call). */
-#define DEF_DOT2(NAME, LD, ONE, ES)                                                       \
-    TGT static inline void NAME(const unsigned char *w, const float *x, const float *z, int n, \
-                                float *sx, float *sz)                                      \
-    {                                                                                      \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
-        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                         \
-        int i = 0;                                                                         \
-        for (; i + 32 <= n; i += 32) {                                                     \
-            PF(w + ES * (size_t)i);                                                        \
-            if (ES == 4) PF(w + ES * (size_t)i + 64);                                      \
-            __m256 w0 = LD(w, i), w1 = LD(w, i + 8), w2 = LD(w, i + 16), w3 = LD(w, i + 24); \
-            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);                          \
-            a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);                      \
-            a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);                     \
-            a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);                     \
-            b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(z + i), b0);                          \
-            b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(z + i + 8), b1);                      \
-            b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(z + i + 16), b2);                     \
-            b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(z + i + 24), b3);                     \
-        }                                                                                  \
-        for (; i + 8 <= n; i += 8) {                                                       \
-            __m256 w0 = LD(w, i);                                                          \
-            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);                          \
-            b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(z + i), b0);                          \
-        }                                                                                  \
-        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));       \
-        float t = hsum(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));       \
-        for (; i < n; i++) {                                                               \
-            float wi = ONE(w, i);                                                          \
-            s += wi * x[i], t += wi * z[i];                                                \
-        }                                                                                  \
-        *sx = s, *sz = t;                                                                  \
+#define DEF_DOT2(ATTR, NAME, VT, W, ZERO, FMA, LDX, ADD, HSUM, LD, ONE, ES)                     \
+    ATTR static inline void NAME(const unsigned char *w, const float *x, const float *z, int n, \
+                                 float *sx, float *sz)                                          \
+    {                                                                                          \
+        VT a0 = ZERO(), a1 = a0, a2 = a0, a3 = a0;                                             \
+        VT b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                                 \
+        int i = 0;                                                                             \
+        for (; i + 4 * W <= n; i += 4 * W) {                                                   \
+            PF_LINES(w + ES * (size_t)i, ES * 4 * W);                                          \
+            VT w0 = LD(w, i), w1 = LD(w, i + W), w2 = LD(w, i + 2 * W), w3 = LD(w, i + 3 * W); \
+            a0 = FMA(w0, LDX(x + i), a0);                                                      \
+            a1 = FMA(w1, LDX(x + i + W), a1);                                                  \
+            a2 = FMA(w2, LDX(x + i + 2 * W), a2);                                              \
+            a3 = FMA(w3, LDX(x + i + 3 * W), a3);                                              \
+            b0 = FMA(w0, LDX(z + i), b0);                                                      \
+            b1 = FMA(w1, LDX(z + i + W), b1);                                                  \
+            b2 = FMA(w2, LDX(z + i + 2 * W), b2);                                              \
+            b3 = FMA(w3, LDX(z + i + 3 * W), b3);                                              \
+        }                                                                                      \
+        for (; i + W <= n; i += W) {                                                           \
+            VT w0 = LD(w, i);                                                                  \
+            a0 = FMA(w0, LDX(x + i), a0);                                                      \
+            b0 = FMA(w0, LDX(z + i), b0);                                                      \
+        }                                                                                      \
+        float s = HSUM(ADD(ADD(a0, a1), ADD(a2, a3)));                                         \
+        float t = HSUM(ADD(ADD(b0, b1), ADD(b2, b3)));                                         \
+        for (; i < n; i++) {                                                                   \
+            float wi = ONE(w, i);                                                              \
+            s += wi * x[i], t += wi * z[i];                                                    \
+        }                                                                                      \
+        *sx = s, *sz = t;                                                                      \
     }
-DEF_DOT2(dot2_f32, LD_F32, one_f32, 4)
-DEF_DOT2(dot2_f16, LD_F16, one_f16, 2)
-DEF_DOT2(dot2_bf16, LD_BF16, one_bf16, 2)
+
+/* The register width as one argument list for DEF_DOT / DEF_DOT2 (EXPAND
+ * makes the preprocessor split it into the macros' parameters). */
+#define EXPAND(m, ...) m(__VA_ARGS__)
+#define DEF_DOTS(ATTR, DOT, DOT2, OPS, LD, ONE, ES) \
+    EXPAND(DEF_DOT, ATTR, DOT, OPS, LD, ONE, ES)     \
+    EXPAND(DEF_DOT2, ATTR, DOT2, OPS, LD, ONE, ES)
+#define OPS8 __m256, 8, _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_add_ps, hsum
+DEF_DOTS(TGT, dot_f32, dot2_f32, OPS8, LD_F32, one_f32, 4)
+DEF_DOTS(TGT, dot_f16, dot2_f16, OPS8, LD_F16, one_f16, 2)
+DEF_DOTS(TGT, dot_bf16, dot2_bf16, OPS8, LD_BF16, one_bf16, 2)
 
 /* Rows o0..o1 of W against nrows vectors, two at a time: each row is read
  * from memory once, the later pairs find it in L1. */
@@ -178,68 +190,10 @@ DEF_MV(TGT, mv_bf16, dot_bf16, dot2_bf16, 2)
     _mm512_castsi512_ps(_mm512_slli_epi32(                                                      \
         _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)((w) + 2 * (size_t)(i)))), 16))
 
-/* One prefetch per 64-byte line of the 64 weights an iteration consumes. */
-#define PF5(w, ES)                                                   \
-    do {                                                             \
-        for (int l_ = 0; l_ < (ES) * 64; l_ += 64) PF((w) + l_);      \
-    } while (0)
-
-#define DEF_DOT5(NAME, LD, ONE, ES)                                              \
-    TGT5 static inline float NAME(const unsigned char *w, const float *x, int n) \
-    {                                                                            \
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;              \
-        int i = 0;                                                               \
-        for (; i + 64 <= n; i += 64) {                                           \
-            PF5(w + ES * (size_t)i, ES);                                         \
-            a0 = _mm512_fmadd_ps(LD(w, i), _mm512_loadu_ps(x + i), a0);          \
-            a1 = _mm512_fmadd_ps(LD(w, i + 16), _mm512_loadu_ps(x + i + 16), a1); \
-            a2 = _mm512_fmadd_ps(LD(w, i + 32), _mm512_loadu_ps(x + i + 32), a2); \
-            a3 = _mm512_fmadd_ps(LD(w, i + 48), _mm512_loadu_ps(x + i + 48), a3); \
-        }                                                                        \
-        for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LD(w, i), _mm512_loadu_ps(x + i), a0); \
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
-        for (; i < n; i++) s += ONE(w, i) * x[i];                                \
-        return s;                                                                \
-    }
-DEF_DOT5(dot5_f32, LD5_F32, one_f32, 4)
-DEF_DOT5(dot5_f16, LD5_F16, one_f16, 2)
-DEF_DOT5(dot5_bf16, LD5_BF16, one_bf16, 2)
-
-#define DEF_DOT25(NAME, LD, ONE, ES)                                                       \
-    TGT5 static inline void NAME(const unsigned char *w, const float *x, const float *z, int n, \
-                                 float *sx, float *sz)                                      \
-    {                                                                                      \
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
-        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                         \
-        int i = 0;                                                                         \
-        for (; i + 64 <= n; i += 64) {                                                     \
-            PF5(w + ES * (size_t)i, ES);                                                   \
-            __m512 w0 = LD(w, i), w1 = LD(w, i + 16), w2 = LD(w, i + 32), w3 = LD(w, i + 48); \
-            a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), a0);                          \
-            a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), a1);                     \
-            a2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x + i + 32), a2);                     \
-            a3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x + i + 48), a3);                     \
-            b0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(z + i), b0);                          \
-            b1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(z + i + 16), b1);                     \
-            b2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(z + i + 32), b2);                     \
-            b3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(z + i + 48), b3);                     \
-        }                                                                                  \
-        for (; i + 16 <= n; i += 16) {                                                     \
-            __m512 w0 = LD(w, i);                                                          \
-            a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), a0);                          \
-            b0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(z + i), b0);                          \
-        }                                                                                  \
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
-        float t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3))); \
-        for (; i < n; i++) {                                                               \
-            float wi = ONE(w, i);                                                          \
-            s += wi * x[i], t += wi * z[i];                                                \
-        }                                                                                  \
-        *sx = s, *sz = t;                                                                  \
-    }
-DEF_DOT25(dot25_f32, LD5_F32, one_f32, 4)
-DEF_DOT25(dot25_f16, LD5_F16, one_f16, 2)
-DEF_DOT25(dot25_bf16, LD5_BF16, one_bf16, 2)
+#define OPS16 __m512, 16, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_add_ps, _mm512_reduce_add_ps
+DEF_DOTS(TGT5, dot5_f32, dot25_f32, OPS16, LD5_F32, one_f32, 4)
+DEF_DOTS(TGT5, dot5_f16, dot25_f16, OPS16, LD5_F16, one_f16, 2)
+DEF_DOTS(TGT5, dot5_bf16, dot25_bf16, OPS16, LD5_BF16, one_bf16, 2)
 
 DEF_MV(TGT5, mv5_f32, dot5_f32, dot25_f32, 4)
 DEF_MV(TGT5, mv5_f16, dot5_f16, dot25_f16, 2)
