@@ -98,11 +98,14 @@ def main():
     b = ev.cpu - nl * a
     runs32, nlls32 = probe_counts(32)
     tokens = PROBE_SAMPLES * PROBE_SEQLEN
+    tokens_cal = 4 * 512
     L = ["## Exact curves and the NLL probe (issue 11)", "",
          "Produced by `make bench-predict` (scripts/bench_predict.py) in %.0f s wall; %s at the end (%.1f "
-         "at the start). CPU seconds are the a3 process's own (user + system, all threads, from wait4): the "
-         "figures to compare; wall seconds depend on the other jobs on the machine." % (
-             time.time() - t_start, machine, load0), "",
+         "at the start; OPENBLAS_CORETYPE=%s in the environment), a3 on its default threads (all %d cores). "
+         "CPU seconds are the a3 process's own (user + system, all threads, from wait4): the figures to "
+         "compare; wall seconds depend on the other jobs on the machine." % (
+             time.time() - t_start, machine, load0, os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+             os.cpu_count() or 0), "",
          "Model: `a3 synth --like %s --layers %d`%s, calibrated with `--mlp-full` on 4 x 512 random "
          "tokens (%.0f CPU s, %.0f s wall)." % (
              args.like, nl, " (d 4096, d_ff 11008, 32 heads of 128, random weights)" if args.like == "llama-7b"
@@ -115,20 +118,30 @@ def main():
          "%.1f | %.1f |" % (PROBE_SAMPLES, PROBE_SEQLEN, tokens, runs, nlls, prb.cpu, prb.wall),
          "| `a3 eval --ids` on the same tokens (%d layer runs, 1 NLL evaluation) | %.1f | %.1f |" % (
              nl, ev.cpu, ev.wall),
-         "", "- **Exact curves of one 7B-shaped layer: %.1f CPU s** (the whole `--curves-only` command "
-         "divided by the %d layer(s); the curves alone %.1f s wall per layer). The work is O(d_ff^2 d) "
-         "for W_d^T W_d (dsyrk), O(d_ff^3 / 3) for the growing Cholesky factor of Ru in the A3 order, in "
-         "blocked form (dpotrf), O(d_ff^2 d) for Y = L^T W_d[P,:] (dtrmm), and O(d_ff^2) per method for "
-         "the CUR curves from H = Ru o (W_d W_d^T): about 1.4e12 flops in double precision, all BLAS-3; "
-         "peak memory about 3 d_ff^2 x 8 bytes = 2.9 GiB." % (cur.cpu / nl, nl, curves_wall / nl),
+         "", "- **Exact curves of one 7B-shaped layer: %.1f CPU s, %.1f s wall** (the whole `--curves-only` "
+         "command divided by the %d layer(s), loading the cache with its Ru included; the curves alone "
+         "%.1f s wall per layer, as printed); a 32-layer model: %.0f CPU s, linear in the layers. The "
+         "work (include/a3/pred.h) is d_ff^2 d flops for G = W_d[P,:] W_d[P,:]^T (dsyrk), d_ff^3 / 3 for "
+         "the Cholesky factor of Ru in the A3 order P (dpotrf: the growing-Cholesky recurrence in blocked "
+         "form) and d_ff^2 d for Y = L^T W_d[P,:] (dtrmm): about 1.44e12 flops in double precision, all "
+         "BLAS-3, plus O(d_ff^2 + d_ff d) sequential passes (the CUR curves of both orders from H = G o "
+         "Ru[P,P]); work space 2 d_ff^2 + d_ff d doubles = 2.1 GiB, on top of the cache's Ru (0.9 GiB "
+         "per layer). %s" % (cur.cpu / nl, cur.wall / nl, nl, curves_wall / nl, 32 * cur.cpu / nl,
+                             ("Here Ru is singular (rank at most %d calibration tokens < d_ff %d): the "
+                              "undamped dpotrf is expected to stop near column %d and be redone damped, "
+                              "up to ~2e11 extra flops (~14%%, estimated, not timed) that a calibration "
+                              "with more tokens than d_ff does not make." % (tokens_cal, 11008, tokens_cal)) if args.like == "llama-7b" else ""),
+         "- Calibration (`--mlp-full`, %d tokens): %.1f CPU s per layer." % (tokens_cal, cal.cpu / nl),
          "- **Probe cost**: per layer run (one layer over the %d probe tokens) %.2f CPU s, per NLL "
          "evaluation (final norm, lm_head over the vocabulary, NLL) %.2f CPU s, solved from the probe and "
          "the eval rows above. A 32-layer 7B model makes %d layer runs (= %.0f forward-pass equivalents) "
          "and %d NLL evaluations: projected **%.0f CPU s (%.1f CPU min)** for %d probe tokens, linear in "
          "the token count (a projection from the measured costs, not a 32-layer timing). The probe is "
-         "optional (`a3 plan` works on the exact curves without it) and resumable (saved after every "
-         "layer)." % (tokens, a, b, runs32, runs32 / 32, nlls32, runs32 * a + nlls32 * b,
-                      (runs32 * a + nlls32 * b) / 60, tokens)]
+         "optional (`a3 plan` works on the exact curves without it; `a3 calibrate` runs it by default only "
+         "when it is estimated at most 1e12 flops or a quarter of the calibration, which a 7B model "
+         "does not meet) and resumable (saved after every layer)." % (
+             tokens, a, b, runs32, runs32 / 32, nlls32, runs32 * a + nlls32 * b,
+             (runs32 * a + nlls32 * b) / 60, tokens)]
     text = "\n".join(L)
     R.replace_section(args.out, "predict", text)
     print("bench_predict: wrote the predict section of %s" % args.out, file=sys.stderr)
