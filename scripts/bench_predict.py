@@ -91,11 +91,25 @@ def main():
         machine = R.machine(a3)
     nl = args.layers
     runs, nlls = probe_counts(nl)
-    # CPU model: probe = runs a + nlls b, eval = nl a + b (a: one layer
-    # over the probe tokens, b: final norm + lm_head + NLL)
-    det = runs * 1 - nlls * nl
-    a = (prb.cpu - nlls * ev.cpu) / det
-    b = ev.cpu - nl * a
+    # CPU model: the probe's CPU seconds are proportional to its flops
+    # (the same count a3_probe_cost_flops makes: a layer run is the
+    # projections plus causal attention over seqlen / 2 keys per token; an
+    # NLL evaluation the lm_head over the vocabulary), one rate fitted on
+    # the probe itself. (Solving two equations from the probe and the eval
+    # row instead gave a negative layer cost: eval's fixed costs, opening
+    # the model and faulting its pages, weigh on one pass and not on 22.)
+    with open(os.path.join(model, "config.json")) as f:
+        cfg = json.load(f)
+    d, ff, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    nh = cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads", nh)
+    hd = cfg.get("head_dim") or d // nh
+    q, kv = nh * hd, nkv * hd
+    layer_f = 2 * d * (q + 2 * kv) + 2 * q * d + 6 * d * ff + 2 * q * PROBE_SEQLEN  # per token
+    nll_f = 2 * d * vocab
+    tokens0 = PROBE_SAMPLES * PROBE_SEQLEN
+    rate = prb.cpu / (tokens0 * (runs * layer_f + nlls * nll_f))  # CPU s per flop
+    a, b = rate * tokens0 * layer_f, rate * tokens0 * nll_f
     runs32, nlls32 = probe_counts(32)
     tokens = PROBE_SAMPLES * PROBE_SEQLEN
     tokens_cal = 4 * 512
@@ -133,14 +147,15 @@ def main():
                               "with more tokens than d_ff does not make." % (tokens_cal, 11008, tokens_cal)) if args.like == "llama-7b" else ""),
          "- Calibration (`--mlp-full`, %d tokens): %.1f CPU s per layer." % (tokens_cal, cal.cpu / nl),
          "- **Probe cost**: per layer run (one layer over the %d probe tokens) %.2f CPU s, per NLL "
-         "evaluation (final norm, lm_head over the vocabulary, NLL) %.2f CPU s, solved from the probe and "
-         "the eval rows above. A 32-layer 7B model makes %d layer runs (= %.0f forward-pass equivalents) "
+         "evaluation (final norm, lm_head over the vocabulary, NLL) %.2f CPU s: the probe's CPU seconds "
+         "split by flops, i.e. %.1f GFLOP per CPU second (a plain `a3 eval` pass over the same tokens ran "
+         "at %.1f, the probe's runs carry more bookkeeping per flop). A 32-layer 7B model makes %d layer runs (= %.0f forward-pass equivalents) "
          "and %d NLL evaluations: projected **%.0f CPU s (%.1f CPU min)** for %d probe tokens, linear in "
          "the token count (a projection from the measured costs, not a 32-layer timing). The probe is "
          "optional (`a3 plan` works on the exact curves without it; `a3 calibrate` runs it by default only "
          "when it is estimated at most 1e12 flops or a quarter of the calibration, which a 7B model "
          "does not meet) and resumable (saved after every layer)." % (
-             tokens, a, b, runs32, runs32 / 32, nlls32, runs32 * a + nlls32 * b,
+             tokens, a, b, 1e-9 / rate, 1e-9 * tokens0 * (nl * layer_f + nll_f) / ev.cpu, runs32, runs32 / 32, nlls32, runs32 * a + nlls32 * b,
              (runs32 * a + nlls32 * b) / 60, tokens)]
     text = "\n".join(L)
     R.replace_section(args.out, "predict", text)
