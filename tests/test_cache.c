@@ -661,15 +661,39 @@ static void expect_fail_open(const char *what, const char *path, int code, const
     a3_cache_free(c);
 }
 
+/* A temporary directory with the two valid caches saved in it (good0.a3c
+ * without Ru, good1.a3c with; their bytes in good[]) and the path `name`
+ * in it for the test's own file. */
+typedef struct {
+    char dir[64];
+    blob good[2];
+    char *p;
+} good_fix;
+
+static int fix_setup(good_fix *f, const char *name)
+{
+    memset(f, 0, sizeof *f);
+    CHECK(test_tmpdir(f->dir, sizeof f->dir) != NULL);
+    f->p = a3_path_join(f->dir, name);
+    int ok = f->p && save_good(f->dir, f->good) == 0;
+    CHECK(ok);
+    return ok;
+}
+
+static void fix_teardown(good_fix *f)
+{
+    free(f->good[0].b), free(f->good[1].b);
+    free(f->p);
+    test_rm_rf(f->dir);
+}
+
 /* Open leaves the matrices on disk; need reads exactly what load reads;
  * release gives them back and a second need reads them again. */
 static void test_open_lazy(void)
 {
-    char dir[64];
-    blob good[2] = {{NULL, 0}, {NULL, 0}};
-    CHECK(test_tmpdir(dir, sizeof dir) != NULL);
-    CHECK(save_good(dir, good) == 0);
-    char *p = a3_path_join(dir, "good1.a3c");
+    good_fix F;
+    fix_setup(&F, "good1.a3c");
+    char *p = F.p;
     a3_cache *eager = NULL, *lazy = NULL;
     a3_err err = {0};
     int64_t calls = 0, last = 0;
@@ -689,7 +713,7 @@ static void test_open_lazy(void)
               !lazy->layers[1].mlp_order && !lazy->layers[1].gq);
         CHECK(a3_cache_need_section(lazy, 1, A3_SEC_MLP_LOSS, &err) == A3_OK); /* a curve: nothing to do */
         /* a cache opened for planning is not saved (it does not hold everything) */
-        char *q = a3_path_join(dir, "resaved.a3c");
+        char *q = a3_path_join(F.dir, "resaved.a3c");
         CHECK(q && a3_cache_save(lazy, q, &err) == A3_EINVAL && strstr(err.msg, "opened for planning"));
         CHECK(q && access(q, F_OK) != 0);
         free(q);
@@ -704,9 +728,7 @@ static void test_open_lazy(void)
         (void)last;
     }
     a3_cache_free(eager), a3_cache_free(lazy);
-    free(good[0].b), free(good[1].b);
-    free(p);
-    test_rm_rf(dir);
+    fix_teardown(&F);
 }
 
 /* One payload byte of layer 1's section flipped, for every kind (the
@@ -716,11 +738,10 @@ static void test_open_lazy(void)
  * and the layer as before the call. */
 static void test_lazy_each_section(void)
 {
-    char dir[64];
-    blob good[2] = {{NULL, 0}, {NULL, 0}};
-    CHECK(test_tmpdir(dir, sizeof dir) != NULL);
-    char *p = a3_path_join(dir, "flip.a3c");
-    CHECK(p && save_good(dir, good) == 0);
+    good_fix F;
+    fix_setup(&F, "flip.a3c");
+    char *p = F.p;
+    blob *good = F.good;
     for (int s = 0; p && good[1].b && s < A3_SEC_COUNT; s++) {
         const char *nm = a3_cache_section_name((a3_cache_section)s);
         int curve = s == A3_SEC_QK_LOSS || s == A3_SEC_OV_SV || s == A3_SEC_MLP_LOSS;
@@ -758,9 +779,7 @@ static void test_lazy_each_section(void)
         CHECKF(a3_cache_need(c, 0, &err) == A3_OK, "%s: layer 0: %s", nm, err.msg);
         a3_cache_free(c);
     }
-    free(good[0].b), free(good[1].b);
-    free(p);
-    test_rm_rf(dir);
+    fix_teardown(&F);
 }
 
 static int save_good(const char *dir, blob good[2])
@@ -783,11 +802,10 @@ static int save_good(const char *dir, blob good[2])
 
 static void test_corrupt_table(void)
 {
-    char dir[64];
-    blob good[2] = {{NULL, 0}, {NULL, 0}};
-    CHECK(test_tmpdir(dir, sizeof dir) != NULL);
-    char *p = a3_path_join(dir, "bad.a3c");
-    CHECK(p && save_good(dir, good) == 0);
+    good_fix F;
+    fix_setup(&F, "bad.a3c");
+    char *p = F.p;
+    blob *good = F.good;
     CHECK(sizeof CASES / sizeof CASES[0] >= 15);
     for (size_t i = 0; p && good[0].b && good[1].b && i < sizeof CASES / sizeof CASES[0]; i++) {
         const corrupt_case *k = &CASES[i];
@@ -800,20 +818,18 @@ static void test_corrupt_table(void)
         expect_fail_open(k->name, p, k->code, k->expect, k->at_need);
         free(f.b);
     }
-    free(good[0].b), free(good[1].b);
-    free(p);
-    test_rm_rf(dir);
+    fix_teardown(&F);
 }
 
 /* Every prefix of a valid cache fails; so does a bit flip in any byte (the
  * CRCs catch payload and metadata damage, the structure checks the rest). */
 static void test_truncate_and_flip(void)
 {
-    char dir[64];
-    blob good[2] = {{NULL, 0}, {NULL, 0}};
-    CHECK(test_tmpdir(dir, sizeof dir) != NULL);
-    char *p = a3_path_join(dir, "good1.a3c"), *q = a3_path_join(dir, "cut.a3c");
-    CHECK(p && q && save_good(dir, good) == 0);
+    good_fix F;
+    fix_setup(&F, "good1.a3c");
+    char *p = F.p, *q = a3_path_join(F.dir, "cut.a3c");
+    blob *good = F.good;
+    CHECK(q != NULL);
     if (!p || !q || !good[1].b) goto out;
     FILE *fp = fopen(p, "r+b");
     CHECK(fp != NULL);
@@ -840,13 +856,12 @@ static void test_truncate_and_flip(void)
     a3_err err = {0};
     CHECK(a3_cache_load(p, &c, &err) == A3_OK); /* the file was restored intact */
     a3_cache_free(c);
-    char *missing = a3_path_join(dir, "nope.a3c");
+    char *missing = a3_path_join(F.dir, "nope.a3c");
     if (missing) expect_fail("missing file", missing, A3_EIO, "cannot open");
     free(missing);
 out:
-    free(good[0].b), free(good[1].b);
-    free(p), free(q);
-    test_rm_rf(dir);
+    free(q);
+    fix_teardown(&F);
 }
 
 /* ---- fingerprint ------------------------------------------------------------ */
