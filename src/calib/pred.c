@@ -386,7 +386,8 @@ static void mlp_ws_free(mlp_ws *s)
 
 static int mlp_ws_alloc(mlp_ws *s, int ff, int d)
 {
-    s->Z = a3_malloc_array((size_t)ff * d, 8), s->G = a3_malloc_array((size_t)ff * ff, 8);
+    /* G also holds the transposed W_d and the damped Y (ff x d each) */
+    s->Z = a3_malloc_array((size_t)ff * d, 8), s->G = a3_malloc_array((size_t)ff * (ff > d ? ff : d), 8);
     s->R = a3_malloc_array((size_t)ff * ff, 8);
     s->P = malloc((size_t)ff * 4), s->Q = malloc((size_t)ff * 4), s->pinv = malloc((size_t)ff * 4);
     return s->Z && s->G && s->R && s->P && s->Q && s->pinv ? 0 : -1;
@@ -404,7 +405,8 @@ static int mlp_ws_alloc(mlp_ws *s, int ff, int d)
  *   the first w squared row norms.
  * Flops: d_ff^2 d (dsyrk) + d_ff^3 / 3 (dpotrf) + d_ff^2 d (dtrmm), plus
  * O(d_ff^2 + d_ff d) memory passes; work space 2 d_ff^2 + d_ff d doubles
- * (d_ff >= d: the transposed W_d and the damped Y fit in G's buffer).
+ * (G's buffer, d_ff x max(d_ff, d), also holds the transposed W_d and
+ * the damped Y).
  * dpotrf sees the same column-major lower triangle as LAPACKE_dpotrf's
  * row-major 'L' path did after its transposed copy, so L is unchanged. */
 static int mlp_layer_exact(const a3_cache *c, int l, const a3_layer_f32 *w, a3_pred *p, mlp_ws *s, a3_err *err)
@@ -413,8 +415,7 @@ static int mlp_layer_exact(const a3_cache *c, int l, const a3_layer_f32 *w, a3_p
     double N = (double)c->n_tokens;
     const double *Ru = c->layers[l].ru;
     int32_t *P = s->P, *Q = s->Q, *pinv = s->pinv;
-    double *Z = s->Z, *G = s->G, *R = s->R, *T = d <= ff ? G : NULL;
-    if (!T) return a3_err_set(err, A3_EUNSUPPORTED, "prediction: layer %d: d_ff %d below d %d", l, ff, d);
+    double *Z = s->Z, *G = s->G, *R = s->R, *T = G;
     rc = a3_mlp_order(c, l, A3_MLP_METHOD_A3, w, P, err);
     if (!rc) rc = a3_mlp_order(c, l, A3_MLP_METHOD_WEIGHT_NORM, w, Q, err);
     if (rc) return rc;
