@@ -80,6 +80,13 @@ double a3_mlp_refit_damping(const double *Ru, int ff);
 int a3_ov_solve_stats(const double *Cyy, const double *Cyz, int layer, int g, int rank,
                       const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o,
                       double *loss, double *damping, a3_err *err);
+/* a3_ov_solve_stats with an extra target per head: minimise sum_j
+ * E||z_j Wo_j + t_j - y_j T S_j||^2, Cyd (per, hd, d) = E[y_j^T t_j]
+ * (NULL: none, = a3_ov_solve_stats). Cyd without Cyz is
+ * refused (A3_EINVAL). */
+int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd, int layer, int g, int rank,
+                        const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o, double *loss,
+                        double *damping, a3_err *err);
 
 /* MLP: choose the kept neurons (ascending) at width w. */
 int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m,
@@ -93,12 +100,6 @@ int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width,
  * the reduced MLP sees and UY (ff, d) = E[u^T y] against the target output
  * y; the same damping (1e-10 of the mean diagonal) and solver as
  * a3_mlp_refit, which is the case G = Ru, UY = Ru W_down^T. */
-/* a3_ov_solve_stats with an extra target per head: minimise sum_j
- * E||z_j Wo_j + t_j - y_j T S_j||^2, Cyd (per, hd, d) = E[y_j^T t_j]
- * (NULL: none, = a3_ov_solve_stats). Requires Cyz. */
-int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd, int layer, int g, int rank,
-                        const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o, double *loss,
-                        double *damping, a3_err *err);
 int a3_mlp_refit_stats(const double *G, const double *UY, int ff, int d, const int32_t *keep, int width,
                        int layer, float *new_down, a3_err *err);
 

@@ -176,6 +176,8 @@ int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd,
                         double *damping, a3_err *err)
 {
     int hd = w->head_dim;
+    if (Cyd && !Cyz) /* the extra target only enters the cross-covariance form */
+        return a3_err_set(err, A3_EINVAL, "layer %d: ov[%d]: an extra OV target needs Cyz", layer, g);
     if (rank < 0 || rank > hd)
         return a3_err_set(err, A3_EINVAL, "layer %d: ov[%d]: rank %d not in [0, %d]", layer, g, rank, hd);
     ov_work k;
