@@ -345,7 +345,7 @@ static int solve_ov(a3_seq *s, int l, int g, const a3_layer_f32 *w, double *cyy,
     }
     /* the drift term E[y^T (x - x^)], weighted and summed like Cyz */
     double *cd = NULL;
-    if (s->cyd && !(s->p->ov_method == A3_OV_METHOD_A3 && per > 1)) {
+    if (s->cyd) { /* allocated only where it is used (a3_seq_new) */
         size_t hdd = (size_t)hd * s->d;
         if (!(cd = calloc((size_t)per * hdd, 8))) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
         for (int j = 0; j < per; j++)
@@ -535,9 +535,10 @@ size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, siz
     size_t layer = (2 * qw * d + 2 * kw * d + 3 * ff * d + 2 * qw + 2 * kw) * 4; /* padded layer */
     size_t sol = (kw * d + kw + (size_t)c->n_heads * d * hd + ff * d) * 4 + ff * 8;
     size_t stats = (8 * (size_t)c->n_kv_heads + 2 * (size_t)c->n_heads) * hh * 8 + 3 * ff * 8;
-    stats += (size_t)c->n_heads * hd * d * 8; /* the OV drift term (ov_drift != 0, as the CLI runs) */
     size_t widen = (2 * WIDEN_ROWS * wmax + WIDEN_ROWS * d) * 8;
-    if (refit) stats += (ff * ff + 2 * ff * d) * 8;
+    /* with the refit: its statistics, and (at most; not for svd or a3
+     * with GQA) the OV drift term the CLI then uses */
+    if (refit) stats += (ff * ff + 2 * ff * d) * 8 + (size_t)c->n_heads * hd * d * 8;
     return streams + chunk + fwd + layer + sol + stats + widen;
 }
 
@@ -584,8 +585,12 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     s->refit = p->mlp_method == A3_MLP_METHOD_A3_REFIT;
     s->drift = o ? o->target_layer_output : 0;
     /* only with the refit, whose target carries what the heads' drift
-     * fit over- or under-shoots (docs/SEQUENTIAL.md, OV drift) */
-    s->ov_drift = o && s->refit ? o->ov_drift : 0;
+     * fit over- or under-shoots (docs/SEQUENTIAL.md, OV drift), and only
+     * where the OV solve has a cross term to add it to: not svd (one-shot)
+     * nor a3 with GQA (the paper's Gv). Zero here means the drift
+     * statistics are neither allocated nor accumulated. */
+    int ov_cross = p->ov_method != A3_OV_METHOD_SVD && !(p->ov_method == A3_OV_METHOD_A3 && s->per > 1);
+    s->ov_drift = o && s->refit && ov_cross ? o->ov_drift : 0;
     s->total = (int64_t)k->n_layers * 4 * (int64_t)s->N;
     size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
     size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
