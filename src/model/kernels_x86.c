@@ -176,10 +176,11 @@ DEF_MV(TGT, mv_bf16, dot_bf16, dot2_bf16, 2)
 
 /* ---- AVX-512 ------------------------------------------------------------
  * The same kernels on 16-lane registers: on this project's AMD EPYC (Zen 4,
- * which runs 512-bit operations as two 256-bit halves) one thread's F16
- * dot product read 36-37 GB/s against 31-35 GB/s with AVX2 (a streaming
- * read: 40 GB/s): a decoding step is memory-bound only once the widening
- * and FMA instructions stop being the limit. Accumulators, their order
+ * which runs 512-bit operations as two 256-bit halves) the F16 kernel
+ * on one thread reads 1.01-1.02 of a streaming read of the same bytes,
+ * the AVX2 one 0.90-0.92 (`bench_matvec 2048 8192 8 1 5`, with and
+ * without A3_NO_AVX512=1, interleaved): a decoding step is memory-bound
+ * only once the widening and FMA instructions stop being the limit. Accumulators, their order
  * and the tails follow DEF_DOT / DEF_DOT2 with 16 lanes, so here too a
  * vector's result does not depend on how many vectors share the call. */
 #define TGT5 __attribute__((target("avx512f,avx2,fma,f16c")))
@@ -229,7 +230,8 @@ void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, cons
  * with non-temporal stores: a destination larger than the last-level
  * cache would be evicted before its reader gets to it anyway, and
  * streaming skips reading each line before overwriting it (F16, 61M
- * elements: 1.3-1.5x the rate of plain stores on one thread here). */
+ * elements, one thread: 1.3-1.5x the rate of plain stores in a one-off
+ * comparison; no benchmark of make bench isolates it). */
 #define DEF_CVT(NAME, LD, ONE)                                                     \
     TGT static void NAME(const unsigned char *s, size_t n, float *d, int stream)  \
     {                                                                              \
