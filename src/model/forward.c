@@ -90,14 +90,10 @@ int a3__scratch_init(const a3_model *m, fwd_scratch *s, size_t rows, int max_key
 
 int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err)
 {
-    size_t most = 1, d = (size_t)m->cfg.d;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const layer_shape *sh = &m->shapes[l];
-        size_t n[5] = {(size_t)sh->q_out * d, (size_t)sh->k_out * d, (size_t)sh->v_out * d,
-                       (size_t)sh->o_in * d, (size_t)sh->ff * d};
-        for (int i = 0; i < 5; i++) most = n[i] > most ? n[i] : most;
-    }
+    size_t most = a3__layer_convert_max(m);
     free(s->wconv);
+    s->wconv = NULL;
+    if (most == 0) return A3_OK; /* F32 in place: nothing to convert */
     if (!(s->wconv = a3_malloc_array(most, sizeof(float))))
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for one weight matrix in float32 (%zu floats)", m->dir, most);
     return A3_OK;

@@ -111,7 +111,11 @@ typedef struct {
 
 int a3__scratch_init(const a3_model *m, fwd_scratch *s, size_t rows, int max_keys, a3_err *err);
 void a3__scratch_free(fwd_scratch *s);
-/* Allocate s->wconv for the largest weight matrix of any layer. */
+/* Elements of the largest weight matrix a forward pass must convert to
+ * float32 (0 when every one is F32 used in place). */
+size_t a3__layer_convert_max(const a3_model *m);
+/* Allocate s->wconv for the largest weight matrix a pass converts (none
+ * to convert: left NULL, and linear() uses the F32 views). */
 int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err);
 /* x: (n_seq * seqlen, d), updated in place. pos0: position of the first
  * token (decoder); kv may be NULL (then n_seq sequences attend within

@@ -249,6 +249,20 @@ int a3__layer_load(const a3_model *m, int l, int convert, layer_weights *w, fbuf
     return A3_OK;
 }
 
+size_t a3__layer_convert_max(const a3_model *m)
+{
+    size_t most = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        tensor_spec sp[T_COUNT];
+        layer_specs(m, l, sp);
+        for (int i = 0; i < T_COUNT; i++) {
+            const a3_st_tensor *t = is_matrix(i) ? a3_st_find(m->st, sp[i].name) : NULL;
+            if (t && !borrowable(t) && t->numel > most) most = t->numel;
+        }
+    }
+    return most;
+}
+
 int64_t a3__tensor_nonfinite(const a3_st_tensor *t)
 {
     enum { SLICE = 1 << 16 };
