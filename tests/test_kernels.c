@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "../src/model/internal.h" /* a3__gemm_wconv, a3__wconv_block */
 #include "a3/kernels.h"
 #include "a3/pool.h"
 #include "test.h"
@@ -175,6 +176,115 @@ static double mv_check(a3_dtype dt, int out, int in, int nrows, int acc, int thr
 done:
     free(w), free(x), free(y);
     return worst;
+}
+
+/* A block of a row-major matrix converts exactly, at odd strides and
+ * sizes, by both implementations on 1-3 threads; dst's padding between
+ * rows (ld_dst > cols) is never written. */
+static void test_convert_block(void)
+{
+    enum { ROWS = 37, LDS = 301, LDD = 131 };
+    uint16_t *h = malloc((size_t)ROWS * LDS * 2);
+    float *out = malloc((size_t)ROWS * LDD * sizeof(float));
+    if (!h || !out) SKIP("out of memory");
+    uint32_t s = 7;
+    for (size_t i = 0; i < (size_t)ROWS * LDS; i++) h[i] = (uint16_t)rng_next(&s);
+    for (int simd = 0; simd <= have_simd(); simd++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int th = 1; th <= 3; th++)
+                for (int cols = 1; cols <= LDD; cols += 26) {
+                    a3_k_force_scalar(!simd);
+                    for (size_t i = 0; i < (size_t)ROWS * LDD; i++) out[i] = -12345.0f;
+                    int c0 = 5; /* a block that starts inside the rows: odd byte offsets */
+                    CHECK(a3_k_to_f32_2d(dt ? A3_DT_BF16 : A3_DT_F16, h + c0, LDS, ROWS, (size_t)cols, out, LDD,
+                                         th) == 0);
+                    int bad = 0, pad = 0;
+                    for (int r = 0; r < ROWS; r++)
+                        for (int c = 0; c < LDD; c++) {
+                            float v = out[(size_t)r * LDD + c];
+                            if (c >= cols) pad += v != -12345.0f;
+                            else {
+                                uint16_t b = h[(size_t)r * LDS + c0 + c];
+                                bad += !same(dt ? ref_bf16(b) : ref_f16(b), v);
+                            }
+                        }
+                    CHECKF(bad == 0 && pad == 0, "%s simd=%d threads=%d cols=%d: %d differ, %d padding written",
+                           dt ? "bf16" : "f16", simd, th, cols, bad, pad);
+                }
+    a3_k_force_scalar(0);
+    CHECK(a3_k_to_f32_2d(A3_DT_F64, h, 4, 1, 4, out, 4, 1) == A3_EUNSUPPORTED);
+    free(h), free(out);
+}
+
+/* The blocks a3__gemm_wconv converts: whole small matrices, column
+ * ranges (multiples of 16) of wide ones, row blocks of very tall ones;
+ * never more than A3__WCONV_FLOATS floats. */
+static void test_wconv_blocks(void)
+{
+    int ob, kc;
+    a3__wconv_block(100, 100, &ob, &kc);
+    CHECK(ob == 100 && kc == 100);
+    a3__wconv_block(4096, 4096, &ob, &kc); /* a 7B projection: 512 columns at a time */
+    CHECK(ob == 4096 && kc == 512);
+    a3__wconv_block(11008, 4096, &ob, &kc); /* too tall for 256 columns of every row */
+    CHECKF(ob == 8192 && kc == 256, "ob %d kc %d", ob, kc);
+    a3__wconv_block(4096, 11008, &ob, &kc);
+    CHECKF(ob == 4096 && kc == 512, "ob %d kc %d", ob, kc);
+    a3__wconv_block(40000, 100, &ob, &kc);
+    CHECKF(kc == 100 && (size_t)ob * kc <= A3__WCONV_FLOATS && ob < 40000, "ob %d kc %d", ob, kc);
+    for (int out = 1; out < 70000; out = out * 3 + 1)
+        for (int in = 1; in < 70000; in = in * 5 + 3) {
+            a3__wconv_block(out, in, &ob, &kc);
+            size_t most = (size_t)out * in < A3__WCONV_FLOATS ? (size_t)out * in : A3__WCONV_FLOATS;
+            CHECKF(ob >= 1 && kc >= 1 && ob <= out && kc <= in && (size_t)ob * kc <= most,
+                   "out %d in %d: ob %d kc %d", out, in, ob, kc);
+        }
+}
+
+/* y = acc * y + x W^T through converted blocks, against float64 on the
+ * decoded weights, in all three block regimes (including a last partial
+ * column range and row block), with acc and a row stride ldy > out as the
+ * logits use. Tolerance: the worst-case float32 summation bound of
+ * mv_check ((in + 1) terms, whatever order sgemm and the blocks add in). */
+static void test_gemm_wconv(void)
+{
+    static const int shapes[][2] = {{60, 70}, {1024, 4100}, {9000, 300}};
+    for (int k = 0; k < 3; k++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int acc = 0; acc < 2; acc++) {
+                int out = shapes[k][0], in = shapes[k][1], rows = 37, ldy = out + 3;
+                a3_dtype t = dt ? A3_DT_BF16 : A3_DT_F16;
+                uint32_t s = (uint32_t)(out + in + dt);
+                unsigned char *w = malloc((size_t)out * in * 2);
+                float *x = malloc((size_t)rows * in * sizeof(float)), *y = malloc((size_t)rows * ldy * sizeof(float));
+                float *buf = malloc(A3__WCONV_FLOATS * sizeof(float));
+                double *wd = malloc((size_t)out * in * sizeof(double));
+                if (!w || !x || !y || !buf || !wd) SKIP("out of memory");
+                fill_weights(t, w, (size_t)out * in, &s);
+                for (size_t i = 0; i < (size_t)out * in; i++) wd[i] = ref_w(t, w, i);
+                for (size_t i = 0; i < (size_t)rows * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+                for (size_t i = 0; i < (size_t)rows * ldy; i++) y[i] = (float)(i % 97) * 0.25f;
+                a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, 2);
+                double worst = 0;
+                int pad = 0;
+                for (int r = 0; r < rows; r++) {
+                    for (int o = out; o < ldy; o++) pad += y[(size_t)r * ldy + o] != (float)(((size_t)r * ldy + o) % 97) * 0.25f;
+                    for (int o = 0; o < out; o++) {
+                        double ref = 0, mag = 0;
+                        for (int i = 0; i < in; i++) {
+                            double p = wd[(size_t)o * in + i] * x[(size_t)r * in + i];
+                            ref += p, mag += fabs(p);
+                        }
+                        double init = acc ? (double)(((size_t)r * ldy + o) % 97) * 0.25 : 0;
+                        double bound = 1.01 * (in + 1) * ldexp(1, -24) * (mag + fabs(init)) + 1e-30;
+                        double e = fabs(y[(size_t)r * ldy + o] - (ref + init)) / bound;
+                        worst = e > worst ? e : worst;
+                    }
+                }
+                CHECKF(worst <= 1 && pad == 0, "%dx%d %s acc=%d: error %.3g of the bound, %d padding written",
+                       out, in, dt ? "bf16" : "f16", acc, worst, pad);
+                free(w), free(x), free(y), free(buf), free(wd);
+            }
 }
 
 static void test_matvec_against_double(void)
@@ -354,6 +464,9 @@ int main(void)
 {
     RUN(test_convert_every_value);
     RUN(test_convert_streaming);
+    RUN(test_convert_block);
+    RUN(test_wconv_blocks);
+    RUN(test_gemm_wconv);
     RUN(test_matvec_against_double);
     RUN(test_matvec_threads);
     RUN(test_matvec_rows_independent);

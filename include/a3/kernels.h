@@ -42,6 +42,11 @@ void a3_k_force_avx2(int on);
  * on up to `threads` threads. Returns A3_OK or A3_EUNSUPPORTED (other
  * dtypes; nothing written). */
 int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads);
+/* The same for a block: dst[r * ld_dst + c] = float(src[r * ld_src + c])
+ * for r < rows, c < cols (strides in elements), rows split over threads;
+ * cached stores (the block is meant to be used while still in cache). */
+int a3_k_to_f32_2d(a3_dtype dt, const void *src, size_t ld_src, size_t rows, size_t cols, float *dst,
+                   size_t ld_dst, int threads);
 
 /* Matrix times a few vectors, W (out, in) row-major of dtype dt:
  *   y[r * out + o] = (acc ? y[r * out + o] : 0) + sum_i W[o, i] x[r * in + i]

@@ -22,10 +22,58 @@
 
 #define ATT_BLOCK 64
 
+/* Products on F16/BF16 weights convert W one block at a time (all of its
+ * rows and a range of its columns, or, for very tall W, a block of rows)
+ * and multiply each block right after converting it, accumulating over
+ * the column ranges. A block is at most A3__WCONV_FLOATS (8 MiB), so it is
+ * still in the last-level cache when sgemm packs it: W's float32 copy
+ * never goes to memory and back. Converting whole matrices first (up to
+ * 180 MB at 7B) moved 10 bytes per F16 weight through memory (read 2,
+ * write 4, sgemm reads 4) where this moves the 2 of the stored weight. */
+#define WCONV_KMIN 256 /* columns per block at least: sgemm's own K blocks */
+
+void a3__wconv_block(int out, int in, int *ob, int *kc)
+{
+    size_t cap = A3__WCONV_FLOATS;
+    *ob = out, *kc = in;
+    if ((size_t)out * (size_t)in <= cap) return;
+    if ((size_t)out * WCONV_KMIN <= cap) {
+        size_t k = cap / (size_t)out;
+        k -= k % 16; /* whole cache lines of each converted row */
+        if (k < (size_t)in) *kc = (int)k;
+    } else {
+        if (in > WCONV_KMIN) *kc = WCONV_KMIN;
+        *ob = (int)(cap / (size_t)*kc);
+    }
+}
+
+void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
+                    int acc, float *buf, int threads)
+{
+    size_t es = a3_dtype_size(dt);
+    int ob, kc;
+    a3__wconv_block(out, in, &ob, &kc);
+    for (int o0 = 0; o0 < out; o0 += ob) {
+        int nb = out - o0 < ob ? out - o0 : ob;
+        for (int k0 = 0; k0 < in; k0 += kc) {
+            int nk = in - k0 < kc ? in - k0 : kc;
+            /* the dtype was checked at open: the conversion cannot refuse it */
+            a3_k_to_f32_2d(dt, (const char *)W + ((size_t)o0 * (size_t)in + (size_t)k0) * es, (size_t)in,
+                           (size_t)nb, (size_t)nk, buf, (size_t)nk, threads);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, nb, nk, 1.0f, x + k0, in, buf, nk,
+                        acc || k0 > 0 ? 1.0f : 0.0f, y + o0, (int)ldy);
+        }
+    }
+}
+
 /* y (rows, out) = (acc ? y : 0) + x (rows, in) @ W^T, W stored (out, in).
- * A few rows (decoding) or no float32 view: the matvec kernel on the
- * stored weights; otherwise sgemm. The dtype was checked at open, so the
- * kernel cannot refuse it. */
+ * A few rows (decoding) or no float32 view and no conversion buffer: the
+ * matvec kernel on the stored weights; a float32 view: sgemm on it;
+ * otherwise sgemm on blocks converted as they are used. Statistics passes
+ * (fixed_tiles) always run on float32 views (run_layer converts the
+ * layer); were one to meet stored weights it takes the matvec kernel,
+ * whose bits do not depend on the thread count either. The dtype was
+ * checked at open, so the kernels cannot refuse it. */
 static void linear(float *y, const float *x, const wmat *W, size_t rows, int in, int out, int acc,
                    const fwd_scratch *s)
 {
@@ -36,16 +84,12 @@ static void linear(float *y, const float *x, const wmat *W, size_t rows, int in,
         return;
     }
     const float *f = W->f32;
-    if (!f && rows > A3_K_MATVEC_ROWS && s->wconv) {
-        /* the dtype was checked at open: the conversion cannot refuse it */
-        a3_k_to_f32(W->dt, W->raw, (size_t)out * (size_t)in, s->wconv, threads);
-        f = s->wconv;
-    }
-    if (rows <= A3_K_MATVEC_ROWS || !f) {
+    if (rows <= A3_K_MATVEC_ROWS || (!f && (!s->wconv || s->fixed_tiles))) {
         a3_k_matvec(W->dt, W->raw, out, in, x, (int)rows, y, acc, threads);
         return;
     }
-    if (s->fixed_tiles) a3_sgemm_nt_fixed(rows, out, in, x, f, acc, y, threads);
+    if (!f) a3__gemm_wconv(y, (size_t)out, x, W->dt, W->raw, rows, in, out, acc, s->wconv, threads);
+    else if (s->fixed_tiles) a3_sgemm_nt_fixed(rows, out, in, x, f, acc, y, threads);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, f, in,
                      acc ? 1.0f : 0.0f, y, out);
 }
@@ -94,6 +138,7 @@ int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err)
     free(s->wconv);
     s->wconv = NULL;
     if (most == 0) return A3_OK; /* F32 in place: nothing to convert */
+    if (most > A3__WCONV_FLOATS) most = A3__WCONV_FLOATS; /* one block (a3__wconv_block) */ /* one block (a3__wconv_block) */
     if (!(s->wconv = a3_malloc_array(most, sizeof(float))))
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for one weight matrix in float32 (%zu floats)", m->dir, most);
     return A3_OK;

@@ -94,11 +94,12 @@ typedef struct {
     size_t rows;
     int threads;
     int fixed_tiles; /* GEMMs by a3_sgemm_nt_fixed: bits independent of threads */
-    /* One matrix in float32 (a3__scratch_wconv): a forward that runs every
-     * layer once converts each matrix right before its product instead of
-     * the whole layer up front, so it holds one matrix in float32, not a
-     * layer (7B: 180 MB, not 810 MB), and fills fewer fresh pages. NULL:
-     * the layer's wmat carry their f32 views (or decoding reads raw). */
+    /* One block of a weight matrix in float32 (a3__scratch_wconv): a
+     * forward that runs every layer once converts each matrix block by
+     * block right before its product (a3__gemm_wconv) instead of the whole
+     * layer up front, so it holds 8 MiB in float32, not a layer (7B: 810
+     * MB). NULL: the layer's wmat carry their f32 views (or decoding reads
+     * raw). */
     float *wconv;
 } fwd_scratch;
 
@@ -114,7 +115,22 @@ void a3__scratch_free(fwd_scratch *s);
 /* Elements of the largest weight matrix a forward pass must convert to
  * float32 (0 when every one is F32 used in place). */
 size_t a3__layer_convert_max(const a3_model *m);
-/* Allocate s->wconv for the largest weight matrix a pass converts (none
+/* Largest block, in floats, a3__gemm_wconv converts at once (8 MiB). */
+#define A3__WCONV_FLOATS ((size_t)2 << 20)
+/* The block a3__gemm_wconv uses for W (out, in): ob rows by kc columns,
+ * the whole matrix when it has at most A3__WCONV_FLOATS elements, else
+ * all rows and a range of columns (kc a multiple of 16, at least 256), or
+ * for W too tall for that, 256 columns of a block of rows; ob * kc <=
+ * A3__WCONV_FLOATS. */
+void a3__wconv_block(int out, int in, int *ob, int *kc);
+/* y (rows, out; row stride ldy) = (acc ? y : 0) + x (rows, in) @ W^T for
+ * W (out, in) stored as dt (F32, F16 or BF16), converted a block at a time
+ * into buf (room for the block a3__wconv_block gives) and multiplied by
+ * sgemm, accumulating over the blocks' column ranges; conversion on up to
+ * `threads` pool threads, sgemm on OpenBLAS's. */
+void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
+                    int acc, float *buf, int threads);
+/* Allocate s->wconv for the largest block a pass converts (none
  * to convert: left NULL, and linear() uses the F32 views). */
 int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err);
 /* x: (n_seq * seqlen, d), updated in place. pos0: position of the first

@@ -103,6 +103,42 @@ int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads)
     return A3_OK;
 }
 
+typedef struct {
+    a3_dtype dt;
+    const unsigned char *src;
+    size_t ld_src, rows, cols, ld_dst;
+    float *dst;
+    int simd;
+} cvt2_job;
+
+static void cvt2_part(void *p, int t, int nt)
+{
+    const cvt2_job *J = p;
+    long lo, hi;
+    a3_pool_split((long)J->rows, t, nt, 1, &lo, &hi);
+    size_t es = a3_dtype_size(J->dt);
+    size_t bytes = J->cols * es, ahead = 4 * J->ld_src * es;
+    for (long r = lo; r < hi; r++) {
+        const unsigned char *s = J->src + (size_t)r * J->ld_src * es;
+        if (r + 4 < hi)
+            for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(s + ahead + b, 0, 0);
+        float *d = J->dst + (size_t)r * J->ld_dst;
+        if (J->simd) a3__k_cvt_x86(J->dt, s, J->cols, d, 0);
+        else
+            for (size_t i = 0; i < J->cols; i++) d[i] = elem(J->dt, s, i);
+    }
+}
+
+int a3_k_to_f32_2d(a3_dtype dt, const void *src, size_t ld_src, size_t rows, size_t cols, float *dst,
+                   size_t ld_dst, int threads)
+{
+    if (!supported(dt)) return A3_EUNSUPPORTED;
+    if (rows == 0 || cols == 0) return A3_OK;
+    cvt2_job J = {dt, src, ld_src, rows, cols, ld_dst, dst, use_simd()};
+    a3_pool_run(rows * cols < CVT_PAR_MIN ? 1 : threads, cvt2_part, &J);
+    return A3_OK;
+}
+
 /* ---- matrix times vectors ------------------------------------------------ */
 
 typedef struct {

@@ -218,8 +218,10 @@ int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen, 
     return rc;
 }
 
-/* Vocabulary rows are converted and multiplied in chunks so that a large
- * F16/BF16 lm_head is never held whole in float32. */
+/* Logits are computed VOCAB_CHUNK vocabulary rows at a time, so that a
+ * NaN/Inf row is caught in the chunk that meets it; F16/BF16 rows are
+ * converted block by block as they are multiplied (a3__gemm_wconv), so a
+ * large lm_head is never held in float32. */
 #define VOCAB_CHUNK 4096
 
 int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logits, a3_err *err)
@@ -239,28 +241,29 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
         return a3_err_set(err, A3_EFORMAT, "%s: non-finite logits (overflow in the final layers?)", m->dir);
     }
     int borrow = t->dtype == A3_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
-    float *buf = borrow ? NULL : a3_malloc_array((size_t)VOCAB_CHUNK, d * sizeof(float));
+    size_t most = (size_t)(c->vocab < VOCAB_CHUNK ? c->vocab : VOCAB_CHUNK) * d;
+    if (most > A3__WCONV_FLOATS) most = A3__WCONV_FLOATS; /* one block (a3__wconv_block) */
+    float *buf = borrow ? NULL : a3_malloc_array(most, sizeof(float));
     if (!borrow && !buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
     for (int v0 = 0; v0 < c->vocab; v0 += VOCAB_CHUNK) {
         int nv = c->vocab - v0 < VOCAB_CHUNK ? c->vocab - v0 : VOCAB_CHUNK;
         const char *src = (const char *)t->data + (size_t)v0 * d * es;
-        const float *W = (const float *)(const void *)src;
-        if (!borrow) {
-            a3_k_to_f32(t->dtype, src, (size_t)nv * d, buf, m->threads);
-            W = buf;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_rows, nv, (int)d, 1.0f, hidden,
-                    (int)d, W, (int)d, 0.0f, logits + v0, c->vocab);
+        if (borrow)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_rows, nv, (int)d, 1.0f, hidden, (int)d,
+                        (const float *)(const void *)src, (int)d, 0.0f, logits + v0, c->vocab);
+        else
+            a3__gemm_wconv(logits + v0, (size_t)c->vocab, hidden, t->dtype, src, n_rows, (int)d, nv, 0, buf,
+                           m->threads);
         /* A NaN/Inf vocabulary row poisons every row's log-sum-exp: name
          * it. Scanning the logits costs 1/d of the product; the weights are
          * rescanned only when something is wrong. */
         for (size_t r = 0; r < n_rows; r++) {
             if (a3_find_nonfinite(logits + r * (size_t)c->vocab + v0, (size_t)nv) < 0) continue;
-            int64_t bad = a3_find_nonfinite(W, (size_t)nv * d);
             free(buf);
+            int64_t bad = a3__tensor_nonfinite(t);
             if (bad >= 0)
                 return a3_err_set(err, A3_EFORMAT, "%s: %s: row %lld holds NaN/Inf", t->file, name,
-                                  (long long)(v0 + bad / (int64_t)d));
+                                  (long long)(bad / (int64_t)d));
             return a3_err_set(err, A3_EFORMAT, "%s: non-finite logits (overflow in the final layers?)", m->dir);
         }
     }
