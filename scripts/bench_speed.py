@@ -441,8 +441,8 @@ def main():
         lines.append("- a3 eval and PyTorch compute the logits of every position (the lm_head over N "
                      "rows, which eval needs for the NLL of every position; a3 also scores them); "
                      "llama.cpp only those of the last token.")
-        lines.append("- a3's time includes converting the F16 weights to float32 (each matrix right before "
-                     "its product, once per pass, on the pass's threads); PyTorch's excludes it (weights "
+        lines.append("- a3's time includes converting the F16 weights to float32 (8 MiB blocks, each right "
+                     "before its product, once per pass, on the pass's threads); PyTorch's excludes it (weights "
                      "converted at load, not timed); llama.cpp multiplies the F16 weights directly.")
     for n_ in notes:
         lines.append(f"- {n_}")

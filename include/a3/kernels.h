@@ -3,8 +3,8 @@
  * Weights are read in their file dtype (F32, F16, BF16; little-endian as
  * safetensors stores them), so decoding never converts or copies a weight
  * matrix: a3_k_matvec reads the F16/BF16 bits, widens them to float in
- * registers and multiplies. Prefill converts a matrix with a3_k_to_f32 and
- * uses sgemm.
+ * registers and multiplies. Prefill converts blocks of a matrix with
+ * a3_k_to_f32_2d and uses sgemm.
  *
  * Implementations chosen at run time: AVX2+FMA+F16C (x86-64 CPUs that
  * have all three, checked with cpuid by the compiler's

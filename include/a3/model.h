@@ -1,9 +1,9 @@
 /* model: a LLaMA-family decoder on the CPU.
  *
  * Weights stay memory-mapped in their file dtype. A forward pass converts
- * one matrix to float32 right before its product (F32 files are used in
- * place), so peak memory is one matrix in float32 plus activations, never
- * a layer or the model; a3_model_run_layer, which runs one layer over many
+ * them to float32 in blocks of at most 8 MiB right before each block's
+ * product (F32 files are used in place), so peak memory is one such block
+ * plus activations, never a matrix, a layer or the model; a3_model_run_layer, which runs one layer over many
  * chunks of tokens, converts that layer once (one layer in float32).
  *
  * The forward pass is a batched prefill: n_seq independent sequences of

@@ -134,7 +134,7 @@ static int run_layers(a3_model *m, float *x, int n_seq, int seqlen, int pos0, kv
     const a3_config *c = &m->cfg;
     size_t rows = (size_t)n_seq * seqlen;
     int rc = A3_OK;
-    /* Many rows: sgemm on float32 weights, converted one matrix at a time
+    /* Many rows: sgemm on float32 weights, converted a block at a time
      * right before its product (each is used once per pass). */
     if (rows > A3_K_MATVEC_ROWS && !s->wconv) rc = a3__scratch_wconv(m, s, err);
     for (int l = 0; l < c->n_layers && rc == A3_OK; l++) {
