@@ -233,8 +233,8 @@ int ui_commit_apply(ui_state *s)
     a3_apply_opts o = {.dtype = A3_DT_COUNT, .force = c->replace, .progress = s->progress, .ctx = s->progress_ctx};
     a3_seq *seq = NULL;
     if (!rc && s->plan->seq.on) { /* the solver reports tokens through the layers instead */
-        a3_seq_opts so = {.progress = s->progress, .ctx = s->progress_ctx, .target_layer_output = 1,
-                          .ov_drift = A3_SEQ_OV_DRIFT};
+        a3_seq_opts so = a3_seq_opts_default(); /* the CLI's */
+        so.progress = s->progress, so.ctx = s->progress_ctx;
         snprintf(c->stage, sizeof c->stage, "sequential: reading the calibration text");
         rc = a3_seq_from_plan(s->model, s->plan, s->cache, &s->plan->seq, 1, &so, &seq, &e);
         if (!rc) o.solver = a3_seq_solver(seq), o.progress = NULL;

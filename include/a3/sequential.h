@@ -14,6 +14,10 @@
  *      original v_proj on X^ (the reduced pattern) against the original z
  *      on X: Cyy = E[y^T y], Cyz = E[y^T z], and (ov_drift) the share of
  *      the input drift x - x^ each head also fits; a3_ov_solve_stats_t.
+ *      (ov_refit) then the reduced attention is run on X^ once more and
+ *      the kept o_proj columns are refit jointly by least squares to the
+ *      original attention output plus the drift (a3_mlp_refit_stats on
+ *      the kept attention outputs).
  *   3. MLP: with the reduced attention in place, the intermediate u^ of the
  *      original gate/up on X^ against u on X and the original output
  *      y = u W_down: neurons scored on E[u^ u] and E[u^2]; refit (method
@@ -31,9 +35,11 @@
  * activations of each stream, the zero-padded reduced layer (one layer in
  * float32), and the layer's statistics in float64 (a few hd x hd per head,
  * hd x d per head for the OV drift;
- * with a3-refit also d_ff x d_ff + 2 d_ff x d). Time: per layer, partial
- * passes of both streams up to q/k, up to z, up to u, and one whole pass
- * of each: about 4 calibration passes in all (docs/SEQUENTIAL.md). */
+ * with a3-refit also F x F + 2 F x d, F = d_ff, or max(d_ff, nh x hd)
+ * with ov_refit, whose statistics reuse these buffers). Time: per layer,
+ * partial passes of both streams up to q/k, up to z (twice with
+ * ov_refit), up to u, and one whole pass of each: about 4 calibration
+ * passes in all, 5 with ov_refit (docs/SEQUENTIAL.md). */
 #ifndef A3_SEQUENTIAL_H
 #define A3_SEQUENTIAL_H
 
@@ -51,7 +57,8 @@ typedef struct a3_seq a3_seq;
 typedef struct {
     size_t chunk_rows;       /* rows per chunk, whole windows (0: 2048) */
     a3_progress_fn progress; /* stage "layer l/n"; done/total: token rows
-                              * processed, 4 per token and layer */
+                              * processed, 4 per token and layer (5 with
+                              * ov_refit) */
     void *ctx;
     int target_layer_output; /* MLP refit target: the original layer's
                               * output minus the reduced stream's residual,
@@ -61,6 +68,14 @@ typedef struct {
                               * attention output only; the CLI and the TUI
                               * use A3_SEQ_OV_DRIFT; docs/SEQUENTIAL.md).
                               * Used only with MLP method a3-refit */
+    int ov_refit;            /* after the per-head OV solve, one more pass
+                              * of the reduced attention on X^ and every
+                              * kept o_proj column refit jointly by least
+                              * squares to z W_o^T + (x - x^) (the layer's
+                              * attention output on X plus the whole input
+                              * drift; docs/SEQUENTIAL.md, "OV refit").
+                              * Used only with MLP method a3-refit and OV
+                              * methods with activations (not svd) */
     const char *record_json; /* JSON object for the output config's "a3"
                               * section, key "sequential" (copied; NULL: {}) */
 } a3_seq_opts;
@@ -80,9 +95,16 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c,
                const a3_seq_opts *o, a3_seq **out, a3_err *err);
 void a3_seq_free(a3_seq *s); /* accepts NULL */
 
-/* The share of the input drift in the OV target, chosen on DEV
- * (docs/SEQUENTIAL.md, "OV drift"). */
+/* The share of the input drift in each head's OV target, chosen on DEV
+ * without the OV refit (docs/SEQUENTIAL.md, "OV drift"); the defaults
+ * below use the OV refit instead, which fits the drift jointly. */
 #define A3_SEQ_OV_DRIFT 0.5
+
+/* The options the CLI and the TUI run with (progress and record_json
+ * left to the caller): the MLP refit's target is the layer output, the
+ * OV refit on and no per-head drift share, chosen on DEV
+ * (docs/SEQUENTIAL.md, "OV refit"). */
+a3_seq_opts a3_seq_opts_default(void);
 
 /* The calibrate defaults, used when a plan's samples/seqlen are 0. */
 #define A3_SEQ_DEFAULT_SAMPLES 128

@@ -23,7 +23,7 @@
 #define HOOK_STOP 1 /* positive: a3_model_run_layer returns it unchanged */
 #define WIDEN_ROWS 256
 
-enum { PH_QK, PH_OV, PH_MLP, PH_ADVANCE };
+enum { PH_QK, PH_OV, PH_OREFIT, PH_MLP, PH_ADVANCE };
 
 struct a3_seq {
     a3_model *m;
@@ -45,6 +45,9 @@ struct a3_seq {
     size_t cur_off;               /* float offset of the current chunk in x / xh */
     int drift;                    /* MLP refit target includes h - h^ */
     double ov_drift;              /* share of x - x^ in each head's OV target */
+    int orefit;                   /* joint least-squares refit of the kept o_proj columns */
+    int nkc;                      /* their number K (sum over groups of per x rank) */
+    int32_t *kcol, *iota;         /* (nh*hd) the kept columns of z, ascending; 0..K-1 */
     double *wa, *wb;              /* (WIDEN_ROWS, max width) widening scratch */
     double *wy;                   /* (WIDEN_ROWS, d) MLP target rows */
 
@@ -55,7 +58,9 @@ struct a3_seq {
     double *cyy, *cyz;      /* (nh, hd, hd) y^T y, y^T z */
     double *cyd;            /* (nh, hd, d) y^T (x - x^), with ov_drift only */
     double *du, *duh, *xu;  /* (ff) u*u, u^*u^, u^*u */
-    double *ruh, *uy, *wdd; /* (ff, ff), (ff, d), (d, ff) double W_down; refit only */
+    double *ruh, *uy, *wdd; /* (F, F), (F, d), (d, F) double W_down; refit only; with
+                             * orefit F = max(ff, nh*hd) and, before the MLP phase,
+                             * they hold the OV refit's (K, K), (K, d) and W_o */
     int refit;
 
     /* the current layer's solution */
@@ -98,7 +103,6 @@ static void stats_zero(a3_seq *s)
     for (int i = 0; i < 8; i++) memset(z[i], 0, g * 8);
     memset(s->cyy, 0, h * 8), memset(s->cyz, 0, h * 8);
     memset(s->du, 0, f * 8), memset(s->duh, 0, f * 8), memset(s->xu, 0, f * 8);
-    if (s->refit) memset(s->ruh, 0, f * f * 8), memset(s->uy, 0, f * (size_t)s->d * 8);
     if (s->cyd) memset(s->cyd, 0, h / (size_t)s->hd * (size_t)s->d * 8);
 }
 
@@ -185,13 +189,39 @@ static void acc_drift(a3_seq *s, const float *z, size_t rows)
     }
 }
 
+/* OV refit statistics of one chunk: G += zk^T zk (K, K) and B += zk^T t
+ * (K, d), zk the reduced layer's attention outputs in the kept columns
+ * (the others are zero: the padded v rows past each group's rank are
+ * zero) and t = z W_o^T + (x - x^) the original layer's attention output
+ * on X plus the layer inputs' drift (both streams are untouched during
+ * PH_OREFIT: the passes run on copies). G in s->ruh, B in s->uy, W_o in
+ * float64 in s->wdd (d, nh*hd). */
+static void acc_orefit(a3_seq *s, const float *zh, size_t rows)
+{
+    size_t d = (size_t)s->d, qw = (size_t)s->nh * s->hd, K = (size_t)s->nkc;
+    const float *x = s->x + s->cur_off, *xh = s->xh + s->cur_off;
+    for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
+        size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
+        for (size_t r = 0; r < nr; r++)
+            for (size_t j = 0; j < K; j++) s->wa[r * K + j] = zh[(r0 + r) * qw + (size_t)s->kcol[j]];
+        for (size_t i = 0; i < nr * qw; i++) s->wb[i] = s->cz[r0 * qw + i];
+        for (size_t i = 0; i < nr * d; i++) s->wy[i] = (double)x[r0 * d + i] - (double)xh[r0 * d + i];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)d, (int)qw, 1.0, s->wb, (int)qw, s->wdd,
+                    (int)qw, 1.0, s->wy, (int)d);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)K, (int)nr, 1.0, s->wa, (int)K, 1.0, s->ruh, (int)K);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)d, (int)nr, 1.0, s->wa, (int)K, s->wy,
+                    (int)d, 1.0, s->uy, (int)d);
+    }
+}
+
 static int on_z(void *ctx, int layer, const float *z, size_t rows)
 {
     hook_ctx *h = ctx;
     a3_seq *s = h->s;
     int qw = s->nh * s->hd;
-    if (h->phase != PH_OV) return 0;
+    if (h->phase != PH_OV && h->phase != PH_OREFIT) return 0;
     if (!h->hat) copy_rows(s->cz, z, rows, qw);
+    else if (h->phase == PH_OREFIT) acc_orefit(s, z, rows);
     else {
         acc_cross(s, z, NULL, rows, qw, s->nh, 1, s->cyy);
         acc_cross(s, z, s->cz, rows, qw, s->nh, 1, s->cyz);
@@ -427,6 +457,46 @@ static void pad_ov(a3_seq *s, int l, const a3_layer_f32 *w)
     s->pad.wv = s->pv, s->pad.wo = s->po, s->pad.bv = w->bv ? s->pbv : NULL;
 }
 
+/* The joint OV refit (docs/SEQUENTIAL.md, "OV refit"): with the per-head
+ * solve's v rows in place, run the reduced attention on X^ and solve every
+ * kept o_proj column at once, min E||zk W~^T - (z W_o^T + x - x^)||^2,
+ * as the MLP refit is solved (normal equations, undamped Cholesky, then
+ * damping). The result replaces the o columns of the solution (what is
+ * written) and of the padded layer (what advances X^). */
+static int ov_refit(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
+{
+    int hd = s->hd, d = s->d, per = s->per, qw = s->nh * hd, K = 0;
+    for (int h = 0; h < s->nh; h++)
+        for (int c = 0; c < a3_plan_ov(s->p, l)[h / per]; c++) s->kcol[K] = h * hd + c, s->iota[K] = K, K++;
+    s->nkc = K;
+    if (K == 0) return A3_OK;
+    for (size_t i = 0; i < (size_t)d * qw; i++) s->wdd[i] = w->wo[i];
+    memset(s->ruh, 0, (size_t)K * K * 8), memset(s->uy, 0, (size_t)K * d * 8);
+    int rc = pass(s, l, PH_OREFIT, err);
+    if (rc) return rc;
+    for (int i = 0; i < K; i++) /* dsyrk filled the upper triangle */
+        for (int j = 0; j < i; j++) s->ruh[(size_t)i * K + j] = s->ruh[(size_t)j * K + i];
+    float *no = malloc((size_t)d * K * 4);
+    if (!no) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the OV refit", l);
+    rc = a3_mlp_refit_stats(s->ruh, s->uy, K, d, s->iota, K, l, no, err);
+    if (rc == A3_EFORMAT) /* its message names the MLP */
+        rc = a3_err_set(err, rc, "layer %d: OV refit: the kept attention outputs' Gram matrix is not positive definite", l);
+    if (rc) {
+        free(no);
+        return rc;
+    }
+    for (int j = 0; j < K; j++) {
+        int col = s->kcol[j], h = col / hd, c = col % hd, g = h / per, r = a3_plan_ov(s->p, l)[g];
+        float *so = s->so + (size_t)g * per * d * hd + (size_t)(h % per) * d * r + c;
+        for (int e = 0; e < d; e++) {
+            float v = no[(size_t)e * K + j];
+            so[(size_t)e * r] = v, s->po[(size_t)e * qw + col] = v;
+        }
+    }
+    free(no);
+    return A3_OK;
+}
+
 static void pad_mlp(a3_seq *s, int l, const a3_layer_f32 *w)
 {
     int d = s->d, ff = s->ff, width = s->p->mlp[l];
@@ -452,8 +522,6 @@ static int begin_layer(void *ctx, int l, const a3_layer_f32 *w, a3_err *err)
     s->orig = (a3_layer_mats){w->wq, w->wk, w->wv, w->wo, w->bq, w->bk, w->bv, w->wg, w->wu, w->wd};
     s->pad = s->orig;
     stats_zero(s);
-    if (s->refit)
-        for (size_t i = 0; i < (size_t)s->d * s->ff; i++) s->wdd[i] = w->wd[i];
     size_t hh = (size_t)s->hd * s->hd;
     double *cyy = malloc(hh * 8), *cyz = malloc(hh * 8 * (size_t)s->per);
     int rc = cyy && cyz ? A3_OK : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
@@ -461,7 +529,13 @@ static int begin_layer(void *ctx, int l, const a3_layer_f32 *w, a3_err *err)
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_qk(s, l, g, w, err);
     if (rc == A3_OK) pad_qk(s, l, w), rc = pass(s, l, PH_OV, err);
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_ov(s, l, g, w, cyy, cyz, err);
-    if (rc == A3_OK) pad_ov(s, l, w), rc = pass(s, l, PH_MLP, err);
+    if (rc == A3_OK) pad_ov(s, l, w);
+    if (rc == A3_OK && s->orefit) rc = ov_refit(s, l, w, err);
+    if (rc == A3_OK && s->refit) { /* after the OV refit, which used these buffers */
+        memset(s->ruh, 0, (size_t)s->ff * s->ff * 8), memset(s->uy, 0, (size_t)s->ff * s->d * 8);
+        for (size_t i = 0; i < (size_t)s->d * s->ff; i++) s->wdd[i] = w->wd[i];
+    }
+    if (rc == A3_OK) rc = pass(s, l, PH_MLP, err);
     if (rc == A3_OK) rc = solve_mlp(s, l, w, err);
     if (rc == A3_OK) pad_mlp(s, l, w), rc = pass(s, l, PH_ADVANCE, err);
     free(cyy), free(cyz);
@@ -536,9 +610,11 @@ size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, siz
     size_t sol = (kw * d + kw + (size_t)c->n_heads * d * hd + ff * d) * 4 + ff * 8;
     size_t stats = (8 * (size_t)c->n_kv_heads + 2 * (size_t)c->n_heads) * hh * 8 + 3 * ff * 8;
     size_t widen = (2 * WIDEN_ROWS * wmax + WIDEN_ROWS * d) * 8;
-    /* with the refit: its statistics, and (at most; not for svd or a3
+    /* with the refit: its statistics (at most: F = max(ff, nh*hd), the
+     * size the OV refit needs when on), and (at most; not for svd or a3
      * with GQA) the OV drift term the CLI then uses */
-    if (refit) stats += (ff * ff + 2 * ff * d) * 8 + (size_t)c->n_heads * hd * d * 8;
+    size_t fr = qw > ff ? qw : ff;
+    if (refit) stats += (fr * fr + 2 * fr * d) * 8 + (size_t)c->n_heads * hd * d * 8 + 2 * qw * 4;
     return streams + chunk + fwd + layer + sol + stats + widen;
 }
 
@@ -549,7 +625,7 @@ void a3_seq_free(a3_seq *s)
                  s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv, s->cyy, s->cyz, s->cyd, s->du, s->duh,
                  s->xu, s->ruh, s->uy, s->wdd, s->idx, s->qk_loss, s->ov_loss, s->ov_damp, s->sv, s->sbv,
                  s->so, s->keep, s->sdown, s->pq, s->pk, s->pv, s->po, s->pbq, s->pbk, s->pbv, s->pg,
-                 s->pu, s->pd};
+                 s->pu, s->pd, s->kcol, s->iota};
     for (size_t i = 0; i < sizeof b / sizeof *b; i++) free(b[i]);
     free(s);
 }
@@ -591,7 +667,10 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
      * statistics are neither allocated nor accumulated. */
     int ov_cross = p->ov_method != A3_OV_METHOD_SVD && !(p->ov_method == A3_OV_METHOD_A3 && s->per > 1);
     s->ov_drift = o && s->refit && ov_cross ? o->ov_drift : 0;
-    s->total = (int64_t)k->n_layers * 4 * (int64_t)s->N;
+    /* the OV refit likewise only with the MLP refit (it leaves the rest of
+     * the drift to it), and not for svd (one-shot, no activations) */
+    s->orefit = o && o->ov_refit && s->refit && p->ov_method != A3_OV_METHOD_SVD;
+    s->total = (int64_t)k->n_layers * (s->orefit ? 5 : 4) * (int64_t)s->N;
     size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
     size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
     int ok = 1;
@@ -606,7 +685,9 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     s->cyy = arr((size_t)s->nh, hh * 8, &ok), s->cyz = arr((size_t)s->nh, hh * 8, &ok);
     s->du = arr(ff, 8, &ok), s->duh = arr(ff, 8, &ok), s->xu = arr(ff, 8, &ok);
     if (s->ov_drift != 0) s->cyd = arr((size_t)s->nh, hd * d * 8, &ok);
-    if (s->refit) s->ruh = arr(ff, ff * 8, &ok), s->uy = arr(ff, d * 8, &ok), s->wdd = arr(d, ff * 8, &ok);
+    size_t fr = s->orefit && qw > ff ? qw : ff; /* the OV refit reuses the MLP refit's buffers */
+    if (s->refit) s->ruh = arr(fr, fr * 8, &ok), s->uy = arr(fr, d * 8, &ok), s->wdd = arr(d, fr * 8, &ok);
+    if (s->orefit) s->kcol = arr(qw, 4, &ok), s->iota = arr(qw, 4, &ok);
     s->idx = arr((size_t)s->nkv, hd / 2 * 4, &ok);
     s->qk_loss = arr((size_t)s->nkv, 8, &ok), s->ov_loss = arr((size_t)s->nkv, 8, &ok), s->ov_damp = arr((size_t)s->nkv, 8, &ok);
     s->sv = arr(kw, d * 4, &ok), s->sbv = arr(kw, 4, &ok), s->so = arr(qw, d * 4, &ok);
@@ -667,6 +748,11 @@ int a3_seq_from_plan(a3_model *m, const a3_plan *p, const a3_cache *c, const a3_
     if (rc == A3_OK) rc = a3_seq_new(m, p, c, win, nw, L, &so, out, err);
     free(rec), free(win);
     return rc;
+}
+
+a3_seq_opts a3_seq_opts_default(void)
+{
+    return (a3_seq_opts){.target_layer_output = 1, .ov_drift = 0, .ov_refit = 1};
 }
 
 void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen) { *n_windows = s->nw, *seqlen = s->L; }

@@ -121,7 +121,8 @@ static int parse(int argc, char **argv, apply_opts *o)
 static int seq_setup(const apply_opts *o, const a3_plan_seq *q, a3_model *m, const a3_plan *p, const a3_cache *c,
                      cli_progress *pr, a3_seq **out, a3_err *err)
 {
-    a3_seq_opts so = {.progress = cli_progress_cb, .ctx = pr, .target_layer_output = 1, .ov_drift = A3_SEQ_OV_DRIFT};
+    a3_seq_opts so = a3_seq_opts_default();
+    so.progress = cli_progress_cb, so.ctx = pr;
     int rc = a3_seq_from_plan(m, p, c, q, o->allow_short, &so, out, err);
     if (rc == A3_OK) {
         int nw, L;

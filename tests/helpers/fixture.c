@@ -14,6 +14,7 @@ a3_synth_spec tfix_spec(const char *kind, uint64_t seed)
                        .dtype = A3_DT_F32, .seed = seed};
     if (!strcmp(kind, "gqa")) s.n_kv_heads = 2;
     if (!strcmp(kind, "bias")) s.arch = A3_ARCH_QWEN2, s.qkv_bias = 1, s.n_kv_heads = 2;
+    if (!strcmp(kind, "narrow")) s.n_kv_heads = 2, s.d_ff = 24; /* d_ff below n_heads x head_dim */
     return s;
 }
 

@@ -22,7 +22,8 @@ typedef struct {
 
 /* d 32, 2 layers, 4 query heads of head_dim 8, d_ff 40, vocab 64, F32:
  * kind "mha" has 4 KV heads, "gqa" 2, "bias" is Qwen2 with q/k/v biases
- * and 2 KV heads. */
+ * and 2 KV heads, "narrow" is "gqa" with d_ff 24 (below n_heads x
+ * head_dim = 32). */
 a3_synth_spec tfix_spec(const char *kind, uint64_t seed);
 
 /* Write tfix_spec(kind, seed) into tmp/m, then tfix_calib. 0, or -1 with a
