@@ -65,9 +65,11 @@ typedef struct {
                               * y + h - h^, instead of the MLP output y */
     double ov_drift;         /* OV target of head i: z_i W_o,i + ov_drift *
                               * (x - x^), the layer inputs' drift (0: the
-                              * attention output only; the CLI and the TUI
-                              * use A3_SEQ_OV_DRIFT; docs/SEQUENTIAL.md).
-                              * Used only with MLP method a3-refit */
+                              * attention output only; A3_SEQ_OV_DRIFT was
+                              * chosen without ov_refit; the CLI and the
+                              * TUI run 0 with ov_refit, a3_seq_opts_default;
+                              * docs/SEQUENTIAL.md). Used only with MLP
+                              * method a3-refit */
     int ov_refit;            /* after the per-head OV solve, one more pass
                               * of the reduced attention on X^ and every
                               * kept o_proj column refit jointly by least
