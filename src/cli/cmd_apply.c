@@ -48,7 +48,7 @@ static const char *HELP =
     "                  up for their errors; needs calibration tokens, drawn\n"
     "                  as 'a3 calibrate' draws them (same options and\n"
     "                  defaults). Records \"sequential\" in the a3 section.\n"
-    "                  Costs about 4 calibration passes; memory: 2 x N x L x\n"
+    "                  Costs about 5 calibration passes; memory: 2 x N x L x\n"
     "                  d x 4 bytes of hidden states plus one layer (the\n"
     "                  estimate is printed first). A plan made with\n"
     "                  'a3 plan --sequential' (or the TUI's commit toggle)\n"
