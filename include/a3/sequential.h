@@ -9,7 +9,11 @@
  *   1. QK: q, k of the original weights on both streams give Gq, Gk (on X),
  *      their counterparts on X^ and the cross terms E[q^T q], E[k^T k]
  *      between the streams; the kept RoPE pairs minimise the score error
- *      ||q k^T - q^_S k^_S^T|| on these statistics.
+ *      ||q k^T - q^_S k^_S^T|| on these statistics; (qk_measured) or,
+ *      where a group has at most A3_SEQ_QKM_CAP subsets to choose from,
+ *      the subset whose attention outputs on X^ (v, o original) are
+ *      closest to the original layer's on X, each subset run through
+ *      the layer up to z.
  *   2. OV: with the reduced QK in place, the attention outputs y of the
  *      original v_proj on X^ (the reduced pattern) against the original z
  *      on X: Cyy = E[y^T y], Cyz = E[y^T z], and (ov_drift) the share of
@@ -34,12 +38,15 @@
  * Memory: both streams (2 x n_windows x seqlen x d floats), one chunk of
  * activations of each stream, the zero-padded reduced layer (one layer in
  * float32), and the layer's statistics in float64 (a few hd x hd per head,
- * hd x d per head for the OV drift;
+ * hd x d per head for the OV drift, (per x hd)^2 per group for the
+ * measured QK;
  * with a3-refit also F x F + 2 F x d, F = d_ff, or max(d_ff, nh x hd)
  * with ov_refit, whose statistics reuse these buffers). Time: per layer,
  * partial passes of both streams up to q/k, up to z (twice with
  * ov_refit), up to u, and one whole pass of each: about 4 calibration
- * passes in all, 5 with ov_refit (docs/SEQUENTIAL.md). */
+ * passes in all, 5 with ov_refit (docs/SEQUENTIAL.md); with qk_measured
+ * one more partial pass of X up to z and one of X^ per candidate
+ * (at most A3_SEQ_QKM_CAP), on qk_measured_windows windows. */
 #ifndef A3_SEQUENTIAL_H
 #define A3_SEQUENTIAL_H
 
@@ -58,7 +65,8 @@ typedef struct {
     size_t chunk_rows;       /* rows per chunk, whole windows (0: 2048) */
     a3_progress_fn progress; /* stage "layer l/n"; done/total: token rows
                               * processed, 4 per token and layer (5 with
-                              * ov_refit) */
+                              * ov_refit), plus one per measured QK
+                              * candidate and measured token */
     void *ctx;
     int target_layer_output; /* MLP refit target: the original layer's
                               * output minus the reduced stream's residual,
@@ -78,6 +86,18 @@ typedef struct {
                               * drift; docs/SEQUENTIAL.md, "OV refit").
                               * Used only with MLP method a3-refit and OV
                               * methods with activations (not svd) */
+    int qk_measured;         /* A3_SEQ_QKM_*: choose each QK group's kept
+                              * RoPE pairs by the attention-output error
+                              * measured on X^ (every candidate subset run
+                              * through the layer up to z) instead of the
+                              * score proxy; groups with more than
+                              * A3_SEQ_QKM_CAP candidates, and method
+                              * weight-norm, keep the proxy's choice
+                              * (docs/SEQUENTIAL.md, "Measured QK") */
+    int qk_measured_windows; /* measure on the first this many calibration
+                              * windows (a random sample: the windows are
+                              * drawn at random); 0 or more than there
+                              * are: all */
     const char *record_json; /* JSON object for the output config's "a3"
                               * section, key "sequential" (copied; NULL: {}) */
 } a3_seq_opts;
@@ -104,9 +124,26 @@ void a3_seq_free(a3_seq *s); /* accepts NULL */
 
 /* The options the CLI and the TUI run with (progress and record_json
  * left to the caller): the MLP refit's target is the layer output, the
- * OV refit on and no per-head drift share, chosen on DEV
- * (docs/SEQUENTIAL.md, "OV refit"). */
+ * OV refit on and no per-head drift share, the QK pairs chosen by the
+ * measured error through W_o per head on A3_SEQ_QKM_WINDOWS windows, all
+ * chosen on DEV (docs/SEQUENTIAL.md, "OV refit", "Measured QK"). */
 a3_seq_opts a3_seq_opts_default(void);
+
+/* a3_seq_opts.qk_measured: the error of group g's candidate S, summed
+ * over the calibration tokens and the group's query heads i, with z_i
+ * the original layer's attention output on X and z^_i(S) the layer's
+ * with the group's q/k rows cut to S (v, o original) on X^:
+ *   Z:        ||z^_i - z_i||^2
+ *   ZO_HEAD:  ||(z^_i - z_i) W_o,i^T||^2    (through head i's o columns)
+ *   ZO_GROUP: ||sum_i (z^_i - z_i) W_o,i^T||^2   (the group's heads jointly) */
+enum { A3_SEQ_QKM_OFF, A3_SEQ_QKM_Z, A3_SEQ_QKM_ZO_HEAD, A3_SEQ_QKM_ZO_GROUP, A3_SEQ_QKM_COUNT };
+/* At most this many candidate subsets per group (every C(hd/2, kept pairs)
+ * subset is tried; a group with more keeps the proxy's choice). Each
+ * candidate costs one partial pass of the reduced stream up to z. */
+#define A3_SEQ_QKM_CAP 70
+/* The windows a3_seq_opts_default measures on (DEV: as good as all 64 on
+ * both small models, a quarter of the cost; docs/SEQUENTIAL.md). */
+#define A3_SEQ_QKM_WINDOWS 16
 
 /* The calibrate defaults, used when a plan's samples/seqlen are 0. */
 #define A3_SEQ_DEFAULT_SAMPLES 128

@@ -23,7 +23,7 @@
 #define HOOK_STOP 1 /* positive: a3_model_run_layer returns it unchanged */
 #define WIDEN_ROWS 256
 
-enum { PH_QK, PH_OV, PH_OREFIT, PH_MLP, PH_ADVANCE };
+enum { PH_QK, PH_QKM, PH_OV, PH_OREFIT, PH_MLP, PH_ADVANCE };
 
 struct a3_seq {
     a3_model *m;
@@ -50,6 +50,13 @@ struct a3_seq {
     int32_t *kcol, *iota;         /* (nh*hd) the kept columns of z, ascending; 0..K-1 */
     double *wa, *wb;              /* (WIDEN_ROWS, max width) widening scratch */
     double *wy;                   /* (WIDEN_ROWS, d) MLP target rows */
+    int qkm;                      /* A3_SEQ_QKM_*: QK pairs chosen by the measured z error */
+    int qkm_c;                    /* the candidate being run (PH_QKM) */
+    int qkm_nw;                   /* windows the measurement runs on (the first ones) */
+    int *qkm_n;                   /* (nkv) candidates of each group this layer (<= 1: not measured) */
+    int32_t *qkm_cand;            /* (nkv, A3_SEQ_QKM_CAP, hd/2) their kept pairs */
+    double *qkm_err;              /* (A3_SEQ_QKM_CAP, nkv) their summed errors */
+    double *qkm_w;                /* (nkv, per*hd, per*hd) the error's weight (W_o modes) */
 
     /* statistics of the current layer (sums) */
     double *gq, *gqh, *xq;  /* (nkv, hd, hd) query terms summed over the group */
@@ -214,13 +221,45 @@ static void acc_orefit(a3_seq *s, const float *zh, size_t rows)
     }
 }
 
+/* Measured QK (PH_QKM): every group's error for candidate s->qkm_c of one
+ * chunk, zh the reduced layer's attention outputs (each group's q/k rows
+ * cut to its candidate, v/o original) against s->cz, the original
+ * layer's on X. Head i's z depends on its own q and its group's k, v
+ * only, so one run scores one candidate of every group at once. */
+static void acc_qkm(a3_seq *s, const float *zh, size_t rows)
+{
+    size_t qw = (size_t)s->nh * s->hd, P = (size_t)s->per * s->hd;
+    int c = s->qkm_c;
+    for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
+        size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
+        for (size_t i = 0; i < nr * qw; i++) s->wa[i] = (double)zh[r0 * qw + i] - (double)s->cz[r0 * qw + i];
+        for (int g = 0; g < s->nkv; g++) {
+            if (c >= s->qkm_n[g]) continue;
+            const double *D = s->wa + (size_t)g * P;
+            double e = 0;
+            if (s->qkm == A3_SEQ_QKM_Z) {
+                for (size_t r = 0; r < nr; r++)
+                    for (size_t j = 0; j < P; j++) e += D[r * qw + j] * D[r * qw + j];
+            } else { /* D M D^T row by row, M the group's o-column Gram matrix */
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)P, (int)P, 1.0, D, (int)qw,
+                            s->qkm_w + (size_t)g * P * P, (int)P, 0.0, s->wb + (size_t)g * P, (int)qw);
+                const double *DM = s->wb + (size_t)g * P;
+                for (size_t r = 0; r < nr; r++)
+                    for (size_t j = 0; j < P; j++) e += D[r * qw + j] * DM[r * qw + j];
+            }
+            s->qkm_err[(size_t)c * s->nkv + g] += e;
+        }
+    }
+}
+
 static int on_z(void *ctx, int layer, const float *z, size_t rows)
 {
     hook_ctx *h = ctx;
     a3_seq *s = h->s;
     int qw = s->nh * s->hd;
-    if (h->phase != PH_OV && h->phase != PH_OREFIT) return 0;
+    if (h->phase != PH_OV && h->phase != PH_OREFIT && h->phase != PH_QKM) return 0;
     if (!h->hat) copy_rows(s->cz, z, rows, qw);
+    else if (h->phase == PH_QKM) acc_qkm(s, z, rows);
     else if (h->phase == PH_OREFIT) acc_orefit(s, z, rows);
     else {
         acc_cross(s, z, NULL, rows, qw, s->nh, 1, s->cyy);
@@ -300,6 +339,17 @@ static double qk_loss(const a3_seq *s, int g, const char *in)
 
 static int cmp_i32(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
 
+/* qk_loss[g]: the proxy loss of group g's kept pairs (sorted). */
+static void qk_set_loss(a3_seq *s, int l, int g)
+{
+    int hd = s->hd, half = hd / 2, keep = a3_plan_qk(s->p, l)[g] / 2;
+    const int32_t *idx = s->idx + (size_t)g * half;
+    char in[1024];
+    memset(in, 0, (size_t)hd);
+    for (int k = 0; k < keep; k++) in[idx[k]] = in[idx[k] + half] = 1;
+    s->qk_loss[g] = qk_loss(s, g, in);
+}
+
 static int solve_qk(a3_seq *s, int l, int g, const a3_layer_f32 *w, a3_err *err)
 {
     int hd = s->hd, half = hd / 2, keep = a3_plan_qk(s->p, l)[g] / 2;
@@ -343,9 +393,7 @@ static int solve_qk(a3_seq *s, int l, int g, const a3_layer_f32 *w, a3_err *err)
         memcpy(idx, order, (size_t)keep * sizeof *idx);
     }
     qsort(idx, (size_t)keep, sizeof *idx, cmp_i32);
-    memset(in, 0, (size_t)hd);
-    for (int k = 0; k < keep; k++) in[idx[k]] = in[idx[k] + half] = 1;
-    s->qk_loss[g] = qk_loss(s, g, in);
+    qk_set_loss(s, l, g);
     return A3_OK;
 }
 
@@ -440,6 +488,134 @@ static void pad_qk(a3_seq *s, int l, const a3_layer_f32 *w)
     s->pad.bq = w->bq ? s->pbq : NULL, s->pad.bk = w->bk ? s->pbk : NULL;
 }
 
+/* ---- measured QK (docs/SEQUENTIAL.md, "Measured QK") ------------------- */
+
+/* C(n, k), or cap + 1 once it exceeds cap (the partial products
+ * C(n-k+i, i) grow with i, so the first one past cap decides). */
+static int binom_capped(int n, int k, int cap)
+{
+    int64_t b = 1;
+    for (int i = 1; i <= k; i++)
+        if ((b = b * (n - k + i) / i) > cap) return cap + 1;
+    return (int)b;
+}
+
+/* The candidates of each group of layer l into n (may be NULL): all
+ * C(hd/2, kept pairs) subsets when measured, 1 (the proxy's choice) when
+ * not: option off, weight-norm (one-shot, no activations), nothing to
+ * choose (no pair or every pair kept) or more than A3_SEQ_QKM_CAP
+ * subsets. Returns the most over the groups, 0 when no group is
+ * measured: the number of extra partial passes of the reduced stream. */
+static int qkm_layer(const a3_seq *s, int l, int *n)
+{
+    int half = s->hd / 2, most = 0;
+    for (int g = 0; g < s->nkv; g++) {
+        int c = 1;
+        if (s->qkm && s->p->qk_method != A3_QK_METHOD_WEIGHT_NORM)
+            c = binom_capped(half, a3_plan_qk(s->p, l)[g] / 2, A3_SEQ_QKM_CAP);
+        if (c > A3_SEQ_QKM_CAP) c = 1;
+        if (n) n[g] = c;
+        if (c > most) most = c;
+    }
+    return most > 1 ? most : 0;
+}
+
+/* The first n k-subsets of 0..half-1 in lexicographic order (ascending
+ * within each), rows of stride half. */
+static void qkm_enumerate(int half, int k, int n, int32_t *out)
+{
+    int32_t c[512];
+    for (int j = 0; j < k; j++) c[j] = j;
+    for (int i = 0; i < n; i++) {
+        memcpy(out + (size_t)i * half, c, (size_t)k * sizeof *c);
+        int j = k - 1;
+        while (j >= 0 && c[j] == half - k + j) j--;
+        if (j < 0) break;
+        c[j]++;
+        for (int t = j + 1; t < k; t++) c[t] = c[t - 1] + 1;
+    }
+}
+
+/* The error's weight of each group, (per*hd)^2: W_o,g^T W_o,g (the
+ * group's o columns, ZO_GROUP), its diagonal blocks (one per head,
+ * ZO_HEAD). */
+static int qkm_weights(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
+{
+    size_t d = (size_t)s->d, hd = (size_t)s->hd, P = (size_t)s->per * hd, qw = (size_t)s->nh * hd;
+    double *wg = a3_malloc_array(d, P * 8);
+    if (!wg) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the measured QK", l);
+    for (int g = 0; g < s->nkv; g++) {
+        double *M = s->qkm_w + (size_t)g * P * P;
+        for (size_t e = 0; e < d; e++)
+            for (size_t a = 0; a < P; a++) wg[e * P + a] = w->wo[e * qw + (size_t)g * P + a];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)P, (int)d, 1.0, wg, (int)P, 0.0, M, (int)P);
+        for (size_t a = 0; a < P; a++)
+            for (size_t b = 0; b < a; b++) M[a * P + b] = M[b * P + a];
+        if (s->qkm == A3_SEQ_QKM_ZO_HEAD)
+            for (size_t a = 0; a < P; a++)
+                for (size_t b = 0; b < P; b++)
+                    if (a / hd != b / hd) M[a * P + b] = 0;
+    }
+    free(wg);
+    return A3_OK;
+}
+
+/* Re-choose the kept pairs of every measured group (s->idx holds the
+ * proxy's choice): per chunk, the original layer on X up to z once, then
+ * for each candidate index c the layer with every measured group's q/k
+ * rows cut to its c-th subset (v, o original) on X^ up to z; each group
+ * keeps its subset of least summed error (acc_qkm). Groups with fewer
+ * candidates than c run their last one, unscored. */
+static int qk_measure(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
+{
+    int nc = qkm_layer(s, l, s->qkm_n), half = s->hd / 2, rc = A3_OK;
+    if (!nc) return A3_OK;
+    for (int g = 0; g < s->nkv; g++)
+        if (s->qkm_n[g] > 1)
+            qkm_enumerate(half, a3_plan_qk(s->p, l)[g] / 2, s->qkm_n[g],
+                          s->qkm_cand + (size_t)g * A3_SEQ_QKM_CAP * half);
+    memset(s->qkm_err, 0, (size_t)A3_SEQ_QKM_CAP * s->nkv * 8);
+    if (s->qkm != A3_SEQ_QKM_Z && (rc = qkm_weights(s, l, w, err))) return rc;
+    size_t d = (size_t)s->d, L = (size_t)s->L;
+    a3_layer_hooks ho = {.on_z = on_z}, hh = ho;
+    hook_ctx co = {s, PH_QKM, 0}, ch = {s, PH_QKM, 1};
+    ho.ctx = &co, hh.ctx = &ch;
+    for (int b = 0; rc == A3_OK && b < s->qkm_nw; b += s->chunk_seqs) {
+        int nb = s->qkm_nw - b < s->chunk_seqs ? s->qkm_nw - b : s->chunk_seqs;
+        size_t rows = (size_t)nb * L, off = (size_t)b * L * d;
+        s->cur_off = off;
+        memcpy(s->buf, s->x + off, rows * d * sizeof(float));
+        rc = a3_model_run_layer_mats(s->m, l, &s->orig, s->buf, nb, s->L, rows, &ho, err);
+        for (int c = 0; (rc == HOOK_STOP || rc == A3_OK) && c < nc; c++) {
+            for (int g = 0; g < s->nkv; g++) {
+                int n = s->qkm_n[g], k = a3_plan_qk(s->p, l)[g] / 2;
+                if (n > 1)
+                    memcpy(s->idx + (size_t)g * half,
+                           s->qkm_cand + ((size_t)g * A3_SEQ_QKM_CAP + (size_t)(c < n ? c : n - 1)) * half,
+                           (size_t)k * sizeof *s->idx);
+            }
+            pad_qk(s, l, w); /* v, o: still the original's (s->pad = s->orig before OV) */
+            s->qkm_c = c;
+            memcpy(s->buf, s->xh + off, rows * d * sizeof(float));
+            rc = a3_model_run_layer_mats(s->m, l, &s->pad, s->buf, nb, s->L, rows, &hh, err);
+            s->done += (int64_t)rows;
+        }
+        if (rc == HOOK_STOP) rc = A3_OK;
+        if (rc == A3_OK && s->progress && s->progress(s->pctx, s->stage, s->done, s->total))
+            rc = a3_err_set(err, A3_ECANCELED, "sequential: cancelled in layer %d", l);
+    }
+    for (int g = 0; rc == A3_OK && g < s->nkv; g++) {
+        int n = s->qkm_n[g], best = 0;
+        if (n <= 1) continue;
+        for (int c = 1; c < n; c++)
+            if (s->qkm_err[(size_t)c * s->nkv + g] < s->qkm_err[(size_t)best * s->nkv + g]) best = c;
+        memcpy(s->idx + (size_t)g * half, s->qkm_cand + ((size_t)g * A3_SEQ_QKM_CAP + best) * half,
+               (size_t)(a3_plan_qk(s->p, l)[g] / 2) * sizeof *s->idx);
+        qk_set_loss(s, l, g);
+    }
+    return rc;
+}
+
 static void pad_ov(a3_seq *s, int l, const a3_layer_f32 *w)
 {
     int hd = s->hd, d = s->d, per = s->per, qw = s->nh * hd;
@@ -527,6 +703,7 @@ static int begin_layer(void *ctx, int l, const a3_layer_f32 *w, a3_err *err)
     int rc = cyy && cyz ? A3_OK : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory", l);
     if (rc == A3_OK) rc = pass(s, l, PH_QK, err);
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_qk(s, l, g, w, err);
+    if (rc == A3_OK && s->qkm) rc = qk_measure(s, l, w, err);
     if (rc == A3_OK) pad_qk(s, l, w), rc = pass(s, l, PH_OV, err);
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_ov(s, l, g, w, cyy, cyz, err);
     if (rc == A3_OK) pad_ov(s, l, w);
@@ -615,6 +792,11 @@ size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, siz
      * with GQA) the OV drift term the CLI then uses */
     size_t fr = qw > ff ? qw : ff;
     if (refit) stats += (fr * fr + 2 * fr * d) * 8 + (size_t)c->n_heads * hd * d * 8 + 2 * qw * 4;
+    /* the measured QK of a3_seq_opts_default (ZO_HEAD): the weights (nkv
+     * blocks of (per*hd)^2), their widening scratch (d x per*hd) and the
+     * candidates with their errors */
+    size_t P = qw / (size_t)c->n_kv_heads;
+    stats += ((size_t)c->n_kv_heads * P * P + d * P) * 8 + (size_t)c->n_kv_heads * A3_SEQ_QKM_CAP * (hd / 2 * 4 + 8);
     return streams + chunk + fwd + layer + sol + stats + widen;
 }
 
@@ -625,7 +807,7 @@ void a3_seq_free(a3_seq *s)
                  s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv, s->cyy, s->cyz, s->cyd, s->du, s->duh,
                  s->xu, s->ruh, s->uy, s->wdd, s->idx, s->qk_loss, s->ov_loss, s->ov_damp, s->sv, s->sbv,
                  s->so, s->keep, s->sdown, s->pq, s->pk, s->pv, s->po, s->pbq, s->pbk, s->pbv, s->pg,
-                 s->pu, s->pd, s->kcol, s->iota};
+                 s->pu, s->pd, s->kcol, s->iota, s->qkm_n, s->qkm_cand, s->qkm_err, s->qkm_w};
     for (size_t i = 0; i < sizeof b / sizeof *b; i++) free(b[i]);
     free(s);
 }
@@ -671,6 +853,14 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
      * the drift to it), and not for svd (one-shot, no activations) */
     s->orefit = o && o->ov_refit && s->refit && p->ov_method != A3_OV_METHOD_SVD;
     s->total = (int64_t)k->n_layers * (s->orefit ? 5 : 4) * (int64_t)s->N;
+    if (o && (o->qk_measured < 0 || o->qk_measured >= A3_SEQ_QKM_COUNT)) {
+        a3_seq_free(s);
+        return a3_err_set(err, A3_EINVAL, "sequential: qk_measured %d is not an A3_SEQ_QKM_* mode", o->qk_measured);
+    }
+    s->qkm = o ? o->qk_measured : A3_SEQ_QKM_OFF;
+    s->qkm_nw = o && o->qk_measured_windows > 0 && o->qk_measured_windows < n_windows ? o->qk_measured_windows : n_windows;
+    for (int l = 0; l < k->n_layers; l++)
+        s->total += (int64_t)qkm_layer(s, l, NULL) * s->qkm_nw * (int64_t)seqlen;
     size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
     size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
     int ok = 1;
@@ -689,6 +879,12 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     if (s->refit) s->ruh = arr(fr, fr * 8, &ok), s->uy = arr(fr, d * 8, &ok), s->wdd = arr(d, fr * 8, &ok);
     if (s->orefit) s->kcol = arr(qw, 4, &ok), s->iota = arr(qw, 4, &ok);
     s->idx = arr((size_t)s->nkv, hd / 2 * 4, &ok);
+    if (s->qkm) {
+        s->qkm_n = arr((size_t)s->nkv, sizeof *s->qkm_n, &ok);
+        s->qkm_cand = arr((size_t)s->nkv * A3_SEQ_QKM_CAP, hd / 2 * 4, &ok);
+        s->qkm_err = arr((size_t)s->nkv * A3_SEQ_QKM_CAP, 8, &ok);
+        if (s->qkm != A3_SEQ_QKM_Z) s->qkm_w = arr((size_t)s->nkv * s->per * hd, (size_t)s->per * hd * 8, &ok);
+    }
     s->qk_loss = arr((size_t)s->nkv, 8, &ok), s->ov_loss = arr((size_t)s->nkv, 8, &ok), s->ov_damp = arr((size_t)s->nkv, 8, &ok);
     s->sv = arr(kw, d * 4, &ok), s->sbv = arr(kw, 4, &ok), s->so = arr(qw, d * 4, &ok);
     s->keep = arr(ff, 4, &ok), s->sdown = arr(d, ff * 4, &ok);
@@ -752,7 +948,8 @@ int a3_seq_from_plan(a3_model *m, const a3_plan *p, const a3_cache *c, const a3_
 
 a3_seq_opts a3_seq_opts_default(void)
 {
-    return (a3_seq_opts){.target_layer_output = 1, .ov_drift = 0, .ov_refit = 1};
+    return (a3_seq_opts){.target_layer_output = 1, .ov_drift = 0, .ov_refit = 1,
+                         .qk_measured = A3_SEQ_QKM_ZO_HEAD, .qk_measured_windows = A3_SEQ_QKM_WINDOWS};
 }
 
 void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen) { *n_windows = s->nw, *seqlen = s->L; }
