@@ -859,8 +859,12 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     }
     s->qkm = o ? o->qk_measured : A3_SEQ_QKM_OFF;
     s->qkm_nw = o && o->qk_measured_windows > 0 && o->qk_measured_windows < n_windows ? o->qk_measured_windows : n_windows;
-    for (int l = 0; l < k->n_layers; l++)
-        s->total += (int64_t)qkm_layer(s, l, NULL) * s->qkm_nw * (int64_t)seqlen;
+    int measured = 0;
+    for (int l = 0; l < k->n_layers; l++) {
+        int nc = qkm_layer(s, l, NULL);
+        s->total += (int64_t)nc * s->qkm_nw * (int64_t)seqlen, measured |= nc > 0;
+    }
+    if (!measured) s->qkm = A3_SEQ_QKM_OFF; /* e.g. head_dim 128: allocate nothing for it */
     size_t d = (size_t)s->d, hd = (size_t)s->hd, ff = (size_t)s->ff, qw = (size_t)s->nh * hd, kw = (size_t)s->nkv * hd;
     size_t hh = hd * hd, rows = (size_t)s->chunk_seqs * seqlen, wmax = qw > ff ? qw : ff;
     int ok = 1;
