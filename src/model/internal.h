@@ -117,6 +117,9 @@ void a3__scratch_free(fwd_scratch *s);
 size_t a3__layer_convert_max(const a3_model *m);
 /* Largest block, in floats, a3__gemm_wconv converts at once (8 MiB). */
 #define A3__WCONV_FLOATS ((size_t)2 << 20)
+/* Floats of buffer a3__gemm_wconv needs for any W of at most numel
+ * elements: its largest block, min(numel, A3__WCONV_FLOATS). */
+size_t a3__wconv_floats(size_t numel);
 /* The block a3__gemm_wconv uses for W (out, in): ob rows by kc columns,
  * the whole matrix when it has at most A3__WCONV_FLOATS elements, else
  * all rows and a range of columns (kc a multiple of 16, at least 256), or

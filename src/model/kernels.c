@@ -117,6 +117,11 @@ static void cvt2_part(void *p, int t, int nt)
     long lo, hi;
     a3_pool_split((long)J->rows, t, nt, 1, &lo, &hi);
     size_t es = a3_dtype_size(J->dt);
+    /* Each row contributes a short run (a block's columns, 0.5-1 KiB of
+     * F16 at 7B) at a long stride, which the hardware prefetcher follows
+     * poorly: ask for the row 4 ahead. perf, llama-7b shape, 512 tokens,
+     * one thread, loaded machine: the conversion's share of the samples
+     * 5.5% without, 2.8% with. */
     size_t bytes = J->cols * es, ahead = 4 * J->ld_src * es;
     for (long r = lo; r < hi; r++) {
         const unsigned char *s = J->src + (size_t)r * J->ld_src * es;
