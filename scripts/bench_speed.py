@@ -258,10 +258,19 @@ def make_models():
     return out
 
 
+PREFETCH = []  # software prefetch policy each `a3 generate` run chose
+
+
+def prefetch_summary():
+    return ", ".join(f"{p} in {PREFETCH.count(p)} of {len(PREFETCH)} runs" for p in sorted(set(PREFETCH)))
+
+
 def a3_decode(model, threads):
     r = run([A3, "generate", model, "--prompt", "a", "-n", str(DECODE_N),
              "--threads", str(threads)])
     m = re.search(r"decoded (\d+) tokens in ([\d.]+) s", r.stderr)
+    pf = re.search(r"prefetch (\S+)", r.stderr)  # the tuner's choice (kernels.c)
+    PREFETCH.append(pf.group(1) if pf else "?")
     return int(m.group(1)) / float(m.group(2))
 
 
@@ -333,7 +342,8 @@ def main():
     load_dec = load()
 
     lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt \"a\"; rate of the steps "
-                 f"after the prompt), best of {ROUNDS} interleaved rounds. a3 matvec code: {impl}; "
+                 f"after the prompt), best of {ROUNDS} interleaved rounds. a3 matvec code: {impl}, "
+                 f"software prefetch as tuned by each run: {prefetch_summary()}; "
                  f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Bound = weight bytes "
                  f"read per token / read bandwidth measured in the same rounds (bench_membw: threaded "
                  f"streaming read of 1 GiB, best of plain and software-prefetched). llama.cpp / bound "

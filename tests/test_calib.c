@@ -363,7 +363,10 @@ static void test_resume_other_kernel(void)
     a3_cache *part = a3_cache_new(c->d, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, 0);
     a3_calib_opts o = {.checkpoint_dir = ck, .stop_after_layer = 1};
     CHECK(a3_calibrate(m, win, NW, L, &o, part, NULL, NULL, &err) == A3_ECANCELED);
-    const char *cur = a3_blas_kernel_name(), *other = strcmp(cur, "Prescott") ? "Prescott" : "Haswell";
+    /* The a3 binary may run another kernel than this process (it re-executes
+     * itself with OPENBLAS_CORETYPE where OpenBLAS misdetects the CPU), so
+     * the other node's kernel is a name neither can have. */
+    const char *cur = a3_blas_kernel_name(), *other = "OtherNode";
     CHECK(strcmp(o.kernel, cur) == 0);
     char *text = run_a3_slurp(meta, NULL), *k = text ? strstr(text, "\"kernel\": \"") : NULL;
     CHECKF(k, "no kernel in %s", meta);
@@ -376,9 +379,9 @@ static void test_resume_other_kernel(void)
              L, cache);
     CHECK(run_a3(args, NULL, err_path) == 0);
     char want[200];
-    snprintf(want, sizeof want, "computed with OpenBLAS kernel %s, this run's with %s", other, cur);
+    snprintf(want, sizeof want, "computed with OpenBLAS kernel %s, this run's with ", other);
     CHECKF(run_a3_file_has(err_path, want), "no warning '%s'", want);
-    snprintf(want, sizeof want, "\"blas_kernel\":\t\"%s+%s\"", other, cur);
+    snprintf(want, sizeof want, "\"blas_kernel\":\t\"%s+", other);
     a3_cache *got = NULL;
     CHECKF(a3_cache_load(cache, &got, &err) == 0, "%s", err.msg);
     CHECKF(got && got->meta_json && strstr(got->meta_json, want), "cache metadata lacks %s", want);

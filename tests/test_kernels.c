@@ -384,6 +384,65 @@ static void test_matvec_rows_independent(void)
     CHECKF(bad == 0, "%d of %d vectors differ between batched and single calls", bad, cases);
 }
 
+/* The software prefetch policies change timing only: every policy (and
+ * the tuner while it tries them) gives the same bits, within the bound,
+ * on matrices large enough (>= 1 MiB of weights) to be tuning samples.
+ * The tuner decides after its samples and ignores small calls. */
+static void test_matvec_prefetch(void)
+{
+    static const char *pol[] = {"none", "l1", "l2"};
+    static const a3_dtype dts[] = {A3_DT_F32, A3_DT_F16, A3_DT_BF16};
+    int out = 700, in = 1000, nr = 3;
+    float *y0 = malloc((size_t)nr * out * 4), *y1 = malloc((size_t)nr * out * 4);
+    if (!y0 || !y1) SKIP("out of memory");
+    char buf[40];
+    for (int simd = 1; simd <= have_simd(); simd++) {
+        set_level(simd);
+        for (int d = 0; d < 3; d++)
+            for (int n = 1; n <= nr; n += 2)
+                for (int p = 0; p < 3; p++) {
+                    CHECK(a3_k_set_prefetch(pol[p]) == 0);
+                    CHECK(strncmp(a3_k_prefetch(buf, sizeof buf), pol[p], strlen(pol[p])) == 0);
+                    double e = mv_check(dts[d], out, in, n, 1, 1 + p % 2, p ? y1 : y0);
+                    CHECKF(e <= 1, "%s prefetch %s: error %.3g of the bound", a3_dtype_name(dts[d]), pol[p], e);
+                    CHECKF(!p || memcmp(y0, y1, (size_t)n * out * 4) == 0, "%s simd=%d rows=%d: prefetch %s differs",
+                           a3_dtype_name(dts[d]), simd, n, pol[p]);
+                }
+    }
+    CHECK(a3_k_set_prefetch("l3") == A3_EINVAL);
+    CHECK(strncmp(a3_k_prefetch(buf, sizeof buf), "l2 (fixed)", 10) == 0); /* unchanged */
+
+    /* the tuner: a 1024 x 1024 F16 matrix (2 MiB) is a sample, 16 x 64 not */
+    CHECK(a3_k_set_prefetch("auto") == 0);
+    a3_k_prefetch_retune();
+    int o2 = 1024, i2 = 1024;
+    uint32_t s = 5;
+    unsigned char *w = malloc((size_t)o2 * i2 * 2);
+    float *x = malloc((size_t)i2 * 4), *ya = malloc((size_t)o2 * 4), *yb = malloc((size_t)o2 * 4);
+    if (!w || !x || !ya || !yb) SKIP("out of memory");
+    fill_weights(A3_DT_F16, w, (size_t)o2 * i2, &s);
+    for (int i = 0; i < i2; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+    for (int k = 0; k < 500; k++) CHECK(a3_k_matvec(A3_DT_F16, w, 16, 64, x, 1, ya, 0, 1) == 0);
+    CHECKF(strcmp(a3_k_prefetch(buf, sizeof buf), "auto (not tuned yet)") == 0, "small calls tuned: %s", buf);
+    CHECK(a3_k_set_prefetch("none") == 0);
+    CHECK(a3_k_matvec(A3_DT_F16, w, o2, i2, x, 1, ya, 0, 2) == 0);
+    CHECK(a3_k_set_prefetch("auto") == 0);
+    int bad = 0, calls = 0;
+    for (; calls < 1000 && strstr(a3_k_prefetch(buf, sizeof buf), "tuned yet"); calls++) {
+        CHECK(a3_k_matvec(A3_DT_F16, w, o2, i2, x, 1, yb, 0, 1 + calls % 2) == 0);
+        bad += memcmp(ya, yb, (size_t)o2 * 4) != 0;
+    }
+    CHECKF(strstr(buf, "(tuned)") != NULL, "not tuned after %d calls: %s", calls, buf);
+    /* three policies, 48 samples each (kernels.c TUNE_CALLS), in turn */
+    CHECKF(calls == 3 * 48, "tuned after %d calls", calls);
+    CHECKF(bad == 0, "%d of %d results differ from prefetch none while tuning", bad, calls);
+    fprintf(stderr, "  note: tuner chose %s\n", buf);
+    a3_k_prefetch_retune();
+    CHECK(strcmp(a3_k_prefetch(buf, sizeof buf), "auto (not tuned yet)") == 0);
+    set_level(have_simd());
+    free(w), free(x), free(ya), free(yb), free(y0), free(y1);
+}
+
 static void test_rmsnorm(void)
 {
     int rows = 37, d = 67;
@@ -470,6 +529,7 @@ int main(void)
     RUN(test_matvec_against_double);
     RUN(test_matvec_threads);
     RUN(test_matvec_rows_independent);
+    RUN(test_matvec_prefetch);
     RUN(test_rmsnorm);
     RUN(test_pool);
     return test_summary("kernels");

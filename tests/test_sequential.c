@@ -168,7 +168,12 @@ static void upstream_full_case(fixture *fx, const char *kind, int qk_method, int
             vo_product(v1, o1, r, d, j, P1), vo_product(v2, o2, r, d, j, P2);
             worst = fmax(worst, rel_diff(P2, P1, (size_t)d * d));
         }
-        CHECKF(fabs(l1 - l2) <= 1e-7 * l2, "%s: ov loss %.12g vs %.12g", kind, l1, l2);
+        /* The two statistics come from float32 activations of different
+         * passes (calibrate's and the solver's), which agree to float32
+         * round-off, 6e-8 relative, only; the loss is a difference of terms
+         * of the size of the total: 1e-6 (1.07e-7 seen with OpenBLAS's
+         * SkylakeX kernel, below 1e-7 with Haswell's). */
+        CHECKF(fabs(l1 - l2) <= 1e-6 * l2, "%s: ov loss %.12g vs %.12g", kind, l1, l2);
     }
     /* float32 outputs of float64 solves on statistics that agree to ~1e-15:
      * the products agree to float32 round-off (1e-6 of their scale) */

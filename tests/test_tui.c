@@ -21,6 +21,7 @@
 #include "../ui/state.c"
 #include "../ui/state_commit.c"
 #include "../ui/state_io.c"
+#include "a3/blas.h"
 #include "helpers/run_a3.h"
 #include "test.h"
 
@@ -1030,8 +1031,13 @@ static void write_screenshots(void)
     fclose(f);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* Run the OpenBLAS kernel the a3 binary runs (it re-executes itself
+     * the same way where OpenBLAS misdetects the CPU): the commit tests
+     * compare this process's output with the CLI's byte for byte, and
+     * float32 GEMMs of two kernels differ in the last bits. */
+    a3_blas_startup(argc, argv);
     RUN(test_state_edits_undo);
     RUN(test_state_groups_and_layers);
     RUN(test_state_budget_allocate);

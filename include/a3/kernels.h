@@ -13,7 +13,8 @@
  * vector code is compiled with function target attributes and only called
  * after the check. A3_NO_SIMD=1 in the environment, or
  * a3_k_force_scalar(1), selects the scalar code; A3_NO_AVX512=1 or
- * a3_k_force_avx2(1) the AVX2 matvec (tests compare them all).
+ * a3_k_force_avx2(1) the AVX2 matvec (tests compare them all). The
+ * matvec's software prefetch is tuned at run time (a3_k_set_prefetch).
  *
  * Numerics: conversions are exact (F16 and BF16 values are all
  * representable in float32; NaN payloads are kept quiet NaNs). Dot
@@ -57,6 +58,19 @@ int a3_k_to_f32_2d(a3_dtype dt, const void *src, size_t ld_src, size_t rows, siz
  * Returns A3_OK or A3_EUNSUPPORTED. */
 int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int nrows,
                 float *y, int acc, int threads);
+
+/* The matvec's software prefetch policy: "none", "l1" (2 KiB ahead into
+ * L1), "l2" (8 KiB ahead into L2) or "auto" (default: the first large
+ * calls try the three in turn and keep the fastest; see kernels.c). The
+ * environment's A3_MATVEC_PREFETCH sets the same names. Timing only: the
+ * results are bitwise the same under every policy. Returns A3_OK or
+ * A3_EINVAL (unknown name; nothing changed). */
+int a3_k_set_prefetch(const char *name);
+/* Forget the tuner's choice (the next large calls tune again). */
+void a3_k_prefetch_retune(void);
+/* What runs now, e.g. "l2 (tuned)", "none (fixed)", "auto (not tuned
+ * yet)", written to buf; returns buf. */
+const char *a3_k_prefetch(char *buf, size_t size);
 
 /* Token rows up to which the forward pass uses a3_k_matvec on the weights
  * in place; above it, it converts the layer to float32 and uses sgemm.

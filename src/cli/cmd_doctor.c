@@ -225,6 +225,15 @@ int a3_cmd_doctor(int argc, char **argv)
     if (threads > def_threads)
         kv("", "warning: more threads than the %d usable cores (oversubscribed)", def_threads);
     kv("matvec", "%s (decoding, on the stored weights)", a3_k_impl());
+    char pfb[40];
+    const char *pf = a3_k_prefetch(pfb, sizeof pfb);
+    if (strncmp(pf, "auto", 4) == 0)
+        kv("prefetch", "auto: the first large decoding calls try none, l1, l2 and keep the fastest");
+    else {
+        char *sp = strchr(pfb, ' '); /* "none (fixed)": the name */
+        if (sp) *sp = '\0';
+        kv("prefetch", "%s (fixed by A3_MATVEC_PREFETCH)", pfb);
+    }
     kv("thread split", "GEMM %d OpenBLAS threads; attention %d workers, OpenBLAS at 1", threads,
        threads);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/kernels.h"
 #include "a3/model.h"
 #include "a3/tokenizer.h"
 #include "cli.h"
@@ -108,10 +109,13 @@ static int run(const gen_opts *o, a3_model *m, a3_tokenizer *tok, a3_err *err)
     fputc('\n', stdout);
     fflush(stdout);
     double t2 = a3_now();
+    char pf[40];
     if (rc == A3_OK) /* decoding rate: steps after the prompt, each one token */
-        fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tokens/s), decoded %d tokens in %.3f s (%.2f tokens/s)\n",
+        fprintf(stderr,
+                "prompt %zu tokens in %.3f s (%.1f tokens/s), decoded %d tokens in %.3f s (%.2f tokens/s)\n"
+                "matvec %s, prefetch %s\n",
                 n, t1 - t0, (double)n / (t1 - t0 > 0 ? t1 - t0 : 1e-9), made, t2 - t1,
-                made / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+                made / (t2 - t1 > 0 ? t2 - t1 : 1e-9), a3_k_impl(), a3_k_prefetch(pf, sizeof pf));
     a3_decoder_free(dec);
     free(logits);
     free(ids);

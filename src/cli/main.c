@@ -1,9 +1,11 @@
 /* a3: command dispatcher. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "a3/blas.h"
 #include "a3/cleanup.h"
+#include "a3/kernels.h"
 #include "cli.h"
 
 typedef struct {
@@ -46,6 +48,13 @@ static void usage(FILE *fp)
 int main(int argc, char **argv)
 {
     a3_blas_startup(argc, argv);
+    /* The kernels read A3_MATVEC_PREFETCH themselves and would take a
+     * misspelt value for "auto": refuse it here, before any work. */
+    const char *pf = getenv("A3_MATVEC_PREFETCH");
+    if (pf && *pf && a3_k_set_prefetch(pf) != A3_OK) {
+        fprintf(stderr, "a3: A3_MATVEC_PREFETCH=%s: expected none, l1, l2 or auto\n", pf);
+        return 2;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,7 +1,10 @@
 /* kernels: dispatch between the vector and the scalar code, threading, and
  * the portable scalar implementations (see include/a3/kernels.h). */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,10 +149,116 @@ int a3_k_to_f32_2d(a3_dtype dt, const void *src, size_t ld_src, size_t rows, siz
 
 /* ---- matrix times vectors ------------------------------------------------ */
 
+/* The software prefetch policy (kernels_impl.h). The fastest one depends on
+ * the host (kernels_x86.c), so by default the matvec tunes it itself: the
+ * first TUNE_CALLS large calls of each policy (at least TUNE_MIN_BYTES of
+ * weights each, so the time is the memory's, not the call's) run the
+ * policies in turn, interleaved call by call so that they see the same
+ * machine, and the policy with the best total bytes / seconds is used
+ * from then on. In decoding that is the first few tokens: llama-1b's
+ * shapes make 7 such calls per layer. The bits never depend on the
+ * policy, so neither does any result; only the speed does.
+ * A3_MATVEC_PREFETCH=none|l1|l2 (or a3_k_set_prefetch) fixes one; the CLI
+ * refuses other values at start (main.c). */
+#define TUNE_CALLS 48
+#define TUNE_MIN_BYTES (1u << 20)
+
+static const char *const pf_names[A3__PF_COUNT] = {"none", "l1", "l2"};
+static atomic_int pf_forced = -1; /* a3_k_set_prefetch; -1: not called, A3__PF_COUNT: auto */
+static atomic_int pf_env = -2;    /* A3_MATVEC_PREFETCH: -2 unread, -1 auto */
+static atomic_int pf_chosen = -1; /* the tuner's outcome; -1: still tuning */
+static pthread_mutex_t tune_mu = PTHREAD_MUTEX_INITIALIZER;
+static int tune_calls[A3__PF_COUNT], tune_next;
+static double tune_sec[A3__PF_COUNT], tune_bytes[A3__PF_COUNT];
+
+static int pf_fixed(void)
+{
+    int f = atomic_load(&pf_forced);
+    if (f >= 0) return f < A3__PF_COUNT ? f : -1;
+    int e = atomic_load(&pf_env);
+    if (e == -2) {
+        const char *v = getenv("A3_MATVEC_PREFETCH");
+        e = -1;
+        for (int i = 0; v && i < A3__PF_COUNT; i++)
+            if (strcmp(v, pf_names[i]) == 0) e = i;
+        atomic_store(&pf_env, e);
+    }
+    return e;
+}
+
+int a3_k_set_prefetch(const char *name)
+{
+    if (!name || strcmp(name, "auto") == 0) { /* overrides the environment too */
+        atomic_store(&pf_forced, A3__PF_COUNT);
+        return A3_OK;
+    }
+    for (int i = 0; i < A3__PF_COUNT; i++)
+        if (strcmp(name, pf_names[i]) == 0) {
+            atomic_store(&pf_forced, i);
+            return A3_OK;
+        }
+    return A3_EINVAL;
+}
+
+void a3_k_prefetch_retune(void)
+{
+    pthread_mutex_lock(&tune_mu);
+    memset(tune_calls, 0, sizeof tune_calls), memset(tune_sec, 0, sizeof tune_sec);
+    memset(tune_bytes, 0, sizeof tune_bytes), tune_next = 0;
+    atomic_store(&pf_chosen, -1);
+    pthread_mutex_unlock(&tune_mu);
+}
+
+const char *a3_k_prefetch(char *buf, size_t size)
+{
+    int f = pf_fixed();
+    if (f >= 0) snprintf(buf, size, "%s (fixed)", pf_names[f]);
+    else {
+        int c = atomic_load(&pf_chosen);
+        if (c >= 0) snprintf(buf, size, "%s (tuned)", pf_names[c]);
+        else snprintf(buf, size, "auto (not tuned yet)");
+    }
+    return buf;
+}
+
+/* The policy for a call reading `bytes` of weights; *timed set when the
+ * call is a tuning sample the caller must time and report to tune_end. */
+static int pf_begin(size_t bytes, int *timed)
+{
+    *timed = 0;
+    int f = pf_fixed();
+    if (f >= 0) return f;
+    int c = atomic_load(&pf_chosen);
+    if (c >= 0) return c;
+    if (bytes < TUNE_MIN_BYTES) return A3__PF_L1;
+    pthread_mutex_lock(&tune_mu);
+    int p = tune_next;
+    tune_next = (tune_next + 1) % A3__PF_COUNT;
+    pthread_mutex_unlock(&tune_mu);
+    *timed = 1;
+    return p;
+}
+
+static void pf_end(int p, size_t bytes, double sec)
+{
+    pthread_mutex_lock(&tune_mu);
+    if (atomic_load(&pf_chosen) < 0) {
+        tune_calls[p]++, tune_sec[p] += sec, tune_bytes[p] += (double)bytes;
+        int done = 1, best = 0;
+        for (int i = 0; i < A3__PF_COUNT; i++) {
+            if (tune_calls[i] < TUNE_CALLS) done = 0;
+            /* rate i > rate best, without dividing by a zero time */
+            if (tune_bytes[i] * tune_sec[best] > tune_bytes[best] * tune_sec[i]) best = i;
+        }
+        if (done) atomic_store(&pf_chosen, best);
+    }
+    pthread_mutex_unlock(&tune_mu);
+}
+
 typedef struct {
     a3_dtype dt;
     const unsigned char *W;
-    int out, in, nrows, acc, simd, avx512;
+    int out, in, nrows, acc, simd, avx512, pf;
     const float *x;
     float *y;
 } mv_job;
@@ -177,7 +286,8 @@ static void mv_part(void *p, int t, int nt)
     a3_pool_split(J->out, t, nt, 16, &lo, &hi);
     if (lo >= hi) return;
     if (J->simd)
-        a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi, J->avx512);
+        a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi, J->avx512,
+                         J->pf);
     else mv_scalar(J, (int)lo, (int)hi);
 }
 
@@ -194,10 +304,19 @@ int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int
             for (int r = 0; r < nrows; r++) memset(y + (size_t)r * out, 0, (size_t)out * sizeof(float));
         return A3_OK;
     }
-    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), use_avx512(), x, y};
+    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), use_avx512(), 0, x, y};
     int nt = (size_t)out * (size_t)in < MV_PAR_MIN ? 1 : threads;
     if (nt > out / 16) nt = out / 16 > 0 ? out / 16 : 1;
+    if (!J.simd) {
+        a3_pool_run(nt, mv_part, &J);
+        return A3_OK;
+    }
+    size_t bytes = (size_t)out * (size_t)in * a3_dtype_size(dt);
+    int timed;
+    J.pf = pf_begin(bytes, &timed);
+    double t0 = timed ? a3_now() : 0;
     a3_pool_run(nt, mv_part, &J);
+    if (timed) pf_end(J.pf, bytes, a3_now() - t0);
     return A3_OK;
 }
 

@@ -56,22 +56,29 @@ TGT static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* Software prefetch distance in bytes of weights. The hardware
- * prefetcher alone left the F16 kernel at 0.73-0.77 of a plain streaming
- * read of the same bytes on this EPYC (Zen, tests/bench/bench_matvec,
- * interleaved per layer); asking for the line 2 KiB ahead brought it to
- * 0.9-1.0 (1 and 2 threads; 1 and 4 KiB ahead were within the noise of
- * 2 KiB). Rows are contiguous, so near a row's end this fetches the next
- * row, which the loop reads next; past the matrix it is harmless
- * (prefetches never fault). */
-#define PF_AHEAD 2048
-#define PF(p) _mm_prefetch((const char *)(p) + PF_AHEAD, _MM_HINT_T0)
-
-/* Prefetch every 64-byte line of the `bytes` of weights an iteration
- * consumes (one line for 32 F16 weights, two for 32 F32 ones). */
-#define PF_LINES(w, bytes)                                           \
-    do {                                                             \
-        for (int l_ = 0; l_ < (bytes); l_ += 64) PF((w) + l_);       \
+/* Software prefetch, three policies (kernels_impl.h, A3__PF_*), chosen at
+ * run time because the best one depends on the host and no single one
+ * wins everywhere (tests/bench/bench_matvec; kernels.c tunes it):
+ * - A3__PF_L1: every line 2 KiB ahead into L1 (T0). On an EPYC (Zen) the
+ *   hardware prefetcher alone left the F16 kernel at 0.73-0.77 of a plain
+ *   streaming read of the same bytes; this brought it to 0.9-1.0.
+ * - A3__PF_L2: every line 8 KiB ahead into L2 (T1). On a Xeon with
+ *   AVX-512 (2026-12-03) 1.1-1.2x the rate of A3__PF_L1, 1 and 2 threads,
+ *   rows of 2048 and 8192 F16 weights (a one-off interleaved comparison).
+ * - A3__PF_NONE: the hardware prefetcher alone; on an EPYC Zen 4 the
+ *   software prefetch made the kernel slower.
+ * Rows are contiguous, so near a row's end this fetches the next row,
+ * which the loop reads next; past the matrix it is harmless (prefetches
+ * never fault). Prefetches change no arithmetic: every policy gives the
+ * same bits. */
+#define PFL_NONE(w, bytes) ((void)0)
+#define PFL_L1(w, bytes)                                                                       \
+    do {                                                                                       \
+        for (int l_ = 0; l_ < (bytes); l_ += 64) _mm_prefetch((const char *)(w) + l_ + 2048, _MM_HINT_T0); \
+    } while (0)
+#define PFL_L2(w, bytes)                                                                       \
+    do {                                                                                       \
+        for (int l_ = 0; l_ < (bytes); l_ += 64) _mm_prefetch((const char *)(w) + l_ + 8192, _MM_HINT_T1); \
     } while (0)
 
 /* The dot products, written once for both register widths: VT a vector of
@@ -79,13 +86,13 @@ TGT static inline float hsum(__m256 v)
  * sum); LD widens W weights. One weight row w (n elements of ES bytes)
  * times x: four independent W-lane accumulators hide the FMA latency,
  * then W-wide steps, then a scalar tail. */
-#define DEF_DOT(ATTR, NAME, VT, W, ZERO, FMA, LDX, ADD, HSUM, LD, ONE, ES)          \
+#define DEF_DOT(ATTR, NAME, PFL, VT, W, ZERO, FMA, LDX, ADD, HSUM, LD, ONE, ES)     \
     ATTR static inline float NAME(const unsigned char *w, const float *x, int n)   \
     {                                                                              \
         VT a0 = ZERO(), a1 = a0, a2 = a0, a3 = a0;                                 \
         int i = 0;                                                                 \
         for (; i + 4 * W <= n; i += 4 * W) {                                       \
-            PF_LINES(w + ES * (size_t)i, ES * 4 * W);                              \
+            PFL(w + ES * (size_t)i, ES * 4 * W);                                   \
             a0 = FMA(LD(w, i), LDX(x + i), a0);                                    \
             a1 = FMA(LD(w, i + W), LDX(x + i + W), a1);                            \
             a2 = FMA(LD(w, i + 2 * W), LDX(x + i + 2 * W), a2);                    \
@@ -102,7 +109,7 @@ TGT static inline float hsum(__m256 v)
  * tail are those of DEF_DOT, so each result is bit-identical to the
  * single-vector dot (a token's logits do not depend on how many tokens
  * share the call). */
-#define DEF_DOT2(ATTR, NAME, VT, W, ZERO, FMA, LDX, ADD, HSUM, LD, ONE, ES)                     \
+#define DEF_DOT2(ATTR, NAME, PFL, VT, W, ZERO, FMA, LDX, ADD, HSUM, LD, ONE, ES)                \
     ATTR static inline void NAME(const unsigned char *w, const float *x, const float *z, int n, \
                                  float *sx, float *sz)                                          \
     {                                                                                          \
@@ -110,7 +117,7 @@ TGT static inline float hsum(__m256 v)
         VT b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                                 \
         int i = 0;                                                                             \
         for (; i + 4 * W <= n; i += 4 * W) {                                                   \
-            PF_LINES(w + ES * (size_t)i, ES * 4 * W);                                          \
+            PFL(w + ES * (size_t)i, ES * 4 * W);                                               \
             VT w0 = LD(w, i), w1 = LD(w, i + W), w2 = LD(w, i + 2 * W), w3 = LD(w, i + 3 * W); \
             a0 = FMA(w0, LDX(x + i), a0);                                                      \
             a1 = FMA(w1, LDX(x + i + W), a1);                                                  \
@@ -138,13 +145,7 @@ TGT static inline float hsum(__m256 v)
 /* The register width as one argument list for DEF_DOT / DEF_DOT2 (EXPAND
  * makes the preprocessor split it into the macros' parameters). */
 #define EXPAND(m, ...) m(__VA_ARGS__)
-#define DEF_DOTS(ATTR, DOT, DOT2, OPS, LD, ONE, ES) \
-    EXPAND(DEF_DOT, ATTR, DOT, OPS, LD, ONE, ES)     \
-    EXPAND(DEF_DOT2, ATTR, DOT2, OPS, LD, ONE, ES)
 #define OPS8 __m256, 8, _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_add_ps, hsum
-DEF_DOTS(TGT, dot_f32, dot2_f32, OPS8, LD_F32, one_f32, 4)
-DEF_DOTS(TGT, dot_f16, dot2_f16, OPS8, LD_F16, one_f16, 2)
-DEF_DOTS(TGT, dot_bf16, dot2_bf16, OPS8, LD_BF16, one_bf16, 2)
 
 /* Rows o0..o1 of W against nrows vectors, two at a time: each row is read
  * from memory once, the later pairs find it in L1. */
@@ -170,9 +171,28 @@ DEF_DOTS(TGT, dot_bf16, dot2_bf16, OPS8, LD_BF16, one_bf16, 2)
             }                                                                              \
         }                                                                                  \
     }
-DEF_MV(TGT, mv_f32, dot_f32, dot2_f32, 4)
-DEF_MV(TGT, mv_f16, dot_f16, dot2_f16, 2)
-DEF_MV(TGT, mv_bf16, dot_bf16, dot2_bf16, 2)
+
+/* One kernel: the dot, the two-vector dot and the matvec over rows, named
+ * dot_N, dot2_N, mv_N, for one weight type (LD, ONE, ES bytes per
+ * weight), prefetch policy (PFL) and register width (the OPS list, last). */
+#define DEF_KERNEL(ATTR, N, PFL, LD, ONE, ES, ...)                \
+    EXPAND(DEF_DOT, ATTR, dot_##N, PFL, __VA_ARGS__, LD, ONE, ES)   \
+    EXPAND(DEF_DOT2, ATTR, dot2_##N, PFL, __VA_ARGS__, LD, ONE, ES) \
+    DEF_MV(ATTR, mv_##N, dot_##N, dot2_##N, ES)
+/* The three weight types for one width (OPS, last) and policy, and the
+ * table row of their matvecs in a3_dtype order F32, F16, BF16. */
+#define DEF_KERNELS(ATTR, S, PFL, LD32, LD16, LDB16, ...)          \
+    DEF_KERNEL(ATTR, f32##S, PFL, LD32, one_f32, 4, __VA_ARGS__)   \
+    DEF_KERNEL(ATTR, f16##S, PFL, LD16, one_f16, 2, __VA_ARGS__)   \
+    DEF_KERNEL(ATTR, bf16##S, PFL, LDB16, one_bf16, 2, __VA_ARGS__)
+#define MV_ROW(S) {mv_f32##S, mv_f16##S, mv_bf16##S}
+
+typedef void (*mv_fn)(const unsigned char *W, int out, int in, const float *x, int nrows, float *y, int acc,
+                      int o0, int o1);
+
+DEF_KERNELS(TGT, _none, PFL_NONE, LD_F32, LD_F16, LD_BF16, OPS8)
+DEF_KERNELS(TGT, _l1, PFL_L1, LD_F32, LD_F16, LD_BF16, OPS8)
+DEF_KERNELS(TGT, _l2, PFL_L2, LD_F32, LD_F16, LD_BF16, OPS8)
 
 /* ---- AVX-512 ------------------------------------------------------------
  * The same kernels on 16-lane registers: on this project's AMD EPYC (Zen 4,
@@ -192,13 +212,15 @@ DEF_MV(TGT, mv_bf16, dot_bf16, dot2_bf16, 2)
         _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)((w) + 2 * (size_t)(i)))), 16))
 
 #define OPS16 __m512, 16, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_add_ps, _mm512_reduce_add_ps
-DEF_DOTS(TGT5, dot5_f32, dot25_f32, OPS16, LD5_F32, one_f32, 4)
-DEF_DOTS(TGT5, dot5_f16, dot25_f16, OPS16, LD5_F16, one_f16, 2)
-DEF_DOTS(TGT5, dot5_bf16, dot25_bf16, OPS16, LD5_BF16, one_bf16, 2)
+DEF_KERNELS(TGT5, _none5, PFL_NONE, LD5_F32, LD5_F16, LD5_BF16, OPS16)
+DEF_KERNELS(TGT5, _l15, PFL_L1, LD5_F32, LD5_F16, LD5_BF16, OPS16)
+DEF_KERNELS(TGT5, _l25, PFL_L2, LD5_F32, LD5_F16, LD5_BF16, OPS16)
 
-DEF_MV(TGT5, mv5_f32, dot5_f32, dot25_f32, 4)
-DEF_MV(TGT5, mv5_f16, dot5_f16, dot25_f16, 2)
-DEF_MV(TGT5, mv5_bf16, dot5_bf16, dot25_bf16, 2)
+/* [avx512][prefetch policy][dtype] */
+static const mv_fn mv_table[2][A3__PF_COUNT][3] = {
+    {MV_ROW(_none), MV_ROW(_l1), MV_ROW(_l2)},
+    {MV_ROW(_none5), MV_ROW(_l15), MV_ROW(_l25)},
+};
 
 int a3__k_x86_512_ok(void)
 {
@@ -207,23 +229,11 @@ int a3__k_x86_512_ok(void)
 }
 
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
-                      int nrows, float *y, int acc, int o0, int o1, int avx512)
+                      int nrows, float *y, int acc, int o0, int o1, int avx512, int pf)
 {
-    if (avx512) {
-        switch (dt) {
-        case A3_DT_F32: mv5_f32(W, out, in, x, nrows, y, acc, o0, o1); break;
-        case A3_DT_F16: mv5_f16(W, out, in, x, nrows, y, acc, o0, o1); break;
-        case A3_DT_BF16: mv5_bf16(W, out, in, x, nrows, y, acc, o0, o1); break;
-        default: break;
-        }
-        return;
-    }
-    switch (dt) {
-    case A3_DT_F32: mv_f32(W, out, in, x, nrows, y, acc, o0, o1); break;
-    case A3_DT_F16: mv_f16(W, out, in, x, nrows, y, acc, o0, o1); break;
-    case A3_DT_BF16: mv_bf16(W, out, in, x, nrows, y, acc, o0, o1); break;
-    default: break;
-    }
+    int k = dt == A3_DT_F32 ? 0 : dt == A3_DT_F16 ? 1 : dt == A3_DT_BF16 ? 2 : -1;
+    if (k < 0 || pf < 0 || pf >= A3__PF_COUNT) return; /* kernels.c checked both */
+    mv_table[avx512 != 0][pf][k](W, out, in, x, nrows, y, acc, o0, o1);
 }
 
 /* Widening conversion. With `stream`, the 32-byte-aligned body is written
@@ -259,10 +269,10 @@ void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, 
 int a3__k_x86_ok(void) { return 0; }
 int a3__k_x86_512_ok(void) { return 0; }
 void a3__k_matvec_x86(a3_dtype dt, const unsigned char *W, int out, int in, const float *x,
-                      int nrows, float *y, int acc, int o0, int o1, int avx512)
+                      int nrows, float *y, int acc, int o0, int o1, int avx512, int pf)
 {
     (void)dt, (void)W, (void)out, (void)in, (void)x, (void)nrows, (void)y, (void)acc, (void)o0, (void)o1;
-    (void)avx512;
+    (void)avx512, (void)pf;
 }
 void a3__k_cvt_x86(a3_dtype dt, const unsigned char *src, size_t n, float *dst, int stream)
 {
