@@ -3,6 +3,7 @@
  * tails, 1-3 threads; the thread pool's contract; RMSNorm. */
 #include <math.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../src/model/internal.h" /* a3__gemm_wconv, a3__wconv_block */
 #include "a3/kernels.h"
@@ -482,6 +483,16 @@ static void count_share(void *p, int t, int n)
     __atomic_fetch_add(&c->hits[t], 1, __ATOMIC_RELAXED);
 }
 
+/* A share that outlasts the spin (the others go to sleep waiting). */
+static void slow_share(void *p, int t, int n)
+{
+    if (t == n - 1) {
+        struct timespec ts = {0, 150000};
+        nanosleep(&ts, NULL);
+    }
+    count_share(p, t, n);
+}
+
 static void nested_share(void *p, int t, int n)
 {
     pool_ctx *c = p, inner = {{0}, 0};
@@ -501,6 +512,22 @@ static void test_pool(void)
             for (int t = 0; t < A3_POOL_MAX; t++) bad += c.hits[t] != (t < n);
             CHECKF(bad == 0, "n=%d: shares not run exactly once", n);
         }
+    /* Many hand-offs with the timing varied: back-to-back calls, pauses
+     * between calls (the workers asleep), a share that outlasts the
+     * others (the caller waiting). A lost wake-up hangs here, a share run
+     * twice or never fails the count. */
+    int lost = 0;
+    for (int rep = 0; rep < 20000; rep++) {
+        pool_ctx c = {{0}, 0};
+        int n = 2 + rep % 3;
+        if (rep % 97 == 0) {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+        a3_pool_run(n, rep % 89 == 0 ? slow_share : count_share, &c);
+        for (int t = 0; t < A3_POOL_MAX; t++) lost += c.hits[t] != (t < n);
+    }
+    CHECKF(lost == 0, "%d shares not run exactly once over 20000 calls", lost);
     pool_ctx c = {{0}, 0};
     a3_pool_run(4, nested_share, &c);
     CHECK(c.nested_ok == 4);
