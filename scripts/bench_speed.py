@@ -287,11 +287,21 @@ def a3_prefill(model, ids, n, threads):
     return float(speed.group(1)), float(nll.group(1))
 
 
+TORCH_CORETYPE = None  # set in main(): the OpenBLAS kernel a3 doctor reports
+
+
 def torch_prefill(model, ids, threads):
     # torch.set_num_threads does not reach Debian's pthreads OpenBLAS, which
     # starts one thread per core: without these PyTorch's "1 thread" rows
     # ran its GEMMs on 2 (measured 51.9 vs 27.7 tok/s, llama-1b, N = 512).
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    # PyTorch loads the same Debian OpenBLAS, which falls back to its generic
+    # Prescott kernel on CPUs it does not know; a3 re-executes itself with
+    # the right OPENBLAS_CORETYPE (a3 doctor), PyTorch does not. Give it
+    # the kernel a3 runs, so that the two compare on the same sgemm
+    # (measured on a Xeon OpenBLAS misdetects: 32.6 tok/s with Prescott).
+    if TORCH_CORETYPE and "OPENBLAS_CORETYPE" not in os.environ:
+        env["OPENBLAS_CORETYPE"] = TORCH_CORETYPE
     r = run(["/usr/bin/python3", TORCH_PEER, model, ids, str(threads)], env=env)
     m = re.search(r"tokens_per_s=([\d.]+).*nll=([\d.]+) torch=(\S+)(?: blas=(\S+))?", r.stdout)
     return float(m.group(1)), float(m.group(2)), f"{m.group(3)} ({m.group(4) or 'BLAS ?'})"
@@ -306,6 +316,8 @@ def main():
         raise SystemExit("bench_speed: build a3 and the benchmarks first (make bench)")
     setup_peers()
     doc = doctor()
+    global TORCH_CORETYPE
+    TORCH_CORETYPE = doc.get("kernel")
     models = make_models()
     use_llama, use_torch = have_llama(), have_torch()
     lines = []
