@@ -261,6 +261,8 @@ typedef struct {
     int out, in, nrows, acc, simd, avx512, pf;
     const float *x;
     float *y;
+    atomic_long next; /* first row of the next chunk not yet taken */
+    long chunk;       /* rows per chunk, a multiple of 16 */
 } mv_job;
 
 static void mv_scalar(const mv_job *J, int o0, int o1)
@@ -278,17 +280,27 @@ static void mv_scalar(const mv_job *J, int o0, int o1)
     }
 }
 
+/* Shares take chunks of rows from a shared counter instead of a fixed
+ * half each: a worker that wakes late (tens of microseconds in a virtual
+ * machine, the whole time of a small decoding product) then finds the
+ * caller already through part of the matrix and takes what is left, so
+ * neither thread sits idle waiting for the other. Each row is still
+ * computed by one thread in a fixed order, so the bits do not depend on
+ * which thread took it. Chunks of whole 16-row blocks: whole cache lines
+ * of y per thread (no false sharing). */
 static void mv_part(void *p, int t, int nt)
 {
-    const mv_job *J = p;
-    long lo, hi;
-    /* 16-row blocks: whole cache lines of y per thread (no false sharing). */
-    a3_pool_split(J->out, t, nt, 16, &lo, &hi);
-    if (lo >= hi) return;
-    if (J->simd)
-        a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi, J->avx512,
-                         J->pf);
-    else mv_scalar(J, (int)lo, (int)hi);
+    mv_job *J = p;
+    (void)t, (void)nt;
+    for (;;) {
+        long lo = atomic_fetch_add_explicit(&J->next, J->chunk, memory_order_relaxed);
+        if (lo >= J->out) return;
+        long hi = lo + J->chunk < J->out ? lo + J->chunk : J->out;
+        if (J->simd)
+            a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi,
+                             J->avx512, J->pf);
+        else mv_scalar(J, (int)lo, (int)hi);
+    }
 }
 
 /* Below this many weights a matrix is not worth waking a second thread. */
@@ -304,9 +316,13 @@ int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int
             for (int r = 0; r < nrows; r++) memset(y + (size_t)r * out, 0, (size_t)out * sizeof(float));
         return A3_OK;
     }
-    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), use_avx512(), 0, x, y};
+    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), use_avx512(), 0, x, y, 0, out};
     int nt = (size_t)out * (size_t)in < MV_PAR_MIN ? 1 : threads;
     if (nt > out / 16) nt = out / 16 > 0 ? out / 16 : 1;
+    /* about 8 chunks per share, at least 16 rows */
+    if (nt > 1) J.chunk = ((long)out / (8L * nt) + 15) / 16 * 16;
+    if (J.chunk < 16) J.chunk = 16;
+    atomic_init(&J.next, 0);
     if (!J.simd) {
         a3_pool_run(nt, mv_part, &J);
         return A3_OK;
