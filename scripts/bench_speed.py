@@ -33,7 +33,8 @@ prefill part), A3_BENCH_PREFILL_ROUNDS (default 2), A3_BENCH_SEQLENS
 (prefill lengths, default 512,2048),
 A3_BENCH_THREADS (default 1,2), A3_BENCH_MODELS (default llama-1b,llama-7b),
 A3_BENCH_COMPRESS=0 (skip the compressed models), A3_BENCH_DECODE_N (new
-tokens per decoding run, default 32). The defaults are the full report;
+tokens per decoding run, default 32), A3_BENCH_DOC=0 (print the section,
+do not write it into docs/PERFORMANCE.md). The defaults are the full report;
 the others exist to get partial figures on a crowded machine."""
 import json
 import os
@@ -473,7 +474,8 @@ def main():
 
     body = "\n".join(lines)
     print(body)
-    write_doc(body)
+    if os.environ.get("A3_BENCH_DOC", "1") != "0":
+        write_doc(body)
     if not KEEP:
         shutil.rmtree(WORK, ignore_errors=True)
 
