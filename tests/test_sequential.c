@@ -322,10 +322,10 @@ static void drift_case(int per, int r)
     float *nv = malloc(HD * D * 4), *no = malloc((size_t)per * D * HD * 4);
     double loss, damp;
     a3_err err = {0};
-    CHECKF(a3_ov_solve_stats_t(Cyy, Cyz, Cyd, 0, 0, r, &w, nv, NULL, no, &loss, &damp, &err) == A3_OK, "%s", err.msg);
+    CHECKF(a3_ov_solve_stats_t(Cyy, Cyz, Cyd, 0, 0, r, &w, nv, NULL, no, &loss, &damp, NULL, &err) == A3_OK, "%s", err.msg);
     /* the extra target without the cross-covariances it is added to: refused, not dropped */
     a3_err e2 = {0};
-    CHECK(a3_ov_solve_stats_t(Cyy, NULL, Cyd, 0, 0, r, &w, nv, NULL, no, &loss, &damp, &e2) == A3_EINVAL);
+    CHECK(a3_ov_solve_stats_t(Cyy, NULL, Cyd, 0, 0, r, &w, nv, NULL, no, &loss, &damp, NULL, &e2) == A3_EINVAL);
     for (int j = 0; j < per; j++) {
         double *K = calloc(HD * D, 8), *Yc = malloc(N * HD * 8), *Tj = malloc((size_t)N * D * 8);
         for (int a = 0; a < HD; a++)

@@ -83,10 +83,12 @@ int a3_ov_solve_stats(const double *Cyy, const double *Cyz, int layer, int g, in
 /* a3_ov_solve_stats with an extra target per head: minimise sum_j
  * E||z_j Wo_j + t_j - y_j T S_j||^2, Cyd (per, hd, d) = E[y_j^T t_j]
  * (NULL: none, = a3_ov_solve_stats). Cyd without Cyz is
- * refused (A3_EINVAL). */
+ * refused (A3_EINVAL). T (hd, rank; may be NULL) receives the map of the
+ * solution in float64: new_v = T^T V_g, new_bv = T^T b_g, with V_g, b_g
+ * the group's original v_proj rows and bias (before rounding to float). */
 int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd, int layer, int g, int rank,
                         const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o, double *loss,
-                        double *damping, a3_err *err);
+                        double *damping, double *T, a3_err *err);
 
 /* MLP: choose the kept neurons (ascending) at width w. */
 int a3_mlp_select(const a3_cache *c, int layer, int width, a3_mlp_method m,

@@ -98,6 +98,9 @@ typedef struct {
                               * windows (a random sample: the windows are
                               * drawn at random); 0 or more than there
                               * are: all */
+    size_t qk_measured_bytes; /* mode OV: the candidates' statistics held at
+                               * a time (0: A3_SEQ_QKM_OV_BYTES; at least
+                               * one candidate's) */
     const char *record_json; /* JSON object for the output config's "a3"
                               * section, key "sequential" (copied; NULL: {}) */
 } a3_seq_opts;
@@ -136,7 +139,7 @@ a3_seq_opts a3_seq_opts_default(void);
  *   Z:        ||z^_i - z_i||^2
  *   ZO_HEAD:  ||(z^_i - z_i) W_o,i^T||^2    (through head i's o columns)
  *   ZO_GROUP: ||sum_i (z^_i - z_i) W_o,i^T||^2   (the group's heads jointly) */
-enum { A3_SEQ_QKM_OFF, A3_SEQ_QKM_Z, A3_SEQ_QKM_ZO_HEAD, A3_SEQ_QKM_ZO_GROUP, A3_SEQ_QKM_COUNT };
+enum { A3_SEQ_QKM_OFF, A3_SEQ_QKM_Z, A3_SEQ_QKM_ZO_HEAD, A3_SEQ_QKM_ZO_GROUP, A3_SEQ_QKM_OV, A3_SEQ_QKM_COUNT };
 /* At most this many candidate subsets per group (every C(hd/2, kept pairs)
  * subset is tried; a group with more keeps the proxy's choice). Each
  * candidate costs one partial pass of the reduced stream up to z. */
@@ -144,6 +147,13 @@ enum { A3_SEQ_QKM_OFF, A3_SEQ_QKM_Z, A3_SEQ_QKM_ZO_HEAD, A3_SEQ_QKM_ZO_GROUP, A3
 /* The windows a3_seq_opts_default measures on (DEV: as good as all 64 on
  * both small models, a quarter of the cost; docs/SEQUENTIAL.md). */
 #define A3_SEQ_QKM_WINDOWS 16
+
+/* Mode OV keeps each candidate's statistics (two (per*hd)^2 sums per
+ * group) until the windows end; at most this many bytes of them at a
+ * time (the candidates in batches, each further batch one more run of the
+ * original layer on the measured windows). The small models need one
+ * batch (stories260K 12 KiB per candidate, the sample model 32 KiB). */
+#define A3_SEQ_QKM_OV_BYTES ((size_t)64 << 20)
 
 /* The calibrate defaults, used when a plan's samples/seqlen are 0. */
 #define A3_SEQ_DEFAULT_SAMPLES 128

@@ -119,7 +119,7 @@ static void cross_wo(const a3_layer_f32 *w, int g, const double *Lc, const doubl
 
 /* The solve for weighting k->W (already filled); Cyz NULL: one-shot. */
 static int ov_solve_work(int g, int r, const double *Cyz, const double *Cyd, const a3_layer_f32 *w, ov_work *k, float *new_v,
-                         float *new_bv, float *new_o, double *loss, double *damp)
+                         float *new_bv, float *new_o, double *loss, double *damp, double *T)
 {
     int hd = w->head_dim, per = w->n_heads / w->n_kv_heads, d = w->d, cols = per * d;
     if ((*damp = a3_chol_damped(k->Lc, k->W, hd)) < 0) return -1;
@@ -145,6 +145,11 @@ static int ov_solve_work(int g, int r, const double *Cyz, const double *Cyd, con
         for (int e = 0; e < d; e++)
             for (int t = 0; t < r; t++)
                 new_o[((size_t)j * d + e) * r + t] = (float)k->VT[(size_t)t * cols + j * d + e];
+    if (T && r > 0) { /* the v rows are T^T [V_g | b_g] with T = Lc^-T U_r S_r (hd, r) */
+        for (int a = 0; a < hd; a++)
+            for (int t = 0; t < r; t++) T[(size_t)a * r + t] = k->U[(size_t)a * hd + t] * k->S[t];
+        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, hd, r, 1.0, k->Lc, hd, T, r);
+    }
     return 0;
 }
 
@@ -158,7 +163,7 @@ int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m, c
     int rc = work_alloc(&k, hd, c->n_heads / c->n_kv_heads, w->d);
     if (rc == 0) {
         a3_ov_weighting(c, layer, g, m, w, k.W);
-        rc = ov_solve_work(g, rank, NULL, NULL, w, &k, new_v, new_bv, new_o, loss, damping);
+        rc = ov_solve_work(g, rank, NULL, NULL, w, &k, new_v, new_bv, new_o, loss, damping, NULL);
     }
     work_free(&k);
     if (rc) return a3_err_set(err, A3_EFORMAT, "layer %d: ov[%d]: solve failed (statistics not positive definite even with damping, or out of memory)", layer, g);
@@ -168,12 +173,12 @@ int a3_ov_solve(const a3_cache *c, int layer, int g, int rank, a3_ov_method m, c
 int a3_ov_solve_stats(const double *Cyy, const double *Cyz, int layer, int g, int rank, const a3_layer_f32 *w,
                       float *new_v, float *new_bv, float *new_o, double *loss, double *damping, a3_err *err)
 {
-    return a3_ov_solve_stats_t(Cyy, Cyz, NULL, layer, g, rank, w, new_v, new_bv, new_o, loss, damping, err);
+    return a3_ov_solve_stats_t(Cyy, Cyz, NULL, layer, g, rank, w, new_v, new_bv, new_o, loss, damping, NULL, err);
 }
 
 int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd, int layer, int g, int rank,
                         const a3_layer_f32 *w, float *new_v, float *new_bv, float *new_o, double *loss,
-                        double *damping, a3_err *err)
+                        double *damping, double *T, a3_err *err)
 {
     int hd = w->head_dim;
     if (Cyd && !Cyz) /* the extra target only enters the cross-covariance form */
@@ -184,7 +189,7 @@ int a3_ov_solve_stats_t(const double *Cyy, const double *Cyz, const double *Cyd,
     int rc = work_alloc(&k, hd, w->n_heads / w->n_kv_heads, w->d);
     if (rc == 0) {
         memcpy(k.W, Cyy, (size_t)hd * hd * sizeof *k.W);
-        rc = ov_solve_work(g, rank, Cyz, Cyd, w, &k, new_v, new_bv, new_o, loss, damping);
+        rc = ov_solve_work(g, rank, Cyz, Cyd, w, &k, new_v, new_bv, new_o, loss, damping, T);
     }
     work_free(&k);
     if (rc) return a3_err_set(err, A3_EFORMAT, "layer %d: ov[%d]: solve failed (statistics not positive definite even with damping, or out of memory)", layer, g);

@@ -10,6 +10,7 @@
 #include "a3/sequential.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 #define HOOK_STOP 1 /* positive: a3_model_run_layer returns it unchanged */
 #define WIDEN_ROWS 256
 
-enum { PH_QK, PH_QKM, PH_OV, PH_OREFIT, PH_MLP, PH_ADVANCE };
+enum { PH_QK, PH_QKM, PH_OV, PH_MLP, PH_ADVANCE };
 
 struct a3_seq {
     a3_model *m;
@@ -46,17 +47,22 @@ struct a3_seq {
     int drift;                    /* MLP refit target includes h - h^ */
     double ov_drift;              /* share of x - x^ in each head's OV target */
     int orefit;                   /* joint least-squares refit of the kept o_proj columns */
-    int nkc;                      /* their number K (sum over groups of per x rank) */
-    int32_t *kcol, *iota;         /* (nh*hd) the kept columns of z, ascending; 0..K-1 */
+    int nkc;                      /* their number K (sum over heads of the group's rank) */
+    int32_t *koff;                /* (nh) each head's first kept o column (in 0..K-1) */
+    double *ovT;                  /* (nkv, hd, hd) each group's v map T (hd x r, row-major) */
     double *wa, *wb;              /* (WIDEN_ROWS, max width) widening scratch */
     double *wy;                   /* (WIDEN_ROWS, d) MLP target rows */
-    int qkm;                      /* A3_SEQ_QKM_*: QK pairs chosen by the measured z error */
+    int qkm;                      /* A3_SEQ_QKM_*: QK pairs chosen by a measured error */
     int qkm_c;                    /* the candidate being run (PH_QKM) */
+    int qkm_c0, qkm_batch;        /* mode OV: the first candidate of the batch whose
+                                   * statistics are held, and at most how many are */
     int qkm_nw;                   /* windows the measurement runs on (the first ones) */
     int *qkm_n;                   /* (nkv) candidates of each group this layer (<= 1: not measured) */
     int32_t *qkm_cand;            /* (nkv, A3_SEQ_QKM_CAP, hd/2) their kept pairs */
     double *qkm_err;              /* (A3_SEQ_QKM_CAP, nkv) their summed errors */
     double *qkm_w;                /* (nkv, per*hd, per*hd) the error's weight (W_o modes) */
+    double *qkm_wo;               /* (nkv, per*hd, d) W_o,g^T (mode OV) */
+    double *qkm_st;               /* (qkm_batch, nkv, 2 (per*hd)^2) each candidate's Gz_g, Xz_g (mode OV) */
 
     /* statistics of the current layer (sums) */
     double *gq, *gqh, *xq;  /* (nkv, hd, hd) query terms summed over the group */
@@ -81,6 +87,8 @@ struct a3_seq {
     float *pq, *pk, *pv, *po, *pbq, *pbk, *pbv, *pg, *pu, *pd;
     a3_layer_mats orig, pad;
 };
+
+static int spd_solve(double *A, double *B, int n, int m);
 
 /* ---- statistics ---------------------------------------------------------- */
 
@@ -196,29 +204,124 @@ static void acc_drift(a3_seq *s, const float *z, size_t rows)
     }
 }
 
-/* OV refit statistics of one chunk: G += zk^T zk (K, K) and B += zk^T t
- * (K, d), zk the reduced layer's attention outputs in the kept columns
- * (the others are zero: the padded v rows past each group's rank are
- * zero) and t = z W_o^T + (x - x^) the original layer's attention output
- * on X plus the layer inputs' drift (both streams are untouched during
- * PH_OREFIT: the passes run on copies). G in s->ruh, B in s->uy, W_o in
- * float64 in s->wdd (d, nh*hd). */
+/* OV refit statistics of one chunk (PH_OV, docs/SEQUENTIAL.md "OV
+ * refit"): Gz += z^^T z^ (qw, qw) and Bz += z^^T t (qw, d), z^ the
+ * attention outputs of the ORIGINAL v_proj under the reduced QK on X^ and
+ * t = z W_o^T + (x - x^) the original layer's attention output on X plus
+ * the layer inputs' drift (both streams are untouched during PH_OV: the
+ * passes run on copies). Any v map T acts on z^ linearly (the attention
+ * weights of a row sum to one, so a v bias maps along), so these sums give
+ * the statistics of every T without another pass. Gz in s->ruh (upper
+ * triangle), Bz in s->uy, W_o in float64 in s->wdd (d, nh*hd). */
 static void acc_orefit(a3_seq *s, const float *zh, size_t rows)
 {
-    size_t d = (size_t)s->d, qw = (size_t)s->nh * s->hd, K = (size_t)s->nkc;
+    size_t d = (size_t)s->d, qw = (size_t)s->nh * s->hd;
     const float *x = s->x + s->cur_off, *xh = s->xh + s->cur_off;
     for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
         size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
-        for (size_t r = 0; r < nr; r++)
-            for (size_t j = 0; j < K; j++) s->wa[r * K + j] = zh[(r0 + r) * qw + (size_t)s->kcol[j]];
-        for (size_t i = 0; i < nr * qw; i++) s->wb[i] = s->cz[r0 * qw + i];
+        for (size_t i = 0; i < nr * qw; i++) s->wa[i] = zh[r0 * qw + i], s->wb[i] = s->cz[r0 * qw + i];
         for (size_t i = 0; i < nr * d; i++) s->wy[i] = (double)x[r0 * d + i] - (double)xh[r0 * d + i];
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)d, (int)qw, 1.0, s->wb, (int)qw, s->wdd,
                     (int)qw, 1.0, s->wy, (int)d);
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)K, (int)nr, 1.0, s->wa, (int)K, 1.0, s->ruh, (int)K);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)d, (int)nr, 1.0, s->wa, (int)K, s->wy,
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)qw, (int)nr, 1.0, s->wa, (int)qw, 1.0, s->ruh, (int)qw);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)qw, (int)d, (int)nr, 1.0, s->wa, (int)qw, s->wy,
                     (int)d, 1.0, s->uy, (int)d);
     }
+}
+
+/* Mode OV: per group g and candidate, Gz_g += z^_g^T z^_g and Xz_g +=
+ * z^_g^T z_g (P x P each, P = per*hd; z^_g the group's attention outputs
+ * on X^ with the candidate's cut, z_g the original's on X). */
+static size_t qkm_st_size(const a3_seq *s)
+{
+    size_t P = (size_t)s->per * s->hd;
+    return 2 * P * P;
+}
+
+static void acc_qkm_ov(a3_seq *s, const float *zh, size_t rows)
+{
+    size_t qw = (size_t)s->nh * s->hd, P = (size_t)s->per * s->hd;
+    size_t st = qkm_st_size(s);
+    int c = s->qkm_c, cb = c - s->qkm_c0;
+    for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
+        size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
+        for (size_t i = 0; i < nr * qw; i++) s->wa[i] = zh[r0 * qw + i], s->wb[i] = s->cz[r0 * qw + i];
+        for (int g = 0; g < s->nkv; g++) {
+            if (c >= s->qkm_n[g]) continue;
+            double *G = s->qkm_st + ((size_t)cb * s->nkv + g) * st, *X = G + P * P;
+            const double *Z = s->wa + (size_t)g * P, *Zo = s->wb + (size_t)g * P;
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)P, (int)nr, 1.0, Z, (int)qw, 1.0, G, (int)P);
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)P, (int)P, (int)nr, 1.0, Z, (int)qw, Zo, (int)qw,
+                        1.0, X, (int)P);
+        }
+    }
+}
+
+/* Mode OV (docs/SEQUENTIAL.md, "Measured QK"): the error of group g's
+ * candidate c after what the OV phase can make up, i.e. after the
+ * per-head OV solve (with the group-summed Cyy, Cyz of a3-csum, whatever
+ * the plan's OV method: the score only needs a v map of the plan's rank)
+ * and the least-squares refit of the group's kept o columns for that map,
+ * both aimed at the group's own output t_g = z_g W_o,g^T. With T the map
+ * (hd x r), the kept outputs are z^_j T (j < per) and the refit's residual
+ * is ||t_g||^2 - tr(BK^T GK^-1 BK), GK = (I x T)^T Gz_g (I x T), BK =
+ * (I x T)^T Xz_g W_o,g^T; the score leaves out ||t_g||^2, the same for
+ * every candidate. 0 (no better than nothing) when the group keeps no OV
+ * rank or the refit's system cannot be solved. */
+static int qkm_ov_score(a3_seq *s, int l, int g, int c, const a3_layer_f32 *w, double *score, a3_err *err)
+{
+    int hd = s->hd, per = s->per, d = s->d, P = per * hd, r = a3_plan_ov(s->p, l)[g], K = per * r;
+    size_t hh = (size_t)hd * hd;
+    const double *G = s->qkm_st + ((size_t)(c - s->qkm_c0) * s->nkv + g) * qkm_st_size(s), *X = G + (size_t)P * P;
+    *score = 0;
+    if (r == 0) return A3_OK;
+    double *B = malloc((size_t)P * d * 8);
+    if (B) /* z^_g^T (z_g W_o,g^T) = Xz_g W_o,g^T */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, d, P, 1.0, X, P, s->qkm_wo + (size_t)g * P * d, d,
+                    0.0, B, d);
+    double *cyy = calloc(hh, 8), *cyz = calloc(hh * per, 8), *T = malloc(hh * 8), *GK = malloc((size_t)K * K * 8),
+           *BK = malloc((size_t)K * d * 8), *B0 = malloc((size_t)K * d * 8), *tmp = malloc(hh * 8),
+           *t2 = malloc(hh * 8);
+    float *nv = malloc((size_t)hd * d * 4), *nb = malloc((size_t)hd * 4), *no = malloc((size_t)per * d * hd * 4);
+    int rc = B && cyy && cyz && T && GK && BK && B0 && tmp && t2 && nv && nb && no
+                 ? A3_OK
+                 : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the measured QK", l);
+    for (int j = 0; rc == A3_OK && j < per; j++)
+        for (int a = 0; a < hd; a++)
+            for (int b = 0; b < hd; b++) {
+                int ia = j * hd + a, ib = j * hd + b;
+                cyy[a * hd + b] += G[(size_t)(ia < ib ? ia : ib) * P + (ia < ib ? ib : ia)] / (double)s->N;
+                cyz[a * hd + b] += X[(size_t)ia * P + ib] / (double)s->N;
+            }
+    for (int j = 1; rc == A3_OK && j < per; j++) memcpy(cyz + j * hh, cyz, hh * 8);
+    double loss, damp;
+    if (rc == A3_OK) rc = a3_ov_solve_stats_t(cyy, cyz, NULL, l, g, r, w, nv, w->bv ? nb : NULL, no, &loss, &damp, T, err);
+    for (int j = 0; rc == A3_OK && j < per; j++) {
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, d, hd, 1.0, T, r, B + (size_t)j * hd * d, d, 0.0,
+                    BK + (size_t)j * r * d, d);
+        for (int j2 = 0; j2 < per; j2++) {
+            /* G's block (j, j2) from the upper triangle */
+            for (int a = 0; a < hd; a++)
+                for (int b = 0; b < hd; b++) {
+                    int ia = j * hd + a, ib = j2 * hd + b;
+                    tmp[a * hd + b] = G[(size_t)(ia < ib ? ia : ib) * P + (ia < ib ? ib : ia)];
+                }
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hd, r, hd, 1.0, tmp, hd, T, r, 0.0, t2, r);
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r, hd, 1.0, T, r, t2, r, 0.0,
+                        GK + (size_t)j * r * K + j2 * r, K);
+        }
+    }
+    if (rc == A3_OK) {
+        memcpy(B0, BK, (size_t)K * d * 8);
+        if (spd_solve(GK, BK, K, d) == 0) {
+            double t = 0;
+            for (size_t i = 0; i < (size_t)K * d; i++) t += B0[i] * BK[i];
+            *score = -t;
+        }
+    }
+    free(B), free(cyy), free(cyz), free(T), free(GK), free(BK), free(B0), free(tmp), free(t2), free(nv), free(nb);
+    free(no);
+    return rc;
 }
 
 /* Measured QK (PH_QKM): every group's error for candidate s->qkm_c of one
@@ -230,6 +333,10 @@ static void acc_qkm(a3_seq *s, const float *zh, size_t rows)
 {
     size_t qw = (size_t)s->nh * s->hd, P = (size_t)s->per * s->hd;
     int c = s->qkm_c;
+    if (s->qkm == A3_SEQ_QKM_OV) {
+        acc_qkm_ov(s, zh, rows);
+        return;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += WIDEN_ROWS) {
         size_t nr = rows - r0 < WIDEN_ROWS ? rows - r0 : WIDEN_ROWS;
         for (size_t i = 0; i < nr * qw; i++) s->wa[i] = (double)zh[r0 * qw + i] - (double)s->cz[r0 * qw + i];
@@ -257,14 +364,14 @@ static int on_z(void *ctx, int layer, const float *z, size_t rows)
     hook_ctx *h = ctx;
     a3_seq *s = h->s;
     int qw = s->nh * s->hd;
-    if (h->phase != PH_OV && h->phase != PH_OREFIT && h->phase != PH_QKM) return 0;
+    if (h->phase != PH_OV && h->phase != PH_QKM) return 0;
     if (!h->hat) copy_rows(s->cz, z, rows, qw);
     else if (h->phase == PH_QKM) acc_qkm(s, z, rows);
-    else if (h->phase == PH_OREFIT) acc_orefit(s, z, rows);
     else {
         acc_cross(s, z, NULL, rows, qw, s->nh, 1, s->cyy);
         acc_cross(s, z, s->cz, rows, qw, s->nh, 1, s->cyz);
         if (s->cyd) acc_drift(s, z, rows);
+        if (s->orefit) acc_orefit(s, z, rows);
     }
     return HOOK_STOP;
 }
@@ -432,7 +539,8 @@ static int solve_ov(a3_seq *s, int l, int g, const a3_layer_f32 *w, double *cyy,
                 for (size_t e = 0; e < hdd; e++) cd[j * hdd + e] += s->ov_drift * src[e] / (double)s->N;
             }
     }
-    int rc = a3_ov_solve_stats_t(cyy, cyz, cd, l, g, r, w, nv, nb, no, &s->ov_loss[g], &s->ov_damp[g], err);
+    int rc = a3_ov_solve_stats_t(cyy, cyz, cd, l, g, r, w, nv, nb, no, &s->ov_loss[g], &s->ov_damp[g],
+                                 s->ovT ? s->ovT + (size_t)g * hh : NULL, err);
     free(cd);
     return rc;
 }
@@ -575,34 +683,52 @@ static int qk_measure(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
             qkm_enumerate(half, a3_plan_qk(s->p, l)[g] / 2, s->qkm_n[g],
                           s->qkm_cand + (size_t)g * A3_SEQ_QKM_CAP * half);
     memset(s->qkm_err, 0, (size_t)A3_SEQ_QKM_CAP * s->nkv * 8);
-    if (s->qkm != A3_SEQ_QKM_Z && (rc = qkm_weights(s, l, w, err))) return rc;
+    if (s->qkm == A3_SEQ_QKM_OV) {
+        size_t P = (size_t)s->per * s->hd, qw = (size_t)s->nh * s->hd;
+        for (int g = 0; g < s->nkv; g++)
+            for (size_t a = 0; a < P; a++)
+                for (size_t e = 0; e < (size_t)s->d; e++)
+                    s->qkm_wo[((size_t)g * P + a) * s->d + e] = w->wo[e * qw + (size_t)g * P + a];
+    } else if (s->qkm != A3_SEQ_QKM_Z && (rc = qkm_weights(s, l, w, err))) return rc;
     size_t d = (size_t)s->d, L = (size_t)s->L;
     a3_layer_hooks ho = {.on_z = on_z}, hh = ho;
     hook_ctx co = {s, PH_QKM, 0}, ch = {s, PH_QKM, 1};
     ho.ctx = &co, hh.ctx = &ch;
-    for (int b = 0; rc == A3_OK && b < s->qkm_nw; b += s->chunk_seqs) {
-        int nb = s->qkm_nw - b < s->chunk_seqs ? s->qkm_nw - b : s->chunk_seqs;
-        size_t rows = (size_t)nb * L, off = (size_t)b * L * d;
-        s->cur_off = off;
-        memcpy(s->buf, s->x + off, rows * d * sizeof(float));
-        rc = a3_model_run_layer_mats(s->m, l, &s->orig, s->buf, nb, s->L, rows, &ho, err);
-        for (int c = 0; (rc == HOOK_STOP || rc == A3_OK) && c < nc; c++) {
-            for (int g = 0; g < s->nkv; g++) {
-                int n = s->qkm_n[g], k = a3_plan_qk(s->p, l)[g] / 2;
-                if (n > 1)
-                    memcpy(s->idx + (size_t)g * half,
-                           s->qkm_cand + ((size_t)g * A3_SEQ_QKM_CAP + (size_t)(c < n ? c : n - 1)) * half,
-                           (size_t)k * sizeof *s->idx);
+    /* Mode OV holds each candidate's statistics until the end of the
+     * windows, at most qkm_batch candidates at a time: each further batch
+     * costs one more run of the original layer per chunk. */
+    int batch = s->qkm == A3_SEQ_QKM_OV ? s->qkm_batch : nc;
+    for (int c0 = 0; rc == A3_OK && c0 < nc; c0 += batch) {
+        int c1 = nc - c0 < batch ? nc : c0 + batch;
+        s->qkm_c0 = c0;
+        if (s->qkm == A3_SEQ_QKM_OV) memset(s->qkm_st, 0, (size_t)(c1 - c0) * s->nkv * qkm_st_size(s) * 8);
+        for (int b = 0; rc == A3_OK && b < s->qkm_nw; b += s->chunk_seqs) {
+            int nb = s->qkm_nw - b < s->chunk_seqs ? s->qkm_nw - b : s->chunk_seqs;
+            size_t rows = (size_t)nb * L, off = (size_t)b * L * d;
+            s->cur_off = off;
+            memcpy(s->buf, s->x + off, rows * d * sizeof(float));
+            rc = a3_model_run_layer_mats(s->m, l, &s->orig, s->buf, nb, s->L, rows, &ho, err);
+            for (int c = c0; (rc == HOOK_STOP || rc == A3_OK) && c < c1; c++) {
+                for (int g = 0; g < s->nkv; g++) {
+                    int n = s->qkm_n[g], k = a3_plan_qk(s->p, l)[g] / 2;
+                    if (n > 1)
+                        memcpy(s->idx + (size_t)g * half,
+                               s->qkm_cand + ((size_t)g * A3_SEQ_QKM_CAP + (size_t)(c < n ? c : n - 1)) * half,
+                               (size_t)k * sizeof *s->idx);
+                }
+                pad_qk(s, l, w); /* v, o: still the original's (s->pad = s->orig before OV) */
+                s->qkm_c = c;
+                memcpy(s->buf, s->xh + off, rows * d * sizeof(float));
+                rc = a3_model_run_layer_mats(s->m, l, &s->pad, s->buf, nb, s->L, rows, &hh, err);
+                s->done += (int64_t)rows;
             }
-            pad_qk(s, l, w); /* v, o: still the original's (s->pad = s->orig before OV) */
-            s->qkm_c = c;
-            memcpy(s->buf, s->xh + off, rows * d * sizeof(float));
-            rc = a3_model_run_layer_mats(s->m, l, &s->pad, s->buf, nb, s->L, rows, &hh, err);
-            s->done += (int64_t)rows;
+            if (rc == HOOK_STOP) rc = A3_OK;
+            if (rc == A3_OK && s->progress && s->progress(s->pctx, s->stage, s->done, s->total))
+                rc = a3_err_set(err, A3_ECANCELED, "sequential: cancelled in layer %d", l);
         }
-        if (rc == HOOK_STOP) rc = A3_OK;
-        if (rc == A3_OK && s->progress && s->progress(s->pctx, s->stage, s->done, s->total))
-            rc = a3_err_set(err, A3_ECANCELED, "sequential: cancelled in layer %d", l);
+        for (int g = 0; rc == A3_OK && s->qkm == A3_SEQ_QKM_OV && g < s->nkv; g++)
+            for (int c = c0; rc == A3_OK && c < c1 && c < s->qkm_n[g] && s->qkm_n[g] > 1; c++)
+                rc = qkm_ov_score(s, l, g, c, w, &s->qkm_err[(size_t)c * s->nkv + g], err);
     }
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) {
         int n = s->qkm_n[g], best = 0;
@@ -633,44 +759,87 @@ static void pad_ov(a3_seq *s, int l, const a3_layer_f32 *w)
     s->pad.wv = s->pv, s->pad.wo = s->po, s->pad.bv = w->bv ? s->pbv : NULL;
 }
 
-/* The joint OV refit (docs/SEQUENTIAL.md, "OV refit"): with the per-head
- * solve's v rows in place, run the reduced attention on X^ and solve every
- * kept o_proj column at once, min E||zk W~^T - (z W_o^T + x - x^)||^2,
- * as the MLP refit is solved (normal equations, undamped Cholesky, then
- * damping). The result replaces the o columns of the solution (what is
- * written) and of the padded layer (what advances X^). */
+/* Solve A X = B in place (A: n x n symmetric positive semidefinite, B:
+ * n x m, both row-major; X into B), undamped first, then damped by eps *
+ * the mean of diag A, eps = 1e-10, 1e-8, ..., 1e-2: the MLP refit's rule
+ * (a3_mlp_refit_stats). Returns 0, or -1 (out of memory or not positive
+ * definite even with the largest damping). */
+static int spd_solve(double *A, double *B, int n, int m)
+{
+    size_t nn = (size_t)n * n, nm = (size_t)n * m;
+    double *A0 = malloc(nn * 8), *B0 = malloc(nm * 8), scale = 0;
+    if (!A0 || !B0) {
+        free(A0), free(B0);
+        return -1;
+    }
+    memcpy(A0, A, nn * 8), memcpy(B0, B, nm * 8);
+    for (int i = 0; i < n; i++) scale += A[(size_t)i * n + i] / n;
+    if (!(scale > 0)) scale = 1;
+    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, m, A, n, B, m);
+    for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
+        memcpy(A, A0, nn * 8), memcpy(B, B0, nm * 8);
+        for (int i = 0; i < n; i++) A[(size_t)i * n + i] += eps * scale;
+        info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, m, A, n, B, m);
+    }
+    free(A0), free(B0);
+    return info ? -1 : 0;
+}
+
+/* The kept attention outputs' statistics for the v maps in s->ovT: with
+ * P (qw, K) the block map of the full z^ to the kept columns (head h's
+ * column c is z^_h T_g(h)[:, c]), GK = P^T Gz P (K, K) and BK = P^T Bz
+ * (K, d); tmp: hd x hd doubles. */
+static void orefit_stats(a3_seq *s, int l, double *GK, double *BK, double *tmp)
+{
+    int hd = s->hd, per = s->per, qw = s->nh * hd, K = s->nkc;
+    size_t hh = (size_t)hd * hd;
+    for (int h = 0; h < s->nh; h++) {
+        int r = a3_plan_ov(s->p, l)[h / per];
+        const double *T = s->ovT + (size_t)(h / per) * hh;
+        if (!r) continue;
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, s->d, hd, 1.0, T, r, s->uy + (size_t)h * hd * s->d,
+                    s->d, 0.0, BK + (size_t)s->koff[h] * s->d, s->d);
+        for (int h2 = 0; h2 < s->nh; h2++) {
+            int r2 = a3_plan_ov(s->p, l)[h2 / per];
+            if (!r2) continue;
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hd, r2, hd, 1.0, s->ruh + (size_t)h * hd * qw + h2 * hd,
+                        qw, s->ovT + (size_t)(h2 / per) * hh, r2, 0.0, tmp, r2);
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r2, hd, 1.0, T, r, tmp, r2, 0.0,
+                        GK + (size_t)s->koff[h] * K + s->koff[h2], K);
+        }
+    }
+}
+
+/* The joint OV refit (docs/SEQUENTIAL.md, "OV refit"): with every group's
+ * v map T from the per-head solve in place, every kept o_proj column is
+ * solved at once, min E||z^_K W~^T - (z W_o^T + x - x^)||^2 with z^_K =
+ * z^ P, from PH_OV's statistics (orefit_stats; no pass of its own). The
+ * result replaces the o columns of the solution (what is written) and of
+ * the padded layer (what advances X^). */
 static int ov_refit(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
 {
     int hd = s->hd, d = s->d, per = s->per, qw = s->nh * hd, K = 0;
-    for (int h = 0; h < s->nh; h++)
-        for (int c = 0; c < a3_plan_ov(s->p, l)[h / per]; c++) s->kcol[K] = h * hd + c, s->iota[K] = K, K++;
+    for (int h = 0; h < s->nh; h++) s->koff[h] = K, K += a3_plan_ov(s->p, l)[h / per];
     s->nkc = K;
     if (K == 0) return A3_OK;
-    for (size_t i = 0; i < (size_t)d * qw; i++) s->wdd[i] = w->wo[i];
-    memset(s->ruh, 0, (size_t)K * K * 8), memset(s->uy, 0, (size_t)K * d * 8);
-    int rc = pass(s, l, PH_OREFIT, err);
-    if (rc) return rc;
-    for (int i = 0; i < K; i++) /* dsyrk filled the upper triangle */
-        for (int j = 0; j < i; j++) s->ruh[(size_t)i * K + j] = s->ruh[(size_t)j * K + i];
-    float *no = malloc((size_t)d * K * 4);
-    if (!no) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the OV refit", l);
-    rc = a3_mlp_refit_stats(s->ruh, s->uy, K, d, s->iota, K, l, no, err);
-    if (rc == A3_EFORMAT) /* its message names the MLP */
-        rc = a3_err_set(err, rc, "layer %d: OV refit: the kept attention outputs' Gram matrix is not positive definite", l);
-    if (rc) {
-        free(no);
-        return rc;
+    for (int i = 0; i < qw; i++) /* dsyrk filled the upper triangle */
+        for (int j = 0; j < i; j++) s->ruh[(size_t)i * qw + j] = s->ruh[(size_t)j * qw + i];
+    double *GK = malloc((size_t)K * K * 8), *S = malloc((size_t)K * d * 8), *tmp = malloc((size_t)hd * hd * 8);
+    int rc = GK && S && tmp ? A3_OK : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the OV refit", l);
+    if (rc == A3_OK) {
+        orefit_stats(s, l, GK, S, tmp);
+        if (spd_solve(GK, S, K, d))
+            rc = a3_err_set(err, A3_EFORMAT, "layer %d: OV refit: the kept attention outputs' Gram matrix is not positive definite", l);
     }
-    for (int j = 0; j < K; j++) {
-        int col = s->kcol[j], h = col / hd, c = col % hd, g = h / per, r = a3_plan_ov(s->p, l)[g];
-        float *so = s->so + (size_t)g * per * d * hd + (size_t)(h % per) * d * r + c;
-        for (int e = 0; e < d; e++) {
-            float v = no[(size_t)e * K + j];
-            so[(size_t)e * r] = v, s->po[(size_t)e * qw + col] = v;
-        }
+    for (int h = 0; rc == A3_OK && h < s->nh; h++) { /* S rows koff[h]..: head h's kept columns */
+        int g = h / per, r = a3_plan_ov(s->p, l)[g];
+        float *so = s->so + (size_t)g * per * d * hd + (size_t)(h % per) * d * r;
+        for (int c = 0; c < r; c++)
+            for (int e = 0; e < d; e++) so[(size_t)e * r + c] = (float)S[(size_t)(s->koff[h] + c) * d + e];
     }
-    free(no);
-    return A3_OK;
+    if (rc == A3_OK) pad_ov(s, l, w);
+    free(GK), free(S), free(tmp);
+    return rc;
 }
 
 static void pad_mlp(a3_seq *s, int l, const a3_layer_f32 *w)
@@ -704,6 +873,11 @@ static int begin_layer(void *ctx, int l, const a3_layer_f32 *w, a3_err *err)
     if (rc == A3_OK) rc = pass(s, l, PH_QK, err);
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_qk(s, l, g, w, err);
     if (rc == A3_OK && s->qkm) rc = qk_measure(s, l, w, err);
+    if (rc == A3_OK && s->orefit) { /* the OV refit's statistics come with PH_OV (acc_orefit) */
+        size_t qw = (size_t)s->nh * s->hd;
+        for (size_t i = 0; i < (size_t)s->d * qw; i++) s->wdd[i] = w->wo[i];
+        memset(s->ruh, 0, qw * qw * 8), memset(s->uy, 0, qw * s->d * 8);
+    }
     if (rc == A3_OK) pad_qk(s, l, w), rc = pass(s, l, PH_OV, err);
     for (int g = 0; rc == A3_OK && g < s->nkv; g++) rc = solve_ov(s, l, g, w, cyy, cyz, err);
     if (rc == A3_OK) pad_ov(s, l, w);
@@ -792,11 +966,17 @@ size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, siz
      * with GQA) the OV drift term the CLI then uses */
     size_t fr = qw > ff ? qw : ff;
     if (refit) stats += (fr * fr + 2 * fr * d) * 8 + (size_t)c->n_heads * hd * d * 8 + 2 * qw * 4;
-    /* the measured QK of a3_seq_opts_default (ZO_HEAD): the weights (nkv
-     * blocks of (per*hd)^2), their widening scratch (d x per*hd) and the
+    /* the OV refit's v maps (nkv x hd^2) and its solve: the kept columns'
+     * (K, K) system and (K, d) right side, each copied once by the
+     * damped solve (K <= nh*hd) */
+    if (refit) stats += (size_t)c->n_kv_heads * hh * 8 + 2 * (qw * qw + qw * d) * 8;
+    /* the measured QK of a3_seq_opts_default (mode OV): each candidate's
+     * two (per*hd)^2 sums per group, W_o,g^T (per*hd x d per group), the
      * candidates with their errors */
-    size_t P = qw / (size_t)c->n_kv_heads;
-    stats += ((size_t)c->n_kv_heads * P * P + d * P) * 8 + (size_t)c->n_kv_heads * A3_SEQ_QKM_CAP * (hd / 2 * 4 + 8);
+    size_t P = qw / (size_t)c->n_kv_heads, cst = (size_t)c->n_kv_heads * A3_SEQ_QKM_CAP * 2 * P * P * 8;
+    size_t per_c = (size_t)c->n_kv_heads * 2 * P * P * 8; /* one candidate, a3_seq_new's batch */
+    if (cst > A3_SEQ_QKM_OV_BYTES) cst = per_c > A3_SEQ_QKM_OV_BYTES ? per_c : A3_SEQ_QKM_OV_BYTES / per_c * per_c;
+    stats += cst + qw * d * 8 + (size_t)c->n_kv_heads * A3_SEQ_QKM_CAP * (hd / 2 * 4 + 8);
     return streams + chunk + fwd + layer + sol + stats + widen;
 }
 
@@ -807,7 +987,7 @@ void a3_seq_free(a3_seq *s)
                  s->gq, s->gqh, s->xq, s->gk, s->gkh, s->xk, s->gvh, s->xv, s->cyy, s->cyz, s->cyd, s->du, s->duh,
                  s->xu, s->ruh, s->uy, s->wdd, s->idx, s->qk_loss, s->ov_loss, s->ov_damp, s->sv, s->sbv,
                  s->so, s->keep, s->sdown, s->pq, s->pk, s->pv, s->po, s->pbq, s->pbk, s->pbv, s->pg,
-                 s->pu, s->pd, s->kcol, s->iota, s->qkm_n, s->qkm_cand, s->qkm_err, s->qkm_w};
+                 s->pu, s->pd, s->koff, s->ovT, s->qkm_n, s->qkm_cand, s->qkm_err, s->qkm_w, s->qkm_wo, s->qkm_st};
     for (size_t i = 0; i < sizeof b / sizeof *b; i++) free(b[i]);
     free(s);
 }
@@ -852,7 +1032,7 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     /* the OV refit likewise only with the MLP refit (it leaves the rest of
      * the drift to it), and not for svd (one-shot, no activations) */
     s->orefit = o && o->ov_refit && s->refit && p->ov_method != A3_OV_METHOD_SVD;
-    s->total = (int64_t)k->n_layers * (s->orefit ? 5 : 4) * (int64_t)s->N;
+    s->total = (int64_t)k->n_layers * 4 * (int64_t)s->N;
     if (o && (o->qk_measured < 0 || o->qk_measured >= A3_SEQ_QKM_COUNT)) {
         a3_seq_free(s);
         return a3_err_set(err, A3_EINVAL, "sequential: qk_measured %d is not an A3_SEQ_QKM_* mode", o->qk_measured);
@@ -881,13 +1061,21 @@ int a3_seq_new(a3_model *m, const a3_plan *p, const a3_cache *c, const int32_t *
     if (s->ov_drift != 0) s->cyd = arr((size_t)s->nh, hd * d * 8, &ok);
     size_t fr = s->orefit && qw > ff ? qw : ff; /* the OV refit reuses the MLP refit's buffers */
     if (s->refit) s->ruh = arr(fr, fr * 8, &ok), s->uy = arr(fr, d * 8, &ok), s->wdd = arr(d, fr * 8, &ok);
-    if (s->orefit) s->kcol = arr(qw, 4, &ok), s->iota = arr(qw, 4, &ok);
+    if (s->orefit) s->koff = arr((size_t)s->nh, 4, &ok), s->ovT = arr((size_t)s->nkv, hh * 8, &ok);
     s->idx = arr((size_t)s->nkv, hd / 2 * 4, &ok);
     if (s->qkm) {
         s->qkm_n = arr((size_t)s->nkv, sizeof *s->qkm_n, &ok);
         s->qkm_cand = arr((size_t)s->nkv * A3_SEQ_QKM_CAP, hd / 2 * 4, &ok);
         s->qkm_err = arr((size_t)s->nkv * A3_SEQ_QKM_CAP, 8, &ok);
-        if (s->qkm != A3_SEQ_QKM_Z) s->qkm_w = arr((size_t)s->nkv * s->per * hd, (size_t)s->per * hd * 8, &ok);
+        if (s->qkm == A3_SEQ_QKM_ZO_HEAD || s->qkm == A3_SEQ_QKM_ZO_GROUP)
+            s->qkm_w = arr((size_t)s->nkv * s->per * hd, (size_t)s->per * hd * 8, &ok);
+        if (s->qkm == A3_SEQ_QKM_OV) {
+            size_t per_c = (size_t)s->nkv * qkm_st_size(s) * 8;
+            size_t b = (o->qk_measured_bytes ? o->qk_measured_bytes : A3_SEQ_QKM_OV_BYTES) / per_c;
+            s->qkm_batch = b < 1 ? 1 : b > A3_SEQ_QKM_CAP ? A3_SEQ_QKM_CAP : (int)b;
+            s->qkm_wo = arr((size_t)s->nkv * s->per * hd, d * 8, &ok);
+            s->qkm_st = arr((size_t)s->qkm_batch * s->nkv, qkm_st_size(s) * 8, &ok);
+        }
     }
     s->qk_loss = arr((size_t)s->nkv, 8, &ok), s->ov_loss = arr((size_t)s->nkv, 8, &ok), s->ov_damp = arr((size_t)s->nkv, 8, &ok);
     s->sv = arr(kw, d * 4, &ok), s->sbv = arr(kw, 4, &ok), s->so = arr(qw, d * 4, &ok);
@@ -953,7 +1141,7 @@ int a3_seq_from_plan(a3_model *m, const a3_plan *p, const a3_cache *c, const a3_
 a3_seq_opts a3_seq_opts_default(void)
 {
     return (a3_seq_opts){.target_layer_output = 1, .ov_drift = 0, .ov_refit = 1,
-                         .qk_measured = A3_SEQ_QKM_ZO_HEAD, .qk_measured_windows = A3_SEQ_QKM_WINDOWS};
+                         .qk_measured = A3_SEQ_QKM_OV, .qk_measured_windows = A3_SEQ_QKM_WINDOWS};
 }
 
 void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen) { *n_windows = s->nw, *seqlen = s->L; }
