@@ -11,17 +11,18 @@
  *      between the streams; the kept RoPE pairs minimise the score error
  *      ||q k^T - q^_S k^_S^T|| on these statistics; (qk_measured) or,
  *      where a group has at most A3_SEQ_QKM_CAP subsets to choose from,
- *      the subset whose attention outputs on X^ (v, o original) are
- *      closest to the original layer's on X, each subset run through
- *      the layer up to z.
+ *      the subset whose attention outputs on X^ are closest to the
+ *      original layer's on X (by default: after the OV solve and o
+ *      refit that subset would get), each subset run through the layer
+ *      up to z.
  *   2. OV: with the reduced QK in place, the attention outputs y of the
  *      original v_proj on X^ (the reduced pattern) against the original z
  *      on X: Cyy = E[y^T y], Cyz = E[y^T z], and (ov_drift) the share of
  *      the input drift x - x^ each head also fits; a3_ov_solve_stats_t.
- *      (ov_refit) then the reduced attention is run on X^ once more and
- *      the kept o_proj columns are refit jointly by least squares to the
- *      original attention output plus the drift (a3_mlp_refit_stats on
- *      the kept attention outputs).
+ *      (ov_refit) then the kept o_proj columns are refit jointly by least
+ *      squares to the original attention output plus the drift, from
+ *      sums over the same pass (z^^T z^ and z^^T t of the full z^, which
+ *      any v map acts on linearly).
  *   3. MLP: with the reduced attention in place, the intermediate u^ of the
  *      original gate/up on X^ against u on X and the original output
  *      y = u W_down: neurons scored on E[u^ u] and E[u^2]; refit (method
@@ -38,15 +39,16 @@
  * Memory: both streams (2 x n_windows x seqlen x d floats), one chunk of
  * activations of each stream, the zero-padded reduced layer (one layer in
  * float32), and the layer's statistics in float64 (a few hd x hd per head,
- * hd x d per head for the OV drift, (per x hd)^2 per group for the
- * measured QK;
+ * hd x d per head for the OV drift, 2 (per x hd)^2 per group and
+ * candidate for the measured QK, at most A3_SEQ_QKM_OV_BYTES;
  * with a3-refit also F x F + 2 F x d, F = d_ff, or max(d_ff, nh x hd)
  * with ov_refit, whose statistics reuse these buffers). Time: per layer,
- * partial passes of both streams up to q/k, up to z (twice with
- * ov_refit), up to u, and one whole pass of each: about 4 calibration
- * passes in all, 5 with ov_refit (docs/SEQUENTIAL.md); with qk_measured
- * one more partial pass of X up to z and one of X^ per candidate
- * (at most A3_SEQ_QKM_CAP), on qk_measured_windows windows. */
+ * partial passes of both streams up to q/k, up to z, up to u, and one
+ * whole pass of each: about 4 calibration passes in all
+ * (docs/SEQUENTIAL.md); with qk_measured one more partial pass of X up
+ * to z (per batch of candidates, one for the small models) and one of X^
+ * per candidate (at most A3_SEQ_QKM_CAP), on qk_measured_windows
+ * windows. */
 #ifndef A3_SEQUENTIAL_H
 #define A3_SEQUENTIAL_H
 
@@ -64,9 +66,9 @@ typedef struct a3_seq a3_seq;
 typedef struct {
     size_t chunk_rows;       /* rows per chunk, whole windows (0: 2048) */
     a3_progress_fn progress; /* stage "layer l/n"; done/total: token rows
-                              * processed, 4 per token and layer (5 with
-                              * ov_refit), plus one per measured QK
-                              * candidate and measured token */
+                              * processed, 4 per token and layer, plus
+                              * one per measured QK candidate and
+                              * measured token */
     void *ctx;
     int target_layer_output; /* MLP refit target: the original layer's
                               * output minus the reduced stream's residual,
@@ -78,14 +80,14 @@ typedef struct {
                               * TUI run 0 with ov_refit, a3_seq_opts_default;
                               * docs/SEQUENTIAL.md). Used only with MLP
                               * method a3-refit */
-    int ov_refit;            /* after the per-head OV solve, one more pass
-                              * of the reduced attention on X^ and every
-                              * kept o_proj column refit jointly by least
+    int ov_refit;            /* after the per-head OV solve, every kept
+                              * o_proj column refit jointly by least
                               * squares to z W_o^T + (x - x^) (the layer's
                               * attention output on X plus the whole input
-                              * drift; docs/SEQUENTIAL.md, "OV refit").
-                              * Used only with MLP method a3-refit and OV
-                              * methods with activations (not svd) */
+                              * drift; docs/SEQUENTIAL.md, "OV refit"),
+                              * from sums of the OV pass (no pass of its
+                              * own). Used only with MLP method a3-refit
+                              * and OV methods with activations (not svd) */
     int qk_measured;         /* A3_SEQ_QKM_*: choose each QK group's kept
                               * RoPE pairs by the attention-output error
                               * measured on X^ (every candidate subset run
@@ -128,8 +130,9 @@ void a3_seq_free(a3_seq *s); /* accepts NULL */
 /* The options the CLI and the TUI run with (progress and record_json
  * left to the caller): the MLP refit's target is the layer output, the
  * OV refit on and no per-head drift share, the QK pairs chosen by the
- * measured error through W_o per head on A3_SEQ_QKM_WINDOWS windows, all
- * chosen on DEV (docs/SEQUENTIAL.md, "OV refit", "Measured QK"). */
+ * measured error after the OV solve and o refit (A3_SEQ_QKM_OV) on
+ * A3_SEQ_QKM_WINDOWS windows, all chosen on DEV (docs/SEQUENTIAL.md, "OV
+ * refit", "Measured QK"). */
 a3_seq_opts a3_seq_opts_default(void);
 
 /* a3_seq_opts.qk_measured: the error of group g's candidate S, summed
@@ -138,7 +141,14 @@ a3_seq_opts a3_seq_opts_default(void);
  * with the group's q/k rows cut to S (v, o original) on X^:
  *   Z:        ||z^_i - z_i||^2
  *   ZO_HEAD:  ||(z^_i - z_i) W_o,i^T||^2    (through head i's o columns)
- *   ZO_GROUP: ||sum_i (z^_i - z_i) W_o,i^T||^2   (the group's heads jointly) */
+ *   ZO_GROUP: ||sum_i (z^_i - z_i) W_o,i^T||^2   (the group's heads jointly)
+ *   OV:       min over S of ||sum_i z^_i T S_i - sum_i z_i W_o,i^T||^2,
+ *             T (hd x r, r the plan's OV rank) the v map of the OV solve
+ *             on this candidate's statistics (the group-summed Cyy, Cyz
+ *             of a3-csum), S_i (r x d) the group's o columns refit by
+ *             least squares: the group's output error after what the
+ *             OV phase can make up (the cross-group terms and the input
+ *             drift left out) */
 enum { A3_SEQ_QKM_OFF, A3_SEQ_QKM_Z, A3_SEQ_QKM_ZO_HEAD, A3_SEQ_QKM_ZO_GROUP, A3_SEQ_QKM_OV, A3_SEQ_QKM_COUNT };
 /* At most this many candidate subsets per group (every C(hd/2, kept pairs)
  * subset is tried; a group with more keeps the proxy's choice). Each
@@ -152,7 +162,7 @@ enum { A3_SEQ_QKM_OFF, A3_SEQ_QKM_Z, A3_SEQ_QKM_ZO_HEAD, A3_SEQ_QKM_ZO_GROUP, A3
  * group) until the windows end; at most this many bytes of them at a
  * time (the candidates in batches, each further batch one more run of the
  * original layer on the measured windows). The small models need one
- * batch (stories260K 12 KiB per candidate, the sample model 32 KiB). */
+ * batch (stories260K 16 KiB per candidate, the sample model 64 KiB). */
 #define A3_SEQ_QKM_OV_BYTES ((size_t)64 << 20)
 
 /* The calibrate defaults, used when a plan's samples/seqlen are 0. */

@@ -966,10 +966,11 @@ size_t a3_seq_memory_estimate(const a3_config *c, int n_windows, int seqlen, siz
      * with GQA) the OV drift term the CLI then uses */
     size_t fr = qw > ff ? qw : ff;
     if (refit) stats += (fr * fr + 2 * fr * d) * 8 + (size_t)c->n_heads * hd * d * 8 + 2 * qw * 4;
-    /* the OV refit's v maps (nkv x hd^2) and its solve: the kept columns'
-     * (K, K) system and (K, d) right side, each copied once by the
-     * damped solve (K <= nh*hd) */
-    if (refit) stats += (size_t)c->n_kv_heads * hh * 8 + 2 * (qw * qw + qw * d) * 8;
+    /* the OV refit's v maps (nkv x hd^2); its solve's (K, K) system and
+     * (K, d) right side with their copies (K <= nh*hd) are freed before
+     * the MLP phase, whose statistics above are at least as large when
+     * d_ff >= nh*hd, as at every LLaMA shape */
+    if (refit) stats += (size_t)c->n_kv_heads * hh * 8;
     /* the measured QK of a3_seq_opts_default (mode OV): each candidate's
      * two (per*hd)^2 sums per group, W_o,g^T (per*hd x d per group), the
      * candidates with their errors */

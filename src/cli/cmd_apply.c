@@ -48,7 +48,7 @@ static const char *HELP =
     "                  up for their errors; needs calibration tokens, drawn\n"
     "                  as 'a3 calibrate' draws them (same options and\n"
     "                  defaults). Records \"sequential\" in the a3 section.\n"
-    "                  Costs about 5 calibration passes (where a group has\n"
+    "                  Costs about 4 calibration passes (where a group has\n"
     "                  at most 70 sets of RoPE pairs to choose from, e.g.\n"
     "                  any rank at head_dim <= 16: up to 71 more short ones\n"
     "                  on 16 windows to choose them); memory: 2 x N x L x\n"
