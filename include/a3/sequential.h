@@ -183,6 +183,14 @@ void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen);
  * be solved in order; a3_apply does that. */
 const a3_layer_solver *a3_seq_solver(a3_seq *s);
 
+/* The measured QK's candidates of group g in the last solved layer:
+ * returns their number n (0: the group was not measured), their kept
+ * pairs into pairs (n x kept pairs, ascending; may be NULL; at most
+ * A3_SEQ_QKM_CAP rows) and each one's error into err (n; may be NULL):
+ * the sums of a3_seq_opts.qk_measured's error (mode OV: less
+ * ||t_g||^2). For tests. */
+int a3_seq_qk_candidates(const a3_seq *s, int g, int32_t *pairs, double *err);
+
 /* The stream after the last finished layer: X (reduced 0) or X^ (1),
  * (n_windows * seqlen, d), before the final norm. For tests. */
 const float *a3_seq_stream(const a3_seq *s, int reduced);

@@ -1149,4 +1149,18 @@ void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen) { *n_windows = 
 
 const a3_layer_solver *a3_seq_solver(a3_seq *s) { return &s->solver; }
 
+int a3_seq_qk_candidates(const a3_seq *s, int g, int32_t *pairs, double *err)
+{
+    int n = s->qkm && s->qkm_n ? s->qkm_n[g] : 0, half = s->hd / 2;
+    if (n <= 1 || s->next_layer == 0) return 0;
+    int keep = a3_plan_qk(s->p, s->next_layer - 1)[g] / 2;
+    for (int c = 0; c < n; c++) {
+        if (pairs)
+            memcpy(pairs + (size_t)c * keep, s->qkm_cand + ((size_t)g * A3_SEQ_QKM_CAP + c) * half,
+                   (size_t)keep * sizeof *pairs);
+        if (err) err[c] = s->qkm_err[(size_t)c * s->nkv + g];
+    }
+    return n;
+}
+
 const float *a3_seq_stream(const a3_seq *s, int reduced) { return reduced ? s->xh : s->x; }
