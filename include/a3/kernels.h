@@ -68,8 +68,9 @@ int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int
 int a3_k_set_prefetch(const char *name);
 /* Forget the tuner's choice (the next large calls tune again). */
 void a3_k_prefetch_retune(void);
-/* What runs now, e.g. "l2 (tuned)", "none (fixed)", "auto (not tuned
- * yet)", written to buf; returns buf. */
+/* What runs now, e.g. "l2 (tuned)", "none (fixed)", "l1 (untuned: no
+ * 1 MiB call yet)" (what small calls run until the tuner decides),
+ * written to buf (40 bytes are enough); returns buf. */
 const char *a3_k_prefetch(char *buf, size_t size);
 
 /* Token rows up to which the forward pass uses a3_k_matvec on the weights

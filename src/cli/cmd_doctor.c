@@ -227,7 +227,7 @@ int a3_cmd_doctor(int argc, char **argv)
     kv("matvec", "%s (decoding, on the stored weights)", a3_k_impl());
     char pfb[40];
     const char *pf = a3_k_prefetch(pfb, sizeof pfb);
-    if (strncmp(pf, "auto", 4) == 0)
+    if (!strstr(pf, "(fixed)"))
         kv("prefetch", "auto: the first large decoding calls try none, l1, l2 and keep the fastest");
     else {
         char *sp = strchr(pfb, ' '); /* "none (fixed)": the name */

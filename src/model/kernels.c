@@ -216,7 +216,7 @@ const char *a3_k_prefetch(char *buf, size_t size)
     else {
         int c = atomic_load(&pf_chosen);
         if (c >= 0) snprintf(buf, size, "%s (tuned)", pf_names[c]);
-        else snprintf(buf, size, "auto (not tuned yet)");
+        else snprintf(buf, size, "l1 (untuned: no 1 MiB call yet)"); /* pf_begin's choice until then */
     }
     return buf;
 }
