@@ -11,6 +11,14 @@
  * none) or -1 if even 1e-2 fails. */
 double a3_chol_damped(double *L, const double *W, int n);
 
+/* Solve A X = B in place (A: n x n symmetric positive semidefinite, B:
+ * n x m, row-major; X into B, A overwritten): undamped first, exact
+ * whenever A is positive definite; otherwise A's diagonal damped by
+ * eps * scale, eps = 1e-10, 1e-8, ..., 1e-2 (the refits' rule; the
+ * caller chooses the scale). Returns 0, 1 if not positive definite even
+ * at 1e-2, or -1 out of memory (A and B then unchanged). */
+int a3_solve_spd_damped(double *A, double *B, int n, int m, double scale);
+
 /* order[0..n) = indices of score sorted by descending value, ties by
  * ascending index (deterministic); sorted (may be NULL) gets the values in
  * that order. -1 on allocation failure. */

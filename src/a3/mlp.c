@@ -5,7 +5,6 @@
  *                (Ru[S,S] undamped when Ru is positive definite, else
  *                damped exactly as the refit curve in include/a3/pred.h) */
 #include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,22 +118,11 @@ int a3_mlp_refit(const a3_cache *c, int layer, const int32_t *keep, int width, c
  * (src/calib/pred.c), so the curve predicts this solve. */
 static int refit_solve(double *A, double *B, int width, int d, double scale, int layer, float *new_down, a3_err *err)
 {
-    double *A0 = malloc((size_t)width * width * 8), *B0 = malloc((size_t)width * d * 8);
-    if (!A0 || !B0) {
-        free(A), free(B), free(A0), free(B0);
-        return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the MLP refit", layer);
-    }
-    memcpy(A0, A, (size_t)width * width * 8), memcpy(B0, B, (size_t)width * d * 8);
-    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', width, d, A, width, B, d);
-    for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
-        memcpy(A, A0, (size_t)width * width * 8), memcpy(B, B0, (size_t)width * d * 8);
-        for (int i = 0; i < width; i++) A[(size_t)i * width + i] += eps * scale;
-        info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', width, d, A, width, B, d);
-    }
-    free(A0), free(B0);
+    int info = a3_solve_spd_damped(A, B, width, d, scale);
     for (int e = 0; info == 0 && e < d; e++)
         for (int i = 0; i < width; i++) new_down[(size_t)e * width + i] = (float)B[(size_t)i * d + e];
     free(A), free(B);
+    if (info < 0) return a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the MLP refit", layer);
     if (info) return a3_err_set(err, A3_EFORMAT, "layer %d: MLP refit: the kept neurons' Gram matrix is not positive definite", layer);
     return A3_OK;
 }

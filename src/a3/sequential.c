@@ -10,7 +10,6 @@
 #include "a3/sequential.h"
 
 #include <cblas.h>
-#include <lapacke.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +86,6 @@ struct a3_seq {
     float *pq, *pk, *pv, *po, *pbq, *pbk, *pbv, *pg, *pu, *pd;
     a3_layer_mats orig, pad;
 };
-
-static int spd_solve(double *A, double *B, int n, int m);
 
 /* ---- statistics ---------------------------------------------------------- */
 
@@ -268,6 +265,13 @@ static void acc_qkm_ov(a3_seq *s, const float *zh, size_t rows)
  * (I x T)^T Xz_g W_o,g^T; the score leaves out ||t_g||^2, the same for
  * every candidate. 0 (no better than nothing) when the group keeps no OV
  * rank or the refit's system cannot be solved. */
+/* Element (i, j) of a symmetric P x P matrix of which only the upper
+ * triangle is filled (dsyrk). */
+static inline double upper(const double *G, int P, int i, int j)
+{
+    return i < j ? G[(size_t)i * P + j] : G[(size_t)j * P + i];
+}
+
 static int qkm_ov_score(a3_seq *s, int l, int g, int c, const a3_layer_f32 *w, double *score, a3_err *err)
 {
     int hd = s->hd, per = s->per, d = s->d, P = per * hd, r = a3_plan_ov(s->p, l)[g], K = per * r;
@@ -290,7 +294,7 @@ static int qkm_ov_score(a3_seq *s, int l, int g, int c, const a3_layer_f32 *w, d
         for (int a = 0; a < hd; a++)
             for (int b = 0; b < hd; b++) {
                 int ia = j * hd + a, ib = j * hd + b;
-                cyy[a * hd + b] += G[(size_t)(ia < ib ? ia : ib) * P + (ia < ib ? ib : ia)] / (double)s->N;
+                cyy[a * hd + b] += upper(G, P, ia, ib) / (double)s->N;
                 cyz[a * hd + b] += X[(size_t)ia * P + ib] / (double)s->N;
             }
     for (int j = 1; rc == A3_OK && j < per; j++) memcpy(cyz + j * hh, cyz, hh * 8);
@@ -304,7 +308,7 @@ static int qkm_ov_score(a3_seq *s, int l, int g, int c, const a3_layer_f32 *w, d
             for (int a = 0; a < hd; a++)
                 for (int b = 0; b < hd; b++) {
                     int ia = j * hd + a, ib = j2 * hd + b;
-                    tmp[a * hd + b] = G[(size_t)(ia < ib ? ia : ib) * P + (ia < ib ? ib : ia)];
+                    tmp[a * hd + b] = upper(G, P, ia, ib);
                 }
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hd, r, hd, 1.0, tmp, hd, T, r, 0.0, t2, r);
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r, hd, 1.0, T, r, t2, r, 0.0,
@@ -313,7 +317,10 @@ static int qkm_ov_score(a3_seq *s, int l, int g, int c, const a3_layer_f32 *w, d
     }
     if (rc == A3_OK) {
         memcpy(B0, BK, (size_t)K * d * 8);
-        if (spd_solve(GK, BK, K, d) == 0) {
+        /* damped like the refit it stands for (a3_mlp_refit_stats' rule) */
+        int info = a3_solve_spd_damped(GK, BK, K, d, a3_mlp_refit_damping(GK, K));
+        if (info < 0) rc = a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the measured QK", l);
+        if (info == 0) {
             double t = 0;
             for (size_t i = 0; i < (size_t)K * d; i++) t += B0[i] * BK[i];
             *score = -t;
@@ -759,32 +766,6 @@ static void pad_ov(a3_seq *s, int l, const a3_layer_f32 *w)
     s->pad.wv = s->pv, s->pad.wo = s->po, s->pad.bv = w->bv ? s->pbv : NULL;
 }
 
-/* Solve A X = B in place (A: n x n symmetric positive semidefinite, B:
- * n x m, both row-major; X into B), undamped first, then damped by eps *
- * the mean of diag A, eps = 1e-10, 1e-8, ..., 1e-2: the MLP refit's rule
- * (a3_mlp_refit_stats). Returns 0, or -1 (out of memory or not positive
- * definite even with the largest damping). */
-static int spd_solve(double *A, double *B, int n, int m)
-{
-    size_t nn = (size_t)n * n, nm = (size_t)n * m;
-    double *A0 = malloc(nn * 8), *B0 = malloc(nm * 8), scale = 0;
-    if (!A0 || !B0) {
-        free(A0), free(B0);
-        return -1;
-    }
-    memcpy(A0, A, nn * 8), memcpy(B0, B, nm * 8);
-    for (int i = 0; i < n; i++) scale += A[(size_t)i * n + i] / n;
-    if (!(scale > 0)) scale = 1;
-    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, m, A, n, B, m);
-    for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
-        memcpy(A, A0, nn * 8), memcpy(B, B0, nm * 8);
-        for (int i = 0; i < n; i++) A[(size_t)i * n + i] += eps * scale;
-        info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, m, A, n, B, m);
-    }
-    free(A0), free(B0);
-    return info ? -1 : 0;
-}
-
 /* The kept attention outputs' statistics for the v maps in s->ovT: with
  * P (qw, K) the block map of the full z^ to the kept columns (head h's
  * column c is z^_h T_g(h)[:, c]), GK = P^T Gz P (K, K) and BK = P^T Bz
@@ -828,7 +809,9 @@ static int ov_refit(a3_seq *s, int l, const a3_layer_f32 *w, a3_err *err)
     int rc = GK && S && tmp ? A3_OK : a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the OV refit", l);
     if (rc == A3_OK) {
         orefit_stats(s, l, GK, S, tmp);
-        if (spd_solve(GK, S, K, d))
+        int info = a3_solve_spd_damped(GK, S, K, d, a3_mlp_refit_damping(GK, K));
+        if (info < 0) rc = a3_err_set(err, A3_ENOMEM, "layer %d: out of memory for the OV refit", l);
+        else if (info)
             rc = a3_err_set(err, A3_EFORMAT, "layer %d: OV refit: the kept attention outputs' Gram matrix is not positive definite", l);
     }
     for (int h = 0; rc == A3_OK && h < s->nh; h++) { /* S rows koff[h]..: head h's kept columns */

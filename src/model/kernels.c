@@ -222,7 +222,7 @@ const char *a3_k_prefetch(char *buf, size_t size)
 }
 
 /* The policy for a call reading `bytes` of weights; *timed set when the
- * call is a tuning sample the caller must time and report to tune_end. */
+ * call is a tuning sample the caller must time and report to pf_end. */
 static int pf_begin(size_t bytes, int *timed)
 {
     *timed = 0;
@@ -323,13 +323,9 @@ int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int
     if (nt > 1) J.chunk = ((long)out / (8L * nt) + 15) / 16 * 16;
     if (J.chunk < 16) J.chunk = 16;
     atomic_init(&J.next, 0);
-    if (!J.simd) {
-        a3_pool_run(nt, mv_part, &J);
-        return A3_OK;
-    }
     size_t bytes = (size_t)out * (size_t)in * a3_dtype_size(dt);
-    int timed;
-    J.pf = pf_begin(bytes, &timed);
+    int timed = 0; /* the scalar code does not prefetch: nothing to tune */
+    if (J.simd) J.pf = pf_begin(bytes, &timed);
     double t0 = timed ? a3_now() : 0;
     a3_pool_run(nt, mv_part, &J);
     if (timed) pf_end(J.pf, bytes, a3_now() - t0);

@@ -64,22 +64,23 @@ TGT static inline float hsum(__m256 v)
  *   streaming read of the same bytes; this brought it to 0.9-1.0.
  * - A3__PF_L2: every line 8 KiB ahead into L2 (T1). On a Xeon with
  *   AVX-512 (2026-12-03) 1.1-1.2x the rate of A3__PF_L1, 1 and 2 threads,
- *   rows of 2048 and 8192 F16 weights (a one-off interleaved comparison).
+ *   rows of 2048 and 8192 F16 weights (a one-off interleaved comparison
+ *   in a scratch program, not kept); `a3 generate` llama-1b, 1 thread,
+ *   interleaved: 4-12% faster (docs/PERFORMANCE.md records which policy
+ *   each bench_speed run chose).
  * - A3__PF_NONE: the hardware prefetcher alone; on an EPYC Zen 4 the
  *   software prefetch made the kernel slower.
  * Rows are contiguous, so near a row's end this fetches the next row,
  * which the loop reads next; past the matrix it is harmless (prefetches
  * never fault). Prefetches change no arithmetic: every policy gives the
  * same bits. */
+#define PF_LINES(w, bytes, ahead, hint)                                                     \
+    do {                                                                                    \
+        for (int l_ = 0; l_ < (bytes); l_ += 64) _mm_prefetch((const char *)(w) + l_ + (ahead), hint); \
+    } while (0)
 #define PFL_NONE(w, bytes) ((void)0)
-#define PFL_L1(w, bytes)                                                                       \
-    do {                                                                                       \
-        for (int l_ = 0; l_ < (bytes); l_ += 64) _mm_prefetch((const char *)(w) + l_ + 2048, _MM_HINT_T0); \
-    } while (0)
-#define PFL_L2(w, bytes)                                                                       \
-    do {                                                                                       \
-        for (int l_ = 0; l_ < (bytes); l_ += 64) _mm_prefetch((const char *)(w) + l_ + 8192, _MM_HINT_T1); \
-    } while (0)
+#define PFL_L1(w, bytes) PF_LINES(w, bytes, 2048, _MM_HINT_T0)
+#define PFL_L2(w, bytes) PF_LINES(w, bytes, 8192, _MM_HINT_T1)
 
 /* The dot products, written once for both register widths: VT a vector of
  * W floats with ZERO, FMA, LDX (load floats), ADD and HSUM (horizontal

@@ -27,6 +27,24 @@ double a3_chol_damped(double *Lw, const double *W, int n)
     return -1;
 }
 
+int a3_solve_spd_damped(double *A, double *B, int n, int m, double scale)
+{
+    size_t nn = (size_t)n * n, nm = (size_t)n * m;
+    double *A0 = malloc(nn * sizeof *A0), *B0 = malloc(nm * sizeof *B0);
+    if (!A0 || !B0) {
+        free(A0), free(B0);
+        return -1;
+    }
+    memcpy(A0, A, nn * sizeof *A0), memcpy(B0, B, nm * sizeof *B0);
+    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, m, A, n, B, m);
+    for (double eps = 1e-10; info != 0 && eps <= 1e-2; eps *= 100) {
+        memcpy(A, A0, nn * sizeof *A), memcpy(B, B0, nm * sizeof *B);
+        for (int i = 0; i < n; i++) A[(size_t)i * n + i] += eps * scale;
+        info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, m, A, n, B, m);
+    }
+    free(A0), free(B0);
+    return info ? 1 : 0;
+}
 
 typedef struct {
     double score;
