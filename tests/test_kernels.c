@@ -245,47 +245,61 @@ static void test_wconv_blocks(void)
 /* y = acc * y + x W^T through converted blocks, against float64 on the
  * decoded weights, in all three block regimes (including a last partial
  * column range and row block), with acc and a row stride ldy > out as the
- * logits use. Tolerance: the worst-case float32 summation bound of
- * mv_check ((in + 1) terms, whatever order sgemm and the blocks add in). */
+ * logits use, on 1 thread (whole blocks, OpenBLAS's threads) and on 2 and
+ * 3 (each pool thread its own row chunks, the last one partial, OpenBLAS
+ * at one thread; 3 leaves the pool an odd share). Tolerance: the
+ * worst-case float32 summation bound of mv_check ((in + 1) terms, whatever
+ * order sgemm and the blocks add in). The buffer is exactly
+ * a3__wconv_floats long and followed by a canary: a thread writing past
+ * its share shows. */
 static void test_gemm_wconv(void)
 {
-    static const int shapes[][2] = {{60, 70}, {1024, 4100}, {9000, 300}};
-    for (int k = 0; k < 3; k++)
+    static const int shapes[][2] = {{60, 70}, {1024, 4100}, {9000, 300}, {40, 20}};
+    for (int k = 0; k < 4; k++)
         for (int dt = 0; dt < 2; dt++)
-            for (int acc = 0; acc < 2; acc++) {
-                int out = shapes[k][0], in = shapes[k][1], rows = 37, ldy = out + 3;
-                a3_dtype t = dt ? A3_DT_BF16 : A3_DT_F16;
-                uint32_t s = (uint32_t)(out + in + dt);
-                unsigned char *w = malloc((size_t)out * in * 2);
-                float *x = malloc((size_t)rows * in * sizeof(float)), *y = malloc((size_t)rows * ldy * sizeof(float));
-                float *buf = malloc(A3__WCONV_FLOATS * sizeof(float));
-                double *wd = malloc((size_t)out * in * sizeof(double));
-                if (!w || !x || !y || !buf || !wd) SKIP("out of memory");
-                fill_weights(t, w, (size_t)out * in, &s);
-                for (size_t i = 0; i < (size_t)out * in; i++) wd[i] = ref_w(t, w, i);
-                for (size_t i = 0; i < (size_t)rows * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
-                for (size_t i = 0; i < (size_t)rows * ldy; i++) y[i] = (float)(i % 97) * 0.25f;
-                a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, 2);
-                double worst = 0;
-                int pad = 0;
-                for (int r = 0; r < rows; r++) {
-                    for (int o = out; o < ldy; o++) pad += y[(size_t)r * ldy + o] != (float)(((size_t)r * ldy + o) % 97) * 0.25f;
-                    for (int o = 0; o < out; o++) {
-                        double ref = 0, mag = 0;
-                        for (int i = 0; i < in; i++) {
-                            double p = wd[(size_t)o * in + i] * x[(size_t)r * in + i];
-                            ref += p, mag += fabs(p);
+            for (int acc = 0; acc < 2; acc++)
+                for (int threads = 1; threads <= 3; threads++) {
+                    int out = shapes[k][0], in = shapes[k][1], rows = 37, ldy = out + 3;
+                    a3_dtype t = dt ? A3_DT_BF16 : A3_DT_F16;
+                    uint32_t s = (uint32_t)(out + in + dt);
+                    size_t nbuf = a3__wconv_floats((size_t)out * in, threads);
+                    unsigned char *w = malloc((size_t)out * in * 2);
+                    float *x = malloc((size_t)rows * in * sizeof(float)),
+                          *y = malloc((size_t)rows * ldy * sizeof(float));
+                    float *buf = malloc((nbuf + 16) * sizeof(float));
+                    double *wd = malloc((size_t)out * in * sizeof(double));
+                    if (!w || !x || !y || !buf || !wd) SKIP("out of memory");
+                    for (int i = 0; i < 16; i++) buf[nbuf + i] = -7.0f;
+                    fill_weights(t, w, (size_t)out * in, &s);
+                    for (size_t i = 0; i < (size_t)out * in; i++) wd[i] = ref_w(t, w, i);
+                    for (size_t i = 0; i < (size_t)rows * in; i++)
+                        x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+                    for (size_t i = 0; i < (size_t)rows * ldy; i++) y[i] = (float)(i % 97) * 0.25f;
+                    a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, threads);
+                    double worst = 0;
+                    int pad = 0, canary = 0;
+                    for (int i = 0; i < 16; i++) canary += buf[nbuf + i] != -7.0f;
+                    for (int r = 0; r < rows; r++) {
+                        for (int o = out; o < ldy; o++)
+                            pad += y[(size_t)r * ldy + o] != (float)(((size_t)r * ldy + o) % 97) * 0.25f;
+                        for (int o = 0; o < out; o++) {
+                            double ref = 0, mag = 0;
+                            for (int i = 0; i < in; i++) {
+                                double p = wd[(size_t)o * in + i] * x[(size_t)r * in + i];
+                                ref += p, mag += fabs(p);
+                            }
+                            double init = acc ? (double)(((size_t)r * ldy + o) % 97) * 0.25 : 0;
+                            double bound = 1.01 * (in + 1) * ldexp(1, -24) * (mag + fabs(init)) + 1e-30;
+                            double e = fabs(y[(size_t)r * ldy + o] - (ref + init)) / bound;
+                            worst = e > worst ? e : worst;
                         }
-                        double init = acc ? (double)(((size_t)r * ldy + o) % 97) * 0.25 : 0;
-                        double bound = 1.01 * (in + 1) * ldexp(1, -24) * (mag + fabs(init)) + 1e-30;
-                        double e = fabs(y[(size_t)r * ldy + o] - (ref + init)) / bound;
-                        worst = e > worst ? e : worst;
                     }
+                    CHECKF(worst <= 1 && pad == 0 && canary == 0,
+                           "%dx%d %s acc=%d threads %d: error %.3g of the bound, %d padding written, "
+                           "%d canary floats overwritten",
+                           out, in, dt ? "bf16" : "f16", acc, threads, worst, pad, canary);
+                    free(w), free(x), free(y), free(buf), free(wd);
                 }
-                CHECKF(worst <= 1 && pad == 0, "%dx%d %s acc=%d: error %.3g of the bound, %d padding written",
-                       out, in, dt ? "bf16" : "f16", acc, worst, pad);
-                free(w), free(x), free(y), free(buf), free(wd);
-            }
 }
 
 static void test_matvec_against_double(void)

@@ -11,9 +11,11 @@
  * block only multiplies against the keys it can see. */
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "a3/blas.h"
 #include "a3/gemm_fixed.h"
 #include "a3/kernels.h"
 #include "a3/pool.h"
@@ -28,13 +30,17 @@
  * the column ranges. A block is at most A3__WCONV_FLOATS (8 MiB), so it is
  * still in the last-level cache when sgemm packs it: W's float32 copy
  * never goes to memory and back, and a pass holds 8 MiB of converted
- * weights instead of the largest matrix (180 MB at 7B). Speed: no
+ * weights per thread instead of the largest matrix (180 MB at 7B). On
+ * several threads each converts and multiplies its own rows of W. Speed: no
  * measurable change (llama-7b shape, 512 tokens, 1 and 2 threads,
  * interleaved with the whole-matrix code); the product is dominated by
  * sgemm's own kernel either way (85-87% of the samples in perf). */
 #define WCONV_KMIN 256 /* columns per block at least: sgemm's own K blocks */
 
-size_t a3__wconv_floats(size_t numel) { return numel < A3__WCONV_FLOATS ? numel : A3__WCONV_FLOATS; }
+size_t a3__wconv_floats(size_t numel, int threads)
+{
+    return (numel < A3__WCONV_FLOATS ? numel : A3__WCONV_FLOATS) * (size_t)(threads > 1 ? threads : 1);
+}
 
 void a3__wconv_block(int out, int in, int *ob, int *kc)
 {
@@ -51,12 +57,83 @@ void a3__wconv_block(int out, int in, int *ob, int *kc)
     }
 }
 
+/* One thread's share of a3__gemm_wconv on several threads: chunks of ob
+ * rows of W taken from a shared counter, each converted kc columns at a
+ * time into the thread's own part of buf and multiplied there by a
+ * one-thread sgemm. */
+typedef struct {
+    float *y;
+    size_t ldy, rows, buf_per_thread;
+    const float *x;
+    a3_dtype dt;
+    const unsigned char *W;
+    int in, out, acc, ob, kc;
+    float *buf;
+    atomic_long next;
+} wconv_job;
+
+static void wconv_part(void *p, int t, int nt)
+{
+    wconv_job *J = p;
+    (void)nt;
+    size_t es = a3_dtype_size(J->dt);
+    float *buf = J->buf + (size_t)t * J->buf_per_thread;
+    for (;;) {
+        long o0 = atomic_fetch_add_explicit(&J->next, J->ob, memory_order_relaxed);
+        if (o0 >= J->out) return;
+        int nb = J->out - o0 < J->ob ? J->out - (int)o0 : J->ob;
+        for (int k0 = 0; k0 < J->in; k0 += J->kc) {
+            int nk = J->in - k0 < J->kc ? J->in - k0 : J->kc;
+            a3_k_to_f32_2d(J->dt, J->W + ((size_t)o0 * (size_t)J->in + (size_t)k0) * es, (size_t)J->in,
+                           (size_t)nb, (size_t)nk, buf, (size_t)nk, 1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->rows, nb, nk, 1.0f, J->x + k0, J->in,
+                        buf, nk, J->acc || k0 > 0 ? 1.0f : 0.0f, J->y + o0, (int)J->ldy);
+        }
+    }
+}
+
+/* Rows of W per chunk on several threads: one chunk per thread, in whole
+ * 16-row blocks (whole cache lines of y per thread), no more than a
+ * thread's buffer holds at kc columns. Each chunk packs x again inside
+ * sgemm, so fewer, larger chunks pay less: llama-7b shape, 512 tokens, 2
+ * threads, 6 interleaved runs, median wall 5.58 s with one chunk per
+ * thread, 5.77 s with 2048 rows, 5.60-6.22 s with 1024 (noisy VM). The
+ * shared counter still lets a thread that finishes first take a chunk the
+ * other has not started. */
+int a3__wconv_rows(int out, int kc, int threads)
+{
+    long per = ((long)out + threads - 1) / threads;
+    per = (per + 15) / 16 * 16;
+    long most = (long)(A3__WCONV_FLOATS / (size_t)(kc > 0 ? kc : 1));
+    if (per > most) per = most;
+    return per > out ? out : (int)per;
+}
+
 void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
                     int acc, float *buf, int threads)
 {
     size_t es = a3_dtype_size(dt);
     int ob, kc;
     a3__wconv_block(out, in, &ob, &kc);
+    if (threads > 1 && out >= 32) {
+        /* Each thread converts its own rows and multiplies them on one
+         * OpenBLAS thread: no hand-off between the pool's conversion and
+         * OpenBLAS's threads, whose idle worker otherwise spins through
+         * every conversion (perf, llama-7b shape, 512 tokens, 2 threads:
+         * sched_yield about 15% of the samples). Sums differ from the
+         * one-thread path's in round-off only (sgemm blocks a 512-row
+         * product differently from a 1024-row one; test_kernels checks
+         * both against float64). */
+        wconv_job J = {.y = y, .ldy = ldy, .rows = rows, .x = x, .dt = dt, .W = W, .in = in, .out = out,
+                       .acc = acc, .ob = a3__wconv_rows(out, kc, threads), .kc = kc, .buf = buf,
+                       .buf_per_thread = 0};
+        J.buf_per_thread = (size_t)J.ob * (size_t)kc; /* <= min(numel, A3__WCONV_FLOATS) */
+        atomic_init(&J.next, 0);
+        int prev = a3_blas_single_begin();
+        a3_pool_run(threads, wconv_part, &J);
+        a3_blas_single_end(prev);
+        return;
+    }
     for (int o0 = 0; o0 < out; o0 += ob) {
         int nb = out - o0 < ob ? out - o0 : ob;
         for (int k0 = 0; k0 < in; k0 += kc) {
@@ -142,7 +219,7 @@ int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err)
     free(s->wconv);
     s->wconv = NULL;
     if (most == 0) return A3_OK; /* F32 in place: nothing to convert */
-    most = a3__wconv_floats(most);
+    most = a3__wconv_floats(most, s->threads);
     if (!(s->wconv = a3_malloc_array(most, sizeof(float))))
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for a block of weights in float32 (%zu floats)", m->dir, most);
     return A3_OK;

@@ -97,8 +97,8 @@ typedef struct {
     /* One block of a weight matrix in float32 (a3__scratch_wconv): a
      * forward that runs every layer once converts each matrix block by
      * block right before its product (a3__gemm_wconv) instead of the whole
-     * layer up front, so it holds 8 MiB in float32, not a layer (7B: 810
-     * MB). NULL: the layer's wmat carry their f32 views (or decoding reads
+     * layer up front, so it holds 8 MiB per thread in float32, not a
+     * layer (7B: 810 MB). NULL: the layer's wmat carry their f32 views (or decoding reads
      * raw). */
     float *wconv;
 } fwd_scratch;
@@ -115,22 +115,29 @@ void a3__scratch_free(fwd_scratch *s);
 /* Elements of the largest weight matrix a forward pass must convert to
  * float32 (0 when every one is F32 used in place). */
 size_t a3__layer_convert_max(const a3_model *m);
-/* Largest block, in floats, a3__gemm_wconv converts at once (8 MiB). */
+/* Largest block, in floats, one thread of a3__gemm_wconv converts at
+ * once (8 MiB). */
 #define A3__WCONV_FLOATS ((size_t)2 << 20)
 /* Floats of buffer a3__gemm_wconv needs for any W of at most numel
- * elements: its largest block, min(numel, A3__WCONV_FLOATS). */
-size_t a3__wconv_floats(size_t numel);
-/* The block a3__gemm_wconv uses for W (out, in): ob rows by kc columns,
+ * elements on `threads` threads: threads * min(numel, A3__WCONV_FLOATS). */
+size_t a3__wconv_floats(size_t numel, int threads);
+/* The block one thread converts for W (out, in): ob rows by kc columns,
  * the whole matrix when it has at most A3__WCONV_FLOATS elements, else
  * all rows and a range of columns (kc a multiple of 16, at least 256), or
  * for W too tall for that, 256 columns of a block of rows; ob * kc <=
  * A3__WCONV_FLOATS. */
 void a3__wconv_block(int out, int in, int *ob, int *kc);
+/* Rows of W per chunk when a3__gemm_wconv runs on `threads` > 1 threads
+ * at kc columns: out / threads rounded up to whole 16-row blocks, at most
+ * out and at most A3__WCONV_FLOATS / kc. */
+int a3__wconv_rows(int out, int kc, int threads);
 /* y (rows, out; row stride ldy) = (acc ? y : 0) + x (rows, in) @ W^T for
  * W (out, in) stored as dt (F32, F16 or BF16), converted a block at a time
- * into buf (room for the block a3__wconv_block gives) and multiplied by
- * sgemm, accumulating over the blocks' column ranges; conversion on up to
- * `threads` pool threads, sgemm on OpenBLAS's. */
+ * into buf (a3__wconv_floats(out * in, threads) floats) and multiplied by
+ * sgemm, accumulating over the same column ranges (kc of
+ * a3__wconv_block) at any thread count. One thread: whole blocks, sgemm
+ * on OpenBLAS's threads as set; several: each pool thread converts and
+ * multiplies chunks of a3__wconv_rows rows with OpenBLAS at one thread. */
 void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
                     int acc, float *buf, int threads);
 /* Allocate s->wconv for the largest block a pass converts (none
