@@ -16,8 +16,8 @@ measured here (bench_membw, a threaded streaming read of 1 GiB), and (b)
 llama.cpp (node-llama-cpp, prebuilt, tests/peers) on a GGUF of the same
 model made by `a3 export`. Interleaved rounds; each run is paired with the
 bandwidth read right before and after it, and the ratio to the bound is
-the median of the runs' ratios to their own bounds (tokens/s figures are
-the best run).
+the median of the runs' ratios to their own bounds; tokens/s figures are
+medians over the rounds.
 The kernel alone (bench_matvec) against a read of the same bytes, once per
 thread count, separates the kernel from the rest of the step.
 
@@ -195,10 +195,14 @@ def membw(threads):
 def kernel_ratio(threads):
     """The matvec kernel alone on llama-1b-shaped F16 layers against a
     streaming read of the same bytes (bench_matvec): how much of the
-    bound the kernel can reach, apart from the rest of the decoding step."""
+    bound the kernel can reach, apart from the rest of the decoding step;
+    also each prefetch policy fixed, and the one the tuner chose."""
     out = run([MATVEC, "2048", "8192", "8", str(threads), "3"]).stdout
     m = re.search(r"ratio=([\d.]+)", out)
-    return float(m.group(1))
+    p = re.search(r"none_vs_read=([\d.]+) l1_vs_read=([\d.]+) l2_vs_read=([\d.]+) auto=(\S+)", out)
+    pol = f"none {float(p.group(1)):.0%}, l1 {float(p.group(2)):.0%}, l2 {float(p.group(3)):.0%}, " \
+          f"tuner chose {p.group(4)}" if p else "per-policy figures missing"
+    return float(m.group(1)), pol
 
 
 def have_llama():
@@ -333,7 +337,6 @@ def main():
     t_start, load0 = time.time(), load()
 
     # ---- decoding ------------------------------------------------------
-    dec = {}  # (model, tag, threads) -> best tokens/s
     pair = {}  # ("a3"|"ll", model, tag, threads) -> [(tokens/s, GB/s read around that run)]
     backend = "?"
     impl, bench_impl = doc.get("matvec", "?"), "?"
@@ -350,7 +353,6 @@ def main():
         b1, _ = membw(threads)
         dec_bw_all.extend((b0, b1))
         pair.setdefault(key, []).append((v, (b0 + b1) / 2))
-        dec[key] = max(dec.get(key, 0), v)
         return v
 
     for rnd in range(ROUNDS):
@@ -377,11 +379,11 @@ def main():
                  f"software prefetch as tuned by each run: {prefetch_summary()}; "
                  f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Each run is paired "
                  f"with the read bandwidth measured right before and right after it (bench_membw: "
-                 f"threaded streaming read of 1 GiB, best of plain and software-prefetched; the two "
-                 f"averaged): its bound = that bandwidth / weight bytes read per token. / bound is the "
+                 f"threaded streaming read of 1 GiB, best of plain and the kernel's two software-prefetch "
+                 f"patterns; the two averaged): its bound = that bandwidth / weight bytes read per token. / bound is the "
                  f"median over the rounds of each run's tokens/s over its own bound (range in brackets); "
-                 f"bandwidth and bound columns are the medians of a3's pairs; tok/s columns are the best "
-                 f"run, as a3 / llama.cpp. llama.cpp / bound uses the bytes of its own GGUF.")
+                 f"bandwidth, bound and tok/s columns (and the ratios of tok/s) are medians over the rounds "
+                 f"too (bandwidth: of a3's pairs). llama.cpp / bound uses the bytes of its own GGUF.")
     lines.append("")
     lines.append("| model | threads | bandwidth GB/s | weights read/token | bound tok/s | a3 tok/s | a3 / bound "
                  "| llama.cpp tok/s | llama.cpp / bound | a3 / llama.cpp |")
@@ -394,6 +396,9 @@ def main():
     def vs_bound(key, nbytes):
         r = [v * nbytes / (bw * 1e9) for v, bw in pair.get(key, [])]
         return (med(r), min(r), max(r)) if r else None
+
+    def med_rate(key):
+        return med([v for v, _ in pair[key]]) if key in pair else None
 
     def fmt_vs(t):
         return f"{t[0]:.0%} ({t[1]:.0%}-{t[2]:.0%})" if t else "n/a"
@@ -409,8 +414,8 @@ def main():
                 k = (name, tag, threads)
                 bw = med([b for _, b in pair[("a3",) + k]]) * 1e9
                 bound = bw / rd
-                a = dec.get(("a3",) + k)
-                ll = dec.get(("ll",) + k)
+                a = med_rate(("a3",) + k)
+                ll = med_rate(("ll",) + k)
                 va = vs_bound(("a3",) + k, rd)
                 vl = vs_bound(("ll",) + k, grd) if grd else None
                 paired_ratios.append(va)
@@ -426,19 +431,20 @@ def main():
         rc, _ = st_bytes(comp)
         go, gc = (gguf_bytes(ggufs[t]) if t in ggufs else None for t in ("orig", "a3"))
         for threads in THREADS:
-            so, sc = dec[("a3", name, "orig", threads)], dec[("a3", name, "a3", threads)]
+            so, sc = med_rate(("a3", name, "orig", threads)), med_rate(("a3", name, "a3", threads))
             line = (f"- {name}, {threads} thread(s): the compressed model decodes {sc / so:.2f}x as fast as "
                     f"the original in a3, for a byte ratio (original / compressed weights read per token) "
                     f"of {ro / rc:.2f}x")
-            lo, lc = dec.get(("ll", name, "orig", threads)), dec.get(("ll", name, "a3", threads))
+            lo, lc = med_rate(("ll", name, "orig", threads)), med_rate(("ll", name, "a3", threads))
             if lo and lc and go and gc:
                 line += (f"; in llama.cpp {lc / lo:.2f}x for a byte ratio of {go / gc:.2f}x (its GGUF of the "
                          f"compressed model: {gc / 1e9:.3f} GB read per token against a3's {rc / 1e9:.3f} GB; "
                          f"export zero-pads reduced QK/OV heads to the head size)")
             lines.append(line + ".")
     lines.append("- The kernel alone (bench_matvec: one decoding step's products on 8 llama-1b-shaped F16 layers, "
-                 "each layer's read and products interleaved) runs at "
-                 + ", ".join(f"{kern[t]:.0%} of the streaming read with {t} thread(s)" for t in THREADS)
+                 "reads and products taking turns, each on a layer no cache still holds) runs at "
+                 + ", ".join(f"{kern[t][0]:.0%} of the streaming read with {t} thread(s) (each prefetch "
+                             f"policy fixed: {kern[t][1]})" for t in THREADS)
                  + f" (bench_matvec's code: {bench_impl}); whatever separates a3 from the bound beyond "
                  "that is the step's other work (attention, norms, the pool's hand-offs between calls).")
     over = sum(1 for t in paired_ratios if t and t[2] > 1)
@@ -500,8 +506,9 @@ def main():
         lines.append("- a3 eval and PyTorch compute the logits of every position (the lm_head over N "
                      "rows, which eval needs for the NLL of every position; a3 also scores them); "
                      "llama.cpp only those of the last token.")
-        lines.append("- a3's time includes converting the F16 weights to float32 (8 MiB blocks, each right "
-                     "before its product, once per pass, on the pass's threads); PyTorch's excludes it (weights "
+        lines.append("- a3's time includes converting the F16 weights to float32 (blocks of at most 8 MiB "
+                     "per thread, each right before its product, once per pass; on 2 threads each thread "
+                     "converts and multiplies its own rows of each matrix); PyTorch's excludes it (weights "
                      "converted at load, not timed); llama.cpp multiplies the F16 weights directly.")
     for n_ in notes:
         lines.append(f"- {n_}")
