@@ -85,6 +85,20 @@ def load():
     return os.getloadavg()[0]
 
 
+def warm(path):
+    """Read a model's files (a directory's, or one file) into the page
+    cache before a timed run. a3 and llama.cpp map their weights and read
+    them during the timed pass, PyTorch reads them at load, untimed; the
+    bench's models (about 21 GB with the GGUFs) and PyTorch's float32 copy
+    do not all fit in this machine's page cache, so without this a3 or
+    llama.cpp would time disk reads of weights the previous run evicted."""
+    files = [os.path.join(path, f) for f in sorted(os.listdir(path))] if os.path.isdir(path) else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(16 << 20):
+                pass
+
+
 def st_bytes(model_dir):
     """Bytes of weights a decoding step reads: every tensor except the
     embedding table (one row of it) -- with tied embeddings the table is
@@ -274,6 +288,7 @@ def prefetch_summary():
 
 
 def a3_decode(model, threads):
+    warm(model)
     r = run([A3, "generate", model, "--prompt", "a", "-n", str(DECODE_N),
              "--threads", str(threads)])
     m = re.search(r"decoded (\d+) tokens in ([\d.]+) s", r.stderr)
@@ -283,12 +298,14 @@ def a3_decode(model, threads):
 
 
 def llama(gguf, mode, threads, n):
+    warm(gguf)
     r = run(["node", LLAMA_PEER, gguf, mode, str(threads), str(n), PEERS])
     m = re.search(r"tokens_per_s=([\d.]+).*cpu_backend=(\S+)", r.stdout)
     return float(m.group(1)), m.group(2)
 
 
 def a3_prefill(model, ids, n, threads):
+    warm(model)
     r = run([A3, "eval", model, "--ids", ids, "--seqlen", str(n), "--max-seqs", "1", "--threads", str(threads)])
     speed = re.search(r"speed\s+([\d.]+) tokens/s", r.stdout)
     nll = re.search(r"mean NLL\s+([\d.]+)", r.stdout)

@@ -63,11 +63,11 @@ TGT static inline float hsum(__m256 v)
  *   hardware prefetcher alone left the F16 kernel at 0.73-0.77 of a plain
  *   streaming read of the same bytes; this brought it to 0.9-1.0.
  * - A3__PF_L2: every line 8 KiB ahead into L2 (T1). On a Xeon with
- *   AVX-512 (2026-12-03) 1.1-1.2x the rate of A3__PF_L1, 1 and 2 threads,
- *   rows of 2048 and 8192 F16 weights (a one-off interleaved comparison
- *   in a scratch program, not kept); `a3 generate` llama-1b, 1 thread,
- *   interleaved: 4-12% faster (docs/PERFORMANCE.md records which policy
- *   each bench_speed run chose).
+ *   AVX-512 (2026-12-03), bench_matvec's per-policy line, against the
+ *   best streaming read: l2 109% / 93% at 1 / 2 threads, l1 103% / 82%,
+ *   none 82% / 67%; `a3 generate` llama-1b, 1 thread, interleaved: 4-12%
+ *   faster than l1 (docs/PERFORMANCE.md records which policy each
+ *   bench_speed run chose).
  * - A3__PF_NONE: the hardware prefetcher alone; on an EPYC Zen 4 the
  *   software prefetch made the kernel slower.
  * Rows are contiguous, so near a row's end this fetches the next row,
