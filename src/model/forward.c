@@ -121,13 +121,15 @@ void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const voi
          * OpenBLAS's threads, whose idle worker otherwise spins through
          * every conversion (perf, llama-7b shape, 512 tokens, 2 threads:
          * sched_yield about 15% of the samples). Sums differ from the
-         * one-thread path's in round-off only (sgemm blocks a 512-row
-         * product differently from a 1024-row one; test_kernels checks
-         * both against float64). */
+         * one-thread path's in round-off only (sgemm's own blocking and
+         * kernels depend on the shapes it is given: 1 and 2 threads gave
+         * different bits for 1024 x 4100 in test_gemm_wconv, which checks
+         * every thread count against float64). */
+        int rows_each = a3__wconv_rows(out, kc, threads);
         wconv_job J = {.y = y, .ldy = ldy, .rows = rows, .x = x, .dt = dt, .W = W, .in = in, .out = out,
-                       .acc = acc, .ob = a3__wconv_rows(out, kc, threads), .kc = kc, .buf = buf,
-                       .buf_per_thread = 0};
-        J.buf_per_thread = (size_t)J.ob * (size_t)kc; /* <= min(numel, A3__WCONV_FLOATS) */
+                       .acc = acc, .ob = rows_each, .kc = kc, .buf = buf,
+                       /* <= min(out * in, A3__WCONV_FLOATS): a3__wconv_floats' share */
+                       .buf_per_thread = (size_t)rows_each * (size_t)kc};
         atomic_init(&J.next, 0);
         int prev = a3_blas_single_begin();
         a3_pool_run(threads, wconv_part, &J);

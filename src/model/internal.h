@@ -98,8 +98,8 @@ typedef struct {
      * forward that runs every layer once converts each matrix block by
      * block right before its product (a3__gemm_wconv) instead of the whole
      * layer up front, so it holds 8 MiB per thread in float32, not a
-     * layer (7B: 810 MB). NULL: the layer's wmat carry their f32 views (or decoding reads
-     * raw). */
+     * layer (7B: 810 MB). NULL: the layer's wmat carry their f32 views
+     * (or decoding reads raw). */
     float *wconv;
 } fwd_scratch;
 
