@@ -881,6 +881,8 @@ static int qk_measured_case(const char *kind, int *ov_differs)
                 int32_t cp[A3_SEQ_QKM_CAP * 4];
                 double ce[A3_SEQ_QKM_CAP];
                 int ncand = a3_seq_qk_candidates(s, g, cp, ce), seen = 0;
+                /* a group the model does not have: none, nothing written */
+                CHECK(a3_seq_qk_candidates(s, -1, cp, ce) == 0 && a3_seq_qk_candidates(s, nkv, cp, ce) == 0);
                 for (int mask = 0; mask < 1 << half; mask++) {
                     if (__builtin_popcount((unsigned)mask) != keep) continue;
                     memcpy(mq, W.w.wq, (size_t)qw * d * 4), memcpy(mk, W.w.wk, (size_t)kw * d * 4);

@@ -184,7 +184,8 @@ void a3_seq_tokens(const a3_seq *s, int *n_windows, int *seqlen);
 const a3_layer_solver *a3_seq_solver(a3_seq *s);
 
 /* The measured QK's candidates of group g in the last solved layer:
- * returns their number n (0: the group was not measured), their kept
+ * returns their number n (0: the group was not measured, or g is not a
+ * group of the model), their kept
  * pairs into pairs (n x kept pairs, ascending; may be NULL; at most
  * A3_SEQ_QKM_CAP rows) and each one's error into err (n; may be NULL):
  * the sums of a3_seq_opts.qk_measured's error (mode OV: less

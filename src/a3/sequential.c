@@ -254,6 +254,13 @@ static void acc_qkm_ov(a3_seq *s, const float *zh, size_t rows)
     }
 }
 
+/* Element (i, j) of a symmetric P x P matrix of which only the upper
+ * triangle is filled (dsyrk). */
+static inline double upper(const double *G, int P, int i, int j)
+{
+    return i < j ? G[(size_t)i * P + j] : G[(size_t)j * P + i];
+}
+
 /* Mode OV (docs/SEQUENTIAL.md, "Measured QK"): the error of group g's
  * candidate c after what the OV phase can make up, i.e. after the
  * per-head OV solve (with the group-summed Cyy, Cyz of a3-csum, whatever
@@ -265,13 +272,6 @@ static void acc_qkm_ov(a3_seq *s, const float *zh, size_t rows)
  * (I x T)^T Xz_g W_o,g^T; the score leaves out ||t_g||^2, the same for
  * every candidate. 0 (no better than nothing) when the group keeps no OV
  * rank or the refit's system cannot be solved. */
-/* Element (i, j) of a symmetric P x P matrix of which only the upper
- * triangle is filled (dsyrk). */
-static inline double upper(const double *G, int P, int i, int j)
-{
-    return i < j ? G[(size_t)i * P + j] : G[(size_t)j * P + i];
-}
-
 static int qkm_ov_score(a3_seq *s, int l, int g, int c, const a3_layer_f32 *w, double *score, a3_err *err)
 {
     int hd = s->hd, per = s->per, d = s->d, P = per * hd, r = a3_plan_ov(s->p, l)[g], K = per * r;
@@ -1134,6 +1134,7 @@ const a3_layer_solver *a3_seq_solver(a3_seq *s) { return &s->solver; }
 
 int a3_seq_qk_candidates(const a3_seq *s, int g, int32_t *pairs, double *err)
 {
+    if (g < 0 || g >= s->nkv) return 0; /* no such group: nothing measured */
     int n = s->qkm && s->qkm_n ? s->qkm_n[g] : 0, half = s->hd / 2;
     if (n <= 1 || s->next_layer == 0) return 0;
     int keep = a3_plan_qk(s->p, s->next_layer - 1)[g] / 2;

@@ -387,10 +387,9 @@ static void attention(att_job base, int nthreads, size_t scores_per_thread)
         att_part(&R, 0, 1);
         return;
     }
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = a3_blas_single_begin();
     a3_pool_run(nthreads, att_part, &R);
-    openblas_set_num_threads(blas_threads);
+    a3_blas_single_end(blas_threads);
 }
 
 typedef struct {
