@@ -242,64 +242,158 @@ static void test_wconv_blocks(void)
         }
 }
 
-/* y = acc * y + x W^T through converted blocks, against float64 on the
- * decoded weights, in all three block regimes (including a last partial
- * column range and row block), with acc and a row stride ldy > out as the
- * logits use, on 1 thread (whole blocks, OpenBLAS's threads) and on 2 and
- * 3 (each pool thread its own row chunks, the last one partial, OpenBLAS
- * at one thread; 3 leaves the pool an odd share). Tolerance: the
- * worst-case float32 summation bound of mv_check ((in + 1) terms, whatever
- * order sgemm and the blocks add in). The buffer is exactly
- * a3__wconv_floats long and followed by a canary: a thread writing past
- * its share shows. */
+/* y = acc * y + x W^T through a3__gemm_wconv, against float64 on the
+ * decoded weights, with acc and a row stride ldy > out as the logits use,
+ * on 1, 2 and 3 threads (3 leaves the pool an odd share), by both of its
+ * paths: a3_k_gemm (AVX-512F: column ranges of 384 with a partial last
+ * one and a scalar tail at in = 4100, partial row panels at 60 and 40
+ * outputs, many row blocks at 9000, a partial token panel at 37 rows),
+ * and with the AVX2 level forced, blocks converted for sgemm in all three
+ * block regimes of a3__wconv_block. Tolerance: the worst-case float32
+ * summation bound of mv_check ((in + 1) terms, whatever order the blocks
+ * add in). a3_k_gemm's bits must not depend on the thread count (sgemm's
+ * do: OpenBLAS blocks by shape). The buffer is exactly a3__wconv_floats
+ * long and followed by a canary: a thread writing past its share shows. */
 static void test_gemm_wconv(void)
 {
     static const int shapes[][2] = {{60, 70}, {1024, 4100}, {9000, 300}, {40, 20}};
-    for (int k = 0; k < 4; k++)
-        for (int dt = 0; dt < 2; dt++)
-            for (int acc = 0; acc < 2; acc++)
-                for (int threads = 1; threads <= 3; threads++) {
-                    int out = shapes[k][0], in = shapes[k][1], rows = 37, ldy = out + 3;
-                    a3_dtype t = dt ? A3_DT_BF16 : A3_DT_F16;
-                    uint32_t s = (uint32_t)(out + in + dt);
-                    size_t nbuf = a3__wconv_floats((size_t)out * in, threads);
-                    unsigned char *w = malloc((size_t)out * in * 2);
-                    float *x = malloc((size_t)rows * in * sizeof(float)),
-                          *y = malloc((size_t)rows * ldy * sizeof(float));
-                    float *buf = malloc((nbuf + 16) * sizeof(float));
-                    double *wd = malloc((size_t)out * in * sizeof(double));
-                    if (!w || !x || !y || !buf || !wd) SKIP("out of memory");
-                    for (int i = 0; i < 16; i++) buf[nbuf + i] = -7.0f;
-                    fill_weights(t, w, (size_t)out * in, &s);
-                    for (size_t i = 0; i < (size_t)out * in; i++) wd[i] = ref_w(t, w, i);
-                    for (size_t i = 0; i < (size_t)rows * in; i++)
-                        x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
-                    for (size_t i = 0; i < (size_t)rows * ldy; i++) y[i] = (float)(i % 97) * 0.25f;
-                    a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, threads);
-                    double worst = 0;
-                    int pad = 0, canary = 0;
-                    for (int i = 0; i < 16; i++) canary += buf[nbuf + i] != -7.0f;
-                    for (int r = 0; r < rows; r++) {
-                        for (int o = out; o < ldy; o++)
-                            pad += y[(size_t)r * ldy + o] != (float)(((size_t)r * ldy + o) % 97) * 0.25f;
-                        for (int o = 0; o < out; o++) {
-                            double ref = 0, mag = 0;
-                            for (int i = 0; i < in; i++) {
-                                double p = wd[(size_t)o * in + i] * x[(size_t)r * in + i];
-                                ref += p, mag += fabs(p);
+    int levels = 0;
+    for (int lv = have_simd() == 2 ? 2 : 1; lv >= 1; lv--, levels++) {
+        set_level(lv);
+        for (int k = 0; k < 4; k++)
+            for (int dt = 0; dt < 2; dt++)
+                for (int acc = 0; acc < 2; acc++) {
+                    float *first = NULL;
+                    for (int threads = 1; threads <= 3; threads++) {
+                        int out = shapes[k][0], in = shapes[k][1], rows = 37, ldy = out + 3;
+                        a3_dtype t = dt ? A3_DT_BF16 : A3_DT_F16;
+                        uint32_t s = (uint32_t)(out + in + dt);
+                        size_t nbuf = a3__wconv_floats((size_t)out * in, (size_t)rows, threads);
+                        size_t ny = (size_t)rows * ldy;
+                        unsigned char *w = malloc((size_t)out * in * 2);
+                        float *x = malloc((size_t)rows * in * sizeof(float)), *y = malloc(ny * sizeof(float));
+                        float *buf = malloc((nbuf + 16) * sizeof(float));
+                        double *wd = malloc((size_t)out * in * sizeof(double));
+                        if (!first) first = malloc(ny * sizeof(float));
+                        if (!w || !x || !y || !buf || !wd || !first) SKIP("out of memory");
+                        for (int i = 0; i < 16; i++) buf[nbuf + i] = -7.0f;
+                        fill_weights(t, w, (size_t)out * in, &s);
+                        for (size_t i = 0; i < (size_t)out * in; i++) wd[i] = ref_w(t, w, i);
+                        for (size_t i = 0; i < (size_t)rows * in; i++)
+                            x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+                        for (size_t i = 0; i < ny; i++) y[i] = (float)(i % 97) * 0.25f;
+                        a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, threads);
+                        double worst = 0;
+                        int pad = 0, canary = 0;
+                        for (int i = 0; i < 16; i++) canary += buf[nbuf + i] != -7.0f;
+                        for (int r = 0; r < rows; r++) {
+                            for (int o = out; o < ldy; o++)
+                                pad += y[(size_t)r * ldy + o] != (float)(((size_t)r * ldy + o) % 97) * 0.25f;
+                            for (int o = 0; o < out; o++) {
+                                double ref = 0, mag = 0;
+                                for (int i = 0; i < in; i++) {
+                                    double p = wd[(size_t)o * in + i] * x[(size_t)r * in + i];
+                                    ref += p, mag += fabs(p);
+                                }
+                                double init = acc ? (double)(((size_t)r * ldy + o) % 97) * 0.25 : 0;
+                                double bound = 1.01 * (in + 1) * ldexp(1, -24) * (mag + fabs(init)) + 1e-30;
+                                double e = fabs(y[(size_t)r * ldy + o] - (ref + init)) / bound;
+                                worst = e > worst ? e : worst;
                             }
-                            double init = acc ? (double)(((size_t)r * ldy + o) % 97) * 0.25 : 0;
-                            double bound = 1.01 * (in + 1) * ldexp(1, -24) * (mag + fabs(init)) + 1e-30;
-                            double e = fabs(y[(size_t)r * ldy + o] - (ref + init)) / bound;
-                            worst = e > worst ? e : worst;
                         }
+                        CHECKF(worst <= 1 && pad == 0 && canary == 0,
+                               "level %d %dx%d %s acc=%d threads %d: error %.3g of the bound, %d padding "
+                               "written, %d canary floats overwritten",
+                               lv, out, in, dt ? "bf16" : "f16", acc, threads, worst, pad, canary);
+                        if (threads == 1) memcpy(first, y, ny * sizeof(float));
+                        else if (lv == 2)
+                            CHECKF(memcmp(first, y, ny * sizeof(float)) == 0,
+                                   "a3_k_gemm %dx%d %s acc=%d: bits differ between 1 and %d threads", out, in,
+                                   dt ? "bf16" : "f16", acc, threads);
+                        free(w), free(x), free(y), free(buf), free(wd);
                     }
-                    CHECKF(worst <= 1 && pad == 0 && canary == 0,
-                           "%dx%d %s acc=%d threads %d: error %.3g of the bound, %d padding written, "
-                           "%d canary floats overwritten",
-                           out, in, dt ? "bf16" : "f16", acc, threads, worst, pad, canary);
-                    free(w), free(x), free(y), free(buf), free(wd);
+                    free(first);
                 }
+    }
+    set_level(have_simd());
+    if (levels < 2) fprintf(stderr, "  note: no AVX-512F here: a3_k_gemm not tested, sgemm path only\n");
+}
+
+/* a3_k_gemm on its own: every token count from 1 to 25 (partial token
+ * panels of 12 on either side), W at an odd address (mmapped tensors need
+ * not be aligned), against the sgemm path's float64 bound as above; the
+ * result for a row must not depend on the other rows (bit for bit equal to
+ * that row computed alone). Refuses F32 and the forced AVX2 level without
+ * writing; in = 0 clears y (acc = 0) or leaves it. */
+static void test_k_gemm(void)
+{
+    if (have_simd() < 2) {
+        float y = 1.0f;
+        CHECK(a3_k_gemm(A3_DT_F16, &y, 1, 1, &y, 1, &y, 1, 0, &y, 1) == A3_EUNSUPPORTED && y == 1.0f);
+        SKIP("no AVX-512F here: a3_k_gemm refuses (checked)");
+    }
+    int out = 45, in = 419;
+    uint32_t s = 99;
+    unsigned char *w = malloc((size_t)out * in * 2 + 1);
+    float *x = malloc((size_t)25 * in * sizeof(float)), *y = malloc((size_t)25 * out * sizeof(float));
+    float *y1 = malloc((size_t)out * sizeof(float)), *buf = malloc(a3_k_gemm_floats(25, 2) * sizeof(float));
+    if (!w || !x || !y || !y1 || !buf) SKIP("out of memory");
+    fill_weights(A3_DT_F16, w + 1, (size_t)out * in, &s);
+    for (size_t i = 0; i < (size_t)25 * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+    int bad = 0, alone = 0;
+    for (int rows = 1; rows <= 25; rows++) {
+        CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, 2) == A3_OK);
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < out; o++) {
+                double ref = 0, mag = 0;
+                for (int i = 0; i < in; i++) {
+                    double p = ref_w(A3_DT_F16, w + 1, (size_t)o * in + i) * x[(size_t)r * in + i];
+                    ref += p, mag += fabs(p);
+                }
+                bad += fabs(y[(size_t)r * out + o] - ref) > 1.01 * (in + 1) * ldexp(1, -24) * mag + 1e-30;
+            }
+        int r = rows - 1;
+        CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x + (size_t)r * in, 1, y1, (size_t)out, 0, buf, 1) == A3_OK);
+        alone += memcmp(y1, y + (size_t)r * out, (size_t)out * sizeof(float)) != 0;
+    }
+    CHECKF(bad == 0 && alone == 0, "%d results outside the bound, %d rows differ from the row alone", bad, alone);
+    /* 1100 token rows of 4100 columns: more than the 16 MiB of x packed at
+     * once, so the columns come in two spans (the second partial), and the
+     * threads meet between them. */
+    {
+        int R = 1100, IN = 4100, O = 40;
+        unsigned char *w2 = malloc((size_t)O * IN * 2);
+        float *x2 = malloc((size_t)R * IN * sizeof(float)), *ya = malloc((size_t)R * O * sizeof(float)),
+              *yb = malloc((size_t)R * O * sizeof(float)), *b2 = malloc(a3_k_gemm_floats((size_t)R, 3) * sizeof(float));
+        if (!w2 || !x2 || !ya || !yb || !b2) SKIP("out of memory");
+        CHECK(a3_k_gemm_floats((size_t)R, 1) < (size_t)R * IN); /* the case is what it says */
+        fill_weights(A3_DT_BF16, w2, (size_t)O * IN, &s);
+        for (size_t i = 0; i < (size_t)R * IN; i++) x2[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+        CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, ya, (size_t)O, 0, b2, 1) == A3_OK);
+        CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, yb, (size_t)O, 0, b2, 3) == A3_OK);
+        int far = 0;
+        for (int r = 0; r < R; r += 7)
+            for (int o = 0; o < O; o++) {
+                double ref = 0, mag = 0;
+                for (int i = 0; i < IN; i++) {
+                    double p = ref_w(A3_DT_BF16, w2, (size_t)o * IN + i) * x2[(size_t)r * IN + i];
+                    ref += p, mag += fabs(p);
+                }
+                far += fabs(ya[(size_t)r * O + o] - ref) > 1.01 * (IN + 1) * ldexp(1, -24) * mag + 1e-30;
+            }
+        CHECKF(far == 0 && memcmp(ya, yb, (size_t)R * O * sizeof(float)) == 0,
+               "two spans: %d results outside the bound, or 1 and 3 threads differ", far);
+        free(w2), free(x2), free(ya), free(yb), free(b2);
+    }
+    for (int i = 0; i < out; i++) y1[i] = 3.0f;
+    CHECK(a3_k_gemm(A3_DT_F32, w, out, 4, x, 1, y1, (size_t)out, 0, buf, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
+    set_level(1);
+    CHECK(a3_k_gemm(A3_DT_F16, w, out, 4, x, 1, y1, (size_t)out, 0, buf, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
+    set_level(2);
+    CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 1, buf, 1) == A3_OK && y1[0] == 3.0f);
+    CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 0, buf, 1) == A3_OK && y1[0] == 0.0f &&
+          y1[out - 1] == 0.0f);
+    free(w), free(x), free(y), free(y1), free(buf);
 }
 
 static void test_matvec_against_double(void)
@@ -567,6 +661,7 @@ int main(void)
     RUN(test_convert_block);
     RUN(test_wconv_blocks);
     RUN(test_gemm_wconv);
+    RUN(test_k_gemm);
     RUN(test_matvec_against_double);
     RUN(test_matvec_threads);
     RUN(test_matvec_rows_independent);

@@ -3,8 +3,9 @@
  * Weights are read in their file dtype (F32, F16, BF16; little-endian as
  * safetensors stores them), so decoding never converts or copies a weight
  * matrix: a3_k_matvec reads the F16/BF16 bits, widens them to float in
- * registers and multiplies. Prefill converts blocks of a matrix with
- * a3_k_to_f32_2d and uses sgemm.
+ * registers and multiplies. Prefill on F16/BF16 weights runs a3_k_gemm
+ * where the AVX-512F code runs (it widens W while packing it for its own
+ * kernel); elsewhere it converts blocks with a3_k_to_f32_2d and uses sgemm.
  *
  * Implementations chosen at run time: AVX2+FMA+F16C (x86-64 CPUs that
  * have all three, checked with cpuid by the compiler's
@@ -72,6 +73,21 @@ void a3_k_prefetch_retune(void);
  * 1 MiB call yet)" (what small calls run until the tuner decides),
  * written to buf (40 bytes are enough); returns buf. */
 const char *a3_k_prefetch(char *buf, size_t size);
+
+/* Matrix times many vectors on F16/BF16 weights as stored (prefill):
+ *   y[r * ldy + o] = (acc ? y[r * ldy + o] : 0) + sum_i W[o, i] x[r * in + i]
+ * for r < rows, o < out, W (out, in) row-major, on up to `threads`
+ * threads. W is widened to float while it is packed for an AVX-512F
+ * kernel, a block of rows that stays in L2 at a time, so no float32 copy
+ * of W is made. buf: a3_k_gemm_floats(rows, threads) floats, any
+ * alignment. Each sum runs over ranges of 384 columns in order, each in
+ * order: the bits depend neither on the thread count nor on the other
+ * rows. Returns A3_OK, or A3_EUNSUPPORTED (another dtype, or no AVX-512F
+ * code now: see a3_k_impl; nothing written), where the caller converts
+ * blocks and uses sgemm instead. */
+int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
+              int acc, float *buf, int threads);
+size_t a3_k_gemm_floats(size_t rows, int threads);
 
 /* Token rows up to which the forward pass uses a3_k_matvec on the weights
  * in place; above it, it converts the layer to float32 and uses sgemm.

@@ -37,9 +37,11 @@
  * sgemm's own kernel either way (85-87% of the samples in perf). */
 #define WCONV_KMIN 256 /* columns per block at least: sgemm's own K blocks */
 
-size_t a3__wconv_floats(size_t numel, int threads)
+size_t a3__wconv_floats(size_t numel, size_t rows, int threads)
 {
-    return (numel < A3__WCONV_FLOATS ? numel : A3__WCONV_FLOATS) * (size_t)(threads > 1 ? threads : 1);
+    size_t conv = (numel < A3__WCONV_FLOATS ? numel : A3__WCONV_FLOATS) * (size_t)(threads > 1 ? threads : 1);
+    size_t own = a3_k_gemm_floats(rows, threads);
+    return conv > own ? conv : own;
 }
 
 void a3__wconv_block(int out, int in, int *ob, int *kc)
@@ -112,6 +114,7 @@ int a3__wconv_rows(int out, int kc, int threads)
 void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
                     int acc, float *buf, int threads)
 {
+    if (a3_k_gemm(dt, W, out, in, x, rows, y, ldy, acc, buf, threads) == A3_OK) return;
     size_t es = a3_dtype_size(dt);
     int ob, kc;
     a3__wconv_block(out, in, &ob, &kc);
@@ -221,7 +224,7 @@ int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err)
     free(s->wconv);
     s->wconv = NULL;
     if (most == 0) return A3_OK; /* F32 in place: nothing to convert */
-    most = a3__wconv_floats(most, s->threads);
+    most = a3__wconv_floats(most, s->rows, s->threads);
     if (!(s->wconv = a3_malloc_array(most, sizeof(float))))
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for a block of weights in float32 (%zu floats)", m->dir, most);
     return A3_OK;

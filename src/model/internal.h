@@ -119,8 +119,9 @@ size_t a3__layer_convert_max(const a3_model *m);
  * once (8 MiB). */
 #define A3__WCONV_FLOATS ((size_t)2 << 20)
 /* Floats of buffer a3__gemm_wconv needs for any W of at most numel
- * elements on `threads` threads: threads * min(numel, A3__WCONV_FLOATS). */
-size_t a3__wconv_floats(size_t numel, int threads);
+ * elements and up to `rows` token rows on `threads` threads: threads *
+ * min(numel, A3__WCONV_FLOATS), or what a3_k_gemm needs if more. */
+size_t a3__wconv_floats(size_t numel, size_t rows, int threads);
 /* The block one thread converts for W (out, in): ob rows by kc columns,
  * the whole matrix when it has at most A3__WCONV_FLOATS elements, else
  * all rows and a range of columns (kc a multiple of 16, at least 256), or
@@ -133,11 +134,13 @@ void a3__wconv_block(int out, int in, int *ob, int *kc);
 int a3__wconv_rows(int out, int kc, int threads);
 /* y (rows, out; row stride ldy) = (acc ? y : 0) + x (rows, in) @ W^T for
  * W (out, in) stored as dt (F32, F16 or BF16), converted a block at a time
- * into buf (a3__wconv_floats(out * in, threads) floats) and multiplied by
+ * into buf (a3__wconv_floats(out * in, rows, threads) floats) and multiplied by
  * sgemm, accumulating over the same column ranges (kc of
  * a3__wconv_block) at any thread count. One thread: whole blocks, sgemm
  * on OpenBLAS's threads as set; several: each pool thread converts and
- * multiplies chunks of a3__wconv_rows rows with OpenBLAS at one thread. */
+ * multiplies chunks of a3__wconv_rows rows with OpenBLAS at one thread.
+ * F16/BF16 where the AVX-512F code runs: a3_k_gemm instead (no float32
+ * copy of W; bits independent of the thread count). */
 void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
                     int acc, float *buf, int threads);
 /* Allocate s->wconv for the largest block a pass converts (none

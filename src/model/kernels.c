@@ -43,6 +43,8 @@ static int use_avx512(void)
     return avx512_state;
 }
 
+int a3__k_use_avx512(void) { return use_avx512(); }
+
 const char *a3_k_impl(void)
 {
     return use_avx512() ? "avx512f+f16c" : use_simd() ? "avx2+fma+f16c" : "scalar";

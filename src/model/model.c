@@ -241,7 +241,7 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
         return a3_err_set(err, A3_EFORMAT, "%s: non-finite logits (overflow in the final layers?)", m->dir);
     }
     int borrow = t->dtype == A3_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
-    size_t most = a3__wconv_floats((size_t)(c->vocab < VOCAB_CHUNK ? c->vocab : VOCAB_CHUNK) * d, m->threads);
+    size_t most = a3__wconv_floats((size_t)(c->vocab < VOCAB_CHUNK ? c->vocab : VOCAB_CHUNK) * d, n_rows, m->threads);
     float *buf = borrow ? NULL : a3_malloc_array(most, sizeof(float));
     if (!borrow && !buf) return a3_err_set(err, A3_ENOMEM, "%s: out of memory", m->dir);
     for (int v0 = 0; v0 < c->vocab; v0 += VOCAB_CHUNK) {

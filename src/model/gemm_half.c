@@ -1,0 +1,159 @@
+/* gemm_half: prefill products on F16/BF16 weights as stored (a3_k_gemm,
+ * include/a3/kernels.h). The weights are widened to float while they are
+ * packed for the kernel, so no separate float32 copy of W is written and
+ * read back (conversion + OpenBLAS's own packing of that copy were 12% of
+ * the samples of a 7B-shaped prefill).
+ *
+ * Blocking, as in BLIS: for each range of KC columns, x's block is packed
+ * once into panels of NR token rows (shared by the threads), then the
+ * threads take blocks of MC rows of W from a counter, each packing its
+ * block (MC x KC floats, 1.2 MB: it stays in L2) into panels of MR rows
+ * and running the micro-kernel over every token panel. Every output
+ * element is the sum over column ranges in order, each range summed over
+ * its columns in order, whatever thread computed it: the bits do not
+ * depend on the thread count. */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "a3/kernels.h"
+#include "a3/pool.h"
+#include "kernels_impl.h"
+
+#define MR A3__KG_MR
+#define NR A3__KG_NR
+/* Columns per range and most rows per block of W. Scratch program, 7B
+ * shape (512 x 4096 times 4096 x 11008 F16), one thread: KC 256-512 and
+ * MC 384-768 within the noise of each other (100-125 GFLOP/s); MC 1536
+ * (1.2 x 2 MB per block) no better. */
+#define KC 384
+#define MC 768
+/* x is packed for as many whole column ranges as fit in XCAP floats (16
+ * MiB) at once: all of a 7B projection's at 512 tokens, so the threads
+ * meet only once per matrix or few times. Packing one range at a time
+ * made them wait for each other after every range (29 times for the 7B
+ * down projection), and on this noisy VM two threads then gained 1.5x
+ * over one instead of 1.7x. */
+#define XCAP ((size_t)4 << 20)
+#define ALIGN_FLOATS 16 /* 64 bytes: panels start on cache lines */
+
+static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* Columns of x packed at once for `rows` token rows: whole ranges, at
+ * least one. */
+static size_t span_cols(size_t rows)
+{
+    size_t k = XCAP / round_up(rows, NR) / KC * KC;
+    return k > KC ? k : KC;
+}
+static size_t x_floats(size_t rows) { return span_cols(rows) * round_up(rows, NR) + ALIGN_FLOATS; }
+static size_t w_floats(void) { return (size_t)KC * MC + ALIGN_FLOATS; }
+
+size_t a3_k_gemm_floats(size_t rows, int threads)
+{
+    if (threads < 1) threads = 1;
+    if (threads > A3_POOL_MAX) threads = A3_POOL_MAX;
+    return x_floats(rows) + (size_t)threads * w_floats();
+}
+
+static float *aligned(float *p)
+{
+    uintptr_t u = (uintptr_t)p, a = ALIGN_FLOATS * sizeof(float);
+    return (float *)(void *)(((u + a - 1) / a) * a);
+}
+
+typedef struct {
+    a3_dtype dt;
+    const unsigned char *W;
+    const float *x;
+    float *y, *xp, *wp;
+    size_t ldy, rows, rp; /* rp: rows rounded up to whole panels */
+    int in, out, mc, nblocks, s0, sn, acc;
+    atomic_int next;
+} kg_job;
+
+/* x's columns [s0, s0 + sn) as KC-column ranges, each as token panels:
+ * range g (columns k0 = s0 + g KC, kc of them) at xp + g KC rp, panel tp
+ * at + tp kc NR, element [i * NR + j] = x[(tp NR + j) * in + k0 + i], zero
+ * for rows past the last. Token panels split between the threads. */
+static void pack_x_part(void *p, int t, int nt)
+{
+    kg_job *J = p;
+    long lo, hi;
+    a3_pool_split((long)(J->rp / NR), t, nt, 1, &lo, &hi);
+    for (int g = 0; g * KC < J->sn; g++) {
+        int k0 = J->s0 + g * KC, kc = J->sn - g * KC < KC ? J->sn - g * KC : KC;
+        for (long tp = lo; tp < hi; tp++) {
+            float *d = J->xp + (size_t)g * KC * J->rp + (size_t)tp * (size_t)kc * NR;
+            size_t r0 = (size_t)tp * NR;
+            int nr = J->rows - r0 < NR ? (int)(J->rows - r0) : NR;
+            if (nr < NR) memset(d, 0, (size_t)kc * NR * sizeof(float));
+            for (int j = 0; j < nr; j++) {
+                const float *s = J->x + (r0 + (size_t)j) * (size_t)J->in + k0;
+                for (int i = 0; i < kc; i++) d[(size_t)i * NR + j] = s[i];
+            }
+        }
+    }
+}
+
+/* Blocks of rows of W from the shared counter; for each, every column
+ * range of the span in order: pack the block's range, multiply it with
+ * every token panel. */
+static void gemm_part(void *p, int t, int nt)
+{
+    kg_job *J = p;
+    (void)nt;
+    float *wp = J->wp + (size_t)t * w_floats(); /* aligned: w_floats is whole lines */
+    for (;;) {
+        int b = atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
+        if (b >= J->nblocks) return;
+        int o0 = b * J->mc, mc = J->out - o0 < J->mc ? J->out - o0 : J->mc;
+        for (int g = 0; g * KC < J->sn; g++) {
+            int k0 = J->s0 + g * KC, kc = J->sn - g * KC < KC ? J->sn - g * KC : KC;
+            a3__kg_pack_w_x86(J->dt, J->W + (size_t)o0 * (size_t)J->in * 2, (size_t)J->in, mc, k0, kc, wp);
+            const float *xg = J->xp + (size_t)g * KC * J->rp;
+            for (size_t r0 = 0; r0 < J->rows; r0 += NR) {
+                int nr = J->rows - r0 < NR ? (int)(J->rows - r0) : NR;
+                const float *xb = xg + (r0 / NR) * (size_t)kc * NR;
+                float *yb = J->y + r0 * J->ldy + (size_t)o0;
+                for (int q = 0; q < mc; q += MR)
+                    a3__kg_kernel_x86(kc, wp + (size_t)q * (size_t)kc, xb, yb + q, J->ldy, nr, mc - q,
+                                      J->acc || k0 > 0);
+            }
+        }
+    }
+}
+
+int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
+              int acc, float *buf, int threads)
+{
+    if ((dt != A3_DT_F16 && dt != A3_DT_BF16) || !a3__k_use_avx512()) return A3_EUNSUPPORTED;
+    if (rows == 0 || out <= 0) return A3_OK;
+    if (in <= 0) {
+        if (!acc)
+            for (size_t r = 0; r < rows; r++) memset(y + r * ldy, 0, (size_t)out * sizeof(float));
+        return A3_OK;
+    }
+    if (threads < 1) threads = 1;
+    if (threads > A3_POOL_MAX) threads = A3_POOL_MAX;
+    /* Blocks of at most MC rows, a whole number per thread where that
+     * costs nothing (so that the last round does not leave a thread
+     * idle), each a multiple of MR rows. */
+    int per = (out + threads * MC - 1) / (threads * MC) * threads;
+    int mc = (int)round_up((size_t)((out + per - 1) / per), MR);
+    if (mc > MC) mc = MC;
+    kg_job J = {.dt = dt, .W = W, .x = x, .y = y, .ldy = ldy, .rows = rows, .rp = round_up(rows, NR), .in = in,
+                .out = out, .mc = mc, .nblocks = (out + mc - 1) / mc, .acc = acc};
+    /* both fit in a3_k_gemm_floats: the x part is whole lines long */
+    J.xp = aligned(buf);
+    J.wp = aligned(J.xp + span_cols(rows) * J.rp);
+    size_t span = span_cols(rows);
+    for (size_t s0 = 0; s0 < (size_t)in; s0 += span) {
+        J.s0 = (int)s0;
+        J.sn = (int)((size_t)in - s0 < span ? (size_t)in - s0 : span);
+        a3_pool_run(threads, pack_x_part, &J);
+        atomic_store_explicit(&J.next, 0, memory_order_relaxed);
+        a3_pool_run(threads, gemm_part, &J);
+    }
+    return A3_OK;
+}
