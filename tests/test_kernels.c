@@ -336,7 +336,7 @@ static void test_k_gemm(void)
     uint32_t s = 99;
     unsigned char *w = malloc((size_t)out * in * 2 + 1);
     float *x = malloc((size_t)25 * in * sizeof(float)), *y = malloc((size_t)25 * out * sizeof(float));
-    float *y1 = malloc((size_t)out * sizeof(float)), *buf = malloc(a3_k_gemm_floats(25, 2) * sizeof(float));
+    float *y1 = malloc((size_t)out * sizeof(float)), *buf = malloc(a3_k_gemm_floats(25, 3) * sizeof(float));
     if (!w || !x || !y || !y1 || !buf) SKIP("out of memory");
     fill_weights(A3_DT_F16, w + 1, (size_t)out * in, &s);
     for (size_t i = 0; i < (size_t)25 * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
@@ -385,6 +385,37 @@ static void test_k_gemm(void)
                "two spans: %d results outside the bound, or 1 and 3 threads differ", far);
         free(w2), free(x2), free(ya), free(yb), free(b2);
     }
+    /* Three products of the same x in one call (45, 7 and 33 outputs, F16,
+     * BF16, F16 at different row strides), acc on, 25 rows, 3 threads:
+     * each bit for bit what a3_k_gemm gives it alone on 1 thread; with an
+     * F32 one among them the call refuses and writes nothing. */
+    {
+        static const int outs[3] = {45, 7, 33};
+        a3_k_gemm_w g[3];
+        float *ys[3], *alone1[3];
+        int differ = 0;
+        for (int m = 0; m < 3; m++) {
+            size_t ld = (size_t)outs[m] + (size_t)m;
+            ys[m] = malloc((size_t)25 * ld * sizeof(float));
+            alone1[m] = malloc((size_t)25 * ld * sizeof(float));
+            if (!ys[m] || !alone1[m]) SKIP("out of memory");
+            for (size_t i = 0; i < 25 * ld; i++) ys[m][i] = alone1[m][i] = (float)(i % 13) - 6.0f;
+            g[m] = (a3_k_gemm_w){m == 1 ? A3_DT_BF16 : A3_DT_F16, w + 1 + 2 * (size_t)m, outs[m], ys[m], ld};
+        }
+        CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 1, buf, 3) == A3_OK);
+        for (int m = 0; m < 3; m++) {
+            CHECK(a3_k_gemm(g[m].dt, g[m].W, outs[m], in - 3, x, 25, alone1[m], g[m].ldy, 1, buf, 1) == A3_OK);
+            differ += memcmp(ys[m], alone1[m], 25 * g[m].ldy * sizeof(float)) != 0;
+        }
+        CHECKF(differ == 0, "%d of 3 products differ from the product alone", differ);
+        g[2].dt = A3_DT_F32;
+        float keep = ys[0][0];
+        CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 0, buf, 2) == A3_EUNSUPPORTED &&
+              memcmp(&keep, ys[0], sizeof keep) == 0);
+        CHECK(a3_k_gemm_n(0, g, in, x, 25, 0, buf, 2) == A3_EUNSUPPORTED);
+        CHECK(a3_k_gemm_n(A3_K_GEMM_MAX + 1, g, in, x, 25, 0, buf, 2) == A3_EUNSUPPORTED);
+        for (int m = 0; m < 3; m++) free(ys[m]), free(alone1[m]);
+    }
     for (int i = 0; i < out; i++) y1[i] = 3.0f;
     CHECK(a3_k_gemm(A3_DT_F32, w, out, 4, x, 1, y1, (size_t)out, 0, buf, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
     set_level(1);
@@ -394,6 +425,58 @@ static void test_k_gemm(void)
     CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 0, buf, 1) == A3_OK && y1[0] == 0.0f &&
           y1[out - 1] == 0.0f);
     free(w), free(x), free(y), free(y1), free(buf);
+}
+
+/* a3_k_matvec_n: q/k/v-like products (300, 75 and 75 rows: more than
+ * MV_PAR_MIN weights, so the threads share one queue of chunks from all
+ * three) of F16, BF16 and F32 weights, 1 and 3 vectors, acc on and off,
+ * on every code level and 1-3 threads: each result bit for bit what
+ * a3_k_matvec gives it alone; an ldy other than out or n out of range
+ * refuses without writing. */
+static void test_matvec_n(void)
+{
+    static const int outs[3] = {300, 75, 75};
+    static const a3_dtype dts[3] = {A3_DT_F16, A3_DT_BF16, A3_DT_F32};
+    int in = 260, differ = 0, cases = 0;
+    uint32_t s = 7;
+    unsigned char *w[3];
+    float *x = malloc((size_t)3 * in * sizeof(float)), *ya[3], *yb[3];
+    if (!x) SKIP("out of memory");
+    for (int m = 0; m < 3; m++) {
+        w[m] = malloc((size_t)outs[m] * in * 4);
+        ya[m] = malloc((size_t)3 * outs[m] * sizeof(float));
+        yb[m] = malloc((size_t)3 * outs[m] * sizeof(float));
+        if (!w[m] || !ya[m] || !yb[m]) SKIP("out of memory");
+        fill_weights(dts[m], w[m], (size_t)outs[m] * in, &s);
+    }
+    for (size_t i = 0; i < (size_t)3 * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+    for (int lv = 0; lv <= have_simd(); lv++)
+        for (int threads = 1; threads <= 3; threads++)
+            for (int nr = 1; nr <= 3; nr += 2)
+                for (int acc = 0; acc < 2; acc++) {
+                    set_level(lv);
+                    a3_k_gemm_w g[3];
+                    for (int m = 0; m < 3; m++) {
+                        for (int i = 0; i < 3 * outs[m]; i++) ya[m][i] = yb[m][i] = (float)i * 0.5f;
+                        g[m] = (a3_k_gemm_w){dts[m], w[m], outs[m], ya[m], (size_t)outs[m]};
+                    }
+                    CHECK(a3_k_matvec_n(3, g, in, x, nr, acc, threads) == A3_OK);
+                    for (int m = 0; m < 3; m++) {
+                        CHECK(a3_k_matvec(dts[m], w[m], outs[m], in, x, nr, yb[m], acc, 1) == A3_OK);
+                        differ += memcmp(ya[m], yb[m], (size_t)nr * outs[m] * sizeof(float)) != 0;
+                        cases++;
+                    }
+                }
+    set_level(have_simd());
+    CHECKF(differ == 0, "%d of %d products differ from a3_k_matvec alone", differ, cases);
+    a3_k_gemm_w g[2] = {{A3_DT_F16, w[0], outs[0], ya[0], (size_t)outs[0]},
+                        {A3_DT_BF16, w[1], outs[1], ya[1], (size_t)outs[1] + 1}};
+    float keep = ya[0][0];
+    CHECK(a3_k_matvec_n(2, g, in, x, 1, 0, 2) == A3_EUNSUPPORTED && memcmp(&keep, ya[0], sizeof keep) == 0);
+    CHECK(a3_k_matvec_n(0, g, in, x, 1, 0, 2) == A3_EUNSUPPORTED);
+    CHECK(a3_k_matvec_n(A3_K_GEMM_MAX + 1, g, in, x, 1, 0, 2) == A3_EUNSUPPORTED);
+    for (int m = 0; m < 3; m++) free(w[m]), free(ya[m]), free(yb[m]);
+    free(x);
 }
 
 static void test_matvec_against_double(void)
@@ -662,6 +745,7 @@ int main(void)
     RUN(test_wconv_blocks);
     RUN(test_gemm_wconv);
     RUN(test_k_gemm);
+    RUN(test_matvec_n);
     RUN(test_matvec_against_double);
     RUN(test_matvec_threads);
     RUN(test_matvec_rows_independent);

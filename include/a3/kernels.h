@@ -50,6 +50,17 @@ int a3_k_to_f32(a3_dtype dt, const void *src, size_t n, float *dst, int threads)
 int a3_k_to_f32_2d(a3_dtype dt, const void *src, size_t ld_src, size_t rows, size_t cols, float *dst,
                    size_t ld_dst, int threads);
 
+/* One of several products of the same x (a3_k_matvec_n, a3_k_gemm_n):
+ * y (rows, out; row stride ldy) from W (out, in) of dtype dt. */
+#define A3_K_GEMM_MAX 4
+typedef struct {
+    a3_dtype dt;
+    const void *W;
+    int out;
+    float *y;
+    size_t ldy;
+} a3_k_gemm_w;
+
 /* Matrix times a few vectors, W (out, in) row-major of dtype dt:
  *   y[r * out + o] = (acc ? y[r * out + o] : 0) + sum_i W[o, i] x[r * in + i]
  * for r < nrows, o < out, on up to `threads` threads (rows of W are split
@@ -59,6 +70,12 @@ int a3_k_to_f32_2d(a3_dtype dt, const void *src, size_t ld_src, size_t rows, siz
  * Returns A3_OK or A3_EUNSUPPORTED. */
 int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int nrows,
                 float *y, int acc, int threads);
+/* The same for n <= A3_K_GEMM_MAX matrices and the same x (q, k and v;
+ * gate and up) in one call: one wake-up of the threads instead of n, their
+ * rows taken from one queue; each result bit for bit what a3_k_matvec
+ * gives it. ldy must equal out. Returns A3_OK or A3_EUNSUPPORTED (a dtype,
+ * an ldy, or n; nothing written). */
+int a3_k_matvec_n(int n, const a3_k_gemm_w *w, int in, const float *x, int nrows, int acc, int threads);
 
 /* The matvec's software prefetch policy: "none", "l1" (2 KiB ahead into
  * L1), "l2" (8 KiB ahead into L2) or "auto" (default: the first large
@@ -87,7 +104,21 @@ const char *a3_k_prefetch(char *buf, size_t size);
  * blocks and uses sgemm instead. */
 int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
               int acc, float *buf, int threads);
+/* Several products of the same x at once (q, k, v; gate and up): x is
+ * packed once for all of them and their row blocks share
+ * one queue, so the threads meet once per span of columns instead of once
+ * per product. Each product is bit for bit what a3_k_gemm gives it alone.
+ * Returns A3_EUNSUPPORTED (nothing written) when a3_k_gemm would refuse
+ * any of them, or n is not in [1, A3_K_GEMM_MAX]. */
+int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
+                int threads);
+/* Floats of buf a3_k_gemm and a3_k_gemm_n need: x packed for up to 16 MiB of its columns
+ * at once, plus 1.2 MB per thread for a block of W. */
 size_t a3_k_gemm_floats(size_t rows, int threads);
+/* What prefill runs on F16/BF16 weights now: "avx512f (own GEMM, ...)"
+ * when a3_k_gemm runs, else "weights converted to float32 in blocks,
+ * OpenBLAS sgemm". */
+const char *a3_k_gemm_impl(void);
 
 /* Token rows up to which the forward pass uses a3_k_matvec on the weights
  * in place; above it, it converts the layer to float32 and uses sgemm.

@@ -225,6 +225,7 @@ int a3_cmd_doctor(int argc, char **argv)
     if (threads > def_threads)
         kv("", "warning: more threads than the %d usable cores (oversubscribed)", def_threads);
     kv("matvec", "%s (decoding, on the stored weights)", a3_k_impl());
+    kv("prefill", "%s", a3_k_gemm_impl());
     char pfb[40];
     const char *pf = a3_k_prefetch(pfb, sizeof pfb);
     if (!strstr(pf, "(fixed)"))
@@ -234,8 +235,7 @@ int a3_cmd_doctor(int argc, char **argv)
         if (sp) *sp = '\0';
         kv("prefetch", "%s (fixed by A3_MATVEC_PREFETCH)", pfb);
     }
-    kv("thread split", "GEMM %d OpenBLAS threads; attention %d workers, OpenBLAS at 1", threads,
-       threads);
+    kv("thread split", "GEMM %d threads; attention %d workers, OpenBLAS at 1", threads, threads);
 
     /* LAPACKE */
     printf("\nLAPACKE\n");

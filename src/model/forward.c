@@ -180,6 +180,31 @@ static void linear(float *y, const float *x, const wmat *W, size_t rows, int in,
                      acc ? 1.0f : 0.0f, y, out);
 }
 
+/* y[i] = x @ W[i]^T for n products of the same x (q, k, v; gate, up).
+ * When linear() would take the same kernel for all of them, one call does
+ * them all: a3_k_matvec_n (decoding) wakes the threads once instead of n
+ * times, a3_k_gemm_n (prefill on stored F16/BF16 weights) packs x once
+ * and lets the threads meet once; each result is bit for bit what the
+ * kernel gives it alone. Otherwise (a float32 view, an F32 file, another
+ * CPU) one linear() each. */
+static void linear_same_x(int n, float *const *y, const float *x, const wmat *const *W, const int *out,
+                          size_t rows, int in, const fwd_scratch *s)
+{
+    a3_k_gemm_w g[A3_K_GEMM_MAX];
+    int mv = 1, gemm = rows > A3_K_MATVEC_ROWS && s->wconv && !s->fixed_tiles;
+    for (int i = 0; i < n && i < A3_K_GEMM_MAX; i++) {
+        /* linear()'s tests: the matvec, or a3__gemm_wconv on the stored weights */
+        mv = mv && (rows <= A3_K_MATVEC_ROWS || (!W[i]->f32 && (!s->wconv || s->fixed_tiles)));
+        gemm = gemm && !W[i]->f32;
+        g[i] = (a3_k_gemm_w){W[i]->dt, W[i]->raw, out[i], y[i], (size_t)out[i]};
+    }
+    if (n <= A3_K_GEMM_MAX && rows > 0 && in > 0) {
+        if (mv && a3_k_matvec_n(n, g, in, x, (int)rows, 0, s->threads) == A3_OK) return;
+        if (gemm && a3_k_gemm_n(n, g, in, x, rows, 0, s->wconv, s->threads) == A3_OK) return;
+    }
+    for (int i = 0; i < n; i++) linear(y[i], x, W[i], rows, in, out[i], 0, s);
+}
+
 static void add_bias(float *y, const float *b, size_t rows, int out)
 {
     if (!b) return;
@@ -435,9 +460,12 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
 
     int T = s->threads;
     a3_k_rmsnorm(s->xn, x, w->attn_norm, rows, c->d, c->rms_eps, T);
-    linear(s->q, s->xn, &w->wq, rows, c->d, sh->q_out, 0, s);
-    linear(s->k, s->xn, &w->wk, rows, c->d, sh->k_out, 0, s);
-    linear(s->v, s->xn, &w->wv, rows, c->d, sh->v_out, 0, s);
+    {
+        float *const ys[3] = {s->q, s->k, s->v};
+        const wmat *const ws[3] = {&w->wq, &w->wk, &w->wv};
+        const int outs[3] = {sh->q_out, sh->k_out, sh->v_out};
+        linear_same_x(3, ys, s->xn, ws, outs, rows, c->d, s);
+    }
     add_bias(s->q, w->bq, rows, sh->q_out);
     add_bias(s->k, w->bk, rows, sh->k_out);
     add_bias(s->v, w->bv, rows, sh->v_out);
@@ -462,8 +490,12 @@ int a3__layer_forward(const a3_model *m, int l, const layer_weights *w, float *x
     linear(x, s->z, &w->wo, rows, sh->o_in, c->d, 1, s);
 
     a3_k_rmsnorm(s->xn, x, w->mlp_norm, rows, c->d, c->rms_eps, T);
-    linear(s->g, s->xn, &w->wg, rows, c->d, sh->ff, 0, s);
-    linear(s->u, s->xn, &w->wu, rows, c->d, sh->ff, 0, s);
+    {
+        float *const ys[2] = {s->g, s->u};
+        const wmat *const ws[2] = {&w->wg, &w->wu};
+        const int outs[2] = {sh->ff, sh->ff};
+        linear_same_x(2, ys, s->xn, ws, outs, rows, c->d, s);
+    }
     swiglu(s->g, s->u, rows, (size_t)sh->ff, T);
     if (hk && hk->on_u && (hrc = hk->on_u(hk->ctx, l, s->g, rows))) return hrc;
     if (hk && hk->edit_u && (hrc = hk->edit_u(hk->ctx, l, s->g, rows))) return hrc;

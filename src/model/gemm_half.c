@@ -56,6 +56,12 @@ size_t a3_k_gemm_floats(size_t rows, int threads)
     return x_floats(rows) + (size_t)threads * w_floats();
 }
 
+const char *a3_k_gemm_impl(void)
+{
+    return a3__k_use_avx512() ? "avx512f (own GEMM, weights widened while packed)"
+                              : "weights converted to float32 in blocks, OpenBLAS sgemm";
+}
+
 static float *aligned(float *p)
 {
     uintptr_t u = (uintptr_t)p, a = ALIGN_FLOATS * sizeof(float);
@@ -63,12 +69,13 @@ static float *aligned(float *p)
 }
 
 typedef struct {
-    a3_dtype dt;
-    const unsigned char *W;
+    const a3_k_gemm_w *w;
+    int n;
+    int mc[A3_K_GEMM_MAX], first[A3_K_GEMM_MAX + 1]; /* first[m]: matrix m's first block number */
     const float *x;
-    float *y, *xp, *wp;
-    size_t ldy, rows, rp; /* rp: rows rounded up to whole panels */
-    int in, out, mc, nblocks, s0, sn, acc;
+    float *xp, *wp;
+    size_t rows, rp; /* rp: rows rounded up to whole panels */
+    int in, s0, sn, acc;
     atomic_int next;
 } kg_job;
 
@@ -96,9 +103,9 @@ static void pack_x_part(void *p, int t, int nt)
     }
 }
 
-/* Blocks of rows of W from the shared counter; for each, every column
- * range of the span in order: pack the block's range, multiply it with
- * every token panel. */
+/* Blocks of rows of the matrices, numbered one after the other, from the
+ * shared counter; for each, every column range of the span in order: pack
+ * the block's range, multiply it with every token panel. */
 static void gemm_part(void *p, int t, int nt)
 {
     kg_job *J = p;
@@ -106,44 +113,55 @@ static void gemm_part(void *p, int t, int nt)
     float *wp = J->wp + (size_t)t * w_floats(); /* aligned: w_floats is whole lines */
     for (;;) {
         int b = atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
-        if (b >= J->nblocks) return;
-        int o0 = b * J->mc, mc = J->out - o0 < J->mc ? J->out - o0 : J->mc;
+        if (b >= J->first[J->n]) return;
+        int m = 0;
+        while (b >= J->first[m + 1]) m++;
+        const a3_k_gemm_w *w = &J->w[m];
+        int o0 = (b - J->first[m]) * J->mc[m], mc = w->out - o0 < J->mc[m] ? w->out - o0 : J->mc[m];
+        const unsigned char *W = (const unsigned char *)w->W + (size_t)o0 * (size_t)J->in * 2;
         for (int g = 0; g * KC < J->sn; g++) {
             int k0 = J->s0 + g * KC, kc = J->sn - g * KC < KC ? J->sn - g * KC : KC;
-            a3__kg_pack_w_x86(J->dt, J->W + (size_t)o0 * (size_t)J->in * 2, (size_t)J->in, mc, k0, kc, wp);
+            a3__kg_pack_w_x86(w->dt, W, (size_t)J->in, mc, k0, kc, wp);
             const float *xg = J->xp + (size_t)g * KC * J->rp;
             for (size_t r0 = 0; r0 < J->rows; r0 += NR) {
                 int nr = J->rows - r0 < NR ? (int)(J->rows - r0) : NR;
                 const float *xb = xg + (r0 / NR) * (size_t)kc * NR;
-                float *yb = J->y + r0 * J->ldy + (size_t)o0;
+                float *yb = w->y + r0 * w->ldy + (size_t)o0;
                 for (int q = 0; q < mc; q += MR)
-                    a3__kg_kernel_x86(kc, wp + (size_t)q * (size_t)kc, xb, yb + q, J->ldy, nr, mc - q,
+                    a3__kg_kernel_x86(kc, wp + (size_t)q * (size_t)kc, xb, yb + q, w->ldy, nr, mc - q,
                                       J->acc || k0 > 0);
             }
         }
     }
 }
 
-int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
-              int acc, float *buf, int threads)
+int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
+                int threads)
 {
-    if ((dt != A3_DT_F16 && dt != A3_DT_BF16) || !a3__k_use_avx512()) return A3_EUNSUPPORTED;
-    if (rows == 0 || out <= 0) return A3_OK;
+    if (n < 1 || n > A3_K_GEMM_MAX || !a3__k_use_avx512()) return A3_EUNSUPPORTED;
+    for (int m = 0; m < n; m++)
+        if (w[m].dt != A3_DT_F16 && w[m].dt != A3_DT_BF16) return A3_EUNSUPPORTED;
+    if (rows == 0) return A3_OK;
     if (in <= 0) {
-        if (!acc)
-            for (size_t r = 0; r < rows; r++) memset(y + r * ldy, 0, (size_t)out * sizeof(float));
+        for (int m = 0; m < n; m++)
+            if (!acc && w[m].out > 0)
+                for (size_t r = 0; r < rows; r++) memset(w[m].y + r * w[m].ldy, 0, (size_t)w[m].out * sizeof(float));
         return A3_OK;
     }
     if (threads < 1) threads = 1;
     if (threads > A3_POOL_MAX) threads = A3_POOL_MAX;
-    /* Blocks of at most MC rows, a whole number per thread where that
-     * costs nothing (so that the last round does not leave a thread
-     * idle), each a multiple of MR rows. */
-    int per = (out + threads * MC - 1) / (threads * MC) * threads;
-    int mc = (int)round_up((size_t)((out + per - 1) / per), MR);
-    if (mc > MC) mc = MC;
-    kg_job J = {.dt = dt, .W = W, .x = x, .y = y, .ldy = ldy, .rows = rows, .rp = round_up(rows, NR), .in = in,
-                .out = out, .mc = mc, .nblocks = (out + mc - 1) / mc, .acc = acc};
+    kg_job J = {.w = w, .n = n, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
+    for (int m = 0; m < n; m++) {
+        /* Blocks of at most MC rows, a whole number per thread where that
+         * costs nothing (so that the last round does not leave a thread
+         * idle), each a multiple of MR rows. */
+        int out = w[m].out > 0 ? w[m].out : 0;
+        int per = (out + threads * MC - 1) / (threads * MC) * threads;
+        int mc = per > 0 ? (int)round_up((size_t)((out + per - 1) / per), MR) : MR;
+        J.mc[m] = mc > MC ? MC : mc;
+        J.first[m + 1] = J.first[m] + (out + J.mc[m] - 1) / J.mc[m];
+    }
+    if (J.first[n] == 0) return A3_OK;
     /* both fit in a3_k_gemm_floats: the x part is whole lines long */
     J.xp = aligned(buf);
     J.wp = aligned(J.xp + span_cols(rows) * J.rp);
@@ -156,4 +174,11 @@ int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_
         a3_pool_run(threads, gemm_part, &J);
     }
     return A3_OK;
+}
+
+int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
+              int acc, float *buf, int threads)
+{
+    a3_k_gemm_w w = {dt, W, out, y, ldy};
+    return a3_k_gemm_n(1, &w, in, x, rows, acc, buf, threads);
 }

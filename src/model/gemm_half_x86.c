@@ -131,6 +131,9 @@ void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int mc, i
  * i in order. The macros keep every accumulator a named register (as
  * arrays GCC left them in memory at -O2: 46 against 116 GFLOP/s in the
  * scratch program). */
+#ifndef KG_PFA
+#define KG_PFA 8
+#endif
 #define KG_ACC(j) __m512 c##j##a = _mm512_setzero_ps(), c##j##b = _mm512_setzero_ps()
 #define KG_FMA(j)                                                                                          \
     do {                                                                                                   \
@@ -154,7 +157,13 @@ TGT5 void a3__kg_kernel_x86(int kc, const float *a, const float *b, float *c, si
 {
     KG_ACC(0); KG_ACC(1); KG_ACC(2); KG_ACC(3); KG_ACC(4); KG_ACC(5);
     KG_ACC(6); KG_ACC(7); KG_ACC(8); KG_ACC(9); KG_ACC(10); KG_ACC(11);
+    for (int j = 0; j < nt; j++) {
+        _mm_prefetch((const char *)(c + (size_t)j * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)j * ldc + 16), _MM_HINT_T0);
+    }
     for (int i = 0; i < kc; i++, a += MR, b += NR) {
+        _mm_prefetch((const char *)(a + KG_PFA * MR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + KG_PFA * MR + 16), _MM_HINT_T0);
         __m512 a0 = _mm512_loadu_ps(a), a1 = _mm512_loadu_ps(a + 16);
         KG_FMA(0); KG_FMA(1); KG_FMA(2); KG_FMA(3); KG_FMA(4); KG_FMA(5);
         KG_FMA(6); KG_FMA(7); KG_FMA(8); KG_FMA(9); KG_FMA(10); KG_FMA(11);

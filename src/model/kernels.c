@@ -262,26 +262,34 @@ static void pf_end(int p, size_t bytes, double sec)
     pthread_mutex_unlock(&tune_mu);
 }
 
+/* One matrix of a call (a3_k_matvec: one; a3_k_matvec_n: up to
+ * A3_K_GEMM_MAX with the same x). */
 typedef struct {
     a3_dtype dt;
     const unsigned char *W;
-    int out, in, nrows, acc, simd, avx512, pf;
-    const float *x;
+    int out;
     float *y;
-    atomic_long next; /* first row of the next chunk not yet taken */
-    long chunk;       /* rows per chunk, a multiple of 16 */
+    long chunk; /* rows per chunk, a multiple of 16 */
+} mv_mat;
+
+typedef struct {
+    mv_mat m[A3_K_GEMM_MAX];
+    long first[A3_K_GEMM_MAX + 1]; /* first[i]: matrix i's first chunk number */
+    int n, in, nrows, acc, simd, avx512, pf;
+    const float *x;
+    atomic_long next; /* the next chunk number not yet taken */
 } mv_job;
 
-static void mv_scalar(const mv_job *J, int o0, int o1)
+static void mv_scalar(const mv_job *J, const mv_mat *M, int o0, int o1)
 {
-    size_t es = a3_dtype_size(J->dt);
+    size_t es = a3_dtype_size(M->dt);
     for (int o = o0; o < o1; o++) {
-        const unsigned char *w = J->W + (size_t)o * J->in * es;
+        const unsigned char *w = M->W + (size_t)o * J->in * es;
         for (int r = 0; r < J->nrows; r++) {
             const float *x = J->x + (size_t)r * J->in;
             float s = 0;
-            for (int i = 0; i < J->in; i++) s += elem(J->dt, w, (size_t)i) * x[i];
-            float *yo = J->y + (size_t)r * J->out + o;
+            for (int i = 0; i < J->in; i++) s += elem(M->dt, w, (size_t)i) * x[i];
+            float *yo = M->y + (size_t)r * M->out + o;
             *yo = J->acc ? *yo + s : s;
         }
     }
@@ -294,49 +302,75 @@ static void mv_scalar(const mv_job *J, int o0, int o1)
  * neither thread sits idle waiting for the other. Each row is still
  * computed by one thread in a fixed order, so the bits do not depend on
  * which thread took it. Chunks of whole 16-row blocks: whole cache lines
- * of y per thread (no false sharing). */
+ * of y per thread (no false sharing). The chunks of several matrices are
+ * numbered one after the other: one wake-up serves all of them. */
 static void mv_part(void *p, int t, int nt)
 {
     mv_job *J = p;
     (void)t, (void)nt;
     for (;;) {
-        long lo = atomic_fetch_add_explicit(&J->next, J->chunk, memory_order_relaxed);
-        if (lo >= J->out) return;
-        long hi = lo + J->chunk < J->out ? lo + J->chunk : J->out;
+        long c = atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
+        if (c >= J->first[J->n]) return;
+        int i = 0;
+        while (c >= J->first[i + 1]) i++;
+        const mv_mat *M = &J->m[i];
+        long lo = (c - J->first[i]) * M->chunk, hi = lo + M->chunk < M->out ? lo + M->chunk : M->out;
         if (J->simd)
-            a3__k_matvec_x86(J->dt, J->W, J->out, J->in, J->x, J->nrows, J->y, J->acc, (int)lo, (int)hi,
+            a3__k_matvec_x86(M->dt, M->W, M->out, J->in, J->x, J->nrows, M->y, J->acc, (int)lo, (int)hi,
                              J->avx512, J->pf);
-        else mv_scalar(J, (int)lo, (int)hi);
+        else mv_scalar(J, M, (int)lo, (int)hi);
     }
 }
 
-/* Below this many weights a matrix is not worth waking a second thread. */
+/* Below this many weights a call is not worth waking a second thread. */
 #define MV_PAR_MIN (1 << 15)
 
-int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int nrows, float *y,
-                int acc, int threads)
+int a3_k_matvec_n(int n, const a3_k_gemm_w *w, int in, const float *x, int nrows, int acc, int threads)
 {
-    if (!supported(dt)) return A3_EUNSUPPORTED;
-    if (out <= 0 || nrows <= 0) return A3_OK;
+    if (n < 1 || n > A3_K_GEMM_MAX) return A3_EUNSUPPORTED;
+    for (int i = 0; i < n; i++)
+        if (!supported(w[i].dt) || (w[i].out > 0 && w[i].ldy != (size_t)w[i].out)) return A3_EUNSUPPORTED;
+    if (nrows <= 0) return A3_OK;
     if (in <= 0) { /* empty sum */
-        if (!acc)
-            for (int r = 0; r < nrows; r++) memset(y + (size_t)r * out, 0, (size_t)out * sizeof(float));
+        for (int i = 0; i < n; i++)
+            if (!acc && w[i].out > 0)
+                for (int r = 0; r < nrows; r++) memset(w[i].y + (size_t)r * w[i].out, 0, (size_t)w[i].out * sizeof(float));
         return A3_OK;
     }
-    mv_job J = {dt, W, out, in, nrows, acc, use_simd(), use_avx512(), 0, x, y, 0, out};
-    int nt = (size_t)out * (size_t)in < MV_PAR_MIN ? 1 : threads;
-    if (nt > out / 16) nt = out / 16 > 0 ? out / 16 : 1;
-    /* about 8 chunks per share, at least 16 rows */
-    if (nt > 1) J.chunk = ((long)out / (8L * nt) + 15) / 16 * 16;
-    if (J.chunk < 16) J.chunk = 16;
+    mv_job J = {.n = n, .in = in, .nrows = nrows, .acc = acc, .simd = use_simd(), .avx512 = use_avx512(), .x = x};
+    long rows = 0;
+    size_t bytes = 0, weights = 0;
+    for (int i = 0; i < n; i++) {
+        int out = w[i].out > 0 ? w[i].out : 0;
+        rows += out;
+        weights += (size_t)out * (size_t)in;
+        bytes += (size_t)out * (size_t)in * a3_dtype_size(w[i].dt);
+    }
+    if (rows == 0) return A3_OK;
+    int nt = weights < MV_PAR_MIN ? 1 : threads;
+    if (nt > rows / 16) nt = rows / 16 > 0 ? (int)(rows / 16) : 1;
+    for (int i = 0; i < n; i++) {
+        int out = w[i].out > 0 ? w[i].out : 0;
+        /* about 8 chunks per share, at least 16 rows */
+        long chunk = nt > 1 ? ((long)out / (8L * nt) + 15) / 16 * 16 : out;
+        if (chunk < 16) chunk = 16;
+        J.m[i] = (mv_mat){w[i].dt, w[i].W, out, w[i].y, chunk};
+        J.first[i + 1] = J.first[i] + (out + chunk - 1) / chunk;
+    }
     atomic_init(&J.next, 0);
-    size_t bytes = (size_t)out * (size_t)in * a3_dtype_size(dt);
     int timed = 0; /* the scalar code does not prefetch: nothing to tune */
     if (J.simd) J.pf = pf_begin(bytes, &timed);
     double t0 = timed ? a3_now() : 0;
     a3_pool_run(nt, mv_part, &J);
     if (timed) pf_end(J.pf, bytes, a3_now() - t0);
     return A3_OK;
+}
+
+int a3_k_matvec(a3_dtype dt, const void *W, int out, int in, const float *x, int nrows, float *y,
+                int acc, int threads)
+{
+    a3_k_gemm_w w = {dt, W, out, y, (size_t)(out > 0 ? out : 0)};
+    return a3_k_matvec_n(1, &w, in, x, nrows, acc, threads);
 }
 
 /* ---- RMSNorm --------------------------------------------------------------- */
