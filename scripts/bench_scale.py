@@ -500,7 +500,9 @@ def report(R, busy_before, elapsed, args):
       "`bench_forward`: best of 3 passes; FLOPs count the linear layers (2 per weight per token) and causal "
       "attention (2 x mean visible keys x (r_qk + r_ov) per head), not the lm_head. `bench_fwdgemm` times the "
       "linear layers' sgemm calls inside the pass and the conversion of the F16 weights to float32 that the pass "
-      "does once per layer.")
+      "does once per layer. Where a3's own AVX-512F GEMM runs (`a3 doctor`, line prefill), prefill on F16 "
+      "weights makes no sgemm calls, so bench_fwdgemm turns it off: its columns describe the conversion + "
+      "sgemm path; the speed section (`make bench`) times the default.")
     w("")
     w("| model | tokens (T x B) | tok/s | GFLOP/s | % of sgemm | linear GEMMs: GFLOP/s | % of sgemm | "
       "GEMM share of the pass | F16 -> F32 share |")

@@ -27,6 +27,8 @@ float32 weights, logits of every position), N = 512 and 2048, 1 and 2
 threads, interleaved, best of A3_BENCH_PREFILL_ROUNDS for a3 and PyTorch
 (one run of llama.cpp), as ratios. a3's and PyTorch's NLLs on
 the same ids are compared as a check that both computed the same thing.
+One product alone (bench_gemm) compares a3's prefill GEMM with
+conversion + sgemm and with sgemm on float32 weights (PyTorch's case).
 
 Writes its section of docs/PERFORMANCE.md between the speed markers and
 prints it. Environment: BUILD (build dir), A3_BENCH_DIR (scratch for the
@@ -53,6 +55,7 @@ BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 A3 = os.path.join(BUILD, "a3")
 MEMBW = os.path.join(BUILD, "bench", "bench_membw")
 MATVEC = os.path.join(BUILD, "bench", "bench_matvec")
+GEMM = os.path.join(BUILD, "bench", "bench_gemm")
 WORK = os.path.abspath(os.environ.get("A3_BENCH_DIR", os.path.join(BUILD, "bench-speed")))
 KEEP = os.environ.get("A3_BENCH_KEEP") == "1"
 ROUNDS = int(os.environ.get("A3_BENCH_ROUNDS", "3"))
@@ -197,6 +200,8 @@ def doctor():
     d = {"gflops": float(m.group(1)), "kernel": m.group(2), "threads": int(m.group(3))} if m else {}
     mv = re.search(r"^\s*matvec\s+(\S+)", out, re.M)  # the a3 binary's own decoding kernel
     d["matvec"] = mv.group(1) if mv else "?"
+    pf = re.search(r"^\s*prefill\s+(.+)$", out, re.M)  # what F16/BF16 prefill products run on
+    d["prefill"] = pf.group(1).strip() if pf else "?"
     return d
 
 
@@ -217,6 +222,19 @@ def kernel_ratio(threads):
     pol = f"none {float(p.group(1)):.0%}, l1 {float(p.group(2)):.0%}, l2 {float(p.group(3)):.0%}, " \
           f"tuner chose {p.group(4)}" if p else "per-policy figures missing"
     return float(m.group(1)), pol
+
+
+def gemm_ratios(threads):
+    """One prefill product alone (bench_gemm, the llama-7b gate/up shape at
+    512 tokens): a3_k_gemm against conversion + sgemm and against sgemm on
+    a float32 copy made beforehand (PyTorch's case), medians of the ratios
+    of runs made back to back."""
+    if not os.path.exists(GEMM):
+        return None
+    out = run([GEMM, "512", "4096", "11008", str(threads), "5"]).stdout
+    m = re.search(r"own ([\d.]+)\s+conv ([\d.]+)\s+sgemm ([\d.]+) GFLOP/s; own/conv ([\d.]+)x\s+own/sgemm ([\d.]+)x",
+                  out)
+    return tuple(float(g) for g in m.groups()) if m else None
 
 
 def have_llama():
@@ -523,10 +541,24 @@ def main():
         lines.append("- a3 eval and PyTorch compute the logits of every position (the lm_head over N "
                      "rows, which eval needs for the NLL of every position; a3 also scores them); "
                      "llama.cpp only those of the last token.")
-        lines.append("- a3's time includes converting the F16 weights to float32 (blocks of at most 8 MiB "
-                     "per thread, each right before its product, once per pass; on 2 threads each thread "
-                     "converts and multiplies its own rows of each matrix); PyTorch's excludes it (weights "
-                     "converted at load, not timed); llama.cpp multiplies the F16 weights directly.")
+        path = doc.get("prefill", "?")
+        if path.startswith("avx512"):
+            lines.append("- a3's time includes widening the F16 weights: its own AVX-512F GEMM (a3_k_gemm) "
+                         "converts each block of W to float while packing it for the kernel, once per pass, "
+                         "with no float32 copy of W; PyTorch's excludes it (weights converted at load, not "
+                         "timed, and held in float32); llama.cpp multiplies the F16 weights directly.")
+        else:
+            lines.append(f"- a3's prefill path here: {path} (blocks of at most 8 MiB per thread, each right "
+                         "before its product, once per pass, timed); PyTorch's excludes the conversion (weights "
+                         "converted at load, not timed); llama.cpp multiplies the F16 weights directly.")
+        gr = {t: gemm_ratios(t) for t in THREADS}
+        if all(gr.values()):
+            lines.append("- The product alone (bench_gemm: 512 x 4096 times the 11008 x 4096 F16 gate "
+                         "matrix, 5 rounds, W in 8 copies taken in turn so none comes from the cache): "
+                         + "; ".join(f"{t} thread(s) a3_k_gemm {g[0]:.0f}, conversion + sgemm {g[1]:.0f}, "
+                                     f"sgemm on a float32 copy {g[2]:.0f} GFLOP/s (ratios run by run: "
+                                     f"{g[3]:.2f}x and {g[4]:.2f}x)" for t, g in gr.items())
+                         + ". The last is PyTorch's product once its weights are float32.")
     for n_ in notes:
         lines.append(f"- {n_}")
     lines.append(f"- total {time.time() - t_start:.0f} s; load average at the end {load():.1f} "

@@ -2,8 +2,10 @@
  *
  * x (rows, d) -> x + attn(rmsnorm(x)) -> x + mlp(rmsnorm(x)), rows =
  * n_seq * seqlen. With more than A3_K_MATVEC_ROWS rows every projection is
- * one sgemm over all rows on the float32 layer; with fewer (decoding) it is
- * a3_k_matvec on the weights as stored. Attention runs per (sequence, head)
+ * one GEMM over all rows (a3_k_gemm on stored F16/BF16 weights where the
+ * AVX-512F code runs, else sgemm on float32); with fewer (decoding) it is
+ * a3_k_matvec on the weights as stored. q, k, v and gate, up each go in
+ * one call (linear_same_x). Attention runs per (sequence, head)
  * task on the pool's threads with OpenBLAS set to one thread meanwhile, so
  * the two levels of parallelism never oversubscribe the cores; norms, RoPE
  * and the SwiGLU product are split over rows on the same threads. Causal
@@ -24,7 +26,8 @@
 
 #define ATT_BLOCK 64
 
-/* Products on F16/BF16 weights convert W one block at a time (all of its
+/* Where a3_k_gemm does not run (no AVX-512F, or forced off), products on
+ * F16/BF16 weights convert W one block at a time (all of its
  * rows and a range of its columns, or, for very tall W, a block of rows)
  * and multiply each block right after converting it, accumulating over
  * the column ranges. A block is at most A3__WCONV_FLOATS (8 MiB), so it is

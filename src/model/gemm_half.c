@@ -4,14 +4,16 @@
  * read back (conversion + OpenBLAS's own packing of that copy were 12% of
  * the samples of a 7B-shaped prefill).
  *
- * Blocking, as in BLIS: for each range of KC columns, x's block is packed
- * once into panels of NR token rows (shared by the threads), then the
- * threads take blocks of MC rows of W from a counter, each packing its
- * block (MC x KC floats, 1.2 MB: it stays in L2) into panels of MR rows
- * and running the micro-kernel over every token panel. Every output
- * element is the sum over column ranges in order, each range summed over
- * its columns in order, whatever thread computed it: the bits do not
- * depend on the thread count. */
+ * Blocking, as in BLIS: x is packed once per span of columns (as many
+ * ranges of KC columns as fit in 16 MiB) into panels of NR token rows,
+ * shared by the threads; then the threads take blocks of up to MC rows of
+ * W (of any of the call's matrices) from one counter and, for each range
+ * of the span in order, pack the block's range (at most MC x KC floats,
+ * 1.2 MB: it stays in L2) into panels of MR rows and run the micro-kernel
+ * over every token panel. Every output element is the sum over column
+ * ranges in order, each range summed over its columns in order, whatever
+ * thread computed it: the bits do not depend on the thread count. Memory:
+ * the packed span (about 16 MiB) plus 1.2 MB per thread. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
