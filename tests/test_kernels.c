@@ -413,6 +413,7 @@ static void test_k_gemm(void)
         CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 0, buf, 2) == A3_EUNSUPPORTED &&
               memcmp(&keep, ys[0], sizeof keep) == 0);
         CHECK(a3_k_gemm_n(0, g, in, x, 25, 0, buf, 2) == A3_EUNSUPPORTED);
+    CHECK(a3_k_gemm_floats(0, 1) > 0 && a3_k_gemm_floats(1, 1) == a3_k_gemm_floats(12, 1));
         CHECK(a3_k_gemm_n(A3_K_GEMM_MAX + 1, g, in, x, 25, 0, buf, 2) == A3_EUNSUPPORTED);
         for (int m = 0; m < 3; m++) free(ys[m]), free(alone1[m]);
     }

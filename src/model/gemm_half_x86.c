@@ -80,7 +80,7 @@ TGT5 static inline float widen1(int bf16, const unsigned char *p)
 /* 16 rows from `row` (nr of them real, the rest zeros) of 32 columns from
  * `col`: one cache line per row, read once, widened and transposed in two
  * halves into d[c * MR] (c < 32). */
-TGT5 static inline void tile16x32(int bf16, const unsigned char *row, size_t ldb, int nr, float *d,
+TGT5 __attribute__((always_inline)) static inline void tile16x32(int bf16, const unsigned char *row, size_t ldb, int nr, float *d,
                                   const unsigned char *pf)
 {
     __m512i raw[16];
@@ -99,7 +99,7 @@ TGT5 static inline void tile16x32(int bf16, const unsigned char *row, size_t ldb
     }
 }
 
-void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int mc, int k0, int kc, float *dst)
+TGT5 void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int mc, int k0, int kc, float *dst)
 {
     int bf16 = dt == A3_DT_BF16;
     size_t ldb = 2 * ld;
