@@ -2,10 +2,12 @@
  *
  * a3_pool_run(n, fn, ctx) calls fn(ctx, t, n) once for every t in [0, n),
  * t = 0 on the calling thread and the others on workers that are created on
- * first use and then sleep on a condition variable between calls (so they
- * never spin against OpenBLAS's own threads). Decoding makes a few hundred
- * such calls per token; creating threads per call would cost more than the
- * work of the small ones.
+ * first use. Between calls a worker polls for the next one for up to
+ * 100 us (decoding makes a few hundred calls per token, and waking a
+ * sleeping thread costs tens of microseconds in a virtual machine), then
+ * sleeps on a condition variable, so it does not spin for long against
+ * OpenBLAS's own threads. Creating threads per call would cost more than
+ * the work of the small ones.
  *
  * Guarantees: every share runs exactly once before a3_pool_run returns,
  * whatever happens. When the pool is already busy (a nested call from
