@@ -52,11 +52,12 @@ static size_t span_cols(size_t rows)
 static size_t x_floats(size_t rows) { return span_cols(rows) * round_up(rows, NR) + ALIGN_FLOATS; }
 static size_t w_floats(void) { return (size_t)KC * MC + ALIGN_FLOATS; }
 
+/* The shares a3_pool_run will make of `threads`. */
+static int pool_threads(int threads) { return threads < 1 ? 1 : threads > A3_POOL_MAX ? A3_POOL_MAX : threads; }
+
 size_t a3_k_gemm_floats(size_t rows, int threads)
 {
-    if (threads < 1) threads = 1;
-    if (threads > A3_POOL_MAX) threads = A3_POOL_MAX;
-    return x_floats(rows) + (size_t)threads * w_floats();
+    return x_floats(rows) + (size_t)pool_threads(threads) * w_floats();
 }
 
 const char *a3_k_gemm_impl(void)
@@ -151,8 +152,7 @@ int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows
                 for (size_t r = 0; r < rows; r++) memset(w[m].y + r * w[m].ldy, 0, (size_t)w[m].out * sizeof(float));
         return A3_OK;
     }
-    if (threads < 1) threads = 1;
-    if (threads > A3_POOL_MAX) threads = A3_POOL_MAX;
+    threads = pool_threads(threads); /* as a3_k_gemm_floats counted them */
     kg_job J = {.w = w, .n = n, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
     for (int m = 0; m < n; m++) {
         /* Blocks of at most MC rows, a whole number per thread where that
