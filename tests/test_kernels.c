@@ -282,7 +282,7 @@ static void test_gemm_wconv(void)
                         for (size_t i = 0; i < (size_t)rows * in; i++)
                             x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
                         for (size_t i = 0; i < ny; i++) y[i] = (float)(i % 97) * 0.25f;
-                        a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, threads);
+                        a3__gemm_wconv(y, (size_t)ldy, x, t, w, (size_t)rows, in, out, acc, buf, nbuf, threads);
                         double worst = 0;
                         int pad = 0, canary = 0;
                         for (int i = 0; i < 16; i++) canary += buf[nbuf + i] != -7.0f;
@@ -329,20 +329,21 @@ static void test_k_gemm(void)
 {
     if (have_simd() < 2) {
         float y = 1.0f;
-        CHECK(a3_k_gemm(A3_DT_F16, &y, 1, 1, &y, 1, &y, 1, 0, &y, 1) == A3_EUNSUPPORTED && y == 1.0f);
+        CHECK(a3_k_gemm(A3_DT_F16, &y, 1, 1, &y, 1, &y, 1, 0, &y, 1, 1) == A3_EUNSUPPORTED && y == 1.0f);
         SKIP("no AVX-512F here: a3_k_gemm refuses (checked)");
     }
     int out = 45, in = 419;
     uint32_t s = 99;
     unsigned char *w = malloc((size_t)out * in * 2 + 1);
     float *x = malloc((size_t)25 * in * sizeof(float)), *y = malloc((size_t)25 * out * sizeof(float));
-    float *y1 = malloc((size_t)out * sizeof(float)), *buf = malloc(a3_k_gemm_floats(25, 3) * sizeof(float));
+    size_t nb = a3_k_gemm_floats(25, 3);
+    float *y1 = malloc((size_t)out * sizeof(float)), *buf = malloc(nb * sizeof(float));
     if (!w || !x || !y || !y1 || !buf) SKIP("out of memory");
     fill_weights(A3_DT_F16, w + 1, (size_t)out * in, &s);
     for (size_t i = 0; i < (size_t)25 * in; i++) x[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
     int bad = 0, alone = 0;
     for (int rows = 1; rows <= 25; rows++) {
-        CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, 2) == A3_OK);
+        CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, nb, 2) == A3_OK);
         for (int r = 0; r < rows; r++)
             for (int o = 0; o < out; o++) {
                 double ref = 0, mag = 0;
@@ -353,7 +354,7 @@ static void test_k_gemm(void)
                 bad += fabs(y[(size_t)r * out + o] - ref) > 1.01 * (in + 1) * ldexp(1, -24) * mag + 1e-30;
             }
         int r = rows - 1;
-        CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x + (size_t)r * in, 1, y1, (size_t)out, 0, buf, 1) == A3_OK);
+        CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x + (size_t)r * in, 1, y1, (size_t)out, 0, buf, nb, 1) == A3_OK);
         alone += memcmp(y1, y + (size_t)r * out, (size_t)out * sizeof(float)) != 0;
     }
     CHECKF(bad == 0 && alone == 0, "%d results outside the bound, %d rows differ from the row alone", bad, alone);
@@ -365,12 +366,13 @@ static void test_k_gemm(void)
         unsigned char *w2 = malloc((size_t)O * IN * 2);
         float *x2 = malloc((size_t)R * IN * sizeof(float)), *ya = malloc((size_t)R * O * sizeof(float)),
               *yb = malloc((size_t)R * O * sizeof(float)), *b2 = malloc(a3_k_gemm_floats((size_t)R, 3) * sizeof(float));
+        size_t nb2 = a3_k_gemm_floats((size_t)R, 3);
         if (!w2 || !x2 || !ya || !yb || !b2) SKIP("out of memory");
         CHECK(a3_k_gemm_floats((size_t)R, 1) < (size_t)R * IN); /* the case is what it says */
         fill_weights(A3_DT_BF16, w2, (size_t)O * IN, &s);
         for (size_t i = 0; i < (size_t)R * IN; i++) x2[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
-        CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, ya, (size_t)O, 0, b2, 1) == A3_OK);
-        CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, yb, (size_t)O, 0, b2, 3) == A3_OK);
+        CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, ya, (size_t)O, 0, b2, nb2, 1) == A3_OK);
+        CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, yb, (size_t)O, 0, b2, nb2, 3) == A3_OK);
         int far = 0;
         for (int r = 0; r < R; r += 7)
             for (int o = 0; o < O; o++) {
@@ -402,28 +404,68 @@ static void test_k_gemm(void)
             for (size_t i = 0; i < 25 * ld; i++) ys[m][i] = alone1[m][i] = (float)(i % 13) - 6.0f;
             g[m] = (a3_k_gemm_w){m == 1 ? A3_DT_BF16 : A3_DT_F16, w + 1 + 2 * (size_t)m, outs[m], ys[m], ld};
         }
-        CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 1, buf, 3) == A3_OK);
+        CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 1, buf, nb, 3) == A3_OK);
         for (int m = 0; m < 3; m++) {
-            CHECK(a3_k_gemm(g[m].dt, g[m].W, outs[m], in - 3, x, 25, alone1[m], g[m].ldy, 1, buf, 1) == A3_OK);
+            CHECK(a3_k_gemm(g[m].dt, g[m].W, outs[m], in - 3, x, 25, alone1[m], g[m].ldy, 1, buf, nb, 1) == A3_OK);
             differ += memcmp(ys[m], alone1[m], 25 * g[m].ldy * sizeof(float)) != 0;
         }
         CHECKF(differ == 0, "%d of 3 products differ from the product alone", differ);
         g[2].dt = A3_DT_F32;
         float keep = ys[0][0];
-        CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 0, buf, 2) == A3_EUNSUPPORTED &&
+        CHECK(a3_k_gemm_n(3, g, in - 3, x, 25, 0, buf, nb, 2) == A3_EUNSUPPORTED &&
               memcmp(&keep, ys[0], sizeof keep) == 0);
-        CHECK(a3_k_gemm_n(0, g, in, x, 25, 0, buf, 2) == A3_EUNSUPPORTED);
+        CHECK(a3_k_gemm_n(0, g, in, x, 25, 0, buf, nb, 2) == A3_EUNSUPPORTED);
     CHECK(a3_k_gemm_floats(0, 1) > 0 && a3_k_gemm_floats(1, 1) == a3_k_gemm_floats(12, 1));
-        CHECK(a3_k_gemm_n(A3_K_GEMM_MAX + 1, g, in, x, 25, 0, buf, 2) == A3_EUNSUPPORTED);
+        CHECK(a3_k_gemm_n(A3_K_GEMM_MAX + 1, g, in, x, 25, 0, buf, nb, 2) == A3_EUNSUPPORTED);
         for (int m = 0; m < 3; m++) free(ys[m]), free(alone1[m]);
     }
+    /* More token rows than one range of x packed may hold in 16 MiB
+     * (10920): the buffer does not grow past that bound, and the rows are
+     * done 10920 at a time, each row still bit for bit what it gives
+     * alone (the first, both sides of the seam, the last) and within the
+     * float64 bound. */
+    {
+        int R = 10930, IN = 400, O = 20;
+        size_t nbr = a3_k_gemm_floats((size_t)R, 1);
+        CHECK(nbr == a3_k_gemm_floats(10920, 1));
+        CHECK(nbr <= ((size_t)4 << 20) + 16 + (size_t)384 * 768 + 16); /* x: 16 MiB; W: one 768 x 384 block */
+        unsigned char *w3 = malloc((size_t)O * IN * 2);
+        float *x3 = malloc((size_t)R * IN * sizeof(float)), *y3 = malloc((size_t)R * O * sizeof(float)),
+              *b3 = malloc(nbr * sizeof(float)), one[20];
+        if (!w3 || !x3 || !y3 || !b3) SKIP("out of memory");
+        fill_weights(A3_DT_F16, w3, (size_t)O * IN, &s);
+        for (size_t i = 0; i < (size_t)R * IN; i++) x3[i] = (float)((double)rng_next(&s) / 8388608.0 - 1.0);
+        CHECK(a3_k_gemm(A3_DT_F16, w3, O, IN, x3, (size_t)R, y3, (size_t)O, 0, b3, nbr, 1) == A3_OK);
+        static const int probe[4] = {0, 10919, 10920, 10929};
+        int differ = 0, far = 0;
+        for (int k = 0; k < 4; k++) {
+            int r = probe[k];
+            CHECK(a3_k_gemm(A3_DT_F16, w3, O, IN, x3 + (size_t)r * IN, 1, one, (size_t)O, 0, b3, nbr, 1) == A3_OK);
+            differ += memcmp(one, y3 + (size_t)r * O, sizeof one) != 0;
+            for (int o = 0; o < O; o++) {
+                double ref = 0, mag = 0;
+                for (int i = 0; i < IN; i++) {
+                    double p = ref_w(A3_DT_F16, w3, (size_t)o * IN + i) * x3[(size_t)r * IN + i];
+                    ref += p, mag += fabs(p);
+                }
+                far += fabs(y3[(size_t)r * O + o] - ref) > 1.01 * (IN + 1) * ldexp(1, -24) * mag + 1e-30;
+            }
+        }
+        CHECKF(differ == 0 && far == 0, "10930 rows: %d probed rows differ from the row alone, %d results outside the bound",
+               differ, far);
+        free(w3), free(x3), free(y3), free(b3);
+    }
+    /* A buffer one float short is refused before anything is written. */
     for (int i = 0; i < out; i++) y1[i] = 3.0f;
-    CHECK(a3_k_gemm(A3_DT_F32, w, out, 4, x, 1, y1, (size_t)out, 0, buf, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
+    CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x, 1, y1, (size_t)out, 0, buf, a3_k_gemm_floats(1, 2) - 1, 2) ==
+              A3_EINVAL &&
+          y1[0] == 3.0f && y1[out - 1] == 3.0f);
+    CHECK(a3_k_gemm(A3_DT_F32, w, out, 4, x, 1, y1, (size_t)out, 0, buf, nb, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
     set_level(1);
-    CHECK(a3_k_gemm(A3_DT_F16, w, out, 4, x, 1, y1, (size_t)out, 0, buf, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
+    CHECK(a3_k_gemm(A3_DT_F16, w, out, 4, x, 1, y1, (size_t)out, 0, buf, nb, 1) == A3_EUNSUPPORTED && y1[0] == 3.0f);
     set_level(2);
-    CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 1, buf, 1) == A3_OK && y1[0] == 3.0f);
-    CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 0, buf, 1) == A3_OK && y1[0] == 0.0f &&
+    CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 1, buf, nb, 1) == A3_OK && y1[0] == 3.0f);
+    CHECK(a3_k_gemm(A3_DT_F16, w, out, 0, x, 1, y1, (size_t)out, 0, buf, nb, 1) == A3_OK && y1[0] == 0.0f &&
           y1[out - 1] == 0.0f);
     free(w), free(x), free(y), free(y1), free(buf);
 }

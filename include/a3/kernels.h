@@ -96,24 +96,28 @@ const char *a3_k_prefetch(char *buf, size_t size);
  * for r < rows, o < out, W (out, in) row-major, on up to `threads`
  * threads. W is widened to float while it is packed for an AVX-512F
  * kernel, a block of rows that stays in L2 at a time, so no float32 copy
- * of W is made. buf: a3_k_gemm_floats(rows, threads) floats, any
- * alignment. Each sum runs over ranges of 384 columns in order, each in
- * order: the bits depend neither on the thread count nor on the other
- * rows. Returns A3_OK, or A3_EUNSUPPORTED (another dtype, or no AVX-512F
- * code now: see a3_k_impl; nothing written), where the caller converts
- * blocks and uses sgemm instead. */
+ * of W is made. buf: nbuf floats, at least a3_k_gemm_floats(rows,
+ * threads), any alignment. Each sum runs over ranges of 384 columns in
+ * order, each in order: the bits depend neither on the thread count nor
+ * on the other rows. Returns A3_OK; A3_EUNSUPPORTED (another dtype, or no
+ * AVX-512F code now: see a3_k_impl), where the caller converts blocks and
+ * uses sgemm instead; or A3_EINVAL (nbuf too small). Nothing is written
+ * unless A3_OK. */
 int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
-              int acc, float *buf, int threads);
+              int acc, float *buf, size_t nbuf, int threads);
 /* Several products of the same x at once (q, k, v; gate and up): x is
  * packed once for all of them and their row blocks share
  * one queue, so the threads meet once per span of columns instead of once
  * per product. Each product is bit for bit what a3_k_gemm gives it alone.
- * Returns A3_EUNSUPPORTED (nothing written) when a3_k_gemm would refuse
- * any of them, or n is not in [1, A3_K_GEMM_MAX]. */
+ * Returns what a3_k_gemm would (nothing written unless A3_OK) when it
+ * would refuse any of them, or A3_EUNSUPPORTED when n is not in
+ * [1, A3_K_GEMM_MAX]. */
 int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
-                int threads);
-/* Floats of buf a3_k_gemm and a3_k_gemm_n need: x packed for up to 16 MiB of its columns
- * at once, plus 1.2 MB per thread for a block of W. */
+                size_t nbuf, int threads);
+/* Floats of buf a3_k_gemm and a3_k_gemm_n need: x packed for up to 16
+ * MiB of its columns at once (whatever the rows: more than 10920 are
+ * multiplied that many at a time), plus 1.2 MB per thread for a block of
+ * W. */
 size_t a3_k_gemm_floats(size_t rows, int threads);
 /* What prefill runs on F16/BF16 weights now: "avx512f (own GEMM, ...)"
  * when a3_k_gemm runs, else "weights converted to float32 in blocks,

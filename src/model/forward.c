@@ -11,6 +11,7 @@
  * and the SwiGLU product are split over rows on the same threads. Causal
  * attention is computed in query blocks of ATT_BLOCK rows so that each
  * block only multiplies against the keys it can see. */
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -115,9 +116,10 @@ int a3__wconv_rows(int out, int kc, int threads)
 }
 
 void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
-                    int acc, float *buf, int threads)
+                    int acc, float *buf, size_t nbuf, int threads)
 {
-    if (a3_k_gemm(dt, W, out, in, x, rows, y, ldy, acc, buf, threads) == A3_OK) return;
+    assert(nbuf >= a3__wconv_floats((size_t)out * (size_t)in, rows, threads));
+    if (a3_k_gemm(dt, W, out, in, x, rows, y, ldy, acc, buf, nbuf, threads) == A3_OK) return;
     size_t es = a3_dtype_size(dt);
     int ob, kc;
     a3__wconv_block(out, in, &ob, &kc);
@@ -177,7 +179,7 @@ static void linear(float *y, const float *x, const wmat *W, size_t rows, int in,
         a3_k_matvec(W->dt, W->raw, out, in, x, (int)rows, y, acc, threads);
         return;
     }
-    if (!f) a3__gemm_wconv(y, (size_t)out, x, W->dt, W->raw, rows, in, out, acc, s->wconv, threads);
+    if (!f) a3__gemm_wconv(y, (size_t)out, x, W->dt, W->raw, rows, in, out, acc, s->wconv, s->wconv_n, threads);
     else if (s->fixed_tiles) a3_sgemm_nt_fixed(rows, out, in, x, f, acc, y, threads);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, f, in,
                      acc ? 1.0f : 0.0f, y, out);
@@ -203,7 +205,7 @@ static void linear_same_x(int n, float *const *y, const float *x, const wmat *co
     }
     if (n <= A3_K_GEMM_MAX && rows > 0 && in > 0) {
         if (mv && a3_k_matvec_n(n, g, in, x, (int)rows, 0, s->threads) == A3_OK) return;
-        if (gemm && a3_k_gemm_n(n, g, in, x, rows, 0, s->wconv, s->threads) == A3_OK) return;
+        if (gemm && a3_k_gemm_n(n, g, in, x, rows, 0, s->wconv, s->wconv_n, s->threads) == A3_OK) return;
     }
     for (int i = 0; i < n; i++) linear(y[i], x, W[i], rows, in, out[i], 0, s);
 }
@@ -251,10 +253,12 @@ int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err)
     size_t most = a3__layer_convert_max(m);
     free(s->wconv);
     s->wconv = NULL;
+    s->wconv_n = 0;
     if (most == 0) return A3_OK; /* F32 in place: nothing to convert */
     most = a3__wconv_floats(most, s->rows, s->threads);
     if (!(s->wconv = a3_malloc_array(most, sizeof(float))))
         return a3_err_set(err, A3_ENOMEM, "%s: out of memory for a block of weights in float32 (%zu floats)", m->dir, most);
+    s->wconv_n = most;
     return A3_OK;
 }
 

@@ -13,7 +13,8 @@
  * over every token panel. Every output element is the sum over column
  * ranges in order, each range summed over its columns in order, whatever
  * thread computed it: the bits do not depend on the thread count. Memory:
- * the packed span (about 16 MiB) plus 1.2 MB per thread. */
+ * the packed span (at most 16 MiB: more than 10920 token rows are
+ * multiplied that many at a time) plus 1.2 MB per thread. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,18 +39,27 @@
  * against the conversion + sgemm build, 1.05x with a meeting per range,
  * 1.24x with spans (medians of 3 and 4 interleaved runs). */
 #define XCAP ((size_t)4 << 20)
+/* Token rows multiplied at once: as many whole panels as let one range
+ * of KC columns fit in XCAP (10920), so that the packed x never exceeds
+ * it whatever the rows; more rows are done this many at a time (each
+ * row's result does not depend on the others, so neither do the bits). */
+#define ROWS_MAX (XCAP / KC / NR * NR)
 #define ALIGN_FLOATS 16 /* 64 bytes: panels start on cache lines */
 
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-/* Columns of x packed at once for `rows` token rows: whole ranges, at
- * least one. */
+/* Columns of x packed at once for `rows` (<= ROWS_MAX) token rows: whole
+ * ranges, at least one. */
 static size_t span_cols(size_t rows)
 {
     size_t k = XCAP / round_up(rows > 0 ? rows : 1, NR) / KC * KC;
     return k > KC ? k : KC;
 }
-static size_t x_floats(size_t rows) { return span_cols(rows) * round_up(rows, NR) + ALIGN_FLOATS; }
+static size_t x_floats(size_t rows)
+{
+    if (rows > ROWS_MAX) rows = ROWS_MAX;
+    return span_cols(rows) * round_up(rows, NR) + ALIGN_FLOATS;
+}
 static size_t w_floats(void) { return (size_t)KC * MC + ALIGN_FLOATS; }
 
 /* The shares a3_pool_run will make of `threads`. */
@@ -139,18 +149,38 @@ static void gemm_part(void *p, int t, int nt)
     }
 }
 
+/* Rows [0, rows) with rows <= ROWS_MAX; checks done. */
+static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
+                      int threads);
+
 int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
-                int threads)
+                size_t nbuf, int threads)
 {
     if (n < 1 || n > A3_K_GEMM_MAX || !a3__k_use_avx512()) return A3_EUNSUPPORTED;
     for (int m = 0; m < n; m++)
         if (w[m].dt != A3_DT_F16 && w[m].dt != A3_DT_BF16) return A3_EUNSUPPORTED;
     if (rows == 0) return A3_OK;
+    if (nbuf < a3_k_gemm_floats(rows, threads)) return A3_EINVAL;
+    for (size_t r0 = 0; r0 < rows; r0 += ROWS_MAX) {
+        a3_k_gemm_w part[A3_K_GEMM_MAX];
+        for (int m = 0; m < n; m++) {
+            part[m] = w[m];
+            part[m].y += r0 * w[m].ldy;
+        }
+        gemm_rows(n, part, in, x + r0 * (size_t)(in > 0 ? in : 0), rows - r0 < ROWS_MAX ? rows - r0 : ROWS_MAX,
+                  acc, buf, threads);
+    }
+    return A3_OK;
+}
+
+static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
+                      int threads)
+{
     if (in <= 0) {
         for (int m = 0; m < n; m++)
             if (!acc && w[m].out > 0)
                 for (size_t r = 0; r < rows; r++) memset(w[m].y + r * w[m].ldy, 0, (size_t)w[m].out * sizeof(float));
-        return A3_OK;
+        return;
     }
     threads = pool_threads(threads); /* as a3_k_gemm_floats counted them */
     kg_job J = {.w = w, .n = n, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
@@ -164,7 +194,7 @@ int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows
         J.mc[m] = mc > MC ? MC : mc;
         J.first[m + 1] = J.first[m] + (out + J.mc[m] - 1) / J.mc[m];
     }
-    if (J.first[n] == 0) return A3_OK;
+    if (J.first[n] == 0) return;
     /* both fit in a3_k_gemm_floats: the x part is whole lines long */
     J.xp = aligned(buf);
     J.wp = aligned(J.xp + span_cols(rows) * J.rp);
@@ -176,12 +206,11 @@ int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows
         atomic_store_explicit(&J.next, 0, memory_order_relaxed);
         a3_pool_run(threads, gemm_part, &J);
     }
-    return A3_OK;
 }
 
 int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,
-              int acc, float *buf, int threads)
+              int acc, float *buf, size_t nbuf, int threads)
 {
     a3_k_gemm_w w = {dt, W, out, y, ldy};
-    return a3_k_gemm_n(1, &w, in, x, rows, acc, buf, threads);
+    return a3_k_gemm_n(1, &w, in, x, rows, acc, buf, nbuf, threads);
 }

@@ -101,6 +101,7 @@ typedef struct {
      * layer (7B: 810 MB). NULL: the layer's wmat carry their f32 views
      * (or decoding reads raw). */
     float *wconv;
+    size_t wconv_n; /* its floats */
 } fwd_scratch;
 
 /* KV cache for one sequence (decoder), per layer. NULL in plain prefill. */
@@ -134,7 +135,8 @@ void a3__wconv_block(int out, int in, int *ob, int *kc);
 int a3__wconv_rows(int out, int kc, int threads);
 /* y (rows, out; row stride ldy) = (acc ? y : 0) + x (rows, in) @ W^T for
  * W (out, in) stored as dt (F32, F16 or BF16), converted a block at a time
- * into buf (a3__wconv_floats(out * in, rows, threads) floats) and multiplied by
+ * into buf (nbuf floats: at least a3__wconv_floats(out * in, rows,
+ * threads), which is asserted, a caller's bug otherwise) and multiplied by
  * sgemm, accumulating over the same column ranges (kc of
  * a3__wconv_block) at any thread count. One thread: whole blocks, sgemm
  * on OpenBLAS's threads as set; several: each pool thread converts and
@@ -142,7 +144,7 @@ int a3__wconv_rows(int out, int kc, int threads);
  * F16/BF16 where the AVX-512F code runs: a3_k_gemm instead (no float32
  * copy of W; bits independent of the thread count). */
 void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const void *W, size_t rows, int in, int out,
-                    int acc, float *buf, int threads);
+                    int acc, float *buf, size_t nbuf, int threads);
 /* Allocate s->wconv for the largest block a pass converts (none
  * to convert: left NULL, and linear() uses the F32 views). */
 int a3__scratch_wconv(const a3_model *m, fwd_scratch *s, a3_err *err);

@@ -251,7 +251,7 @@ int a3_model_logits(a3_model *m, const float *hidden, size_t n_rows, float *logi
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_rows, nv, (int)d, 1.0f, hidden, (int)d,
                         (const float *)(const void *)src, (int)d, 0.0f, logits + v0, c->vocab);
         else
-            a3__gemm_wconv(logits + v0, (size_t)c->vocab, hidden, t->dtype, src, n_rows, (int)d, nv, 0, buf,
+            a3__gemm_wconv(logits + v0, (size_t)c->vocab, hidden, t->dtype, src, n_rows, (int)d, nv, 0, buf, most,
                            m->threads);
         /* A NaN/Inf vocabulary row poisons every row's log-sum-exp: name
          * it. Scanning the logits costs 1/d of the product; the weights are

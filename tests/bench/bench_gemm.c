@@ -77,15 +77,15 @@ int main(int argc, char **argv)
         x[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
     }
     double flop = 2.0 * rows * in * out;
-    int own_ok = a3_k_gemm(dt, w, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, T) == 0;
+    int own_ok = a3_k_gemm(dt, w, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, nbuf, T) == 0;
     for (int r = 0; r < reps; r++) {
         const uint16_t *wr = w + (size_t)(r % COPIES) * nw;
         double t0 = a3_now();
-        if (own_ok) a3_k_gemm(dt, wr, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, T);
+        if (own_ok) a3_k_gemm(dt, wr, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, nbuf, T);
         double t1 = a3_now();
         a3_k_force_avx2(1);
         a3__gemm_wconv(y, (size_t)out, x, dt, w + (size_t)((r + COPIES / 2) % COPIES) * nw, (size_t)rows, in, out, 0,
-                       buf, T);
+                       buf, nbuf, T);
         a3_k_force_avx2(0);
         double t2 = a3_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, wf, in, 0.0f, y, out);
