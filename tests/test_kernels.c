@@ -736,6 +736,50 @@ static void nested_share(void *p, int t, int n)
     count_share(p, t, n);
 }
 
+/* a3_chunks from every share of a pool call: each chunk of each range
+ * must be taken exactly once, with the right range and index. */
+typedef struct {
+    a3_chunks c;
+    int taken[4][8];
+    int out_of_range;
+} chunks_ctx;
+
+static void chunks_share(void *p, int t, int n)
+{
+    chunks_ctx *C = p;
+    (void)t, (void)n;
+    int r;
+    long i;
+    while (a3_chunks_next(&C->c, &r, &i)) {
+        if (r < 0 || r >= 4 || i < 0 || i >= 8) __atomic_fetch_add(&C->out_of_range, 1, __ATOMIC_RELAXED);
+        else __atomic_fetch_add(&C->taken[r][i], 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void test_chunks(void)
+{
+    static const long count[4] = {3, 0, 8, -2}; /* an empty range; a negative count is none */
+    chunks_ctx C = {0};
+    a3_chunks_init(&C.c, 4, count);
+    CHECK(a3_chunks_total(&C.c) == 11);
+    for (int rep = 0; rep < 3; rep++) { /* rewinding hands out the same chunks again */
+        a3_pool_run(3, chunks_share, &C);
+        a3_chunks_rewind(&C.c);
+    }
+    int bad = C.out_of_range;
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < 8; i++) bad += C.taken[r][i] != (i < (r == 0 ? 3 : r == 2 ? 8 : 0) ? 3 : 0);
+    CHECKF(bad == 0, "%d chunks not taken exactly once per pass, or out of range", bad);
+    int r;
+    long i;
+    a3_chunks_init(&C.c, 99, count); /* n clamped to A3_CHUNKS_MAX */
+    CHECK(C.c.n == A3_CHUNKS_MAX);
+    a3_chunks_init(&C.c, 0, count); /* and to 1 */
+    CHECK(a3_chunks_total(&C.c) == 3);
+    for (int k = 0; k < 3; k++) CHECK(a3_chunks_next(&C.c, &r, &i) == 1 && r == 0 && i == k);
+    CHECK(a3_chunks_next(&C.c, &r, &i) == 0 && a3_chunks_next(&C.c, &r, &i) == 0);
+}
+
 static void test_pool(void)
 {
     for (int n = 1; n <= 9; n++)
@@ -795,5 +839,6 @@ int main(void)
     RUN(test_matvec_prefetch);
     RUN(test_rmsnorm);
     RUN(test_pool);
+    RUN(test_chunks);
     return test_summary("kernels");
 }

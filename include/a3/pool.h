@@ -18,6 +18,8 @@
 #ifndef A3_POOL_H
 #define A3_POOL_H
 
+#include <stdatomic.h>
+
 typedef void (*a3_pool_fn)(void *ctx, int t, int n);
 
 /* Run fn(ctx, t, n) for t = 0..n-1 (n <= 1: just fn(ctx, 0, 1)). n is
@@ -29,5 +31,30 @@ void a3_pool_run(int n, a3_pool_fn fn, void *ctx);
 /* Split [0, total) into n nearly equal parts, aligned to `align` items
  * (the last part takes the remainder): part t is [*lo, *hi). */
 void a3_pool_split(long total, int t, int n, long align, long *lo, long *hi);
+
+/* Chunks of work numbered one after the other over up to A3_CHUNKS_MAX
+ * ranges (one per matrix of a call, say) and handed out one at a time
+ * from a shared counter: a share that finishes early takes what another
+ * has not started, and one call's ranges need one meeting of the threads.
+ * Init (or rewind) before a3_pool_run; every share then loops on
+ * a3_chunks_next until it returns 0. */
+#define A3_CHUNKS_MAX 4
+typedef struct {
+    int n;
+    long first[A3_CHUNKS_MAX + 1]; /* first[i]: range i's first chunk number */
+    atomic_long next;
+} a3_chunks;
+
+/* n ranges (clamped to [1, A3_CHUNKS_MAX]); range i has count[i] chunks
+ * (negative counts as 0). The counter starts at the first chunk. */
+void a3_chunks_init(a3_chunks *c, int n, const long *count);
+/* Hand out the same chunks again (no share of a call may be running). */
+void a3_chunks_rewind(a3_chunks *c);
+/* All chunks of all ranges. */
+long a3_chunks_total(const a3_chunks *c);
+/* Take a chunk: 1 with its range and its index within that range, or 0
+ * once all are taken. Safe from any number of threads at once; each
+ * chunk is taken exactly once. */
+int a3_chunks_next(a3_chunks *c, int *range, long *index);
 
 #endif

@@ -75,7 +75,7 @@ typedef struct {
     const unsigned char *W;
     int in, out, acc, ob, kc;
     float *buf;
-    atomic_long next;
+    a3_chunks chunks; /* blocks of ob rows of W */
 } wconv_job;
 
 static void wconv_part(void *p, int t, int nt)
@@ -84,10 +84,10 @@ static void wconv_part(void *p, int t, int nt)
     (void)nt;
     size_t es = a3_dtype_size(J->dt);
     float *buf = J->buf + (size_t)t * J->buf_per_thread;
-    for (;;) {
-        long o0 = atomic_fetch_add_explicit(&J->next, J->ob, memory_order_relaxed);
-        if (o0 >= J->out) return;
-        int nb = J->out - o0 < J->ob ? J->out - (int)o0 : J->ob;
+    int range;
+    long c;
+    while (a3_chunks_next(&J->chunks, &range, &c)) {
+        int o0 = (int)c * J->ob, nb = J->out - o0 < J->ob ? J->out - o0 : J->ob;
         for (int k0 = 0; k0 < J->in; k0 += J->kc) {
             int nk = J->in - k0 < J->kc ? J->in - k0 : J->kc;
             a3_k_to_f32_2d(J->dt, J->W + ((size_t)o0 * (size_t)J->in + (size_t)k0) * es, (size_t)J->in,
@@ -138,7 +138,8 @@ void a3__gemm_wconv(float *y, size_t ldy, const float *x, a3_dtype dt, const voi
                        .acc = acc, .ob = rows_each, .kc = kc, .buf = buf,
                        /* <= min(out * in, A3__WCONV_FLOATS): a3__wconv_floats' share */
                        .buf_per_thread = (size_t)rows_each * (size_t)kc};
-        atomic_init(&J.next, 0);
+        long nblocks = (out + rows_each - 1) / rows_each;
+        a3_chunks_init(&J.chunks, 1, &nblocks);
         int prev = a3_blas_single_begin();
         a3_pool_run(threads, wconv_part, &J);
         a3_blas_single_end(prev);

@@ -15,7 +15,6 @@
  * thread computed it: the bits do not depend on the thread count. Memory:
  * the packed span (at most 16 MiB: more than 10920 token rows are
  * multiplied that many at a time) plus 1.2 MB per thread. */
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -85,13 +84,14 @@ static float *aligned(float *p)
 typedef struct {
     const a3_k_gemm_w *w;
     int n;
-    int mc[A3_K_GEMM_MAX], first[A3_K_GEMM_MAX + 1]; /* first[m]: matrix m's first block number */
+    int mc[A3_K_GEMM_MAX]; /* rows per block of matrix m */
     const float *x;
     float *xp, *wp;
     size_t rows, rp; /* rp: rows rounded up to whole panels */
     int in, s0, sn, acc;
-    atomic_int next;
+    a3_chunks blocks; /* range m: matrix m's blocks of mc[m] rows */
 } kg_job;
+_Static_assert(A3_K_GEMM_MAX <= A3_CHUNKS_MAX, "a call's matrices must fit in one a3_chunks");
 
 /* x's columns [s0, s0 + sn) as KC-column ranges, each as token panels:
  * range g (columns k0 = s0 + g KC, kc of them) at xp + g KC rp, panel tp
@@ -125,13 +125,11 @@ static void gemm_part(void *p, int t, int nt)
     kg_job *J = p;
     (void)nt;
     float *wp = J->wp + (size_t)t * w_floats(); /* aligned: w_floats is whole lines */
-    for (;;) {
-        int b = atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
-        if (b >= J->first[J->n]) return;
-        int m = 0;
-        while (b >= J->first[m + 1]) m++;
+    int m;
+    long b;
+    while (a3_chunks_next(&J->blocks, &m, &b)) {
         const a3_k_gemm_w *w = &J->w[m];
-        int o0 = (b - J->first[m]) * J->mc[m], mc = w->out - o0 < J->mc[m] ? w->out - o0 : J->mc[m];
+        int o0 = (int)b * J->mc[m], mc = w->out - o0 < J->mc[m] ? w->out - o0 : J->mc[m];
         const unsigned char *W = (const unsigned char *)w->W + (size_t)o0 * (size_t)J->in * 2;
         for (int g = 0; g * KC < J->sn; g++) {
             int k0 = J->s0 + g * KC, kc = J->sn - g * KC < KC ? J->sn - g * KC : KC;
@@ -184,6 +182,7 @@ static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_
     }
     threads = pool_threads(threads); /* as a3_k_gemm_floats counted them */
     kg_job J = {.w = w, .n = n, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
+    long nblocks[A3_K_GEMM_MAX];
     for (int m = 0; m < n; m++) {
         /* Blocks of at most MC rows, a whole number per thread where that
          * costs nothing (so that the last round does not leave a thread
@@ -192,9 +191,10 @@ static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_
         int per = (out + threads * MC - 1) / (threads * MC) * threads;
         int mc = per > 0 ? (int)round_up((size_t)((out + per - 1) / per), MR) : MR;
         J.mc[m] = mc > MC ? MC : mc;
-        J.first[m + 1] = J.first[m] + (out + J.mc[m] - 1) / J.mc[m];
+        nblocks[m] = (out + J.mc[m] - 1) / J.mc[m];
     }
-    if (J.first[n] == 0) return;
+    a3_chunks_init(&J.blocks, n, nblocks);
+    if (a3_chunks_total(&J.blocks) == 0) return;
     /* both fit in a3_k_gemm_floats: the x part is whole lines long */
     J.xp = aligned(buf);
     J.wp = aligned(J.xp + span_cols(rows) * J.rp);
@@ -203,7 +203,7 @@ static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_
         J.s0 = (int)s0;
         J.sn = (int)((size_t)in - s0 < span ? (size_t)in - s0 : span);
         a3_pool_run(threads, pack_x_part, &J);
-        atomic_store_explicit(&J.next, 0, memory_order_relaxed);
+        a3_chunks_rewind(&J.blocks);
         a3_pool_run(threads, gemm_part, &J);
     }
 }

@@ -274,11 +274,11 @@ typedef struct {
 
 typedef struct {
     mv_mat m[A3_K_GEMM_MAX];
-    long first[A3_K_GEMM_MAX + 1]; /* first[i]: matrix i's first chunk number */
     int n, in, nrows, acc, simd, avx512, pf;
     const float *x;
-    atomic_long next; /* the next chunk number not yet taken */
+    a3_chunks chunks; /* range i: matrix i's chunks of m[i].chunk rows */
 } mv_job;
+_Static_assert(A3_K_GEMM_MAX <= A3_CHUNKS_MAX, "a call's matrices must fit in one a3_chunks");
 
 static void mv_scalar(const mv_job *J, const mv_mat *M, int o0, int o1)
 {
@@ -308,13 +308,11 @@ static void mv_part(void *p, int t, int nt)
 {
     mv_job *J = p;
     (void)t, (void)nt;
-    for (;;) {
-        long c = atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
-        if (c >= J->first[J->n]) return;
-        int i = 0;
-        while (c >= J->first[i + 1]) i++;
+    int i;
+    long c;
+    while (a3_chunks_next(&J->chunks, &i, &c)) {
         const mv_mat *M = &J->m[i];
-        long lo = (c - J->first[i]) * M->chunk, hi = lo + M->chunk < M->out ? lo + M->chunk : M->out;
+        long lo = c * M->chunk, hi = lo + M->chunk < M->out ? lo + M->chunk : M->out;
         if (J->simd)
             a3__k_matvec_x86(M->dt, M->W, M->out, J->in, J->x, J->nrows, M->y, J->acc, (int)lo, (int)hi,
                              J->avx512, J->pf);
@@ -349,15 +347,16 @@ int a3_k_matvec_n(int n, const a3_k_gemm_w *w, int in, const float *x, int nrows
     if (rows == 0) return A3_OK;
     int nt = weights < MV_PAR_MIN ? 1 : threads;
     if (nt > rows / 16) nt = rows / 16 > 0 ? (int)(rows / 16) : 1;
+    long nchunks[A3_K_GEMM_MAX];
     for (int i = 0; i < n; i++) {
         int out = w[i].out > 0 ? w[i].out : 0;
         /* about 8 chunks per share, at least 16 rows */
         long chunk = nt > 1 ? ((long)out / (8L * nt) + 15) / 16 * 16 : out;
         if (chunk < 16) chunk = 16;
         J.m[i] = (mv_mat){w[i].dt, w[i].W, out, w[i].y, chunk};
-        J.first[i + 1] = J.first[i] + (out + chunk - 1) / chunk;
+        nchunks[i] = (out + chunk - 1) / chunk;
     }
-    atomic_init(&J.next, 0);
+    a3_chunks_init(&J.chunks, n, nchunks);
     int timed = 0; /* the scalar code does not prefetch: nothing to tune */
     if (J.simd) J.pf = pf_begin(bytes, &timed);
     double t0 = timed ? a3_now() : 0;

@@ -149,3 +149,28 @@ void a3_pool_split(long total, int t, int n, long align, long *lo, long *hi)
     *lo = b0 * align < total ? b0 * align : total;
     *hi = b1 * align < total ? b1 * align : total;
 }
+
+void a3_chunks_init(a3_chunks *c, int n, const long *count)
+{
+    c->n = n < 1 ? 1 : n > A3_CHUNKS_MAX ? A3_CHUNKS_MAX : n;
+    c->first[0] = 0;
+    for (int i = 0; i < c->n; i++) c->first[i + 1] = c->first[i] + (count[i] > 0 ? count[i] : 0);
+    atomic_init(&c->next, 0);
+}
+
+void a3_chunks_rewind(a3_chunks *c) { atomic_store_explicit(&c->next, 0, memory_order_relaxed); }
+
+long a3_chunks_total(const a3_chunks *c) { return c->first[c->n]; }
+
+int a3_chunks_next(a3_chunks *c, int *range, long *index)
+{
+    /* relaxed: the counter only divides the work; a3_pool_run's own
+     * hand-off orders the data the shares read and write */
+    long k = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+    if (k >= c->first[c->n]) return 0;
+    int i = 0;
+    while (k >= c->first[i + 1]) i++; /* at most A3_CHUNKS_MAX steps */
+    *range = i;
+    *index = k - c->first[i];
+    return 1;
+}
