@@ -319,6 +319,24 @@ static void test_gemm_wconv(void)
     if (levels < 2) fprintf(stderr, "  note: no AVX-512F here: a3_k_gemm not tested, sgemm path only\n");
 }
 
+/* Outputs of row r of y = x W^T (W stored as dt, out x in, no
+ * accumulation) outside the worst-case float32 summation bound around
+ * the float64 sum: (in + 1) u sum |w x|, with 1% slack for the float64
+ * reference's own rounding. */
+static int row_outside_bound(a3_dtype dt, const void *w, const float *x, int r, int in, int out, const float *yrow)
+{
+    int far = 0;
+    for (int o = 0; o < out; o++) {
+        double ref = 0, mag = 0;
+        for (int i = 0; i < in; i++) {
+            double p = ref_w(dt, w, (size_t)o * in + i) * x[(size_t)r * in + i];
+            ref += p, mag += fabs(p);
+        }
+        far += fabs(yrow[o] - ref) > 1.01 * (in + 1) * ldexp(1, -24) * mag + 1e-30;
+    }
+    return far;
+}
+
 /* a3_k_gemm on its own: every token count from 1 to 25 (partial token
  * panels of 12 on either side), W at an odd address (mmapped tensors need
  * not be aligned), against the sgemm path's float64 bound as above; the
@@ -344,15 +362,7 @@ static void test_k_gemm(void)
     int bad = 0, alone = 0;
     for (int rows = 1; rows <= 25; rows++) {
         CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x, (size_t)rows, y, (size_t)out, 0, buf, nb, 2) == A3_OK);
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < out; o++) {
-                double ref = 0, mag = 0;
-                for (int i = 0; i < in; i++) {
-                    double p = ref_w(A3_DT_F16, w + 1, (size_t)o * in + i) * x[(size_t)r * in + i];
-                    ref += p, mag += fabs(p);
-                }
-                bad += fabs(y[(size_t)r * out + o] - ref) > 1.01 * (in + 1) * ldexp(1, -24) * mag + 1e-30;
-            }
+        for (int r = 0; r < rows; r++) bad += row_outside_bound(A3_DT_F16, w + 1, x, r, in, out, y + (size_t)r * out);
         int r = rows - 1;
         CHECK(a3_k_gemm(A3_DT_F16, w + 1, out, in, x + (size_t)r * in, 1, y1, (size_t)out, 0, buf, nb, 1) == A3_OK);
         alone += memcmp(y1, y + (size_t)r * out, (size_t)out * sizeof(float)) != 0;
@@ -374,15 +384,7 @@ static void test_k_gemm(void)
         CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, ya, (size_t)O, 0, b2, nb2, 1) == A3_OK);
         CHECK(a3_k_gemm(A3_DT_BF16, w2, O, IN, x2, (size_t)R, yb, (size_t)O, 0, b2, nb2, 3) == A3_OK);
         int far = 0;
-        for (int r = 0; r < R; r += 7)
-            for (int o = 0; o < O; o++) {
-                double ref = 0, mag = 0;
-                for (int i = 0; i < IN; i++) {
-                    double p = ref_w(A3_DT_BF16, w2, (size_t)o * IN + i) * x2[(size_t)r * IN + i];
-                    ref += p, mag += fabs(p);
-                }
-                far += fabs(ya[(size_t)r * O + o] - ref) > 1.01 * (IN + 1) * ldexp(1, -24) * mag + 1e-30;
-            }
+        for (int r = 0; r < R; r += 7) far += row_outside_bound(A3_DT_BF16, w2, x2, r, IN, O, ya + (size_t)r * O);
         CHECKF(far == 0 && memcmp(ya, yb, (size_t)R * O * sizeof(float)) == 0,
                "two spans: %d results outside the bound, or 1 and 3 threads differ", far);
         free(w2), free(x2), free(ya), free(yb), free(b2);
@@ -442,14 +444,7 @@ static void test_k_gemm(void)
             int r = probe[k];
             CHECK(a3_k_gemm(A3_DT_F16, w3, O, IN, x3 + (size_t)r * IN, 1, one, (size_t)O, 0, b3, nbr, 1) == A3_OK);
             differ += memcmp(one, y3 + (size_t)r * O, sizeof one) != 0;
-            for (int o = 0; o < O; o++) {
-                double ref = 0, mag = 0;
-                for (int i = 0; i < IN; i++) {
-                    double p = ref_w(A3_DT_F16, w3, (size_t)o * IN + i) * x3[(size_t)r * IN + i];
-                    ref += p, mag += fabs(p);
-                }
-                far += fabs(y3[(size_t)r * O + o] - ref) > 1.01 * (IN + 1) * ldexp(1, -24) * mag + 1e-30;
-            }
+            far += row_outside_bound(A3_DT_F16, w3, x3, r, IN, O, y3 + (size_t)r * O);
         }
         CHECKF(differ == 0 && far == 0, "10930 rows: %d probed rows differ from the row alone, %d results outside the bound",
                differ, far);
