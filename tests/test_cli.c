@@ -197,6 +197,29 @@ static void test_ids_outside_vocab(void)
     a3_tok_free(t);
 }
 
+/* Environment settings the CLI reads: a misspelt value is a usage error
+ * naming the variable (not silently the default); a good one is what
+ * a3 doctor then reports. */
+static void test_env_settings(void)
+{
+    if (!run_a3_bin()) SKIP("A3_BIN not set (run via make check)");
+    static const char *const bad[][2] = {{"A3_POOL_SPIN_US", "abc"},     {"A3_POOL_SPIN_US", "-1"},
+                                         {"A3_POOL_SPIN_US", "2000000"}, {"A3_POOL_SPIN_US", "5us"},
+                                         {"A3_MATVEC_PREFETCH", "l3"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv(bad[i][0], bad[i][1], 1);
+        CHECKF(run_a3("doctor", g_out, g_err) == 2 && run_a3_file_has(g_err, bad[i][0]),
+               "%s=%s: expected a usage error naming it", bad[i][0], bad[i][1]);
+        unsetenv(bad[i][0]);
+    }
+    setenv("A3_POOL_SPIN_US", "0", 1);
+    CHECK(run_a3("doctor", g_out, g_err) == 0 && run_a3_file_has(g_out, "workers sleep at once"));
+    setenv("A3_POOL_SPIN_US", "250", 1);
+    CHECK(run_a3("doctor", g_out, g_err) == 0 && run_a3_file_has(g_out, "250 us before a worker sleeps"));
+    unsetenv("A3_POOL_SPIN_US");
+    CHECK(run_a3("doctor", g_out, g_err) == 0 && run_a3_file_has(g_out, "100 us before a worker sleeps"));
+}
+
 int main(void)
 {
     if (!test_tmpdir(g_dir, sizeof g_dir)) return fprintf(stderr, "mkdtemp failed\n"), 1;
@@ -209,6 +232,7 @@ int main(void)
     RUN(test_text_from_pipe);
     RUN(test_untrusted_text_escaped);
     RUN(test_ids_outside_vocab);
+    RUN(test_env_settings);
     test_rm_rf(g_dir);
     return test_summary("cli");
 }

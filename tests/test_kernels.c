@@ -801,6 +801,21 @@ static void test_pool(void)
         for (int t = 0; t < A3_POOL_MAX; t++) lost += c.hits[t] != (t < n);
     }
     CHECKF(lost == 0, "%d shares not run exactly once over 20000 calls", lost);
+    /* The same with polling off: every hand-off goes through the
+     * condition variables. Out-of-range limits are refused unchanged. */
+    CHECK(a3_pool_spin_us() == 100);
+    CHECK(a3_pool_set_spin_us(-1) == -1 && a3_pool_set_spin_us(A3_POOL_SPIN_MAX_US + 1) == -1 &&
+          a3_pool_spin_us() == 100);
+    CHECK(a3_pool_set_spin_us(0) == 0 && a3_pool_spin_us() == 0);
+    lost = 0;
+    for (int rep = 0; rep < 5000; rep++) {
+        pool_ctx c = {{0}, 0};
+        int n = 2 + rep % 3;
+        a3_pool_run(n, rep % 89 == 0 ? slow_share : count_share, &c);
+        for (int t = 0; t < A3_POOL_MAX; t++) lost += c.hits[t] != (t < n);
+    }
+    CHECKF(lost == 0, "polling off: %d shares not run exactly once over 5000 calls", lost);
+    CHECK(a3_pool_set_spin_us(100) == 0);
     pool_ctx c = {{0}, 0};
     a3_pool_run(4, nested_share, &c);
     CHECK(c.nested_ok == 4);

@@ -6,8 +6,9 @@
  * 100 us (decoding makes a few hundred calls per token, and waking a
  * sleeping thread costs tens of microseconds in a virtual machine), then
  * sleeps on a condition variable, so it does not spin for long against
- * OpenBLAS's own threads. Creating threads per call would cost more than
- * the work of the small ones.
+ * OpenBLAS's own threads; a3_pool_set_spin_us changes the limit (0: sleep
+ * at once, for machines shared with other work). Creating threads per
+ * call would cost more than the work of the small ones.
  *
  * Guarantees: every share runs exactly once before a3_pool_run returns,
  * whatever happens. When the pool is already busy (a nested call from
@@ -27,6 +28,13 @@ typedef void (*a3_pool_fn)(void *ctx, int t, int n);
 void a3_pool_run(int n, a3_pool_fn fn, void *ctx);
 
 #define A3_POOL_MAX 64
+
+/* How long workers (and a caller waiting for them) poll before sleeping:
+ * 0 to A3_POOL_SPIN_MAX_US microseconds, default 100. Returns 0, or -1
+ * (out of range; nothing changed). Timing only: results are the same. */
+#define A3_POOL_SPIN_MAX_US 1000000L
+int a3_pool_set_spin_us(long us);
+long a3_pool_spin_us(void);
 
 /* Split [0, total) into n nearly equal parts, aligned to `align` items
  * (the last part takes the remainder): part t is [*lo, *hi). */

@@ -10,6 +10,7 @@
 
 #include "a3/blas.h"
 #include "a3/kernels.h"
+#include "a3/pool.h"
 #include "cli.h"
 
 static const char *HELP =
@@ -236,6 +237,9 @@ int a3_cmd_doctor(int argc, char **argv)
         kv("prefetch", "%s (fixed by A3_MATVEC_PREFETCH)", pfb);
     }
     kv("thread split", "GEMM %d threads; attention %d workers, OpenBLAS at 1", threads, threads);
+    long spin = a3_pool_spin_us();
+    if (spin > 0) kv("pool polling", "%ld us before a worker sleeps (A3_POOL_SPIN_US; 0: at once)", spin);
+    else kv("pool polling", "none: workers sleep at once (A3_POOL_SPIN_US=0)");
 
     /* LAPACKE */
     printf("\nLAPACKE\n");

@@ -1,4 +1,5 @@
 /* a3: command dispatcher. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "a3/blas.h"
 #include "a3/cleanup.h"
 #include "a3/kernels.h"
+#include "a3/pool.h"
 #include "cli.h"
 
 typedef struct {
@@ -54,6 +56,17 @@ int main(int argc, char **argv)
     if (pf && *pf && a3_k_set_prefetch(pf) != A3_OK) {
         fprintf(stderr, "a3: A3_MATVEC_PREFETCH=%s: expected none, l1, l2 or auto\n", pf);
         return 2;
+    }
+    /* Likewise the pool's polling limit (a3_pool_set_spin_us). */
+    const char *sp = getenv("A3_POOL_SPIN_US");
+    if (sp && *sp) {
+        char *end;
+        errno = 0;
+        long us = strtol(sp, &end, 10);
+        if (*end || errno || a3_pool_set_spin_us(us) != 0) {
+            fprintf(stderr, "a3: A3_POOL_SPIN_US=%s: expected microseconds from 0 to %ld\n", sp, A3_POOL_SPIN_MAX_US);
+            return 2;
+        }
     }
     if (argc < 2) {
         usage(stderr);

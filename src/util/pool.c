@@ -18,6 +18,19 @@
  * the core meanwhile. */
 #define SPIN_NS 100000L
 
+/* The polling limit in ns: SPIN_NS unless a3_pool_set_spin_us chose
+ * another (A3_POOL_SPIN_US through the CLI; 0 sleeps at once). */
+static atomic_long spin_ns = SPIN_NS;
+
+int a3_pool_set_spin_us(long us)
+{
+    if (us < 0 || us > A3_POOL_SPIN_MAX_US) return -1;
+    atomic_store_explicit(&spin_ns, us * 1000L, memory_order_relaxed);
+    return 0;
+}
+
+long a3_pool_spin_us(void) { return atomic_load_explicit(&spin_ns, memory_order_relaxed) / 1000L; }
+
 static inline void relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -35,7 +48,9 @@ static long now_ns(void)
 /* Poll until *v != val, or until *v <= 0, for at most SPIN_NS. */
 static void spin_uint(atomic_uint *v, unsigned val)
 {
-    long end = now_ns() + SPIN_NS;
+    long lim = atomic_load_explicit(&spin_ns, memory_order_relaxed);
+    if (lim <= 0) return;
+    long end = now_ns() + lim;
     for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) == val; i++) {
         relax();
         if (i % 16 == 0 && now_ns() > end) return;
@@ -44,7 +59,9 @@ static void spin_uint(atomic_uint *v, unsigned val)
 
 static void spin_pos(atomic_int *v)
 {
-    long end = now_ns() + SPIN_NS;
+    long lim = atomic_load_explicit(&spin_ns, memory_order_relaxed);
+    if (lim <= 0) return;
+    long end = now_ns() + lim;
     for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) > 0; i++) {
         relax();
         if (i % 16 == 0 && now_ns() > end) return;
