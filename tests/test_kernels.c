@@ -769,7 +769,9 @@ static void test_chunks(void)
     long i;
     a3_chunks_init(&C.c, 99, count); /* n clamped to A3_CHUNKS_MAX */
     CHECK(C.c.n == A3_CHUNKS_MAX);
-    a3_chunks_init(&C.c, 0, count); /* and to 1 */
+    a3_chunks_init(&C.c, 0, NULL); /* no ranges: nothing to hand out, count not read */
+    CHECK(a3_chunks_total(&C.c) == 0 && a3_chunks_next(&C.c, &r, &i) == 0);
+    a3_chunks_init(&C.c, 1, count);
     CHECK(a3_chunks_total(&C.c) == 3);
     for (int k = 0; k < 3; k++) CHECK(a3_chunks_next(&C.c, &r, &i) == 1 && r == 0 && i == k);
     CHECK(a3_chunks_next(&C.c, &r, &i) == 0 && a3_chunks_next(&C.c, &r, &i) == 0);

@@ -53,8 +53,9 @@ typedef struct {
     atomic_long next;
 } a3_chunks;
 
-/* n ranges (clamped to [1, A3_CHUNKS_MAX]); range i has count[i] chunks
- * (negative counts as 0). The counter starts at the first chunk. */
+/* n ranges (at most A3_CHUNKS_MAX; n < 1: one empty range, count not
+ * read); range i has count[i] chunks (negative counts as 0). The counter
+ * starts at the first chunk. */
 void a3_chunks_init(a3_chunks *c, int n, const long *count);
 /* Hand out the same chunks again (no share of a call may be running). */
 void a3_chunks_rewind(a3_chunks *c);

@@ -170,8 +170,8 @@ void a3_pool_split(long total, int t, int n, long align, long *lo, long *hi)
 void a3_chunks_init(a3_chunks *c, int n, const long *count)
 {
     c->n = n < 1 ? 1 : n > A3_CHUNKS_MAX ? A3_CHUNKS_MAX : n;
-    c->first[0] = 0;
-    for (int i = 0; i < c->n; i++) c->first[i + 1] = c->first[i] + (count[i] > 0 ? count[i] : 0);
+    c->first[0] = c->first[1] = 0; /* n < 1: one empty range, count unread */
+    for (int i = 0; i < n && i < c->n; i++) c->first[i + 1] = c->first[i] + (count[i] > 0 ? count[i] : 0);
     atomic_init(&c->next, 0);
 }
 
