@@ -14,7 +14,6 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 

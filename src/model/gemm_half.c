@@ -83,7 +83,6 @@ static float *aligned(float *p)
 
 typedef struct {
     const a3_k_gemm_w *w;
-    int n;
     int mc[A3_K_GEMM_MAX]; /* rows per block of matrix m */
     const float *x;
     float *xp, *wp;
@@ -181,7 +180,7 @@ static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_
         return;
     }
     threads = pool_threads(threads); /* as a3_k_gemm_floats counted them */
-    kg_job J = {.w = w, .n = n, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
+    kg_job J = {.w = w, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
     long nblocks[A3_K_GEMM_MAX];
     for (int m = 0; m < n; m++) {
         /* Blocks of at most MC rows, a whole number per thread where that

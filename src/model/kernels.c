@@ -274,7 +274,7 @@ typedef struct {
 
 typedef struct {
     mv_mat m[A3_K_GEMM_MAX];
-    int n, in, nrows, acc, simd, avx512, pf;
+    int in, nrows, acc, simd, avx512, pf;
     const float *x;
     a3_chunks chunks; /* range i: matrix i's chunks of m[i].chunk rows */
 } mv_job;
@@ -335,7 +335,7 @@ int a3_k_matvec_n(int n, const a3_k_gemm_w *w, int in, const float *x, int nrows
                 for (int r = 0; r < nrows; r++) memset(w[i].y + (size_t)r * w[i].out, 0, (size_t)w[i].out * sizeof(float));
         return A3_OK;
     }
-    mv_job J = {.n = n, .in = in, .nrows = nrows, .acc = acc, .simd = use_simd(), .avx512 = use_avx512(), .x = x};
+    mv_job J = {.in = in, .nrows = nrows, .acc = acc, .simd = use_simd(), .avx512 = use_avx512(), .x = x};
     long rows = 0;
     size_t bytes = 0, weights = 0;
     for (int i = 0; i < n; i++) {

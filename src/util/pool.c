@@ -45,27 +45,39 @@ static long now_ns(void)
     return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* Poll until *v != val, or until *v <= 0, for at most SPIN_NS. */
-static void spin_uint(atomic_uint *v, unsigned val)
+/* A poll: 0 when polling is off, else 1 with its deadline in *end. */
+static int poll_start(long *end)
 {
     long lim = atomic_load_explicit(&spin_ns, memory_order_relaxed);
-    if (lim <= 0) return;
-    long end = now_ns() + lim;
-    for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) == val; i++) {
-        relax();
-        if (i % 16 == 0 && now_ns() > end) return;
-    }
+    if (lim <= 0) return 0;
+    *end = now_ns() + lim;
+    return 1;
+}
+
+/* Between two looks at the polled value (the i-th): 0 once past the
+ * deadline (the clock is read every 16th time: it costs more than a look). */
+static int poll_on(int i, long end)
+{
+    relax();
+    return i % 16 != 0 || now_ns() <= end;
+}
+
+/* Poll while *v == val (a worker waiting for the next call), or while
+ * *v > 0 (the caller waiting for the workers), up to the limit. */
+static void spin_uint(atomic_uint *v, unsigned val)
+{
+    long end;
+    if (!poll_start(&end)) return;
+    for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) == val; i++)
+        if (!poll_on(i, end)) return;
 }
 
 static void spin_pos(atomic_int *v)
 {
-    long lim = atomic_load_explicit(&spin_ns, memory_order_relaxed);
-    if (lim <= 0) return;
-    long end = now_ns() + lim;
-    for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) > 0; i++) {
-        relax();
-        if (i % 16 == 0 && now_ns() > end) return;
-    }
+    long end;
+    if (!poll_start(&end)) return;
+    for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) > 0; i++)
+        if (!poll_on(i, end)) return;
 }
 
 typedef struct {
