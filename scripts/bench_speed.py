@@ -24,8 +24,9 @@ thread count, separates the kernel from the rest of the step.
 Prefill: `a3 eval --ids` (one window of N ids, logits of every position)
 against llama.cpp (one batch of N) and PyTorch (Debian python3-torch,
 float32 weights, logits of every position), N = 512 and 2048, 1 and 2
-threads, interleaved, best of A3_BENCH_PREFILL_ROUNDS for a3 and PyTorch
-(one run of llama.cpp), as ratios. a3's and PyTorch's NLLs on
+threads, interleaved: best of A3_BENCH_PREFILL_ROUNDS for a3 and PyTorch
+(one run of llama.cpp), a3 / PyTorch as the median of each round's paired
+runs. a3's and PyTorch's NLLs on
 the same ids are compared as a check that both computed the same thing.
 One product alone (bench_gemm) compares a3's prefill GEMM with
 conversion + sgemm and with sgemm on float32 weights (PyTorch's case).
@@ -33,9 +34,9 @@ conversion + sgemm and with sgemm on float32 weights (PyTorch's case).
 Writes its section of docs/PERFORMANCE.md between the speed markers and
 prints it. Environment: BUILD (build dir), A3_BENCH_DIR (scratch for the
 models, default build/bench-speed; removed unless A3_BENCH_KEEP=1),
-A3_BENCH_ROUNDS (decode rounds, default 3), A3_BENCH_PREFILL=0 (skip the
-prefill part), A3_BENCH_PREFILL_ROUNDS (default 2), A3_BENCH_SEQLENS
-(prefill lengths, default 512,2048),
+A3_BENCH_ROUNDS (decode rounds, default 3; 0 skips decoding),
+A3_BENCH_PREFILL=0 (skip the prefill part), A3_BENCH_PREFILL_ROUNDS
+(default 3), A3_BENCH_SEQLENS (prefill lengths, default 512,2048),
 A3_BENCH_THREADS (default 1,2), A3_BENCH_MODELS (default llama-1b,llama-7b),
 A3_BENCH_COMPRESS=0 (skip the compressed models), A3_BENCH_DECODE_N (new
 tokens per decoding run, default 32), A3_BENCH_DOC=0 (print the section,
@@ -45,6 +46,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -60,7 +62,7 @@ WORK = os.path.abspath(os.environ.get("A3_BENCH_DIR", os.path.join(BUILD, "bench
 KEEP = os.environ.get("A3_BENCH_KEEP") == "1"
 ROUNDS = int(os.environ.get("A3_BENCH_ROUNDS", "3"))
 DO_PREFILL = os.environ.get("A3_BENCH_PREFILL", "1") != "0"
-PREFILL_ROUNDS = int(os.environ.get("A3_BENCH_PREFILL_ROUNDS", "2"))
+PREFILL_ROUNDS = int(os.environ.get("A3_BENCH_PREFILL_ROUNDS", "3"))
 PEERS = os.path.join(ROOT, "tests", "peers")
 LLAMA_PEER = os.path.join(ROOT, "tests", "bench", "llama_peer.mjs")
 TORCH_PEER = os.path.join(ROOT, "tests", "bench", "torch_peer.py")
@@ -409,86 +411,90 @@ def main():
         log(f"bench_speed: decode round {rnd + 1}/{ROUNDS} done (load {load():.1f})")
     load_dec = load()
 
-    lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt \"a\"; rate of the steps "
-                 f"after the prompt), {ROUNDS} interleaved rounds. a3 matvec code: {impl}, "
-                 f"software prefetch as tuned by each run: {prefetch_summary()}; "
-                 f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Each run is paired "
-                 f"with the read bandwidth measured right before and right after it (bench_membw: "
-                 f"threaded streaming read of 1 GiB, best of plain and the kernel's two software-prefetch "
-                 f"patterns; the two averaged): its bound = that bandwidth / weight bytes read per token. / bound is the "
-                 f"median over the rounds of each run's tokens/s over its own bound (range in brackets); "
-                 f"bandwidth, bound and tok/s columns (and the ratios of tok/s) are medians over the rounds "
-                 f"too (bandwidth: of a3's pairs). llama.cpp / bound uses the bytes of its own GGUF.")
-    lines.append("")
-    lines.append("| model | threads | bandwidth GB/s | weights read/token | bound tok/s | a3 tok/s | a3 / bound "
-                 "| llama.cpp tok/s | llama.cpp / bound | a3 / llama.cpp |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if ROUNDS < 1:
+        lines.append("Decoding: not run (A3_BENCH_ROUNDS=0).")
+        lines.append("")
+    else:
+        lines.append(f"Decoding: `a3 generate -n {DECODE_N}` (greedy, prompt \"a\"; rate of the steps "
+                     f"after the prompt), {ROUNDS} interleaved rounds. a3 matvec code: {impl}, "
+                     f"software prefetch as tuned by each run: {prefetch_summary()}; "
+                     f"llama.cpp {'CPU backend ' + backend if use_llama else 'skipped'}. Each run is paired "
+                     f"with the read bandwidth measured right before and right after it (bench_membw: "
+                     f"threaded streaming read of 1 GiB, best of plain and the kernel's two software-prefetch "
+                     f"patterns; the two averaged): its bound = that bandwidth / weight bytes read per token. / bound is the "
+                     f"median over the rounds of each run's tokens/s over its own bound (range in brackets); "
+                     f"bandwidth, bound and tok/s columns (and the ratios of tok/s) are medians over the rounds "
+                     f"too (bandwidth: of a3's pairs). llama.cpp / bound uses the bytes of its own GGUF.")
+        lines.append("")
+        lines.append("| model | threads | bandwidth GB/s | weights read/token | bound tok/s | a3 tok/s | a3 / bound "
+                     "| llama.cpp tok/s | llama.cpp / bound | a3 / llama.cpp |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
-    def med(v):
-        v = sorted(v)
-        return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+        def med(v):
+            v = sorted(v)
+            return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 
-    def vs_bound(key, nbytes):
-        r = [v * nbytes / (bw * 1e9) for v, bw in pair.get(key, [])]
-        return (med(r), min(r), max(r)) if r else None
+        def vs_bound(key, nbytes):
+            r = [v * nbytes / (bw * 1e9) for v, bw in pair.get(key, [])]
+            return (med(r), min(r), max(r)) if r else None
 
-    def med_rate(key):
-        return med([v for v, _ in pair[key]]) if key in pair else None
+        def med_rate(key):
+            return med([v for v, _ in pair[key]]) if key in pair else None
 
-    def fmt_vs(t):
-        return f"{t[0]:.0%} ({t[1]:.0%}-{t[2]:.0%})" if t else "n/a"
+        def fmt_vs(t):
+            return f"{t[0]:.0%} ({t[1]:.0%}-{t[2]:.0%})" if t else "n/a"
 
-    paired_ratios = []
-    for name, d, comp, ggufs in models:
-        for tag, m in (("orig", d), ("a3", comp)):
-            if not m:
+        paired_ratios = []
+        for name, d, comp, ggufs in models:
+            for tag, m in (("orig", d), ("a3", comp)):
+                if not m:
+                    continue
+                rd, _ = st_bytes(m)
+                grd = gguf_bytes(ggufs[tag]) if tag in ggufs else None
+                for threads in THREADS:
+                    k = (name, tag, threads)
+                    bw = med([b for _, b in pair[("a3",) + k]]) * 1e9
+                    bound = bw / rd
+                    a = med_rate(("a3",) + k)
+                    ll = med_rate(("ll",) + k)
+                    va = vs_bound(("a3",) + k, rd)
+                    vl = vs_bound(("ll",) + k, grd) if grd else None
+                    paired_ratios.append(va)
+                    label = name if tag == "orig" else name + ", a3 params=30%"
+                    lines.append(f"| {label} | {threads} | {bw / 1e9:.1f} | {rd / 1e9:.3f} GB | {bound:.2f} | "
+                                 f"{a:.2f} | {fmt_vs(va)} | {f'{ll:.2f}' if ll else 'n/a'} | "
+                                 f"{fmt_vs(vl)} | {fmt_ratio(a, ll)} |")
+        lines.append("")
+        for name, d, comp, ggufs in models:
+            if not comp:
                 continue
-            rd, _ = st_bytes(m)
-            grd = gguf_bytes(ggufs[tag]) if tag in ggufs else None
+            ro, _ = st_bytes(d)
+            rc, _ = st_bytes(comp)
+            go, gc = (gguf_bytes(ggufs[t]) if t in ggufs else None for t in ("orig", "a3"))
             for threads in THREADS:
-                k = (name, tag, threads)
-                bw = med([b for _, b in pair[("a3",) + k]]) * 1e9
-                bound = bw / rd
-                a = med_rate(("a3",) + k)
-                ll = med_rate(("ll",) + k)
-                va = vs_bound(("a3",) + k, rd)
-                vl = vs_bound(("ll",) + k, grd) if grd else None
-                paired_ratios.append(va)
-                label = name if tag == "orig" else name + ", a3 params=30%"
-                lines.append(f"| {label} | {threads} | {bw / 1e9:.1f} | {rd / 1e9:.3f} GB | {bound:.2f} | "
-                             f"{a:.2f} | {fmt_vs(va)} | {f'{ll:.2f}' if ll else 'n/a'} | "
-                             f"{fmt_vs(vl)} | {fmt_ratio(a, ll)} |")
-    lines.append("")
-    for name, d, comp, ggufs in models:
-        if not comp:
-            continue
-        ro, _ = st_bytes(d)
-        rc, _ = st_bytes(comp)
-        go, gc = (gguf_bytes(ggufs[t]) if t in ggufs else None for t in ("orig", "a3"))
-        for threads in THREADS:
-            so, sc = med_rate(("a3", name, "orig", threads)), med_rate(("a3", name, "a3", threads))
-            line = (f"- {name}, {threads} thread(s): the compressed model decodes {sc / so:.2f}x as fast as "
-                    f"the original in a3, for a byte ratio (original / compressed weights read per token) "
-                    f"of {ro / rc:.2f}x")
-            lo, lc = med_rate(("ll", name, "orig", threads)), med_rate(("ll", name, "a3", threads))
-            if lo and lc and go and gc:
-                line += (f"; in llama.cpp {lc / lo:.2f}x for a byte ratio of {go / gc:.2f}x (its GGUF of the "
-                         f"compressed model: {gc / 1e9:.3f} GB read per token against a3's {rc / 1e9:.3f} GB; "
-                         f"export zero-pads reduced QK/OV heads to the head size)")
-            lines.append(line + ".")
-    lines.append("- The kernel alone (bench_matvec: one decoding step's products on 8 llama-1b-shaped F16 layers, "
-                 "reads and products taking turns, each on a layer no cache still holds) runs at "
-                 + ", ".join(f"{kern[t][0]:.0%} of the streaming read with {t} thread(s) (each prefetch "
-                             f"policy fixed: {kern[t][1]})" for t in THREADS)
-                 + f" (bench_matvec's code: {bench_impl}); whatever separates a3 from the bound beyond "
-                 "that is the step's other work (attention, norms, the pool's hand-offs between calls).")
-    over = sum(1 for t in paired_ratios if t and t[2] > 1)
-    bws = sorted(dec_bw_all)
-    lines.append(f"- Read bandwidth measured {bws[0]:.1f}-{bws[-1]:.1f} GB/s over the rounds"
-                 + (f"; {over} row(s) had a run above its own bound, so the bandwidth moved within a "
-                    f"pair and the bound is approximate here" if over else "") + ".")
-    lines.append(f"- load average (1 min) {load0:.1f} at the start, {load_dec:.1f} after decoding.")
-    lines.append("")
+                so, sc = med_rate(("a3", name, "orig", threads)), med_rate(("a3", name, "a3", threads))
+                line = (f"- {name}, {threads} thread(s): the compressed model decodes {sc / so:.2f}x as fast as "
+                        f"the original in a3, for a byte ratio (original / compressed weights read per token) "
+                        f"of {ro / rc:.2f}x")
+                lo, lc = med_rate(("ll", name, "orig", threads)), med_rate(("ll", name, "a3", threads))
+                if lo and lc and go and gc:
+                    line += (f"; in llama.cpp {lc / lo:.2f}x for a byte ratio of {go / gc:.2f}x (its GGUF of the "
+                             f"compressed model: {gc / 1e9:.3f} GB read per token against a3's {rc / 1e9:.3f} GB; "
+                             f"export zero-pads reduced QK/OV heads to the head size)")
+                lines.append(line + ".")
+        lines.append("- The kernel alone (bench_matvec: one decoding step's products on 8 llama-1b-shaped F16 layers, "
+                     "reads and products taking turns, each on a layer no cache still holds) runs at "
+                     + ", ".join(f"{kern[t][0]:.0%} of the streaming read with {t} thread(s) (each prefetch "
+                                 f"policy fixed: {kern[t][1]})" for t in THREADS)
+                     + f" (bench_matvec's code: {bench_impl}); whatever separates a3 from the bound beyond "
+                     "that is the step's other work (attention, norms, the pool's hand-offs between calls).")
+        over = sum(1 for t in paired_ratios if t and t[2] > 1)
+        bws = sorted(dec_bw_all)
+        lines.append(f"- Read bandwidth measured {bws[0]:.1f}-{bws[-1]:.1f} GB/s over the rounds"
+                     + (f"; {over} row(s) had a run above its own bound, so the bandwidth moved within a "
+                        f"pair and the bound is approximate here" if over else "") + ".")
+        lines.append(f"- load average (1 min) {load0:.1f} at the start, {load_dec:.1f} after decoding.")
+        lines.append("")
 
     # ---- prefill -------------------------------------------------------
     if DO_PREFILL:
@@ -496,6 +502,7 @@ def main():
         checks = []
         tver = "?"
         best = {}  # (name, n, threads) -> [a3, llama.cpp, torch, load]
+        pairs = {}  # (name, n, threads) -> a3 / PyTorch of each round's back-to-back runs
         for rnd in range(PREFILL_ROUNDS):
             for n in SEQLENS:
                 ids = os.path.join(WORK, f"ids{n}.bin")
@@ -508,32 +515,38 @@ def main():
                         b[0] = max(b[0], a)
                         # llama.cpp once: it is far from the others at these sizes
                         if rnd == 0 and use_llama and "orig" in ggufs:
-                            b[1] = llama(ggufs["orig"], "prefill", threads, n)[0]
+                            b[1], backend = llama(ggufs["orig"], "prefill", threads, n)
+                        tp = None
                         if use_torch:
                             tp, tnll, tver = torch_prefill(d, ids, threads)
                             b[2] = max(b[2] or 0.0, tp)
+                            pairs.setdefault((name, n, threads), []).append(a / tp)
                             checks.append(abs(nll - tnll))
                         b[3] = max(b[3], load())
                         log(f"bench_speed: prefill round {rnd + 1}/{PREFILL_ROUNDS} {name} n={n} "
-                            f"threads={threads}: a3 {a:.1f}, torch {b[2]} tok/s (load {load():.1f})")
+                            f"threads={threads}: a3 {a:.1f}, torch {tp if tp is None else f'{tp:.1f}'} tok/s "
+                            f"(load {load():.1f})")
         for n in SEQLENS:
             for threads in THREADS:
                 for name, d, comp, ggufs in models:
                     a, ll, tp, ld = best[(name, n, threads)]
-                    ptab.append((name, n, threads, a, ll, tp, ld))
+                    ptab.append((name, n, threads, a, ll, tp, ld, pairs.get((name, n, threads), [])))
         lines.append(f"Prefill: `a3 eval --ids` on one window of N ids (OpenBLAS kernel {doc.get('kernel')}, "
                      f"sgemm {doc.get('gflops')} GFLOP/s at {doc.get('threads')} threads in `a3 doctor`), "
                      f"llama.cpp one batch of N (CPU backend {backend}), PyTorch {tver} float32 "
-                     f"(`torch_peer.py`); best of {PREFILL_ROUNDS} interleaved rounds for a3 and PyTorch "
-                     f"(one run varies by up to 10% here), one run of llama.cpp; load = the highest "
-                     f"load average seen while that row ran.")
+                     f"(`torch_peer.py`); tok/s: best of {PREFILL_ROUNDS} interleaved rounds for a3 and PyTorch "
+                     f"(one run varies by 10-20% here), one run of llama.cpp; a3 / PyTorch: the median "
+                     f"over the rounds of a3's run over the PyTorch run right after it, with the range "
+                     f"in brackets (steadier on a noisy machine than a ratio of bests); load = the "
+                     f"highest load average seen while that row ran.")
         lines.append("")
         lines.append("| model | N | threads | a3 tok/s | llama.cpp tok/s | PyTorch tok/s | a3 / llama.cpp "
                      "| a3 / PyTorch | load |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for name, n, threads, a, ll, tp, ld in ptab:
+        for name, n, threads, a, ll, tp, ld, pr in ptab:
+            vs_torch = (f"{statistics.median(pr):.2f}x [{min(pr):.2f}-{max(pr):.2f}]" if pr else "n/a")
             lines.append(f"| {name} | {n} | {threads} | {a:.1f} | {f'{ll:.1f}' if ll else 'n/a'} | "
-                         f"{f'{tp:.1f}' if tp else 'n/a'} | {fmt_ratio(a, ll)} | {fmt_ratio(a, tp)} | {ld:.1f} |")
+                         f"{f'{tp:.1f}' if tp else 'n/a'} | {fmt_ratio(a, ll)} | {vs_torch} | {ld:.1f} |")
         lines.append("")
         if checks:
             lines.append(f"- a3 and PyTorch mean NLL on the same ids agree to {max(checks):.1e} nats "
