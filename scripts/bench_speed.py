@@ -25,9 +25,9 @@ Prefill: `a3 eval --ids` (one window of N ids, logits of every position)
 against llama.cpp (one batch of N) and PyTorch (Debian python3-torch,
 float32 weights, logits of every position), N = 512 and 2048, 1 and 2
 threads, interleaved: best of A3_BENCH_PREFILL_ROUNDS for a3 and PyTorch
-(one run of llama.cpp), a3 / PyTorch as the median of each round's paired
-runs. a3's and PyTorch's NLLs on
-the same ids are compared as a check that both computed the same thing.
+(one run of llama.cpp); a3 / PyTorch is the median over the rounds of each
+round's pair. a3's and PyTorch's NLLs on the same ids are compared as a
+check that both computed the same thing.
 One product alone (bench_gemm) compares a3's prefill GEMM with
 conversion + sgemm and with sgemm on float32 weights (PyTorch's case).
 
@@ -536,7 +536,7 @@ def main():
                      f"llama.cpp one batch of N (CPU backend {backend}), PyTorch {tver} float32 "
                      f"(`torch_peer.py`); tok/s: best of {PREFILL_ROUNDS} interleaved rounds for a3 and PyTorch "
                      f"(one run varies by 10-20% here), one run of llama.cpp; a3 / PyTorch: the median "
-                     f"over the rounds of a3's run over the PyTorch run right after it, with the range "
+                     f"over the rounds of a3's run over the PyTorch run that follows it, with the range "
                      f"in brackets (steadier on a noisy machine than a ratio of bests); load = the "
                      f"highest load average seen while that row ran.")
         lines.append("")
