@@ -1,5 +1,4 @@
 /* a3: command dispatcher. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "a3/kernels.h"
 #include "a3/pool.h"
 #include "cli.h"
+#include "opt.h"
 
 typedef struct {
     const char *name;
@@ -59,14 +59,10 @@ int main(int argc, char **argv)
     }
     /* Likewise the pool's polling limit (a3_pool_set_spin_us). */
     const char *sp = getenv("A3_POOL_SPIN_US");
-    if (sp && *sp) {
-        char *end;
-        errno = 0;
-        long us = strtol(sp, &end, 10);
-        if (*end || errno || a3_pool_set_spin_us(us) != 0) {
-            fprintf(stderr, "a3: A3_POOL_SPIN_US=%s: expected microseconds from 0 to %ld\n", sp, A3_POOL_SPIN_MAX_US);
-            return 2;
-        }
+    long us;
+    if (sp && *sp && (!cli_long(sp, 0, A3_POOL_SPIN_MAX_US, &us) || a3_pool_set_spin_us(us) != 0)) {
+        fprintf(stderr, "a3: A3_POOL_SPIN_US=%s: expected microseconds from 0 to %ld\n", sp, A3_POOL_SPIN_MAX_US);
+        return 2;
     }
     if (argc < 2) {
         usage(stderr);

@@ -18,14 +18,20 @@ int cli_usage(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
-int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
+int cli_long(const char *val, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(val, &end, 10);
-    if (errno || end == val || *end || v < lo || v > hi)
-        return cli_usage(cmd, "%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, val);
+    if (errno || end == val || *end || v < lo || v > hi) return 0;
     *out = v;
+    return 1;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
+{
+    if (!cli_long(val, lo, hi, out))
+        return cli_usage(cmd, "%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, val);
     return 0;
 }
 

@@ -98,6 +98,9 @@ int cli_parse(const cli_spec *spec, int argc, char **argv);
 int cli_is_help(const char *arg);
 /* Print "a3 <cmd>: <msg> (see 'a3 <cmd> --help')" to stderr; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when val is a whole decimal integer in [lo, hi] (stored in *out),
+ * else 0 with *out unchanged. */
+int cli_long(const char *val, long lo, long hi, long *out);
 /* An integer in [lo, hi] / a number in [lo, hi] (finite): 0, or a usage
  * error naming opt and the range (returns 2). */
 int cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
