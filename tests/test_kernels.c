@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "../src/model/internal.h" /* a3__gemm_wconv, a3__wconv_block */
+#include "../src/model/kernels_impl.h" /* a3__kg_pack_x_x86 */
 #include "a3/kernels.h"
 #include "a3/pool.h"
 #include "test.h"
@@ -335,6 +336,35 @@ static int row_outside_bound(a3_dtype dt, const void *w, const float *x, int r, 
         far += fabs(yrow[o] - ref) > 1.01 * (in + 1) * ldexp(1, -24) * mag + 1e-30;
     }
     return far;
+}
+
+/* a3_k_gemm's packing of one token panel of x against its definition in
+ * kernels_impl.h, element by element: every width from 0 to 40 columns
+ * (whole tiles of 16 and a scalar tail), every row count from 0 to 12,
+ * at an offset k0 and a row stride that leave the rows unaligned, into a
+ * panel filled with NaN first (so a value never written shows) and
+ * followed by a canary (so one written past the panel shows). x's rows
+ * past nr hold NaN: a read of them would show as a NaN in the panel. */
+static void test_k_pack_x(void)
+{
+    if (have_simd() < 2) SKIP("no AVX-512F here: the packing is not reached");
+    enum { NR = A3__KG_NR, KMAX = 40, LD = 53, K0 = 3 };
+    float x[NR * LD], d[KMAX * NR + 16];
+    int bad = 0, canary = 0;
+    for (int nr = 0; nr <= NR; nr++)
+        for (int kc = 0; kc <= KMAX; kc++) {
+            for (int i = 0; i < NR * LD; i++) x[i] = i / LD < nr ? (float)i * 0.5f - 7.0f : NAN;
+            for (int i = 0; i < KMAX * NR + 16; i++) d[i] = NAN;
+            for (int i = 0; i < 16; i++) d[kc * NR + i] = -3.0f;
+            a3__kg_pack_x_x86(x, LD, nr, K0, kc, d);
+            for (int i = 0; i < kc; i++)
+                for (int j = 0; j < NR; j++) {
+                    float want = j < nr ? x[j * LD + K0 + i] : 0.0f;
+                    bad += memcmp(&d[i * NR + j], &want, sizeof want) != 0;
+                }
+            for (int i = 0; i < 16; i++) canary += d[kc * NR + i] != -3.0f;
+        }
+    CHECKF(bad == 0 && canary == 0, "%d packed values differ from x, %d written past the panel", bad, canary);
 }
 
 /* a3_k_gemm on its own: every token count from 1 to 25 (partial token
@@ -843,6 +873,7 @@ int main(void)
     RUN(test_convert_block);
     RUN(test_wconv_blocks);
     RUN(test_gemm_wconv);
+    RUN(test_k_pack_x);
     RUN(test_k_gemm);
     RUN(test_matvec_n);
     RUN(test_matvec_against_double);

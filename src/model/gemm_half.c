@@ -107,11 +107,7 @@ static void pack_x_part(void *p, int t, int nt)
             float *d = J->xp + (size_t)g * KC * J->rp + (size_t)tp * (size_t)kc * NR;
             size_t r0 = (size_t)tp * NR;
             int nr = J->rows - r0 < NR ? (int)(J->rows - r0) : NR;
-            if (nr < NR) memset(d, 0, (size_t)kc * NR * sizeof(float));
-            for (int j = 0; j < nr; j++) {
-                const float *s = J->x + (r0 + (size_t)j) * (size_t)J->in + k0;
-                for (int i = 0; i < kc; i++) d[(size_t)i * NR + j] = s[i];
-            }
+            a3__kg_pack_x_x86(J->x + r0 * (size_t)J->in, (size_t)J->in, nr, k0, kc, d);
         }
     }
 }

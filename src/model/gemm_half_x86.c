@@ -125,6 +125,26 @@ TGT5 void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int 
     }
 }
 
+/* 16 columns at a time: the panel's rows (zeros past nr) as a 16 x 16
+ * tile, transposed, each column's NR values stored with a mask. A plain
+ * copy, so exact. Twice the rate of the scalar loop it replaced (scratch
+ * program, 512 x 4224 floats, one thread: 1.0 against 2.0 ms), which was
+ * 1.1% of the samples of a 7B-shaped prefill on one thread. */
+TGT5 void a3__kg_pack_x_x86(const float *x, size_t ld, int nr, int k0, int kc, float *d)
+{
+    const __mmask16 keep = (__mmask16)((1u << NR) - 1);
+    int i = 0;
+    for (; i + 16 <= kc; i += 16) {
+        __m512 r[16];
+        _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
+            r[j] = j < nr ? _mm512_loadu_ps(x + (size_t)j * ld + k0 + i) : _mm512_setzero_ps();
+        tr16(r);
+        _Pragma("GCC unroll 16") for (int c = 0; c < 16; c++) _mm512_mask_storeu_ps(d + (size_t)(i + c) * NR, keep, r[c]);
+    }
+    for (; i < kc; i++)
+        for (int j = 0; j < NR; j++) d[(size_t)i * NR + j] = j < nr ? x[(size_t)j * ld + k0 + i] : 0.0f;
+}
+
 /* c[j * ldc + o] = (beta ? c : 0) + sum_i a[i * MR + o] * b[i * NR + j]
  * for j < nt, o < no: 24 accumulators (12 tokens x 2 vectors of 16
  * outputs), two loads and 12 broadcasts per step of i; each sum runs over
@@ -179,6 +199,10 @@ TGT5 void a3__kg_kernel_x86(int kc, const float *a, const float *b, float *c, si
 void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int mc, int k0, int kc, float *dst)
 {
     (void)dt, (void)W, (void)ld, (void)mc, (void)k0, (void)kc, (void)dst;
+}
+void a3__kg_pack_x_x86(const float *x, size_t ld, int nr, int k0, int kc, float *d)
+{
+    (void)x, (void)ld, (void)nr, (void)k0, (void)kc, (void)d;
 }
 void a3__kg_kernel_x86(int kc, const float *a, const float *b, float *c, size_t ldc, int nt, int no, int beta)
 {

@@ -33,6 +33,9 @@ int a3__k_use_avx512(void);
  * p < round_up(mc, MR), i < kc: rows of W (dtype F16 or BF16, row stride
  * ld elements) as panels of MR rows, rows past mc zero. */
 void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int mc, int k0, int kc, float *dst);
+/* d[i * NR + j] = x[j * ld + k0 + i] for i < kc, j < NR: one token panel
+ * of x, rows j >= nr zero (nr <= NR). */
+void a3__kg_pack_x_x86(const float *x, size_t ld, int nr, int k0, int kc, float *d);
 /* c[j * ldc + o] = (beta ? c[j * ldc + o] : 0) + sum_i a[i * MR + o] *
  * b[i * NR + j] for j < nt, o < no (nt <= NR, no <= MR), the sum over i in
  * order. */
