@@ -130,6 +130,7 @@ TGT5 void a3__kg_pack_w_x86(a3_dtype dt, const unsigned char *W, size_t ld, int 
  * copy, so exact. Twice the rate of the scalar loop it replaced (scratch
  * program, 512 x 4224 floats, one thread: 1.0 against 2.0 ms), which was
  * 1.1% of the samples of a 7B-shaped prefill on one thread. */
+_Static_assert(NR <= 16, "a token panel's rows must fit one 16 x 16 tile");
 TGT5 void a3__kg_pack_x_x86(const float *x, size_t ld, int nr, int k0, int kc, float *d)
 {
     const __mmask16 keep = (__mmask16)((1u << NR) - 1);
