@@ -785,7 +785,7 @@ static void test_chunks(void)
 {
     static const long count[4] = {3, 0, 8, -2}; /* an empty range; a negative count is none */
     chunks_ctx C = {0};
-    a3_chunks_init(&C.c, 4, count);
+    CHECK(a3_chunks_init(&C.c, 4, count) == 0);
     CHECK(a3_chunks_total(&C.c) == 11);
     for (int rep = 0; rep < 3; rep++) { /* rewinding hands out the same chunks again */
         a3_pool_run(3, chunks_share, &C);
@@ -797,11 +797,13 @@ static void test_chunks(void)
     CHECKF(bad == 0, "%d chunks not taken exactly once per pass, or out of range", bad);
     int r;
     long i;
-    a3_chunks_init(&C.c, 99, count); /* n clamped to A3_CHUNKS_MAX */
-    CHECK(C.c.n == A3_CHUNKS_MAX);
-    a3_chunks_init(&C.c, 0, NULL); /* no ranges: nothing to hand out, count not read */
+    /* more ranges than fit: refused, count not read, and nothing handed
+     * out rather than the first A3_CHUNKS_MAX ranges' chunks alone */
+    CHECK(a3_chunks_init(&C.c, A3_CHUNKS_MAX + 1, count) == -1);
     CHECK(a3_chunks_total(&C.c) == 0 && a3_chunks_next(&C.c, &r, &i) == 0);
-    a3_chunks_init(&C.c, 1, count);
+    CHECK(a3_chunks_init(&C.c, 0, NULL) == 0); /* no ranges: nothing to hand out, count not read */
+    CHECK(a3_chunks_total(&C.c) == 0 && a3_chunks_next(&C.c, &r, &i) == 0);
+    CHECK(a3_chunks_init(&C.c, 1, count) == 0);
     CHECK(a3_chunks_total(&C.c) == 3);
     for (int k = 0; k < 3; k++) CHECK(a3_chunks_next(&C.c, &r, &i) == 1 && r == 0 && i == k);
     CHECK(a3_chunks_next(&C.c, &r, &i) == 0 && a3_chunks_next(&C.c, &r, &i) == 0);

@@ -53,10 +53,12 @@ typedef struct {
     atomic_long next;
 } a3_chunks;
 
-/* n ranges (at most A3_CHUNKS_MAX; n < 1: one empty range, count not
- * read); range i has count[i] chunks (negative counts as 0). The counter
- * starts at the first chunk. */
-void a3_chunks_init(a3_chunks *c, int n, const long *count);
+/* n ranges (n < 1: one empty range, count not read); range i has
+ * count[i] chunks (negative counts as 0). The counter starts at the first
+ * chunk. 0, or -1 when n > A3_CHUNKS_MAX: then c hands out nothing (the
+ * ranges that fit are not handed out alone, which would drop the rest's
+ * work silently). */
+__attribute__((warn_unused_result)) int a3_chunks_init(a3_chunks *c, int n, const long *count);
 /* Hand out the same chunks again (no share of a call may be running). */
 void a3_chunks_rewind(a3_chunks *c);
 /* All chunks of all ranges. */

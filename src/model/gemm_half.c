@@ -143,8 +143,43 @@ static void gemm_part(void *p, int t, int nt)
 }
 
 /* Rows [0, rows) with rows <= ROWS_MAX; checks done. */
-static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
-                      int threads);
+static int gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
+                     int threads)
+{
+    if (in <= 0) {
+        for (int m = 0; m < n; m++)
+            if (!acc && w[m].out > 0)
+                for (size_t r = 0; r < rows; r++) memset(w[m].y + r * w[m].ldy, 0, (size_t)w[m].out * sizeof(float));
+        return A3_OK;
+    }
+    threads = pool_threads(threads); /* as a3_k_gemm_floats counted them */
+    kg_job J = {.w = w, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
+    long nblocks[A3_K_GEMM_MAX];
+    for (int m = 0; m < n; m++) {
+        /* Blocks of at most MC rows, a whole number per thread where that
+         * costs nothing (so that the last round does not leave a thread
+         * idle), each a multiple of MR rows. */
+        int out = w[m].out > 0 ? w[m].out : 0;
+        int per = (out + threads * MC - 1) / (threads * MC) * threads;
+        int mc = per > 0 ? (int)round_up((size_t)((out + per - 1) / per), MR) : MR;
+        J.mc[m] = mc > MC ? MC : mc;
+        nblocks[m] = (out + J.mc[m] - 1) / J.mc[m];
+    }
+    if (a3_chunks_init(&J.blocks, n, nblocks) != 0) return A3_EINVAL; /* n <= A3_K_GEMM_MAX: cannot happen */
+    if (a3_chunks_total(&J.blocks) == 0) return A3_OK;
+    /* both fit in a3_k_gemm_floats: the x part is whole lines long */
+    J.xp = aligned(buf);
+    J.wp = aligned(J.xp + span_cols(rows) * J.rp);
+    size_t span = span_cols(rows);
+    for (size_t s0 = 0; s0 < (size_t)in; s0 += span) {
+        J.s0 = (int)s0;
+        J.sn = (int)((size_t)in - s0 < span ? (size_t)in - s0 : span);
+        a3_pool_run(threads, pack_x_part, &J);
+        a3_chunks_rewind(&J.blocks);
+        a3_pool_run(threads, gemm_part, &J);
+    }
+    return A3_OK;
+}
 
 int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
                 size_t nbuf, int threads)
@@ -160,47 +195,11 @@ int a3_k_gemm_n(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows
             part[m] = w[m];
             part[m].y += r0 * w[m].ldy;
         }
-        gemm_rows(n, part, in, x + r0 * (size_t)(in > 0 ? in : 0), rows - r0 < ROWS_MAX ? rows - r0 : ROWS_MAX,
-                  acc, buf, threads);
+        int rc = gemm_rows(n, part, in, x + r0 * (size_t)(in > 0 ? in : 0),
+                           rows - r0 < ROWS_MAX ? rows - r0 : ROWS_MAX, acc, buf, threads);
+        if (rc != A3_OK) return rc;
     }
     return A3_OK;
-}
-
-static void gemm_rows(int n, const a3_k_gemm_w *w, int in, const float *x, size_t rows, int acc, float *buf,
-                      int threads)
-{
-    if (in <= 0) {
-        for (int m = 0; m < n; m++)
-            if (!acc && w[m].out > 0)
-                for (size_t r = 0; r < rows; r++) memset(w[m].y + r * w[m].ldy, 0, (size_t)w[m].out * sizeof(float));
-        return;
-    }
-    threads = pool_threads(threads); /* as a3_k_gemm_floats counted them */
-    kg_job J = {.w = w, .x = x, .rows = rows, .rp = round_up(rows, NR), .in = in, .acc = acc};
-    long nblocks[A3_K_GEMM_MAX];
-    for (int m = 0; m < n; m++) {
-        /* Blocks of at most MC rows, a whole number per thread where that
-         * costs nothing (so that the last round does not leave a thread
-         * idle), each a multiple of MR rows. */
-        int out = w[m].out > 0 ? w[m].out : 0;
-        int per = (out + threads * MC - 1) / (threads * MC) * threads;
-        int mc = per > 0 ? (int)round_up((size_t)((out + per - 1) / per), MR) : MR;
-        J.mc[m] = mc > MC ? MC : mc;
-        nblocks[m] = (out + J.mc[m] - 1) / J.mc[m];
-    }
-    a3_chunks_init(&J.blocks, n, nblocks);
-    if (a3_chunks_total(&J.blocks) == 0) return;
-    /* both fit in a3_k_gemm_floats: the x part is whole lines long */
-    J.xp = aligned(buf);
-    J.wp = aligned(J.xp + span_cols(rows) * J.rp);
-    size_t span = span_cols(rows);
-    for (size_t s0 = 0; s0 < (size_t)in; s0 += span) {
-        J.s0 = (int)s0;
-        J.sn = (int)((size_t)in - s0 < span ? (size_t)in - s0 : span);
-        a3_pool_run(threads, pack_x_part, &J);
-        a3_chunks_rewind(&J.blocks);
-        a3_pool_run(threads, gemm_part, &J);
-    }
 }
 
 int a3_k_gemm(a3_dtype dt, const void *W, int out, int in, const float *x, size_t rows, float *y, size_t ldy,

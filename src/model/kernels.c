@@ -356,7 +356,7 @@ int a3_k_matvec_n(int n, const a3_k_gemm_w *w, int in, const float *x, int nrows
         J.m[i] = (mv_mat){w[i].dt, w[i].W, out, w[i].y, chunk};
         nchunks[i] = (out + chunk - 1) / chunk;
     }
-    a3_chunks_init(&J.chunks, n, nchunks);
+    if (a3_chunks_init(&J.chunks, n, nchunks) != 0) return A3_EINVAL; /* n <= A3_K_GEMM_MAX: cannot happen */
     int timed = 0; /* the scalar code does not prefetch: nothing to tune */
     if (J.simd) J.pf = pf_begin(bytes, &timed);
     double t0 = timed ? a3_now() : 0;

@@ -179,12 +179,14 @@ void a3_pool_split(long total, int t, int n, long align, long *lo, long *hi)
     *hi = b1 * align < total ? b1 * align : total;
 }
 
-void a3_chunks_init(a3_chunks *c, int n, const long *count)
+int a3_chunks_init(a3_chunks *c, int n, const long *count)
 {
-    c->n = n < 1 ? 1 : n > A3_CHUNKS_MAX ? A3_CHUNKS_MAX : n;
-    c->first[0] = c->first[1] = 0; /* n < 1: one empty range, count unread */
-    for (int i = 0; i < n && i < c->n; i++) c->first[i + 1] = c->first[i] + (count[i] > 0 ? count[i] : 0);
+    int fits = n <= A3_CHUNKS_MAX;
+    c->n = n < 1 || !fits ? 1 : n;
+    c->first[0] = c->first[1] = 0; /* one empty range: n < 1 (count unread), or too many */
+    for (int i = 0; fits && i < n; i++) c->first[i + 1] = c->first[i] + (count[i] > 0 ? count[i] : 0);
     atomic_init(&c->next, 0);
+    return fits ? 0 : -1;
 }
 
 void a3_chunks_rewind(a3_chunks *c) { atomic_store_explicit(&c->next, 0, memory_order_relaxed); }
