@@ -26,7 +26,8 @@ against llama.cpp (one batch of N) and PyTorch (Debian python3-torch,
 float32 weights, logits of every position), N = 512 and 2048, 1 and 2
 threads, interleaved: best of A3_BENCH_PREFILL_ROUNDS for a3 and PyTorch
 (one run of llama.cpp); a3 / PyTorch is the median over the rounds of each
-round's pair. a3's and PyTorch's NLLs on the same ids are compared as a
+round's pair (which side runs first alternates by round), with the count
+of rounds a3 won. a3's and PyTorch's NLLs on the same ids are compared as a
 check that both computed the same thing.
 One product alone (bench_gemm) compares a3's prefill GEMM with
 conversion + sgemm and with sgemm on float32 weights (PyTorch's case).
@@ -511,14 +512,20 @@ def main():
                 for threads in THREADS:
                     for name, d, comp, ggufs in models:
                         b = best.setdefault((name, n, threads), [0.0, None, None, 0.0])
-                        a, nll = a3_prefill(d, ids, n, threads)
-                        b[0] = max(b[0], a)
                         # llama.cpp once: it is far from the others at these sizes
                         if rnd == 0 and use_llama and "orig" in ggufs:
                             b[1], backend = llama(ggufs["orig"], "prefill", threads, n)
+                        # a3 and PyTorch back to back, which one first
+                        # alternating by round: neither side always runs
+                        # second, after the other has heated the machine
                         tp = None
-                        if use_torch:
+                        if use_torch and rnd % 2:
                             tp, tnll, tver = torch_prefill(d, ids, threads)
+                        a, nll = a3_prefill(d, ids, n, threads)
+                        b[0] = max(b[0], a)
+                        if use_torch and not rnd % 2:
+                            tp, tnll, tver = torch_prefill(d, ids, threads)
+                        if tp is not None:
                             b[2] = max(b[2] or 0.0, tp)
                             pairs.setdefault((name, n, threads), []).append(a / tp)
                             checks.append(abs(nll - tnll))
@@ -536,15 +543,17 @@ def main():
                      f"llama.cpp one batch of N (CPU backend {backend}), PyTorch {tver} float32 "
                      f"(`torch_peer.py`); tok/s: best of {PREFILL_ROUNDS} interleaved rounds for a3 and PyTorch "
                      f"(one run varies by 10-20% here), one run of llama.cpp; a3 / PyTorch: the median "
-                     f"over the rounds of a3's run over the PyTorch run that follows it, with the range "
-                     f"in brackets (steadier on a noisy machine than a ratio of bests); load = the "
-                     f"highest load average seen while that row ran.")
+                     f"over the rounds of a3's run over the PyTorch run next to it (a3 first in odd "
+                     f"rounds, PyTorch first in even ones), with the range in brackets (steadier on a "
+                     f"noisy machine than a ratio of bests) and in how many of the rounds a3 was the "
+                     f"faster; load = the highest load average seen while that row ran.")
         lines.append("")
         lines.append("| model | N | threads | a3 tok/s | llama.cpp tok/s | PyTorch tok/s | a3 / llama.cpp "
                      "| a3 / PyTorch | load |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, n, threads, a, ll, tp, ld, pr in ptab:
-            vs_torch = (f"{statistics.median(pr):.2f}x [{min(pr):.2f}-{max(pr):.2f}]" if pr else "n/a")
+            vs_torch = (f"{statistics.median(pr):.2f}x [{min(pr):.2f}-{max(pr):.2f}], "
+                        f"{sum(r > 1 for r in pr)} of {len(pr)}" if pr else "n/a")
             lines.append(f"| {name} | {n} | {threads} | {a:.1f} | {f'{ll:.1f}' if ll else 'n/a'} | "
                          f"{f'{tp:.1f}' if tp else 'n/a'} | {fmt_ratio(a, ll)} | {vs_torch} | {ld:.1f} |")
         lines.append("")
