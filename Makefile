@@ -32,7 +32,7 @@ BENCHES  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*
 # Keep objects of the test and benchmark programs (they are intermediate
 # files of the two-step link rules, which make would otherwise delete).
 .PRECIOUS: $(BUILD)/%.o
-.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale bench-predict bench-seq results setup clean format
+.PHONY: all check test sanitize demo bench bench-scale bench-apply-scale bench-predict bench-seq results setup clean format fuzz
 all: a3
 
 a3: $(BUILD)/a3
@@ -52,8 +52,10 @@ $(BUILD)/%.o: %.c $(wildcard include/a3/*.h) $(wildcard src/*/*.h) $(wildcard ui
 # The TUI test and benchmark compile ui/*.c into themselves (the library
 # holds no curses code), so they follow those sources too.
 $(BUILD)/tests/test_tui.o $(BUILD)/tests/bench/bench_tui.o: $(wildcard ui/*.c)
-# The option parser's test compiles src/cli/opt.c into itself likewise.
+# The option parser's test compiles src/cli/opt.c into itself likewise,
+# and the fuzz replay test the fuzz targets.
 $(BUILD)/tests/test_cli_opt.o: src/cli/opt.c
+$(BUILD)/tests/test_fuzz.o: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HELP_OBJ) $(BUILD)/liba3.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -117,8 +119,14 @@ results: a3
 	scripts/results_seq.py
 	scripts/results_predict.py
 
+# Every loader under libFuzzer + ASan/UBSan (scripts/fuzz.sh; FUZZ_SECONDS
+# per target, default 60; FUZZ_TARGETS to pick). Not part of CI: make check
+# replays the committed findings and a few thousand fixed mutants.
+fuzz:
+	@BUILD=$(BUILD) scripts/fuzz.sh
+
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h include/a3/*.h ui/*.c ui/*.h tests/*.c tests/*.h)
 
 clean:
-	rm -rf build build-san a3
+	rm -rf build build-san build-fuzz a3

@@ -3,6 +3,7 @@
  * saves (a failed save leaves nothing behind), a table of handcrafted
  * corrupt caches that must each fail with one line naming the file, plus
  * truncation at every offset and a bit flip in every byte. */
+#include <float.h>
 #include "a3/cache.h"
 
 #include <signal.h>
@@ -542,6 +543,12 @@ static int set_i32(blob *f, int kind, int layer, size_t i, int32_t v)
 
 static int m_nan(blob *f) { return set_f64(f, A3_SEC_GK, 1, 3, NAN); }
 static int m_inf(blob *f) { return set_f64(f, A3_SEC_QK_LOSS, 0, 0, INFINITY); }
+/* each finite, their squares' sum not (found by fuzzing) */
+static int m_sv_huge(blob *f) { return set_f64(f, A3_SEC_OV_SV, 1, 2, 3e262); }
+static int m_loss_huge(blob *f)
+{
+    return set_f64(f, A3_SEC_MLP_LOSS, 0, 0, DBL_MAX) || set_f64(f, A3_SEC_MLP_LOSS, 0, 1, DBL_MAX);
+}
 static int m_qk_dup(blob *f)
 {
     size_t at = sec_at(f, A3_SEC_QK_ORDER, 1);
@@ -604,6 +611,8 @@ static const corrupt_case CASES[] = {
     {"trailing bytes", 0, m_trailing, A3_EFORMAT, "trailing data after the last section (1 bytes)", 0},
     {"NaN in a statistic", 0, m_nan, A3_EFORMAT, "section GK layer 1: element 3 is not finite", 1},
     {"Inf in a loss curve", 0, m_inf, A3_EFORMAT, "QK_LOSS layer 0: element 0 is not finite", 0},
+    {"singular values too large", 0, m_sv_huge, A3_EFORMAT, "OV_SV layer 1: values too large: their sum of squares overflows", 0},
+    {"loss curve values too large", 0, m_loss_huge, A3_EFORMAT, "MLP_LOSS layer 0: values too large: their sum overflows", 0},
     {"QK_ORDER index twice", 0, m_qk_dup, A3_EFORMAT, "QK_ORDER layer 1: KV group 1: index", 1},
     {"QK_ORDER index out of range", 0, m_qk_range, A3_EFORMAT, "QK_ORDER layer 0: KV group 0: index 4 at position 2 outside [0, 4)", 1},
     {"QK_ORDER negative index", 0, m_qk_negative, A3_EFORMAT, "index -1 at position 0 outside", 1},

@@ -1,6 +1,7 @@
 /* model: the forward pass against an independent float64 reference
  * (tests/helpers/ref_hf.c) on random models of every supported kind, plus
  * batching, incremental decoding, perplexity and bad-input cases. */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -382,8 +383,9 @@ static void test_bad_weights(void)
 
 /* NaN/Inf in a weight is an error naming the tensor, on every path that
  * reads it: a layer weight in the forward pass, the embedding row of a
- * token in the text, and (tied embeddings) a vocabulary row of a token the
- * text never uses, which reaches only the logits. */
+ * token in the text, (tied embeddings) a vocabulary row of a token the
+ * text never uses, which reaches only the logits, and the final norm; a
+ * finite weight that overflows is an error too. */
 static void test_nonfinite_weights(void)
 {
     static const struct {
@@ -396,6 +398,11 @@ static void test_nonfinite_weights(void)
         {"model.layers.0.mlp.down_proj.weight", 0, INFINITY, "model.layers.0.mlp.down_proj.weight"},
         {"model.embed_tokens.weight", 3 * 48 + 1, NAN, "model.embed_tokens.weight: row 3"},
         {"model.embed_tokens.weight", 100 * 48 + 7, -INFINITY, "model.embed_tokens.weight: row 100"},
+        /* the final norm's weight: read after the last layer's check
+         * (found by fuzzing, tests/fuzz/corpus/model/) */
+        {"model.norm.weight", 7, NAN, "model.norm.weight: element 7"},
+        /* finite, but its product with a normalized activation is not */
+        {"model.norm.weight", 7, FLT_MAX, "after the final norm (overflow)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char tmp[64], dir[128], st[160];
@@ -415,7 +422,8 @@ static void test_nonfinite_weights(void)
             a3_eval_result r;
             CHECK(a3_seqs_from_ids(tok, 8, 8, 0, 0, &q, &err) == 0);
             int rc = a3_eval_nll(m, &q, &r, NULL, NULL, &err);
-            CHECKF(rc == A3_EFORMAT && strstr(err.msg, cases[i].expect) && strstr(err.msg, "NaN/Inf"),
+            int overflow = isfinite(cases[i].v);
+            CHECKF(rc == A3_EFORMAT && strstr(err.msg, cases[i].expect) && (overflow || strstr(err.msg, "NaN/Inf")),
                    "case %zu: rc %d, '%s'", i, rc, err.msg);
             /* decoding reads the stored weights through the matvec kernel:
              * the same error, one token at a time */
@@ -423,7 +431,11 @@ static void test_nonfinite_weights(void)
             float lg[101];
             rc = a3_decoder_new(m, 8, &dec, &err);
             for (int t = 0; rc == 0 && t < 8; t++) rc = a3_decoder_step(dec, tok + t, 1, lg, &err);
-            CHECKF(rc == A3_EFORMAT && strstr(err.msg, cases[i].expect) && strstr(err.msg, "NaN/Inf"),
+            /* one token at a time, the overflow can first show in the
+             * logits (a token whose normalized activation stays below 1) */
+            CHECKF(rc == A3_EFORMAT &&
+                       (overflow ? strstr(err.msg, "overflow") != NULL
+                                 : strstr(err.msg, cases[i].expect) && strstr(err.msg, "NaN/Inf")),
                    "decoder case %zu: rc %d, '%s'", i, rc, err.msg);
             a3_decoder_free(dec);
             a3_seqs_free(&q);

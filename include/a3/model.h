@@ -95,7 +95,8 @@ typedef struct {
 int a3_model_run_layer_mats(a3_model *m, int layer, const a3_layer_mats *w,
                             float *x, int n_seq, int seqlen, size_t max_rows,
                             const a3_layer_hooks *hooks, a3_err *err);
-/* out (rows, d) = final RMSNorm of x. */
+/* out (rows, d) = final RMSNorm of x; A3_EFORMAT naming model.norm.weight
+ * when the result is not finite (overflow). */
 int a3_model_final_norm(const a3_model *m, const float *x, size_t rows,
                         float *out, a3_err *err);
 

@@ -352,7 +352,17 @@ static int check_values(const dims *m, a3_cache_section s, const void *p, size_t
     if (s == A3_SEC_QK_ORDER)
         return check_perm(p, (size_t)m->n_kv_heads, (size_t)m->head_dim / 2, seen, why, n);
     if (s == A3_SEC_MLP_ORDER) return check_perm(p, 1, (size_t)m->d_ff, seen, why, n);
-    return check_finite(p, cnt, why, n);
+    int rc = check_finite(p, cnt, why, n);
+    if (rc || !sec_at_open(s)) return rc;
+    /* The planner adds a layer's curve values (OV: squared singular values)
+     * and divides by such sums: each finite value does not make those
+     * finite (found by fuzzing: a singular value of 3e262). */
+    const double *v = p;
+    double sum = 0;
+    for (size_t i = 0; i < cnt; i++) sum += s == A3_SEC_OV_SV ? v[i] * v[i] : fabs(v[i]);
+    if (!isfinite(sum))
+        return why_set(why, n, "values too large: their sum%s overflows", s == A3_SEC_OV_SV ? " of squares" : "");
+    return 0;
 }
 
 static size_t scratch_bytes(const dims *m)

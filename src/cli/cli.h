@@ -44,6 +44,11 @@ int cli_pred_run(a3_model *m, const a3_cache *c, const char *out, const int32_t 
 int cli_tokenize(const char *model, int vocab, const char *const *texts, int n_texts, const char *ids_path,
                  int32_t **ids, size_t *n, char (*sha)[65], a3_err *err);
 
+/* The "created" stamp of a file a3 writes: now in UTC as
+ * 2026-01-31T12:00:00Z, or SOURCE_DATE_EPOCH (reproducible-builds.org)
+ * when set to a non-negative integer, so two runs compare byte for byte. */
+void cli_created_stamp(char *buf, size_t n);
+
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */
 int cli_fail(const char *cmd, const a3_err *err);
 /* cli_opt_fn for --dtype: f32, f16 or bf16 (any case) into the a3_dtype

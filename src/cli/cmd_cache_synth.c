@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "a3/cache.h"
 #include "a3/sha256.h"
@@ -36,6 +35,8 @@ static const char *HELP =
     "  --kv-heads K   KV heads (GQA groups; must divide the preset's heads),\n"
     "                 e.g. --like llama-7b --kv-heads 8\n"
     "  --seed S       generator seed (default 1)\n\n"
+    "The same options give the same bytes but for the \"created\" stamp,\n"
+    "which SOURCE_DATE_EPOCH (seconds since 1970) fixes too.\n\n"
     "exit codes: 0 ok, 1 write failed, 2 usage\n\n"
     "example:\n"
     "  a3 cache synth --like llama-7b -o 7b.cache && a3 tui 7b.cache\n";
@@ -139,10 +140,8 @@ static void fill_stats(a3_cache *c, int l, uint64_t *s)
 static char *synth_meta(const a3_cache *c, const char *like, const a3_synth_spec *sp, long seed)
 {
     char created[32], *out = malloc(2048);
-    time_t now = time(NULL);
-    struct tm tmv;
     if (!out) return NULL;
-    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+    cli_created_stamp(created, sizeof created);
     snprintf(out, 2048,
              "{\"format\":\"a3-cache\",\"version\":%d,\"tool\":\"a3 %s\",\"created\":\"%s\",\"synthetic\":true,"
              "\"model\":{\"path\":\"synthetic:%s\",\"fingerprint\":\"%s\",\"architecture\":\"LlamaForCausalLM\","

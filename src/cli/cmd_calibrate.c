@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "a3/cache.h"
 #include "a3/cleanup.h"
@@ -244,13 +243,7 @@ static int run(calib_opts *o, a3_model *m, a3_err *err)
         rc = a3_model_fingerprint(o->model, c->fingerprint, err);
     }
     a3_calib_opts co = {.mlp_full = o->mlp_full, .checkpoint_dir = ckdir, .resume = o->resume};
-    /* SOURCE_DATE_EPOCH (reproducible-builds.org) fixes the stamp, so two
-     * runs of one calibration can be compared byte for byte. */
-    const char *sde = getenv("SOURCE_DATE_EPOCH");
-    char *end;
-    long long epoch = sde ? strtoll(sde, &end, 10) : -1;
-    time_t now = sde && *sde && !*end && epoch >= 0 ? (time_t)epoch : time(NULL);
-    strftime(co.created, sizeof co.created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cli_created_stamp(co.created, sizeof co.created);
     cli_progress pr;
     cli_progress_init(&pr, "tok");
     if (rc == A3_OK) rc = a3_calibrate(m, win, nw, L, &co, c, calib_cb, &pr, err);

@@ -3,10 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "a3/cleanup.h"
 #include "cli.h"
+
+void cli_created_stamp(char *buf, size_t n)
+{
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    char *end = NULL;
+    long long epoch = sde && *sde ? strtoll(sde, &end, 10) : -1;
+    time_t t = epoch >= 0 && end && !*end ? (time_t)epoch : time(NULL);
+    struct tm tmv;
+    if (!gmtime_r(&t, &tmv) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tmv)) snprintf(buf, n, "unknown");
+}
 
 int cli_fail(const char *cmd, const a3_err *err)
 {

@@ -192,9 +192,18 @@ static int run_layer(a3_model *m, int layer, const a3_layer_mats *mats, float *x
 
 int a3_model_final_norm(const a3_model *m, const float *x, size_t rows, float *out, a3_err *err)
 {
-    (void)err;
     a3_k_rmsnorm(out, x, m->final_norm, rows, m->cfg.d, m->cfg.rms_eps, m->threads);
-    return A3_OK;
+    /* The layers' outputs were checked, not this weight (found by fuzzing:
+     * a NaN in it, or a finite 3e37 times a normalized activation of 10),
+     * and the hidden states are the result callers keep. */
+    size_t d = (size_t)m->cfg.d;
+    if (a3_find_nonfinite(out, rows * d) < 0) return A3_OK;
+    const a3_st_tensor *t = a3_st_find(m->st, "model.norm.weight");
+    int64_t bad = a3_find_nonfinite(m->final_norm, d);
+    if (bad >= 0)
+        return a3_err_set(err, A3_EFORMAT, "%s: model.norm.weight: element %lld is NaN/Inf", t ? t->file : m->dir,
+                          (long long)bad);
+    return a3_err_set(err, A3_EFORMAT, "%s: non-finite activations after the final norm (overflow)", m->dir);
 }
 
 int a3_model_forward(a3_model *m, const int32_t *tokens, int n_seq, int seqlen, float *hidden_out,
