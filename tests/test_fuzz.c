@@ -1,8 +1,9 @@
 /* Hostile files against every loader, without libFuzzer (tests/fuzz/,
  * `make fuzz` runs the same targets under libFuzzer for as long as one
  * likes):
- *   - valid files of every format (the repository's own, and ones the a3
- *     binary writes) are accepted by their target;
+ *   - valid files of every format (the repository's own, ones the a3
+ *     binary writes, and a prediction sidecar of the pred target's own
+ *     tiny calibrated model) are accepted by their target;
  *   - the committed inputs in tests/fuzz/corpus/<target>/ (what libFuzzer
  *     found, kept after the fix) are refused, or accepted when named ok-*;
  *   - a few hundred deterministic mutants of each valid file (bit flips,
@@ -22,13 +23,14 @@
 
 typedef struct {
     const char *target;
-    char path[512];
+    char path[4200];
 } seed;
 
 #define MAX_SEEDS 40
 static seed seeds[MAX_SEEDS];
 static int n_seeds;
 static char tmp[64];
+static char pred_seed[64]; /* a valid sidecar (fz_pred_seed), removed at the end */
 
 static void add_seed(const char *target, const char *path)
 {
@@ -51,7 +53,7 @@ static void collect_seeds(void)
     add_seed("tokenizer_json", "samples/sample-model/tokenizer.json");
     /* the committed valid inputs (ok-*: small files of layouts the
      * repository has no other file of) */
-    char p[512];
+    char p[4200];
     for (int k = 0; k < fz_n_targets; k++) {
         char d[256];
         snprintf(d, sizeof d, "tests/fuzz/corpus/%s", fz_targets[k].name);
@@ -64,6 +66,8 @@ static void collect_seeds(void)
             }
         if (dp) closedir(dp);
     }
+    snprintf(pred_seed, sizeof pred_seed, "/tmp/a3-fuzz-pred.%d", (int)getpid());
+    if (fz_pred_seed(pred_seed) == 0) add_seed("pred", pred_seed);
     const char *sh = test_shared_data();
     if (sh) {
         snprintf(p, sizeof p, "%s/models/stories260K/tok512.bin", sh);
@@ -280,6 +284,7 @@ int main(void)
         int rc = write_seeds(to);
         fz_cleanup();
         if (tmp[0]) test_rm_rf(tmp);
+        if (pred_seed[0]) unlink(pred_seed);
         return rc;
     }
     RUN(test_valid_files);
@@ -287,5 +292,6 @@ int main(void)
     RUN(test_mutants);
     fz_cleanup();
     if (tmp[0]) test_rm_rf(tmp);
+    if (pred_seed[0]) unlink(pred_seed);
     return test_summary("fuzz");
 }

@@ -21,20 +21,26 @@
 #include "a3/llama2c.h"
 #include "a3/model.h"
 #include "a3/plan.h"
+#include "a3/pred.h"
 #include "a3/safetensors.h"
 #include "a3/tokenizer.h"
 #include "../helpers/files.h"
+#include "../helpers/fixture.h"
 
 /* ---- the private directory ----------------------------------------------------- */
 
 static char fz_dir[256];
 
+static tfix fz_fix;      /* the pred target's model and cache */
+static int fz_fix_state; /* 0 not made yet, 1 made, -1 failed */
+
 void fz_cleanup(void)
 {
+    if (fz_fix_state) tfix_down(&fz_fix), fz_fix_state = 0;
     if (!fz_dir[0]) return;
     static const char *const names[] = {"in.safetensors", "model/config.json", "model/model.safetensors",
                                         "cfg/config.json", "in.cache", "tokenizer.json", "tokenizer.bin",
-                                        "in.bin"};
+                                        "in.bin", "in.pred"};
     char p[320];
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         snprintf(p, sizeof p, "%s/%s", fz_dir, names[i]);
@@ -259,6 +265,69 @@ static int fz_cache(const uint8_t *data, size_t size)
     return A3_OK;
 }
 
+/* ---- prediction sidecar -------------------------------------------------------- */
+
+/* A sidecar belongs to one cache: the target's is a tiny calibrated model
+ * (tests/helpers/fixture.h, "gqa" with Ru), made once per process. A
+ * calibration is the same on every run of one machine, not across BLAS
+ * kernels, so no sidecar is committed: fz_pred_seed writes a valid one. */
+static const tfix *pred_fixture(void)
+{
+    if (!fz_fix_state) {
+        fz_fix_state = tfix_synth(&fz_fix, "gqa", 1, 4, 16, 7, 1) == 0 ? 1 : -1;
+        if (fz_fix_state < 0) {
+            fprintf(stderr, "fuzz pred: cannot make the fixture\n");
+            exit(2);
+        }
+        atexit(fz_cleanup);
+    }
+    return &fz_fix;
+}
+
+int fz_pred_seed(const char *path)
+{
+    const tfix *f = pred_fixture();
+    a3_err err = {0};
+    a3_pred *pr = NULL;
+    a3_probe_opts po = {.target = 0.3};
+    int rc = a3_pred_new(f->c, &pr, &err);
+    if (rc == A3_OK) rc = a3_pred_curves(f->m, f->c, pr, NULL, NULL, &err);
+    if (rc == A3_OK) rc = a3_probe(f->m, f->c, pr, f->win, f->nw, f->len, &po, NULL, NULL, &err);
+    if (rc == A3_OK) rc = a3_pred_save(pr, path, &err);
+    if (rc) fprintf(stderr, "fuzz pred: %s\n", err.msg);
+    a3_pred_free(pr);
+    return rc;
+}
+
+/* What loads is planned with (greedy uses the probe's sensitivities, the
+ * summary its NLL model): a plan from a sidecar that loaded has finite
+ * losses and validates. */
+static int fz_pred(const uint8_t *data, size_t size)
+{
+    const tfix *f = pred_fixture();
+    char path[320];
+    a3_err err = {0};
+    a3_pred *pr = NULL;
+    int rc = a3_pred_load(put("in.pred", data, size, path, sizeof path), f->c, &pr, &err);
+    if (rc != A3_OK) return rc;
+    a3_plan *p = NULL;
+    if (a3_plan_from_cache(f->c, &p, &err) != A3_OK) fz_fail("pred", "no plan from the fixture's cache");
+    a3_plan_default_methods(p, f->c);
+    p->budget = A3_BUDGET_PARAMS, p->budget_pct = 30;
+    for (int s = 0; s < 2; s++) {
+        p->alloc.strategy = s ? A3_STRATEGY_GREEDY : A3_STRATEGY_UNIFORM;
+        if (a3_plan_allocate_with(p, f->c, pr, &err) != A3_OK) continue;
+        if (a3_plan_validate(p, f->c, 0, &err) != A3_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            fz_fail("pred", "a plan allocated with a sidecar that loaded does not validate");
+        }
+        if (p->loss.nll_known && !isfinite(p->loss.dnll)) fz_fail("pred", "predicted NLL change not finite");
+    }
+    a3_plan_free(p);
+    a3_pred_free(pr);
+    return A3_OK;
+}
+
 /* ---- tokenizers ---------------------------------------------------------------- */
 
 /* Text with ASCII, multi-byte UTF-8, a control byte, invalid UTF-8 and
@@ -332,6 +401,7 @@ const fz_target fz_targets[] = {
     {"config", fz_config, "a config.json"},
     {"plan", fz_plan, "a plan JSON"},
     {"cache", fz_cache, "a calibration cache (CRCs fixed up)"},
+    {"pred", fz_pred, "a prediction sidecar (CACHE.pred) of a fixed cache"},
     {"tokenizer_json", fz_tokenizer_json, "a Hugging Face tokenizer.json"},
     {"tokenizer_bin", fz_tokenizer_bin, "a llama2.c tokenizer.bin"},
     {"llama2c", fz_llama2c, "a llama2.c checkpoint"},

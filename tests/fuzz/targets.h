@@ -28,6 +28,10 @@ extern const int fz_n_targets;
 /* The target named name, or NULL. */
 const fz_target *fz_find(const char *name);
 
+/* Write a valid sidecar for the pred target's own cache to path: 0, or
+ * an a3 error code with a message on stderr. */
+int fz_pred_seed(const char *path);
+
 /* Remove the temporary directory (also registered with atexit). */
 void fz_cleanup(void);
 
