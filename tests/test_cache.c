@@ -549,6 +549,8 @@ static int m_loss_huge(blob *f)
 {
     return set_f64(f, A3_SEC_MLP_LOSS, 0, 0, DBL_MAX) || set_f64(f, A3_SEC_MLP_LOSS, 0, 1, DBL_MAX);
 }
+static int m_loss_negative(blob *f) { return set_f64(f, A3_SEC_MLP_LOSS, 1, 3, -1e-300); }
+static int m_qk_ratio(blob *f) { return set_f64(f, A3_SEC_QK_LOSS, 0, 0, 1e-305); } /* group 0's width 0 */
 static int m_qk_dup(blob *f)
 {
     size_t at = sec_at(f, A3_SEC_QK_ORDER, 1);
@@ -613,6 +615,8 @@ static const corrupt_case CASES[] = {
     {"Inf in a loss curve", 0, m_inf, A3_EFORMAT, "QK_LOSS layer 0: element 0 is not finite", 0},
     {"singular values too large", 0, m_sv_huge, A3_EFORMAT, "OV_SV layer 1: values too large: their sum of squares overflows", 0},
     {"loss curve values too large", 0, m_loss_huge, A3_EFORMAT, "MLP_LOSS layer 0: values too large: their sum overflows", 0},
+    {"negative loss", 0, m_loss_negative, A3_EFORMAT, "MLP_LOSS layer 1: element 3 is negative", 0},
+    {"loss curve unbounded relative to width 0", 0, m_qk_ratio, A3_EFORMAT, "QK_LOSS layer 0: element 0: the curve's values reach", 0},
     {"QK_ORDER index twice", 0, m_qk_dup, A3_EFORMAT, "QK_ORDER layer 1: KV group 1: index", 1},
     {"QK_ORDER index out of range", 0, m_qk_range, A3_EFORMAT, "QK_ORDER layer 0: KV group 0: index 4 at position 2 outside [0, 4)", 1},
     {"QK_ORDER negative index", 0, m_qk_negative, A3_EFORMAT, "index -1 at position 0 outside", 1},

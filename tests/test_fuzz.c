@@ -13,6 +13,7 @@
  * A3_FUZZ_MUTANTS sets the mutants per valid file (default 1000).
  * A3_FUZZ_SEEDS=DIR: write the valid files to DIR/<target>/ instead of
  * testing (libFuzzer's starting corpus, scripts/fuzz.sh). */
+#define _GNU_SOURCE /* memmem, mkdtemp in the targets */
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -51,6 +52,7 @@ static void collect_seeds(void)
     add_seed("config", "tests/data/tiny-llama3/config.json");
     add_seed("config", "tests/data/tiny-qwen2/config.json");
     add_seed("tokenizer_json", "samples/sample-model/tokenizer.json");
+    add_seed("encode", "tests/peers/torture.txt");
     /* the committed valid inputs (ok-*: small files of layouts the
      * repository has no other file of) */
     char p[4200];

@@ -84,8 +84,12 @@ int a3_tok_encode(const a3_tokenizer *t, const char *text, size_t len,
  * negative code if buf is too small. Byte-fallback and byte-level tokens
  * may produce partial UTF-8 sequences; concatenating gives the text.
  * prev < 0 means "start of text" and strips that space too, so decoding
- * encode(x) (without BOS) from prev = -1 gives x back. Special tokens
- * decode to their own text (llama2.c BOS: "\n<s>\n", HF: "<s>"). */
+ * encode(x) (without BOS) from prev = -1 gives x back when the vocabulary
+ * spells every byte (byte fallback or byte-level) and x holds neither the
+ * space mark U+2581 nor an added token's text (after one, as in HF, a
+ * SentencePiece layout encodes the rest as a new start, with its space:
+ * "<unk>9" decodes as "<unk> 9"; tests/fuzz/, target encode). Special
+ * tokens decode to their own text (llama2.c BOS: "\n<s>\n", HF: "<s>"). */
 int a3_tok_decode(const a3_tokenizer *t, int prev, int id, char *buf,
                   size_t cap);
 

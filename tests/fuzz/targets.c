@@ -5,7 +5,7 @@
  * are exercised too, and a few invariants are checked where two library
  * paths must agree. An invariant that breaks calls fz_fail, which prints
  * and aborts: libFuzzer and the replay test both see the abort. */
-#define _GNU_SOURCE /* mkdtemp */
+#define _GNU_SOURCE /* mkdtemp, memmem */
 #include "targets.h"
 
 #include <math.h>
@@ -367,6 +367,51 @@ static int fz_tokenizer_json(const uint8_t *data, size_t size)
     return A3_OK;
 }
 
+/* The input as text, through two fixed tokenizers: the sample model's
+ * (SentencePiece layout with all 256 byte-fallback tokens, so decoding
+ * the ids gives the text back: a3_tok_decode's contract) and a Llama 3
+ * layout (regex split + byte-level BPE with a 26-token vocabulary: most
+ * text meets no token, which HF drops). Files are read relative to the
+ * repository root, where make fuzz and make check run. */
+static int fz_encode(const uint8_t *data, size_t size)
+{
+    static a3_tokenizer *sp, *bl;
+    a3_err err = {0};
+    if (!sp && (a3_tok_load_hf("samples/sample-model/tokenizer.json", &sp, &err) ||
+                a3_tok_load_hf("tests/fuzz/corpus/tokenizer_json/ok-llama3-layout.json", &bl, &err))) {
+        fprintf(stderr, "fuzz encode: %s (run from the repository root)\n", err.msg);
+        exit(2);
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = a3_tok_encode(sp, (const char *)data, size, 0, &ids, &n, &err);
+    if (rc != A3_OK) return rc;
+    /* The round trip holds for text without U+2581 (the tokenizer's own
+     * space mark: it decodes to a space) and without an added token's text
+     * (as in HF, the text after one is encoded as a new start, with the
+     * SentencePiece space before it: found by this target). */
+    static const char *const marks[] = {"\xe2\x96\x81", "<unk>", "<s>", "</s>"};
+    int mark = 0;
+    for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)
+        mark |= memmem(data, size, marks[i], strlen(marks[i])) != NULL;
+    char *back = malloc(4 * size + 64);
+    if (!back) exit(2);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = a3_tok_decode(sp, i ? ids[i - 1] : -1, ids[i], back + len, 4 * size + 64 - len);
+        if (w < 0) fz_fail("encode", "decode needs more than 4 bytes per input byte");
+        len += (size_t)w;
+    }
+    if (!mark && (len != size || memcmp(back, data, size) != 0)) fz_fail("encode", "decode(encode(text)) != text");
+    free(back), free(ids);
+    ids = NULL;
+    rc = a3_tok_encode(bl, (const char *)data, size, 1, &ids, &n, &err);
+    for (size_t i = 0; rc == A3_OK && i < n; i++)
+        if (ids[i] < 0 || ids[i] >= a3_tok_vocab_size(bl)) fz_fail("encode", "an id outside the vocabulary");
+    free(ids);
+    return rc;
+}
+
 static int fz_tokenizer_bin(const uint8_t *data, size_t size)
 {
     char path[320];
@@ -403,6 +448,7 @@ const fz_target fz_targets[] = {
     {"cache", fz_cache, "a calibration cache (CRCs fixed up)"},
     {"pred", fz_pred, "a prediction sidecar (CACHE.pred) of a fixed cache"},
     {"tokenizer_json", fz_tokenizer_json, "a Hugging Face tokenizer.json"},
+    {"encode", fz_encode, "text to encode with two fixed tokenizers"},
     {"tokenizer_bin", fz_tokenizer_bin, "a llama2.c tokenizer.bin"},
     {"llama2c", fz_llama2c, "a llama2.c checkpoint"},
 };
