@@ -46,7 +46,8 @@ int cli_tokenize(const char *model, int vocab, const char *const *texts, int n_t
 
 /* The "created" stamp of a file a3 writes: now in UTC as
  * 2026-01-31T12:00:00Z, or SOURCE_DATE_EPOCH (reproducible-builds.org)
- * when set to a non-negative integer, so two runs compare byte for byte. */
+ * when set to a non-negative integer before year 10000, so two runs
+ * compare byte for byte. buf holds at least 21 bytes. */
 void cli_created_stamp(char *buf, size_t n);
 
 /* Print "a3 <cmd>: <msg>" to stderr and return the exit status for err. */

@@ -16,7 +16,10 @@ void cli_created_stamp(char *buf, size_t n)
     long long epoch = sde && *sde ? strtoll(sde, &end, 10) : -1;
     time_t t = epoch >= 0 && end && !*end ? (time_t)epoch : time(NULL);
     struct tm tmv;
-    if (!gmtime_r(&t, &tmv) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tmv)) snprintf(buf, n, "unknown");
+    /* an epoch past what a year fits (gmtime fails) is ignored like a
+     * malformed one: the stamp is a date readers parse */
+    if (!gmtime_r(&t, &tmv) || tmv.tm_year > 9999 - 1900) t = time(NULL), gmtime_r(&t, &tmv);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tmv);
 }
 
 int cli_fail(const char *cmd, const a3_err *err)
