@@ -25,7 +25,10 @@ make --no-print-directory -j2 BUILD="$BUILD" "$BUILD/a3" "$BUILD/tests/test_fuzz
 flags=$(make --no-print-directory -s -p -n BUILD=$OUT 2>/dev/null | sed -n 's/^CPPFLAGS := //p' | head -n 1)
 libs=$(pkg-config --libs openblas lapacke libcjson ncursesw libpcre2-8 libutf8proc)
 
-rm -rf "$OUT/seeds" && mkdir -p "$OUT/seeds" "$OUT/crashes"
+rm -rf "$OUT/seeds" && mkdir -p "$OUT/seeds" "$OUT/crashes" "$OUT/tmp"
+# the targets' scratch files: a target that crashes cannot remove them, so
+# they stay under build-fuzz (make clean), not in /tmp
+export TMPDIR=$PWD/$OUT/tmp
 A3_BIN=$PWD/$BUILD/a3 A3_FUZZ_SEEDS=$PWD/$OUT/seeds "$BUILD/tests/test_fuzz"
 
 found=0
