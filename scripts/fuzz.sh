@@ -22,8 +22,10 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 make --no-print-directory -j2 BUILD=$OUT CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $SAN" \
     $OUT/liba3.a $OUT/tests/helpers/files.o $OUT/tests/helpers/fixture.o >/dev/null
 make --no-print-directory -j2 BUILD="$BUILD" "$BUILD/a3" "$BUILD/tests/test_fuzz" >/dev/null
-flags=$(make --no-print-directory -s -p -n BUILD=$OUT 2>/dev/null | sed -n 's/^CPPFLAGS := //p' | head -n 1)
-libs=$(pkg-config --libs openblas lapacke libcjson ncursesw libpcre2-8 libutf8proc)
+# the Makefile's own preprocessor flags and libraries (its database, -p)
+db=$(make --no-print-directory -s -p -n BUILD=$OUT 2>/dev/null)
+flags=$(printf '%s\n' "$db" | sed -n 's/^CPPFLAGS := //p' | head -n 1)
+libs=$(printf '%s\n' "$db" | sed -n 's/^LDLIBS := //p' | head -n 1)
 
 rm -rf "$OUT/seeds" && mkdir -p "$OUT/seeds" "$OUT/crashes" "$OUT/tmp"
 # the targets' scratch files: a target that crashes cannot remove them, so
@@ -36,7 +38,7 @@ for t in $targets; do
     bin=$OUT/fuzz_$t
     # shellcheck disable=SC2086
     clang $flags -DFZ_TARGET="\"$t\"" -O1 -g -fsanitize=fuzzer $SAN -Itests \
-        -o "$bin" tests/fuzz/fuzz_main.c tests/fuzz/targets.c $OUT/tests/helpers/files.o $OUT/tests/helpers/fixture.o $OUT/liba3.a $libs -lpthread -lm
+        -o "$bin" tests/fuzz/fuzz_main.c tests/fuzz/targets.c $OUT/tests/helpers/files.o $OUT/tests/helpers/fixture.o $OUT/liba3.a $libs
     mkdir -p "$OUT/corpus/$t"
     for d in "$OUT/seeds/$t" "tests/fuzz/corpus/$t"; do
         [ -d "$d" ] && cp -n "$d"/* "$OUT/corpus/$t/" 2>/dev/null || true

@@ -6,7 +6,7 @@
  *     tiny calibrated model) are accepted by their target;
  *   - the committed inputs in tests/fuzz/corpus/<target>/ (what libFuzzer
  *     found, kept after the fix) are refused, or accepted when named ok-*;
- *   - a few hundred deterministic mutants of each valid file (bit flips,
+ *   - 1000 deterministic mutants of each valid file (bit flips,
  *     truncations, interesting values, cut and repeated ranges) run through
  *     the target: each must be accepted or refused, never crash, and the
  *     targets' invariants must hold (under `make sanitize` too).
@@ -32,6 +32,28 @@ static seed seeds[MAX_SEEDS];
 static int n_seeds;
 static char tmp[64];
 
+/* Call fn(target, path, name) for each file of tests/fuzz/corpus/<target>/
+ * (names starting with '.' skipped); the number of files. */
+static int walk_corpus(void (*fn)(const fz_target *t, const char *path, const char *name))
+{
+    int files = 0;
+    for (int k = 0; k < fz_n_targets; k++) {
+        char d[256];
+        snprintf(d, sizeof d, "tests/fuzz/corpus/%s", fz_targets[k].name);
+        DIR *dp = opendir(d);
+        struct dirent *e;
+        while (dp && (e = readdir(dp)))
+            if (e->d_name[0] != '.') {
+                char p[600];
+                snprintf(p, sizeof p, "%s/%s", d, e->d_name);
+                fn(&fz_targets[k], p, e->d_name);
+                files++;
+            }
+        if (dp) closedir(dp);
+    }
+    return files;
+}
+
 static void add_seed(const char *target, const char *path)
 {
     if (n_seeds < MAX_SEEDS && access(path, R_OK) == 0) {
@@ -39,6 +61,11 @@ static void add_seed(const char *target, const char *path)
         snprintf(seeds[n_seeds].path, sizeof seeds[n_seeds].path, "%s", path);
         n_seeds++;
     }
+}
+
+static void add_ok_seed(const fz_target *t, const char *path, const char *name)
+{
+    if (strncmp(name, "ok-", 3) == 0) add_seed(t->name, path);
 }
 
 /* Valid files: the repository's, and a model, a cache and a plan the a3
@@ -54,19 +81,8 @@ static void collect_seeds(void)
     add_seed("encode", "tests/peers/torture.txt");
     /* the committed valid inputs (ok-*: small files of layouts the
      * repository has no other file of) */
+    walk_corpus(add_ok_seed);
     char p[4200];
-    for (int k = 0; k < fz_n_targets; k++) {
-        char d[256];
-        snprintf(d, sizeof d, "tests/fuzz/corpus/%s", fz_targets[k].name);
-        DIR *dp = opendir(d);
-        struct dirent *e;
-        while (dp && (e = readdir(dp)))
-            if (strncmp(e->d_name, "ok-", 3) == 0) {
-                snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-                add_seed(fz_targets[k].name, p);
-            }
-        if (dp) closedir(dp);
-    }
     if (!test_tmpdir(tmp, sizeof tmp)) {
         tmp[0] = '\0';
         fprintf(stderr, "  note: no temporary directory: no pred, model, cache or plan seeds\n");
@@ -134,33 +150,29 @@ static void test_valid_files(void)
         if (!per[k] && run_a3_bin() && test_shared_data()) CHECKF(0, "no valid file for target %s", fz_targets[k].name);
 }
 
+/* A committed input is refused by its target, or accepted if named ok-*. */
+static void check_committed(const fz_target *t, const char *path, const char *name)
+{
+    int rc = -1;
+    CHECKF(run_file(t, path, &rc) == 0, "cannot read %s", path);
+    int want_ok = strncmp(name, "ok-", 3) == 0;
+    CHECKF((rc == A3_OK) == want_ok, "%s: %s (rc %d)", path, want_ok ? "refused" : "accepted", rc);
+}
+
 static void test_corpus(void)
 {
-    int files = 0;
-    for (int k = 0; k < fz_n_targets; k++) {
-        char d[256];
-        snprintf(d, sizeof d, "tests/fuzz/corpus/%s", fz_targets[k].name);
-        DIR *dp = opendir(d);
-        if (!dp) continue;
-        struct dirent *e;
-        while ((e = readdir(dp))) {
-            if (e->d_name[0] == '.') continue;
-            char p[600];
-            snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-            int rc = -1;
-            CHECKF(run_file(&fz_targets[k], p, &rc) == 0, "cannot read %s", p);
-            int want_ok = strncmp(e->d_name, "ok-", 3) == 0;
-            CHECKF((rc == A3_OK) == want_ok, "%s: %s (rc %d)", p, want_ok ? "refused" : "accepted", rc);
-            files++;
-        }
-        closedir(dp);
-    }
-    CHECKF(files > 0, "no committed inputs under tests/fuzz/corpus");
+    CHECKF(walk_corpus(check_committed) > 0, "no committed inputs under tests/fuzz/corpus");
 }
 
 /* ---- deterministic mutants ------------------------------------------------------ */
 
 static uint64_t rng; /* xorshift64 state, never 0 */
+
+static uint64_t fnv1a(uint64_t h, const char *str)
+{
+    for (; *str; str++) h = (h ^ (unsigned char)*str) * 0x100000001b3ull;
+    return h;
+}
 static uint64_t next(void)
 {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -248,10 +260,7 @@ static void test_mutants(void)
         /* the same mutants on every machine, whatever order the files come
          * in: the generator restarts from the target and file name */
         const char *base = strrchr(seeds[i].path, '/');
-        rng = 0xcbf29ce484222325ull;
-        for (const char *c = seeds[i].target; *c; c++) rng = (rng ^ (unsigned char)*c) * 0x100000001b3ull;
-        for (const char *c = base ? base + 1 : seeds[i].path; *c; c++) rng = (rng ^ (unsigned char)*c) * 0x100000001b3ull;
-        rng |= 1;
+        rng = fnv1a(fnv1a(0xcbf29ce484222325ull, seeds[i].target), base ? base + 1 : seeds[i].path) | 1;
         for (int k = 0; k < m; k++) {
             unsigned char *b = NULL;
             size_t len = mutate(src, n, &b);
@@ -284,20 +293,24 @@ static int write_seeds(const char *dir)
     return 0;
 }
 
+static void cleanup(void)
+{
+    fz_cleanup();
+    if (tmp[0]) test_rm_rf(tmp);
+}
+
 int main(void)
 {
     collect_seeds();
     const char *to = getenv("A3_FUZZ_SEEDS");
     if (to && *to) {
         int rc = write_seeds(to);
-        fz_cleanup();
-        if (tmp[0]) test_rm_rf(tmp);
+        cleanup();
         return rc;
     }
     RUN(test_valid_files);
     RUN(test_corpus);
     RUN(test_mutants);
-    fz_cleanup();
-    if (tmp[0]) test_rm_rf(tmp);
+    cleanup();
     return test_summary("fuzz");
 }

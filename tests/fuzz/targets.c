@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "a3/cache.h"
+#include "a3/cleanup.h"
 #include "a3/config.h"
 #include "a3/crc32.h"
 #include "a3/llama2c.h"
@@ -29,6 +30,8 @@
 
 /* ---- the private directory ----------------------------------------------------- */
 
+/* Flat but for one flat subdirectory, model/ (config.json and
+ * model.safetensors: the model and config targets' model directory). */
 static char fz_dir[256];
 
 static tfix fz_fix;      /* the pred target's model and cache */
@@ -38,20 +41,17 @@ void fz_cleanup(void)
 {
     if (fz_fix_state) tfix_down(&fz_fix), fz_fix_state = 0;
     if (!fz_dir[0]) return;
-    static const char *const names[] = {"in.safetensors", "model/config.json", "model/model.safetensors",
-                                        "cfg/config.json", "in.cache", "tokenizer.json", "tokenizer.bin",
-                                        "in.bin", "in.pred"};
     char p[320];
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        snprintf(p, sizeof p, "%s/%s", fz_dir, names[i]);
-        unlink(p);
-    }
     snprintf(p, sizeof p, "%s/model", fz_dir);
-    rmdir(p);
-    snprintf(p, sizeof p, "%s/cfg", fz_dir);
-    rmdir(p);
-    rmdir(fz_dir);
+    a3_cleanup_remove(p);
+    a3_cleanup_remove(fz_dir);
     fz_dir[0] = '\0';
+}
+
+static void cleanup_at_exit(void)
+{
+    static int registered;
+    if (!registered++) atexit(fz_cleanup);
 }
 
 static void fz_fail(const char *target, const char *what)
@@ -71,16 +71,17 @@ static const char *dir(void)
         perror("fuzz: mkdtemp");
         exit(2);
     }
-    atexit(fz_cleanup);
+    cleanup_at_exit();
     char p[320];
     snprintf(p, sizeof p, "%s/model", fz_dir);
-    if (mkdir(p, 0700) != 0) exit(2);
-    snprintf(p, sizeof p, "%s/cfg", fz_dir);
-    if (mkdir(p, 0700) != 0) exit(2);
+    if (mkdir(p, 0700) != 0) {
+        perror(p);
+        exit(2);
+    }
     return fz_dir;
 }
 
-/* dir()/name with the input's bytes in it; NULL (and a message) if the
+/* dir()/name with the input's bytes in it; exits with a message if the
  * write failed, which is the harness's problem, not the input's. */
 static const char *put(const char *name, const uint8_t *data, size_t size, char *path, size_t cap)
 {
@@ -162,8 +163,8 @@ static int fz_model(const uint8_t *data, size_t size)
 static int fz_config(const uint8_t *data, size_t size)
 {
     char path[320];
-    put("cfg/config.json", data, size, path, sizeof path);
-    snprintf(path, sizeof path, "%s/cfg", dir());
+    put("model/config.json", data, size, path, sizeof path);
+    snprintf(path, sizeof path, "%s/model", dir());
     a3_err err = {0};
     a3_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -202,22 +203,19 @@ static int fz_plan(const uint8_t *data, size_t size)
 
 /* ---- calibration cache --------------------------------------------------------- */
 
-static uint32_t le32(const uint8_t *p) { return tf_get_le32(p); }
-static uint64_t le64(const uint8_t *p) { return tf_get_le64(p); }
-
 /* Recompute the metadata's and every whole section's CRC in b, so that the
  * mutations reach the checks behind the CRCs (the CRC checks themselves
  * are tests/test_cache.c's). Layout: include/a3/cache.h. */
 static void fix_crcs(uint8_t *b, size_t n)
 {
     if (n < 28) return;
-    uint64_t J = le64(b + 16);
+    uint64_t J = tf_get_le64(b + 16);
     if (J > n - 28) return;
     tf_put_le32(b + 24 + J, a3_crc32(b + 24, (size_t)J));
     size_t off = 28 + (size_t)J;
     while (off + 24 <= n) {
-        uint64_t cnt = le64(b + off + 8);
-        size_t es = le32(b + off + 16) == 1 ? 4 : 8;
+        uint64_t cnt = tf_get_le64(b + off + 8);
+        size_t es = tf_get_le32(b + off + 16) == 1 ? 4 : 8;
         if (cnt > (n - off - 24) / es) return;
         tf_put_le32(b + off + 20, a3_crc32(b + off + 24, (size_t)cnt * es));
         off += 24 + (size_t)cnt * es;
@@ -279,7 +277,7 @@ static const tfix *pred_fixture(void)
             fprintf(stderr, "fuzz pred: cannot make the fixture\n");
             exit(2);
         }
-        atexit(fz_cleanup);
+        cleanup_at_exit();
     }
     return &fz_fix;
 }
