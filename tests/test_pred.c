@@ -424,7 +424,23 @@ static void test_probe_matches_apply(void)
         CHECK(q->joint_known && q->joint_dnll == f.pr->joint_dnll && q->joint_sum == f.pr->joint_sum &&
               q->joint_root == f.pr->joint_root);
     }
-    a3_pred_free(q);
+    a3_pred_free(q), q = NULL;
+    /* curves whose values are finite but make the planner's relative losses
+     * not (a loss of -1e308 over a width-0 loss of 1e-307: NaN plans) are
+     * refused at load, as the cache's are (a3_curves_check) */
+    double *refit = f.pr->mlp[A3_MLP_METHOD_A3_REFIT], keep0 = refit[0], keep3 = refit[3];
+    char bad_path[4400];
+    snprintf(bad_path, sizeof bad_path, "%s.bad", path);
+    refit[0] = 1e-307, refit[3] = -1e308;
+    CHECKF(a3_pred_save(f.pr, bad_path, &err) == 0, "%s", err.msg);
+    CHECKF(a3_pred_load(bad_path, f.c, &q, &err) == A3_EFORMAT && !q &&
+               strstr(err.msg, "curves.mlp.a3-refit: element 3 is negative"),
+           "%s", err.msg);
+    refit[3] = 1.0; /* no negative value now: the bound on width 0 */
+    CHECK(a3_pred_save(f.pr, bad_path, &err) == 0);
+    CHECKF(a3_pred_load(bad_path, f.c, &q, &err) == A3_EFORMAT && strstr(err.msg, "times its value at width 0"),
+           "%s", err.msg);
+    refit[0] = keep0, refit[3] = keep3;
     /* a plan on the sidecar: exact curves, predicted NLL = sum of the
      * interpolated per-component changes, kept through the JSON file */
     a3_plan *pl = NULL;

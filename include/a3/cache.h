@@ -110,6 +110,19 @@ a3_cache *a3_cache_new(int d, int n_layers, int n_heads, int n_kv_heads,
                        int head_dim, int d_ff, int mlp_full);
 void a3_cache_free(a3_cache *c); /* accepts NULL */
 
+/* Whether n finite values, curves of len values each (the loss at widths
+ * 0, 1, ...), are fit for the planner, which adds curve values and divides
+ * by a curve's value at width 0 (finite values alone were not: fuzzing
+ * found a loss of -1e308 over one of 1e-307 giving NaN plans). Their sum
+ * of magnitudes is finite; no value is below -tol times its curve's
+ * largest (0 for tail sums; a little above for curves whose terms cancel
+ * and so round); no value is over 1e300 times its curve's value at width
+ * 0 (curves need not fall with width: only a bound, keeping relative
+ * losses and their sums over layers finite). 0, or -1 with the reason
+ * ("element I ...") in why. The cache's QK_LOSS and MLP_LOSS (load and
+ * save) and the prediction sidecar's curves (load) are checked with it. */
+int a3_curves_check(const double *v, size_t n, size_t len, double tol, char *why, size_t why_n);
+
 /* Element count of a section for these dims (0 if absent, e.g. RU). */
 size_t a3_cache_section_len(const a3_cache *c, a3_cache_section s);
 /* Pointer to a layer's section array (double* or int32_t* as void*); NULL

@@ -354,31 +354,31 @@ static int check_values(const dims *m, a3_cache_section s, const void *p, size_t
     if (s == A3_SEC_MLP_ORDER) return check_perm(p, 1, (size_t)m->d_ff, seen, why, n);
     int rc = check_finite(p, cnt, why, n);
     if (rc || !sec_at_open(s)) return rc;
-    /* The planner adds a layer's curve values (OV: squared singular values)
-     * and divides by such sums; finite values alone do not make those
-     * finite (found by fuzzing: a singular value of 3e262, a loss of
-     * -1e308 over one of 1e-307). So: the sums are finite; no value is
-     * negative (losses are sums of squares and singular values, but a QK
-     * curve adds cross terms, so -1e-9 of its largest value is let through
-     * as rounding); a curve's values are at most 1e300 times its value at
-     * width 0 (QK curves need not fall with width, so only a bound: the
-     * relative losses and their sum over up to A3_CACHE_MAX_COUNT layers
-     * stay finite). */
     const double *v = p;
+    if (s == A3_SEC_QK_LOSS) return a3_curves_check(v, cnt, (size_t)m->head_dim / 2 + 1, 1e-9, why, n) ? -1 : 0;
+    if (s == A3_SEC_MLP_LOSS) return a3_curves_check(v, cnt, cnt, 0, why, n) ? -1 : 0; /* tail sums: exact */
+    /* OV_SV: singular values, whose squares the planner adds (a value of
+     * 3e262, found by fuzzing, overflows them) */
     double sum = 0;
-    for (size_t i = 0; i < cnt; i++) sum += s == A3_SEC_OV_SV ? v[i] * v[i] : fabs(v[i]);
-    if (!isfinite(sum))
-        return why_set(why, n, "values too large: their sum%s overflows", s == A3_SEC_OV_SV ? " of squares" : "");
-    size_t len = s == A3_SEC_QK_LOSS ? (size_t)m->head_dim / 2 + 1 : s == A3_SEC_OV_SV ? (size_t)m->head_dim
-                                                                                       : (size_t)m->d_ff + 1;
-    for (size_t c0 = 0; c0 + len <= cnt; c0 += len) {
+    for (size_t i = 0; i < cnt; i++) {
+        if (v[i] < 0) return why_set(why, n, "element %zu is negative (%g)", i, v[i]);
+        sum += v[i] * v[i];
+    }
+    return isfinite(sum) ? 0 : why_set(why, n, "values too large: their sum of squares overflows");
+}
+
+int a3_curves_check(const double *v, size_t n, size_t len, double tol, char *why, size_t why_n)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += fabs(v[i]);
+    if (!isfinite(sum)) return why_set(why, why_n, "values too large: their sum overflows");
+    for (size_t c0 = 0; len && c0 + len <= n; c0 += len) {
         double big = 0;
         for (size_t i = c0; i < c0 + len; i++) big = fmax(big, fabs(v[i]));
         for (size_t i = c0; i < c0 + len; i++)
-            if (v[i] < (s == A3_SEC_QK_LOSS ? -1e-9 * big : 0.0))
-                return why_set(why, n, "element %zu is negative (%g)", i, v[i]);
-        if (s != A3_SEC_OV_SV && v[c0] > 0 && big / v[c0] > 1e300)
-            return why_set(why, n, "element %zu: the curve's values reach %g times its value at width 0 (%g)", c0,
+            if (v[i] < -tol * big) return why_set(why, why_n, "element %zu is negative (%g)", i, v[i]);
+        if (v[c0] > 0 && big / v[c0] > 1e300)
+            return why_set(why, why_n, "element %zu: the curve's values reach %g times its value at width 0 (%g)", c0,
                            big / v[c0], v[c0]);
     }
     return 0;

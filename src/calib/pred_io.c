@@ -25,6 +25,12 @@ static size_t curve_len(const a3_pred *p, a3_comp k)
     return (size_t)p->n_layers * (p->d_ff + 1);
 }
 
+/* Curves of kind k (one per layer and KV group; the MLP's one per layer). */
+static size_t curve_count(const a3_pred *p, a3_comp k)
+{
+    return (size_t)p->n_layers * (k == A3_COMP_MLP ? 1 : (size_t)p->n_kv_heads);
+}
+
 static int method_count(a3_comp k)
 {
     return k == A3_COMP_QK ? A3_QK_METHOD_COUNT : k == A3_COMP_OV ? A3_OV_METHOD_COUNT : A3_MLP_METHOD_COUNT;
@@ -206,6 +212,10 @@ static int from_json(const cJSON *r, const char *path, const a3_cache *c, a3_pre
             }
             if (get_array(a, curve_len(p, (a3_comp)k), dst))
                 return bad(err, path, where, "missing, wrong length or not finite numbers");
+            char why[128];
+            if (a3_curves_check(dst, curve_len(p, (a3_comp)k), curve_len(p, (a3_comp)k) / curve_count(p, (a3_comp)k),
+                                1e-9, why, sizeof why))
+                return bad(err, path, where, why);
         }
     }
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(r, "probe");
